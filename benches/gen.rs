@@ -1,0 +1,57 @@
+//! Generator throughput (GB/s) by thread count and data profile.
+//!
+//! `cargo bench --bench gen`. Buffers are 8 MiB, reused, the size `gen` writes with by default; the
+//! side-by-side comparison with peers is `benches/side_by_side.sh`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dgen_engine::gen::aes::Kernel;
+use dgen_engine::{Generator, Profile};
+
+const BUF: usize = 8 << 20;
+
+fn fill(c: &mut Criterion) {
+    let profiles = [
+        ("D1-C1", 1.0, 1.0, 4096),
+        ("D2-C2", 2.0, 2.0, 4096),
+        ("D1-C3", 1.0, 3.0, 4096),
+        ("D4-C5-512B", 4.0, 5.0, 512),
+        ("D1-C1-1MiB", 1.0, 1.0, 1 << 20),
+    ];
+    let mut group = c.benchmark_group("fill");
+    group.throughput(Throughput::Bytes(BUF as u64));
+    let max_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for threads in [1, 2, 4].into_iter().filter(|&t| t <= max_threads) {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for (name, d, cr, unit) in profiles {
+            let gen = Generator::new(42, Profile::new(d, cr, unit).unwrap());
+            let mut buf = vec![0u8; BUF];
+            let mut offset = 0u64;
+            group.bench_function(BenchmarkId::new(name, format!("{threads}t")), |b| {
+                b.iter(|| {
+                    pool.install(|| gen.fill_par(0, offset, &mut buf));
+                    offset += BUF as u64;
+                })
+            });
+        }
+    }
+    group.finish();
+
+    // The kernels side by side, one thread (identical bytes, different speed).
+    let mut group = c.benchmark_group("kernel");
+    group.throughput(Throughput::Bytes(BUF as u64));
+    for kernel in Kernel::all_available() {
+        let gen = Generator::with_kernel(42, Profile::default(), kernel);
+        let mut buf = vec![0u8; BUF];
+        if kernel == Kernel::Soft {
+            group.sample_size(10);
+        }
+        group.bench_function(kernel.name(), |b| b.iter(|| gen.fill(0, 0, &mut buf)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fill);
+criterion_main!(benches);

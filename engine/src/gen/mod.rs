@@ -1,0 +1,327 @@
+//! The data model: synthetic bytes with an exact deduplication ratio and an exact compression ratio,
+//! chosen independently, as a pure function of (seed, profile, stream, offset).
+//!
+//! Layout of one stream:
+//! - It is cut into blocks of the *dedup unit* U (512 B … 1 MiB). [`dedup::DedupMap`] gives each block a
+//!   content id; equal ids mean identical blocks, so the map alone fixes the dedup ratio D.
+//! - A block's bytes come from its *block key* = PRF(seed, stream, content id) (a 10-round AES
+//!   permutation, so distinct contents always get distinct keys, and seeds s and s+1 share nothing).
+//! - Inside a block, every *granule* of min(U, 4 KiB) carries `R ≈ granule / C` bytes of keystream
+//!   (4-round AES-CTR under the block key, see [`aes`]) followed by a *filler* that repeats the granule's
+//!   own keystream with an odd period `P ≤ R`. Every LZ compressor (gzip's 32 KiB window included) sees
+//!   the filler as one match, so each granule compresses to about R bytes and the ratio is C whatever D
+//!   is; arrays that compress in 4 KiB+ chunks see the same ratio. The odd period keeps every 512-byte
+//!   sector of a block distinct, and the filler is never an all-zero run.
+//!
+//! Because every byte is a function of its position, [`Generator::fill`] gives random access and a
+//! streaming [`StreamReader`] gives the same bytes for any chunking; [`Generator::fill_par`] splits a
+//! buffer on fixed offsets, so the thread count cannot change the bytes either.
+
+pub mod aes;
+pub mod dedup;
+mod reader;
+
+pub use reader::StreamReader;
+
+use crate::error::Error;
+use crate::size::format_size;
+use aes::{Block, Kernel, StreamKeys, PRF_ROUNDS, STREAM_ROUNDS};
+use dedup::DedupMap;
+use rayon::prelude::*;
+use std::fmt;
+
+/// Smallest dedup unit: one sector.
+pub const MIN_UNIT: u64 = 512;
+/// Largest dedup unit.
+pub const MAX_UNIT: u64 = 1 << 20;
+/// Default dedup unit, the granularity most arrays deduplicate at.
+pub const DEFAULT_UNIT: u64 = 4096;
+/// Compression granule: the filler layout repeats every this many bytes (or every unit, if smaller).
+pub const GRANULE: u64 = 4096;
+/// Fresh keystream bytes per granule never drop below this, so blocks stay unique (≥ 128 random bits).
+pub const MIN_RANDOM: u64 = 16;
+/// The largest compress ratio is granule / this (128 for 4 KiB granules, 16 for 512 B units): beyond it
+/// the few bytes a compressor spends per match would be a large share of the output.
+pub const MIN_COMPRESSED: u64 = 32;
+/// Bytes an LZ compressor spends on the filler match (sequence header, literal-length bytes); taken off
+/// the keystream share so that the compressed size lands on granule / C rather than just above it.
+const MATCH_COST: f64 = 1.5;
+/// Largest dedup ratio accepted.
+pub const MAX_DEDUP: f64 = 1e6;
+/// `fill_par` hands out work in pieces of this size (or one unit, if larger), aligned to the stream.
+pub const PAR_PIECE: usize = 256 << 10;
+
+/// What the data looks like: dedup ratio, compress ratio, dedup unit. Built only through [`Profile::new`],
+/// so every `Profile` is valid.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Profile {
+    dedup: f64,
+    compress: f64,
+    unit: u64,
+}
+
+impl Profile {
+    /// Checks the values; errors name the workload key (`data.dedup`, `data.compress`, `data.dedup_unit`).
+    pub fn new(dedup: f64, compress: f64, unit: u64) -> Result<Profile, Error> {
+        let bad = |key: &'static str, value: String, reason: String| Error::InvalidValue {
+            key,
+            value,
+            reason,
+        };
+        if !unit.is_power_of_two() || !(MIN_UNIT..=MAX_UNIT).contains(&unit) {
+            return Err(bad(
+                "data.dedup_unit",
+                format!("{unit} B"),
+                "must be a power of two from 512 B to 1 MiB".into(),
+            ));
+        }
+        if !dedup.is_finite() || !(1.0..=MAX_DEDUP).contains(&dedup) {
+            return Err(bad(
+                "data.dedup",
+                dedup.to_string(),
+                "must be a number from 1 to 1000000".into(),
+            ));
+        }
+        let granule = unit.min(GRANULE);
+        let max_c = (granule / MIN_COMPRESSED) as f64;
+        if !compress.is_finite() || compress < 1.0 || compress > max_c {
+            return Err(bad(
+                "data.compress",
+                compress.to_string(),
+                format!(
+                    "must be a number from 1 to {max_c} for a {} dedup unit",
+                    format_size(unit)
+                ),
+            ));
+        }
+        Ok(Profile {
+            dedup,
+            compress,
+            unit,
+        })
+    }
+
+    pub fn dedup(&self) -> f64 {
+        self.dedup
+    }
+    pub fn compress(&self) -> f64 {
+        self.compress
+    }
+    pub fn unit(&self) -> u64 {
+        self.unit
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            dedup: 1.0,
+            compress: 1.0,
+            unit: DEFAULT_UNIT,
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dedup {} compress {} unit {}",
+            self.dedup,
+            self.compress,
+            format_size(self.unit)
+        )
+    }
+}
+
+/// Makes the bytes of any stream of a run. Cheap to clone; shareable across threads.
+#[derive(Clone, Debug)]
+pub struct Generator {
+    seed: u64,
+    profile: Profile,
+    kernel: Kernel,
+    unit: u64,
+    granule: usize,
+    /// Keystream bytes at the start of each granule.
+    random: usize,
+    /// Period of the filler (odd, ≤ `random`).
+    period: usize,
+    dedup: DedupMap,
+    prf_keys: [Block; PRF_ROUNDS + 1],
+}
+
+/// Keystream round keys are the block key xor these fixed constants (fractional digits of pi).
+const ROUND_TWEAKS: [Block; STREAM_ROUNDS] = [
+    [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344],
+    [0xA409_3822_299F_31D0, 0x082E_FA98_EC4E_6C89],
+    [0x4528_21E6_38D0_1377, 0xBE54_66CF_34E9_0C6C],
+    [0xC0AC_29B7_C97C_50DD, 0x3F84_D5B5_B547_0917],
+];
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Generator {
+    pub fn new(seed: u64, profile: Profile) -> Generator {
+        Self::with_kernel(seed, profile, Kernel::detect())
+    }
+
+    /// As [`Generator::new`] with a chosen kernel; the bytes are the same with any kernel.
+    pub fn with_kernel(seed: u64, profile: Profile, kernel: Kernel) -> Generator {
+        let mut s = seed;
+        let prf_keys = std::array::from_fn(|_| [splitmix64(&mut s), splitmix64(&mut s)]);
+        let granule = profile.unit.min(GRANULE) as usize;
+        let random = if profile.compress == 1.0 {
+            granule
+        } else {
+            ((granule as f64 / profile.compress - MATCH_COST).round() as usize)
+                .clamp(MIN_RANDOM as usize, granule)
+        };
+        let period = if random % 2 == 1 { random } else { random - 1 };
+        Generator {
+            seed,
+            profile,
+            kernel,
+            unit: profile.unit,
+            granule,
+            random,
+            period,
+            dedup: DedupMap::new(profile.dedup, profile.unit),
+            prf_keys,
+        }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Keystream round keys of one content of one stream.
+    #[inline]
+    fn block_keys(&self, stream: u64, content: u64) -> StreamKeys {
+        let k = aes::prf(self.kernel, &self.prf_keys, [content, stream]);
+        let mut keys = [k; STREAM_ROUNDS + 1];
+        for (key, tweak) in keys[1..].iter_mut().zip(ROUND_TWEAKS) {
+            *key = [k[0] ^ tweak[0], k[1] ^ tweak[1]];
+        }
+        keys
+    }
+
+    /// Writes bytes `[offset, offset + buf.len())` of stream `stream` into `buf`, on this thread.
+    pub fn fill(&self, stream: u64, offset: u64, buf: &mut [u8]) {
+        let mut pos = offset;
+        let mut out = buf;
+        while !out.is_empty() {
+            let block = pos / self.unit;
+            let start = (pos % self.unit) as usize;
+            let n = (self.unit as usize - start).min(out.len());
+            let (head, rest) = out.split_at_mut(n);
+            let keys = self.block_keys(stream, self.dedup.content(block));
+            self.fill_block(&keys, start, head);
+            out = rest;
+            pos += n as u64;
+        }
+    }
+
+    /// As [`Generator::fill`], split across the current rayon pool in pieces aligned to the stream (so the
+    /// result does not depend on the thread count).
+    pub fn fill_par(&self, stream: u64, offset: u64, buf: &mut [u8]) {
+        let piece = PAR_PIECE.max(self.unit as usize);
+        if buf.len() <= piece || rayon::current_num_threads() == 1 {
+            return self.fill(stream, offset, buf);
+        }
+        let head_len = ((piece as u64 - offset % piece as u64) % piece as u64) as usize;
+        let head_len = head_len.min(buf.len());
+        let (head, rest) = buf.split_at_mut(head_len);
+        self.fill(stream, offset, head);
+        let base = offset + head_len as u64;
+        rest.par_chunks_mut(piece)
+            .enumerate()
+            .for_each(|(i, chunk)| self.fill(stream, base + (i * piece) as u64, chunk));
+    }
+
+    /// A reader over bytes `[0, len)` of `stream`.
+    pub fn reader(&self, stream: u64, len: u64) -> StreamReader {
+        StreamReader::new(self.clone(), stream, len)
+    }
+
+    /// Bytes `[start, start + out.len())` of one block (`start + out.len() ≤ unit`).
+    fn fill_block(&self, keys: &StreamKeys, start: usize, out: &mut [u8]) {
+        if self.random == self.granule {
+            // Incompressible: the block is its keystream.
+            return aes::keystream(self.kernel, keys, start as u64, out);
+        }
+        let g = self.granule;
+        let mut pos = start;
+        let mut out = out;
+        while !out.is_empty() {
+            let g_start = pos / g * g;
+            let within = pos - g_start;
+            let n = (g - within).min(out.len());
+            let (head, rest) = out.split_at_mut(n);
+            if n == g {
+                self.fill_granule(keys, g_start, head);
+            } else {
+                let mut tmp = [0u8; GRANULE as usize];
+                self.fill_granule(keys, g_start, &mut tmp[..g]);
+                head.copy_from_slice(&tmp[within..within + n]);
+            }
+            out = rest;
+            pos += n;
+        }
+    }
+
+    /// One whole granule starting at block offset `g_start`: keystream, then the periodic filler.
+    #[inline]
+    fn fill_granule(&self, keys: &StreamKeys, g_start: usize, out: &mut [u8]) {
+        let (r, p) = (self.random, self.period);
+        aes::keystream(self.kernel, keys, g_start as u64, &mut out[..r]);
+        let mut q = r;
+        while q < out.len() {
+            let n = p.min(out.len() - q);
+            out.copy_within(q - p..q - p + n, q);
+            q += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filler_repeats_with_the_odd_period() {
+        let g = Generator::new(1, Profile::new(1.0, 3.0, 4096).unwrap());
+        let mut b = vec![0u8; 4096];
+        g.fill(0, 0, &mut b);
+        assert_eq!(g.random, 1364);
+        assert_eq!(g.period, 1363);
+        for i in g.random..4096 {
+            assert_eq!(b[i], b[i - g.period]);
+        }
+    }
+
+    #[test]
+    fn profile_rejects_bad_values() {
+        assert!(Profile::new(0.99, 1.0, 4096).is_err());
+        assert!(Profile::new(f64::NAN, 1.0, 4096).is_err());
+        assert!(Profile::new(1.0, 0.5, 4096).is_err());
+        assert!(Profile::new(1.0, 129.0, 4096).is_err());
+        assert!(Profile::new(1.0, 17.0, 512).is_err());
+        assert!(Profile::new(1.0, 1.0, 3000).is_err());
+        assert!(Profile::new(1.0, 1.0, 256).is_err());
+        assert!(Profile::new(1.0, 1.0, 2 << 20).is_err());
+        assert!(Profile::new(7.3, 128.0, 1 << 20).is_ok());
+        assert!(Profile::new(7.3, 16.0, 512).is_ok());
+    }
+}
