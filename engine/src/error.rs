@@ -1,5 +1,6 @@
-//! The library's one error type. Every variant carries what it concerns (the key, the path), so the
-//! binary can print a single line that tells the user what to fix.
+//! The library's one error type. Every variant carries what it concerns (the key, the path, the
+//! target), so the binary can print a single line that tells the user what to fix, and map the kind of
+//! failure to an exit code.
 
 use std::io;
 use std::path::PathBuf;
@@ -14,13 +15,25 @@ pub enum Error {
         reason: String,
     },
 
-    /// An I/O error on a named file or stream.
-    #[error("{path}: {source}")]
+    /// An I/O error on a named file.
+    #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+
+    /// A sink (storage target) failed or refused something; `target` names it.
+    #[error("{target}: {message}")]
+    Sink { target: String, message: String },
+
+    /// Not enough memory for the buffer pool, or a similar resource limit of this machine.
+    #[error("{0}")]
+    Resource(String),
+
+    /// The run was interrupted (Ctrl-C); everything open was aborted.
+    #[error("interrupted; open objects were aborted")]
+    Cancelled,
 }
 
 impl Error {
@@ -29,6 +42,18 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    pub fn sink(target: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Sink {
+            target: target.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether this is bad input from the user (as opposed to a failure of the storage or the machine).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::InvalidValue { .. })
     }
 }
 

@@ -1,14 +1,20 @@
 //! The `dgen-engine` command: parses the command line, calls the library, maps errors to exit codes
-//! (0 success, 1 a check failed, 2 usage or input error, 3 I/O error).
+//! (0 success, 1 a check failed, 2 usage or input error, 3 I/O error, 130 interrupted).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob, Observer};
 use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
+use dgen_engine::output::{write_stream, Pump};
+use dgen_engine::report;
+use dgen_engine::sink::stream::ObjectStream;
+use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, ObjectReader, Sink};
 use dgen_engine::size::{format_size, parse_size};
-use dgen_engine::Error;
+use dgen_engine::{verify, Error};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Parser)]
 #[command(
@@ -47,15 +53,56 @@ struct GenArgs {
     /// Generator threads (default: all cores).
     #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
     threads: Option<u32>,
-    /// Bytes per write.
-    #[arg(long, allow_hyphen_values = true, default_value = "8MiB", value_parser = buffer_arg)]
-    buffer_size: u64,
-    /// Output path; `-` is stdout.
+    /// Output path; `-` is stdout. A file is written under a temporary name and renamed when complete.
     #[arg(short, long, default_value = "-")]
     output: PathBuf,
-    /// No summary on stderr.
+    /// How files are written: io_uring (default where the kernel allows it) or pwrite.
+    #[arg(long, value_parser = engine_arg)]
+    engine: Option<FileEngine>,
+    /// Bypass the page cache (O_DIRECT), also for --verify's read-back.
+    #[arg(long)]
+    direct: bool,
+    /// Bytes per write (rounded up to the O_DIRECT alignment).
+    #[arg(long, allow_hyphen_values = true, default_value = "8MiB", value_parser = buffer_arg)]
+    buffer_size: u64,
+    /// Buffers in the pool; memory used for data is buffers × buffer size.
+    #[arg(long, allow_hyphen_values = true, default_value = "16", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    buffers: u32,
+    /// Writes in flight (io_uring queue depth, or pwrite threads).
+    #[arg(long, allow_hyphen_values = true, default_value = "8", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    queue_depth: u32,
+    /// Read the output back and compare it with the stream: exit 1 at the first difference.
+    #[arg(long)]
+    verify: bool,
+    /// Write nothing: compare an existing output file with the stream (exit 1 at the first difference).
+    #[arg(long, conflicts_with = "verify")]
+    verify_only: bool,
+    /// Compress the output: `zstd` or `zstd:LEVEL` (1–22); the file name gets `.zst`.
+    #[arg(long, value_parser = compress_arg)]
+    output_compress: Option<i32>,
+    /// No progress bar and no summary.
     #[arg(short, long)]
     quiet: bool,
+}
+
+fn engine_arg(s: &str) -> Result<FileEngine, String> {
+    s.parse()
+}
+
+fn compress_arg(s: &str) -> Result<i32, String> {
+    let (algo, level) = s.split_once(':').map_or((s, None), |(a, l)| (a, Some(l)));
+    if algo != "zstd" {
+        return Err(format!(
+            "unknown compressor '{algo}' (use zstd or zstd:LEVEL)"
+        ));
+    }
+    match level {
+        None => Ok(3),
+        Some(l) => match l.parse::<i32>() {
+            Ok(n) if (1..=22).contains(&n) => Ok(n),
+            _ => Err(format!("zstd level '{l}' must be a number from 1 to 22")),
+        },
+    }
 }
 
 fn size_arg(s: &str) -> Result<u64, String> {
@@ -132,6 +179,65 @@ fn profile_error(e: Error) -> Failure {
     }
 }
 
+/// Where `gen` writes.
+enum Output {
+    Stdout,
+    /// A device or pipe: written as a stream, in place.
+    Stream(PathBuf),
+    /// `/dev/null`: the null sink, which measures the engine alone.
+    Null,
+    /// A regular file: through a file sink, temporary name then rename.
+    File {
+        dir: PathBuf,
+        name: String,
+    },
+}
+
+fn classify(path: &Path) -> Result<Output, Failure> {
+    if path.as_os_str() == "-" {
+        return Ok(Output::Stdout);
+    }
+    if path == Path::new("/dev/null") {
+        return Ok(Output::Null);
+    }
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_file() && !m.is_dir() {
+            return Ok(Output::Stream(path.to_path_buf()));
+        }
+        if m.is_dir() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "invalid value '{}' for '--output': is a directory",
+                path.display()
+            )));
+        }
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "invalid value '{}' for '--output': not a file name",
+                path.display()
+            ))
+        })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok(Output::File { dir, name })
+}
+
+fn lib_error(e: Error) -> Failure {
+    match e {
+        Error::Cancelled => Failure {
+            code: 130,
+            error: e.into(),
+        },
+        e if e.is_usage() => Failure::usage(e),
+        e => Failure::io(e),
+    }
+}
+
 fn gen(args: GenArgs) -> Result<(), Failure> {
     let profile =
         Profile::new(args.dedup, args.compress, args.dedup_unit).map_err(profile_error)?;
@@ -140,52 +246,331 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
         .threads
         .map(|t| t as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| {
-            Failure::io(anyhow::anyhow!(
-                "cannot start {threads} generator threads: {e}"
-            ))
-        })?;
     let gen = Generator::new(seed, profile);
-    let to_stdout = args.output.as_os_str() == "-";
-    let mut out: Box<dyn Write> = if to_stdout {
-        Box::new(std::io::stdout().lock())
-    } else {
-        let f = std::fs::File::create(&args.output)
-            .with_context(|| format!("cannot create {}", args.output.display()))
-            .map_err(Failure::io)?;
-        Box::new(f)
-    };
-    let target = if to_stdout {
-        "stdout".to_string()
-    } else {
-        args.output.display().to_string()
-    };
-    let stats = dgen_engine::output::write_stream(
-        &gen,
-        0,
-        args.size,
-        &mut out,
-        &pool,
-        args.buffer_size as usize,
-    )
-    .with_context(|| format!("writing {target}"))
-    .map_err(Failure::io)?;
-    drop(out);
-    if !args.quiet {
-        let secs = stats.elapsed.as_secs_f64();
-        eprintln!(
-            "dgen-engine gen: {} ({} bytes) to {target} in {secs:.3} s = {:.2} GB/s; seed {seed}; {profile}; {threads} threads, {} kernel; {:.0}% of the time in write",
-            format_size(stats.bytes),
-            stats.bytes,
-            stats.bytes as f64 / secs.max(1e-9) / 1e9,
-            gen.kernel().name(),
-            100.0 * stats.write_time.as_secs_f64() / secs.max(1e-9),
-        );
+    let output = classify(&args.output)?;
+    if (args.verify || args.verify_only) && !matches!(output, Output::File { .. }) {
+        let flag = if args.verify {
+            "--verify"
+        } else {
+            "--verify-only"
+        };
+        return Err(Failure::usage(anyhow::anyhow!(
+            "'{flag}' needs a regular file for '--output'"
+        )));
     }
-    Ok(())
+    let cancel = install_cancel();
+    let headline = |bytes: u64, target: &str, elapsed: std::time::Duration| {
+        format!(
+            "dgen-engine gen: {} ({bytes} bytes) to {target} in {:.3} s = {:.2} GB/s; seed {seed}; {profile}; {threads} threads, {} kernel",
+            format_size(bytes),
+            elapsed.as_secs_f64(),
+            report::gbps(bytes, elapsed),
+            gen.kernel().name(),
+        )
+    };
+    let mut lines = Vec::new();
+    let mut verdict = None;
+    match output {
+        Output::Stdout | Output::Stream(_) => {
+            let (mut out, target): (Box<dyn Write>, String) = match &output {
+                Output::Stream(p) => (
+                    Box::new(
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(p)
+                            .with_context(|| format!("cannot open {}", p.display()))
+                            .map_err(Failure::io)?,
+                    ),
+                    p.display().to_string(),
+                ),
+                _ => (Box::new(std::io::stdout().lock()), "stdout".into()),
+            };
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| {
+                    Failure::io(anyhow::anyhow!(
+                        "cannot start {threads} generator threads: {e}"
+                    ))
+                })?;
+            let mut crc = Crc::new();
+            let stats = match args.output_compress {
+                None => stream_to(
+                    &gen,
+                    args.size,
+                    &mut out,
+                    &pool,
+                    args.buffer_size,
+                    &mut crc,
+                    cancel,
+                ),
+                Some(level) => {
+                    let mut z = zstd_encoder(&mut out, level, threads).map_err(Failure::io)?;
+                    let s = stream_to(
+                        &gen,
+                        args.size,
+                        &mut z,
+                        &pool,
+                        args.buffer_size,
+                        &mut crc,
+                        cancel,
+                    );
+                    z.finish()
+                        .with_context(|| format!("writing {target}"))
+                        .map_err(Failure::io)?;
+                    s
+                }
+            };
+            let stats = stats.map_err(|e| {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    lib_error(Error::Cancelled)
+                } else {
+                    Failure::io(anyhow::Error::new(e).context(format!("writing {target}")))
+                }
+            })?;
+            drop(out);
+            lines.push(headline(stats.bytes, &target, stats.elapsed));
+            lines.push(format!("crc32c of the data: 0x{:08x}", crc.value()));
+        }
+        Output::Null | Output::File { .. } => {
+            let (sink, name): (Box<dyn Sink>, String) = match &output {
+                Output::File { dir, name } => {
+                    let opts = FileOptions {
+                        engine: args.engine.unwrap_or(FileEngine::Auto),
+                        direct: args.direct,
+                        queue_depth: args.queue_depth as usize,
+                        create_root: false,
+                    };
+                    let sink = FileSink::new(dir, opts).map_err(lib_error)?;
+                    if let (Some(note), false) = (sink.note(), args.quiet) {
+                        eprintln!("note: {note}");
+                    }
+                    let name = if args.output_compress.is_some() {
+                        format!("{name}.zst")
+                    } else {
+                        name.clone()
+                    };
+                    (Box::new(sink), name)
+                }
+                _ => (Box::new(NullSink), "null".into()),
+            };
+            let cfg = ExecConfig {
+                buffer_size: args.buffer_size as usize,
+                buffers: args.buffers as usize,
+                threads,
+                open_objects: 1,
+                crc: true,
+            };
+            let exec = Executor::new(sink.as_ref(), gen.clone(), cfg).map_err(lib_error)?;
+            let target = match &output {
+                Output::File { dir, .. } => dir.join(&name).display().to_string(),
+                _ => "null".into(),
+            };
+            let caps = sink.capabilities();
+            let how = format!(
+                "{}{}",
+                caps.engine,
+                if args.direct { ", O_DIRECT" } else { "" }
+            );
+            let mut progress = report::Progress::new(args.size, !args.quiet);
+            let content = Content::Stream {
+                stream: 0,
+                offset: 0,
+            };
+            match args.output_compress {
+                _ if args.verify_only => {}
+                None => {
+                    let job = ObjectJob {
+                        name: name.clone(),
+                        size: args.size,
+                        content: content.clone(),
+                    };
+                    let stats = exec.run([job], &mut progress, cancel).map_err(lib_error);
+                    progress.finish();
+                    let stats = stats?;
+                    lines.push(headline(stats.bytes, &target, stats.elapsed));
+                    lines.push(format!(
+                        "engine {how}; pool {} ({} x {}); crc32c of the data: 0x{:08x}",
+                        format_size(exec.pool().bytes()),
+                        exec.pool().count(),
+                        format_size(exec.chunk_size() as u64),
+                        stats.objects[0].crc32c.unwrap_or(0)
+                    ));
+                    lines.extend(report::run_details(&stats, exec.chunk_size()));
+                }
+                Some(level) => {
+                    let started = std::time::Instant::now();
+                    let writer = sink.create(&name, None).map_err(lib_error)?;
+                    let mut stream = ObjectStream::new(writer, exec.pool().clone());
+                    let gen_pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .map_err(|e| {
+                            Failure::io(anyhow::anyhow!("cannot start generator threads: {e}"))
+                        })?;
+                    let mut crc = Crc::new();
+                    let result = (|| -> Result<u64, Failure> {
+                        let mut z =
+                            zstd_encoder(&mut stream, level, threads).map_err(Failure::io)?;
+                        let mut observe = |b: &[u8]| {
+                            crc.update(b);
+                            progress.progress(crc.len);
+                        };
+                        let pump = Pump {
+                            pool: &gen_pool,
+                            buffer_size: args.buffer_size as usize,
+                            cancel,
+                        };
+                        let s = write_stream(&gen, 0, args.size, &mut z, &pump, &mut observe);
+                        s.map_err(|e| stream_failure(e, &target))?;
+                        z.finish().map_err(|e| stream_failure(e, &target))?;
+                        Ok(crc.len)
+                    })();
+                    progress.finish();
+                    let bytes = result?;
+                    let ops = stream.ops;
+                    let compressed = stream.finish().map_err(lib_error)?;
+                    lines.push(headline(bytes, &target, started.elapsed()));
+                    lines.push(format!(
+                        "engine {how}; zstd level {level}: {} written ({:.2}:1) in {ops} writes; crc32c of the uncompressed data: 0x{:08x}",
+                        format_size(compressed),
+                        bytes as f64 / compressed.max(1) as f64,
+                        crc.value()
+                    ));
+                }
+            }
+            if args.verify || args.verify_only {
+                let reader = sink.open(&name).map_err(lib_error)?;
+                let size = reader.size();
+                let reader = std::sync::Mutex::new(reader);
+                let v = if args.output_compress.is_some() {
+                    let raw = ReaderAdapter {
+                        reader: &reader,
+                        pos: 0,
+                    };
+                    let dec = zstd::stream::read::Decoder::new(raw)
+                        .with_context(|| format!("reading {target}"))
+                        .map_err(Failure::io)?;
+                    verify::compare(
+                        verify::sequential(dec),
+                        None,
+                        &gen,
+                        &content,
+                        args.size,
+                        exec.pool(),
+                    )
+                } else {
+                    let read = |off: u64, buf: &mut [u8]| reader.lock().unwrap().read_at(off, buf);
+                    verify::compare(read, Some(size), &gen, &content, args.size, exec.pool())
+                };
+                let v = v.map_err(lib_error)?;
+                lines.push(format!("verify: {target}: {v}"));
+                verdict = Some(v);
+            }
+        }
+    }
+    if !args.quiet || verdict.as_ref().is_some_and(|v| !v.is_identical()) {
+        for l in &lines {
+            eprintln!("{l}");
+        }
+    }
+    match verdict {
+        Some(v) if !v.is_identical() => Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!("verify failed: {v}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn stream_failure(e: std::io::Error, target: &str) -> Failure {
+    if e.kind() == std::io::ErrorKind::Interrupted {
+        lib_error(Error::Cancelled)
+    } else {
+        Failure::io(anyhow::Error::new(e).context(format!("writing {target}")))
+    }
+}
+
+fn zstd_encoder<W: Write>(
+    out: W,
+    level: i32,
+    threads: usize,
+) -> anyhow::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut z = zstd::stream::write::Encoder::new(out, level).context("starting zstd")?;
+    z.multithread(threads as u32)
+        .context("starting zstd worker threads")?;
+    Ok(z)
+}
+
+fn stream_to(
+    gen: &Generator,
+    size: u64,
+    out: &mut dyn Write,
+    pool: &rayon::ThreadPool,
+    buffer_size: u64,
+    crc: &mut Crc,
+    cancel: &AtomicBool,
+) -> std::io::Result<dgen_engine::output::StreamStats> {
+    let pump = Pump {
+        pool,
+        buffer_size: buffer_size as usize,
+        cancel,
+    };
+    write_stream(gen, 0, size, out, &pump, &mut |b| crc.update(b))
+}
+
+/// A running CRC32C and byte count.
+struct Crc {
+    digest: crc_fast::Digest,
+    len: u64,
+}
+
+impl Crc {
+    fn new() -> Crc {
+        Crc {
+            digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi),
+            len: 0,
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        self.digest.update(b);
+        self.len += b.len() as u64;
+    }
+    fn value(&self) -> u32 {
+        self.digest.finalize() as u32
+    }
+}
+
+/// Sequential `io::Read` over an object reader.
+struct ReaderAdapter<'a> {
+    reader: &'a std::sync::Mutex<Box<dyn ObjectReader>>,
+    pos: u64,
+}
+
+impl std::io::Read for ReaderAdapter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self
+            .reader
+            .lock()
+            .unwrap()
+            .read_at(self.pos, buf)
+            .map_err(std::io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C sets a flag the pipeline checks, so a run aborts cleanly instead of dying mid-write.
+fn install_cancel() -> &'static AtomicBool {
+    let _ = ctrlc::set_handler(|| {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C: the user insists.
+            std::process::exit(130);
+        }
+    });
+    &CANCEL
 }
 
 fn random_seed() -> u64 {

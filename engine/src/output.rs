@@ -3,6 +3,7 @@
 
 use crate::gen::Generator;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,17 +16,27 @@ pub struct StreamStats {
     pub write_time: Duration,
 }
 
-/// Writes bytes `[0, len)` of `stream` to `out` in buffers of `buffer_size`, generating on `pool`.
+/// How a stream is pumped: generator threads, buffer size, and the cancellation flag.
+pub struct Pump<'a> {
+    pub pool: &'a rayon::ThreadPool,
+    pub buffer_size: usize,
+    /// Set (by Ctrl-C) to stop early with an `Interrupted` error.
+    pub cancel: &'a AtomicBool,
+}
+
+/// Writes bytes `[0, len)` of `stream` to `out`. `each` sees every buffer before it is written
+/// (checksums, progress).
 pub fn write_stream(
     gen: &Generator,
     stream: u64,
     len: u64,
     out: &mut dyn Write,
-    pool: &rayon::ThreadPool,
-    buffer_size: usize,
+    pump: &Pump,
+    each: &mut dyn FnMut(&[u8]),
 ) -> io::Result<StreamStats> {
     let start = Instant::now();
-    let buffer_size = buffer_size.max(1);
+    let (pool, cancel) = (pump.pool, pump.cancel);
+    let buffer_size = pump.buffer_size.max(1);
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(1);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..2 {
@@ -49,6 +60,11 @@ pub fn write_stream(
         });
         let mut result = Ok(());
         for (buf, n) in full_rx.iter() {
+            if cancel.load(Ordering::Relaxed) {
+                result = Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+                break;
+            }
+            each(&buf[..n]);
             let t = Instant::now();
             if let Err(e) = out.write_all(&buf[..n]) {
                 result = Err(e);

@@ -4,3 +4,5 @@ mod cli;
 mod common;
 mod determinism;
 mod fidelity;
+mod sinks;
+mod writes;

@@ -1,0 +1,470 @@
+//! Local files: a directory is the target root, object names are paths below it.
+//!
+//! An object is written to a hidden temporary name beside its final one (`.NAME.dgen-tmp.PID.N`), then
+//! fsynced, renamed and its directory fsynced: a file under the final name is always complete. Abort,
+//! an error, or a crash leaves at most the temporary, never a short file under the real name.
+//!
+//! Two engines: `pwrite` (a pool of worker threads, one synchronous `pwrite` each, queue depth =
+//! threads) and `io_uring` (one ring, see [`super::uring`]). With O_DIRECT, buffers, offsets and lengths
+//! follow the file system's direct-I/O alignment (from `statx`); an object whose size is not a
+//! multiple of it gets its last write padded up to the alignment and the file truncated back to the
+//! real size before the rename, so every write stays O_DIRECT.
+
+use super::uring::Ring;
+use super::{Capabilities, Done, ObjectReader, ObjectWriter, Sink, WriteReq};
+use crate::error::{Error, Result};
+use crate::pool::{Buffer, BufferPool};
+use crossbeam_channel::Sender;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// How file writes are issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileEngine {
+    /// io_uring where the kernel allows it, else pwrite.
+    Auto,
+    Pwrite,
+    IoUring,
+}
+
+impl std::str::FromStr for FileEngine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(FileEngine::Auto),
+            "pwrite" => Ok(FileEngine::Pwrite),
+            "io_uring" | "uring" => Ok(FileEngine::IoUring),
+            other => Err(format!(
+                "unknown engine '{other}' (use io_uring, pwrite or auto)"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FileOptions {
+    pub engine: FileEngine,
+    /// Open with O_DIRECT (bypass the page cache).
+    pub direct: bool,
+    /// Writes in flight (io_uring queue depth, or pwrite worker threads).
+    pub queue_depth: usize,
+    /// Create the root directory if it is missing (workload targets); `gen -o` wants it to exist.
+    pub create_root: bool,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            engine: FileEngine::Auto,
+            direct: false,
+            queue_depth: 8,
+            create_root: false,
+        }
+    }
+}
+
+/// A write on its way to a file: what the engines (pwrite threads, io_uring) carry.
+pub(super) struct Job {
+    pub(super) file: Arc<File>,
+    /// Final path, for error messages.
+    pub(super) path: Arc<PathBuf>,
+    pub(super) offset: u64,
+    pub(super) len: usize,
+    pub(super) buf: Buffer,
+    pub(super) done: Done,
+}
+
+impl Job {
+    pub(super) fn succeed(self) {
+        (self.done)(self.buf, Ok(()));
+    }
+
+    pub(super) fn fail(self, e: io::Error) {
+        let path = self.path.to_path_buf();
+        (self.done)(self.buf, Err(Error::io(path, e)));
+    }
+}
+
+enum Engine {
+    Pwrite {
+        tx: Option<Sender<Job>>,
+        workers: Vec<JoinHandle<()>>,
+    },
+    Uring(Ring),
+}
+
+impl Engine {
+    fn submit(&self, job: Job) {
+        match self {
+            Engine::Pwrite { tx: Some(tx), .. } => {
+                if let Err(e) = tx.send(job) {
+                    e.into_inner()
+                        .fail(io::Error::other("pwrite workers have stopped"));
+                }
+            }
+            Engine::Pwrite { tx: None, .. } => {
+                job.fail(io::Error::other("pwrite workers have stopped"))
+            }
+            Engine::Uring(ring) => ring.submit(job),
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Engine::Pwrite { tx, workers } = self {
+            tx.take();
+            for w in workers.drain(..) {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+fn pwrite_worker(rx: crossbeam_channel::Receiver<Job>) {
+    for job in rx.iter() {
+        let mut done = 0;
+        let result = loop {
+            if done == job.len {
+                break Ok(());
+            }
+            match nix::sys::uio::pwrite(
+                &*job.file,
+                &job.buf.as_slice()[done..job.len],
+                (job.offset + done as u64) as i64,
+            ) {
+                Ok(0) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "write returned 0 bytes",
+                    ))
+                }
+                Ok(n) => done += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => break Err(io::Error::from(e)),
+            }
+        };
+        match result {
+            Ok(()) => job.succeed(),
+            Err(e) => job.fail(e),
+        }
+    }
+}
+
+/// A directory of files.
+pub struct FileSink {
+    root: PathBuf,
+    direct: bool,
+    align: usize,
+    queue_depth: usize,
+    engine: Engine,
+    engine_name: &'static str,
+    note: Option<String>,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl FileSink {
+    pub fn new(root: impl Into<PathBuf>, opts: FileOptions) -> Result<FileSink> {
+        let root = root.into();
+        if opts.create_root {
+            fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        }
+        match fs::metadata(&root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(Error::io(&root, io::Error::other("not a directory"))),
+            Err(e) => return Err(Error::io(&root, e)),
+        }
+        let align = if opts.direct {
+            direct_alignment(&root)?
+        } else {
+            1
+        };
+        let queue_depth = opts.queue_depth.max(1);
+        let mut note = None;
+        let use_uring = match opts.engine {
+            FileEngine::Pwrite => false,
+            FileEngine::IoUring => {
+                super::uring::probe().map_err(|e| {
+                    Error::sink(
+                        format!("file:{}", root.display()),
+                        format!("io_uring is not available here: {e}"),
+                    )
+                })?;
+                true
+            }
+            FileEngine::Auto => match super::uring::probe() {
+                Ok(()) => true,
+                Err(e) => {
+                    note = Some(format!("io_uring is not available ({e}); using pwrite"));
+                    false
+                }
+            },
+        };
+        let (engine, engine_name) = if use_uring {
+            let ring = Ring::start(queue_depth).map_err(|e| {
+                Error::sink(
+                    format!("file:{}", root.display()),
+                    format!("cannot start io_uring: {e}"),
+                )
+            })?;
+            (Engine::Uring(ring), "io_uring")
+        } else {
+            let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+            let mut workers = Vec::new();
+            for i in 0..queue_depth {
+                let rx = rx.clone();
+                let w = std::thread::Builder::new()
+                    .name(format!("dgen-pwrite-{i}"))
+                    .spawn(move || pwrite_worker(rx))
+                    .map_err(|e| Error::Resource(format!("cannot start pwrite threads: {e}")))?;
+                workers.push(w);
+            }
+            (
+                Engine::Pwrite {
+                    tx: Some(tx),
+                    workers,
+                },
+                "pwrite",
+            )
+        };
+        Ok(FileSink {
+            root,
+            direct: opts.direct,
+            align,
+            queue_depth,
+            engine,
+            engine_name,
+            note,
+        })
+    }
+
+    /// A one-line remark for the user (e.g. io_uring fell back to pwrite).
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn open_flags(&self) -> i32 {
+        if self.direct {
+            libc::O_DIRECT
+        } else {
+            0
+        }
+    }
+}
+
+/// The direct-I/O alignment of files under `dir`, found by making a small probe file there.
+fn direct_alignment(dir: &Path) -> Result<usize> {
+    let probe = dir.join(format!(".dgen-dio-probe.{}", std::process::id()));
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            return Err(Error::io(
+                dir,
+                io::Error::other("the file system does not support O_DIRECT"),
+            ))
+        }
+        Err(e) => return Err(Error::io(&probe, e)),
+    };
+    let _ = fs::remove_file(&probe);
+    // SAFETY: statx fills the zeroed struct; AT_EMPTY_PATH with "" queries the open fd.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            &mut stx,
+        )
+    };
+    let align = if rc == 0 && stx.stx_mask & libc::STATX_DIOALIGN != 0 {
+        (stx.stx_dio_mem_align.max(stx.stx_dio_offset_align) as usize).max(512)
+    } else {
+        // Kernels before 6.1 do not report it; 4 KiB satisfies every common device.
+        4096
+    };
+    Ok(align.next_power_of_two())
+}
+
+impl Sink for FileSink {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            engine: self.engine_name,
+            alignment: self.align,
+            max_in_flight: self.queue_depth,
+            min_write: 0,
+            max_write: 1 << 30,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("file:{}", self.root.display())
+    }
+
+    fn use_pool(&self, pool: &BufferPool) {
+        if let Engine::Uring(ring) = &self.engine {
+            ring.register(pool);
+        }
+    }
+
+    fn create(&self, name: &str, _size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
+        super::check_name(name)?;
+        let path = self.root.join(name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if dir != self.root {
+            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(
+            ".{file_name}.dgen-tmp.{}.{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(self.open_flags() | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Box::new(FileObject {
+            file: Arc::new(file),
+            tmp,
+            path: Arc::new(path),
+            dir,
+            align: self.align,
+            engine: self,
+            open: true,
+        }))
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>> {
+        super::check_name(name)?;
+        let path = self.root.join(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(self.open_flags() | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if !self.direct {
+            // Drop cached pages so the read-back comes from the device, not from memory.
+            let _ = nix::fcntl::posix_fadvise(
+                &file,
+                0,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            );
+        }
+        Ok(Box::new(FileReader { file, path, size }))
+    }
+}
+
+/// An open object; it borrows its sink, whose engine carries its writes.
+struct FileObject<'a> {
+    file: Arc<File>,
+    tmp: PathBuf,
+    path: Arc<PathBuf>,
+    dir: PathBuf,
+    align: usize,
+    engine: &'a FileSink,
+    open: bool,
+}
+
+impl FileObject<'_> {
+    fn remove_tmp(&mut self) {
+        if self.open {
+            self.open = false;
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl ObjectWriter for FileObject<'_> {
+    fn submit(&mut self, req: WriteReq) {
+        // O_DIRECT: pad a short tail up to the alignment; `finish` truncates it away.
+        let len = if self.align > 1 {
+            req.len.div_ceil(self.align) * self.align
+        } else {
+            req.len
+        };
+        debug_assert!(len <= req.buf.capacity());
+        self.engine.engine.submit(Job {
+            file: self.file.clone(),
+            path: self.path.clone(),
+            offset: req.offset,
+            len,
+            buf: req.buf,
+            done: req.done,
+        });
+    }
+
+    fn finish(mut self: Box<Self>, size: u64) -> Result<()> {
+        let path = self.path.to_path_buf();
+        let result = (|| {
+            if self.align > 1 && !size.is_multiple_of(self.align as u64) {
+                self.file.set_len(size)?;
+            }
+            self.file.sync_all()?;
+            fs::rename(&self.tmp, &*self.path)?;
+            self.open = false;
+            File::open(&self.dir)?.sync_all()
+        })();
+        result.map_err(|e| Error::io(path, e))
+    }
+
+    fn abort(mut self: Box<Self>) {
+        self.remove_tmp();
+    }
+}
+
+impl Drop for FileObject<'_> {
+    fn drop(&mut self) {
+        self.remove_tmp();
+    }
+}
+
+struct FileReader {
+    file: File,
+    path: PathBuf,
+    size: u64,
+}
+
+impl ObjectReader for FileReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        // At the end without a syscall: O_DIRECT would refuse the unaligned offset a short read leaves.
+        if offset >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match nix::sys::uio::pread(&self.file, buf, offset as i64) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::io(&self.path, io::Error::from(e))),
+            }
+        }
+    }
+}

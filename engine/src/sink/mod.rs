@@ -1,0 +1,133 @@
+//! Where the bytes go. A [`Sink`] is one storage target (a directory of files, later a bucket or a
+//! container); it makes [`ObjectWriter`]s, each of which takes buffer-sized writes at offsets and reports
+//! their completion asynchronously, then either finishes (the object becomes durable and visible) or
+//! aborts (nothing that looks complete is left).
+//!
+//! Each sink declares its [`Capabilities`] — alignment, writes in flight, part-size limits — the way an
+//! fio ioengine does, so the executor sizes its buffers and queue from them instead of guessing.
+//! Backends: [`null`] (discards: measures the engine itself), [`file`] (pwrite worker threads or an
+//! io_uring ring, optionally O_DIRECT).
+
+pub mod file;
+pub mod null;
+pub mod stream;
+mod uring;
+
+use crate::error::{Error, Result};
+use crate::pool::{Buffer, BufferPool};
+
+pub use file::{FileEngine, FileOptions, FileSink};
+pub use null::NullSink;
+
+/// What a sink can do; the executor adapts to it.
+#[derive(Clone, Debug)]
+pub struct Capabilities {
+    /// Short engine name for reports (`null`, `pwrite`, `io_uring`).
+    pub engine: &'static str,
+    /// Required alignment of buffer addresses, write offsets and lengths (1: none).
+    pub alignment: usize,
+    /// Writes the sink will have in flight at once, over all objects.
+    pub max_in_flight: usize,
+    /// Every write of an object but its last must be at least this long (S3 parts: 5 MiB).
+    pub min_write: u64,
+    /// No write may be longer than this.
+    pub max_write: u64,
+}
+
+/// Called once when a write completes, from whatever thread the sink completes on; gives the buffer back.
+pub type Done = Box<dyn FnOnce(Buffer, Result<()>) + Send>;
+
+/// One write: bytes `buf[..len]` at `offset` of the object.
+pub struct WriteReq {
+    pub offset: u64,
+    pub len: usize,
+    pub buf: Buffer,
+    pub done: Done,
+}
+
+/// A storage target.
+pub trait Sink: Send + Sync {
+    fn capabilities(&self) -> Capabilities;
+
+    /// Where this sink writes, for messages (`file:/data/out`).
+    fn describe(&self) -> String;
+
+    /// Starts object `name` (a relative path below the target root). `size` is its final size when known.
+    fn create(&self, name: &str, size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>>;
+
+    /// Opens a finished object for reading back (`verify`).
+    fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>>;
+
+    /// Hands the sink the pool its writes will come from (io_uring registers it). Optional.
+    fn use_pool(&self, _pool: &BufferPool) {}
+}
+
+/// An object being written.
+pub trait ObjectWriter: Send {
+    /// Queues a write; returns at once. Failures are reported through `req.done`.
+    fn submit(&mut self, req: WriteReq);
+
+    /// All submitted writes completed without error and the object is `size` bytes long: make it durable
+    /// and visible under its name.
+    fn finish(self: Box<Self>, size: u64) -> Result<()>;
+
+    /// Throws away what was written: no object that looks complete may remain.
+    fn abort(self: Box<Self>);
+}
+
+/// A finished object, read back.
+pub trait ObjectReader: Send {
+    fn size(&self) -> u64;
+    /// Reads up to `buf.len()` bytes at `offset`; 0 only at the end.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize>;
+}
+
+/// Rejects object names that could leave the target root: absolute paths, `..`, empty components.
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidValue {
+            key: "object name",
+            value: name.to_string(),
+            reason: why.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.starts_with('/') || name.starts_with('\\') {
+        return bad("must be relative to the target root");
+    }
+    if name.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    for part in name.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return bad("must not contain empty, '.' or '..' components");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_below_the_root() {
+        for ok in ["a", "a/b.bin", "step-1/rank_0.safetensors", "..x", "x.."] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../b",
+            "a//b",
+            "./a",
+            "a/",
+            "a\0b",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

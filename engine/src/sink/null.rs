@@ -1,0 +1,50 @@
+//! Discards every write at once. With it, a run measures the engine alone: generation, buffer
+//! handling and scheduling, with no storage behind them.
+
+use super::{Capabilities, ObjectReader, ObjectWriter, Sink, WriteReq};
+use crate::error::{Error, Result};
+
+#[derive(Default)]
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            engine: "null",
+            alignment: 1,
+            max_in_flight: usize::MAX,
+            min_write: 0,
+            max_write: u64::MAX,
+        }
+    }
+
+    fn describe(&self) -> String {
+        "null".into()
+    }
+
+    fn create(&self, name: &str, _size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
+        super::check_name(name)?;
+        Ok(Box::new(NullObject))
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>> {
+        Err(Error::sink(
+            "null",
+            format!("cannot read back '{name}': the null sink keeps nothing"),
+        ))
+    }
+}
+
+struct NullObject;
+
+impl ObjectWriter for NullObject {
+    fn submit(&mut self, req: WriteReq) {
+        (req.done)(req.buf, Ok(()));
+    }
+
+    fn finish(self: Box<Self>, _size: u64) -> Result<()> {
+        Ok(())
+    }
+
+    fn abort(self: Box<Self>) {}
+}

@@ -1,0 +1,263 @@
+//! The io_uring engine: one ring, driven by one thread, shared by every object of a file sink.
+//!
+//! Writers hand jobs over a channel and poke an eventfd; the ring itself waits on that eventfd (a
+//! `Read` kept armed in the ring), so one `io_uring_enter` sleeps until either a write completes or new
+//! work arrives — no polling, no timeouts. When the executor's pool is registered, writes from it use
+//! `WRITE_FIXED` (no per-I/O page pinning). Short writes are resubmitted for the remainder.
+
+use super::file::Job;
+use crate::pool::BufferPool;
+use crossbeam_channel::{Receiver, Sender};
+use io_uring::{opcode, types, IoUring};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+enum Msg {
+    Write(Job),
+    Register(BufferPool),
+}
+
+/// A handle to the ring's thread; dropping it drains in-flight writes and stops the thread.
+pub(super) struct Ring {
+    tx: Option<Sender<Msg>>,
+    efd: Arc<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const WAKE: u64 = u64::MAX;
+
+/// Whether this kernel lets us make a ring (io_uring can be disabled by sysctl or seccomp).
+pub(super) fn probe() -> io::Result<()> {
+    IoUring::new(2).map(|_| ())
+}
+
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the returned fd is owned by the OwnedFd.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Ring {
+    pub(super) fn start(queue_depth: usize) -> io::Result<Ring> {
+        let depth = queue_depth.clamp(1, 4096);
+        let ring = IoUring::new((depth as u32 + 1).next_power_of_two())?;
+        let efd = Arc::new(eventfd()?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let efd2 = efd.clone();
+        let thread = std::thread::Builder::new()
+            .name("dgen-io_uring".into())
+            .spawn(move || drive(ring, rx, efd2, depth))?;
+        Ok(Ring {
+            tx: Some(tx),
+            efd,
+            thread: Some(thread),
+        })
+    }
+
+    fn poke(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to our eventfd. A failed poke (counter overflow) still
+        // leaves the eventfd readable, which is all the driver needs.
+        unsafe {
+            libc::write(
+                self.efd.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
+    }
+
+    pub(super) fn submit(&self, job: Job) {
+        if let Some(tx) = &self.tx {
+            if let Err(e) = tx.send(Msg::Write(job)) {
+                let Msg::Write(job) = e.into_inner() else {
+                    unreachable!()
+                };
+                job.fail(io::Error::other("the io_uring thread has stopped"));
+                return;
+            }
+            self.poke();
+        }
+    }
+
+    pub(super) fn register(&self, pool: &BufferPool) {
+        if let Some(tx) = &self.tx {
+            if tx.send(Msg::Register(pool.clone())).is_ok() {
+                self.poke();
+            }
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        self.tx.take();
+        self.poke();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct InFlight {
+    job: Job,
+    /// Bytes of the job already written (after short writes).
+    done: usize,
+}
+
+fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) {
+    let mut slots: Vec<Option<InFlight>> = (0..depth).map(|_| None).collect();
+    let mut free: Vec<usize> = (0..depth).rev().collect();
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut registered: Option<BufferPool> = None;
+    let mut wake_buf = [0u8; 8];
+    let mut wake_armed = false;
+    let mut closed = false;
+    loop {
+        // Take what has arrived.
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Write(job)) => waiting.push_back(job),
+                Ok(Msg::Register(pool)) => {
+                    let idle = free.len() == depth;
+                    if idle && registered.is_none() {
+                        let iov: Vec<libc::iovec> = pool
+                            .regions()
+                            .into_iter()
+                            .map(|(p, n)| libc::iovec {
+                                iov_base: p as *mut libc::c_void,
+                                iov_len: n,
+                            })
+                            .collect();
+                        // SAFETY: the regions stay valid while `registered` holds the pool (its memory is
+                        // freed only when the last handle drops), and we unregister before dropping it.
+                        if iov.len() <= u16::MAX as usize
+                            && unsafe { ring.submitter().register_buffers(&iov) }.is_ok()
+                        {
+                            registered = Some(pool);
+                        }
+                    }
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed && waiting.is_empty() && free.len() == depth {
+            break;
+        }
+        // Fill free slots.
+        while let (Some(_), Some(_)) = (waiting.front(), free.last()) {
+            let job = waiting.pop_front().unwrap();
+            let slot = free.pop().unwrap();
+            slots[slot] = Some(InFlight { job, done: 0 });
+            push_write(&mut ring, &slots, slot, registered.as_ref());
+        }
+        if !wake_armed && !closed {
+            let e = opcode::Read::new(types::Fd(efd.as_raw_fd()), wake_buf.as_mut_ptr(), 8)
+                .build()
+                .user_data(WAKE);
+            // SAFETY: `wake_buf` lives on this frame for the whole loop; the ring has room (depth + 1 ≤ size).
+            if unsafe { ring.submission().push(&e) }.is_ok() {
+                wake_armed = true;
+            }
+        }
+        if let Err(e) = ring.submit_and_wait(1) {
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            // The ring is unusable: fail everything we hold.
+            for s in slots.iter_mut() {
+                if let Some(f) = s.take() {
+                    f.job
+                        .fail(io::Error::new(e.kind(), format!("io_uring: {e}")));
+                }
+            }
+            for job in waiting.drain(..) {
+                job.fail(io::Error::new(e.kind(), format!("io_uring: {e}")));
+            }
+            return;
+        }
+        let cqes: Vec<(u64, i32)> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        for (tag, res) in cqes {
+            if tag == WAKE {
+                wake_armed = false;
+                continue;
+            }
+            let slot = tag as usize;
+            let Some(mut f) = slots[slot].take() else {
+                continue;
+            };
+            if res < 0 {
+                let err = io::Error::from_raw_os_error(-res);
+                if err.kind() == io::ErrorKind::Interrupted {
+                    slots[slot] = Some(f);
+                    push_write(&mut ring, &slots, slot, registered.as_ref());
+                    continue;
+                }
+                f.job.fail(err);
+                free.push(slot);
+            } else if res == 0 {
+                f.job.fail(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "write returned 0 bytes",
+                ));
+                free.push(slot);
+            } else {
+                f.done += res as usize;
+                if f.done < f.job.len {
+                    slots[slot] = Some(f);
+                    push_write(&mut ring, &slots, slot, registered.as_ref());
+                } else {
+                    f.job.succeed();
+                    free.push(slot);
+                }
+            }
+        }
+    }
+    if registered.is_some() {
+        let _ = ring.submitter().unregister_buffers();
+    }
+}
+
+fn push_write(
+    ring: &mut IoUring,
+    slots: &[Option<InFlight>],
+    slot: usize,
+    registered: Option<&BufferPool>,
+) {
+    let f = slots[slot].as_ref().expect("slot in use");
+    let job = &f.job;
+    let ptr = job.buf.as_slice()[f.done..].as_ptr();
+    let len = (job.len - f.done) as u32;
+    let fd = types::Fd(job.file.as_raw_fd());
+    let offset = job.offset + f.done as u64;
+    let fixed = registered.is_some_and(|p| job.buf.belongs_to(p));
+    let e = if fixed {
+        opcode::WriteFixed::new(fd, ptr, len, job.buf.index() as u16)
+            .offset(offset)
+            .build()
+    } else {
+        opcode::Write::new(fd, ptr, len).offset(offset).build()
+    };
+    // SAFETY: the buffer and file are owned by the job, which stays in `slots` until its completion is
+    // reaped; the submission queue has a free entry because at most `depth` writes plus the wake read
+    // are queued and the ring holds more than that.
+    unsafe {
+        ring.submission()
+            .push(&e.user_data(slot as u64))
+            .expect("submission queue has room")
+    };
+}

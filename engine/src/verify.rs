@@ -1,0 +1,139 @@
+//! Reading an object back and comparing it with what was meant to be written — no stored copy needed,
+//! since the expected bytes are regenerated from the seed. Reading and regenerating overlap.
+
+use crate::error::{Error, Result};
+use crate::exec::Content;
+use crate::gen::Generator;
+use crate::pool::BufferPool;
+use std::io::Read;
+
+/// The outcome of a comparison.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every byte matches.
+    Identical { bytes: u64 },
+    /// The first byte that differs.
+    Differs {
+        offset: u64,
+        expected: u8,
+        found: u8,
+    },
+    /// The common prefix matches but the lengths differ.
+    SizeMismatch { expected: u64, found: u64 },
+}
+
+impl Verdict {
+    pub fn is_identical(&self) -> bool {
+        matches!(self, Verdict::Identical { .. })
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Identical { bytes } => write!(f, "identical ({bytes} bytes)"),
+            Verdict::Differs {
+                offset,
+                expected,
+                found,
+            } => {
+                write!(f, "differs at byte offset {offset}: expected 0x{expected:02x}, found 0x{found:02x}")
+            }
+            Verdict::SizeMismatch { expected, found } => {
+                write!(f, "size mismatch: expected {expected} bytes, found {found}")
+            }
+        }
+    }
+}
+
+/// Compares bytes pulled from a source with `content` of `size` bytes. `read(offset, buf)` fills as
+/// much of `buf` as it can and returns the count, 0 at the end; `source_size` is the source's length
+/// when known (files), else the source is read to its end to tell. Two `pool` buffers are used.
+pub fn compare(
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<usize> + Send,
+    source_size: Option<u64>,
+    gen: &Generator,
+    content: &Content,
+    size: u64,
+    pool: &BufferPool,
+) -> Result<Verdict> {
+    let mut got = pool.take();
+    let mut want = pool.take();
+    let chunk = got.capacity();
+    let mut pos = 0u64;
+    loop {
+        // Fill `got` completely unless the source ends.
+        let (filled, expected_len) = {
+            let expected_len = (chunk as u64).min(size.saturating_sub(pos)) as usize;
+            let want_buf = &mut want.as_mut_slice()[..expected_len];
+            let got_buf = got.as_mut_slice();
+            let (read_result, ()) = rayon::join(
+                || -> Result<usize> {
+                    let mut filled = 0;
+                    while filled < chunk {
+                        let n = read(pos + filled as u64, &mut got_buf[filled..])?;
+                        if n == 0 {
+                            break;
+                        }
+                        filled += n;
+                    }
+                    Ok(filled)
+                },
+                || {
+                    let Content::Stream { stream, offset } = content;
+                    gen.fill_par(*stream, offset + pos, want_buf)
+                },
+            );
+            (read_result?, expected_len)
+        };
+        let common = filled.min(expected_len);
+        let a = &got.as_slice()[..common];
+        let b = &want.as_slice()[..common];
+        if a != b {
+            let i = a
+                .iter()
+                .zip(b)
+                .position(|(x, y)| x != y)
+                .expect("slices differ");
+            return Ok(Verdict::Differs {
+                offset: pos + i as u64,
+                expected: b[i],
+                found: a[i],
+            });
+        }
+        pos += common as u64;
+        if filled != expected_len {
+            // One side ended early: tell how long the source really is.
+            let found = match source_size {
+                Some(n) => n,
+                None => {
+                    let mut found = pos + (filled - common) as u64;
+                    loop {
+                        let n = read(found, got.as_mut_slice())?;
+                        if n == 0 {
+                            break found;
+                        }
+                        found += n as u64;
+                    }
+                }
+            };
+            return Ok(Verdict::SizeMismatch {
+                expected: size,
+                found,
+            });
+        }
+        if filled < chunk {
+            return Ok(Verdict::Identical { bytes: pos });
+        }
+    }
+}
+
+/// Adapts a sequential reader (a decompressor) to `compare`'s positional `read`.
+pub fn sequential(mut r: impl Read + Send) -> impl FnMut(u64, &mut [u8]) -> Result<usize> + Send {
+    move |_, buf| {
+        r.read(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::Other => Error::sink("decompress", e.to_string()),
+            _ => Error::sink("read-back", e.to_string()),
+        })
+    }
+}
