@@ -53,5 +53,35 @@ fn fill(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fill);
+/// The whole write pipeline into the null sink: generation, CRC32C, buffer hand-offs and scheduling,
+/// with no storage behind it — what the engine costs on top of the generator.
+fn pipeline(c: &mut Criterion) {
+    use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob};
+    use dgen_engine::sink::NullSink;
+    use std::sync::atomic::AtomicBool;
+    const TOTAL: u64 = 1 << 30;
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Bytes(TOTAL));
+    group.sample_size(10);
+    let sink = NullSink;
+    for (objects, crc) in [(1u64, false), (1, true), (64, true)] {
+        let cfg = ExecConfig { buffer_size: 8 << 20, buffers: 16, crc, open_objects: 8, ..ExecConfig::default() };
+        let exec = Executor::new(&sink, Generator::new(42, Profile::default()), cfg).unwrap();
+        let cancel = AtomicBool::new(false);
+        let name = format!("null/{objects}-objects{}", if crc { "/crc" } else { "" });
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let jobs = (0..objects).map(|i| ObjectJob {
+                    name: format!("o{i}"),
+                    size: TOTAL / objects,
+                    content: Content::Stream { stream: i, offset: 0 },
+                });
+                exec.run(jobs, &mut (), &cancel).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fill, pipeline);
 criterion_main!(benches);

@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
-"""Side-by-side generator throughput: dgen-engine vs dgen-py vs fio, in one run, alternating.
+"""Side-by-side throughput of dgen-engine and its peers, in one run, alternating.
 
-Each round runs every tool once per (profile, threads) case, in turn, so a noisy neighbour hits all of
-them alike; the table shows medians over the rounds and dgen-engine's ratio to each peer.
+Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
+tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [--size 8GiB] [--rounds 5]
+    python3 benches/side_by_side.py [gen|write|all] [--size 8GiB] [--write-size 16GiB] [--rounds 5]
 
-- dgen-engine: `gen --size S -o /dev/null --threads T`, its own reported GB/s.
+gen — the generator alone, per core and with all cores:
+- dgen-engine: `gen --size S -o /dev/null --threads T` (null sink), its own reported GB/s.
 - dgen-py (PyPI `dgen-py`): `Generator.fill_chunk` into one reused 8 MiB bytearray, timed in-process,
   `max_threads=T`.
 - fio: `--ioengine=null --refill_buffers`, `numjobs=T`, 8 MiB blocks, with `dedupe_percentage` and
   `buffer_compress_percentage` set to the same ratios.
+
+write — a file written on the root disk and on /dev/shm, incompressible data, fsync at the end:
+- dgen-engine: `gen -o FILE --direct --buffer-size 4MiB --queue-depth 8` (io_uring).
+- fio: O_DIRECT, io_uring, 4 MiB blocks, queue depth 8, buffers filled once, `end_fsync`, and
+  `fallocate=none`: by default fio preallocates the file before its clock starts, which on tmpfs moves
+  all page allocation out of the measurement; dgen-engine allocates while it writes, so fio does too.
+- dgen-py + `os.write`: a Python loop of `fill_chunk` into a 4 MiB bytearray and `os.write`, then fsync.
+Peak RSS of each process is measured (wait4), to check that memory stays at the buffer pool.
 Missing peers are installed with pip / apt-get when possible, else skipped with a note.
 """
 
@@ -83,6 +92,109 @@ def run_fio(size, d, c, threads):
     return json.loads(out[out.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 1e9
 
 
+def run_and_measure(args):
+    """Like timed(), but reaps the process itself so that its own peak RSS is reported."""
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(f"{args[0]} failed: {err.strip()}")
+    return out, err, usage.ru_maxrss / 1024
+
+
+def write_engine(binary, path, size):
+    _, err, rss = run_and_measure([binary, "gen", "--size", str(size), "--seed", "1", "--direct", "--buffer-size",
+                                   "4MiB", "--queue-depth", "8", "-o", path])
+    return float(re.search(r"= ([\d.]+) GB/s", err).group(1)), rss
+
+
+def write_fio(path, size):
+    out, _, rss = run_and_measure(["fio", "--name=w", f"--filename={path}", "--rw=write", "--bs=4m",
+                                   f"--size={size}", "--direct=1", "--ioengine=io_uring", "--iodepth=8",
+                                   "--end_fsync=1", "--fallocate=none", "--output-format=json"])
+    return json.loads(out[out.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 1e9, rss
+
+
+PY_WRITE = """
+import dgen_py, os, sys, time
+path, size, chunk = sys.argv[1], int(sys.argv[2]), 4 << 20
+g = dgen_py.Generator(size=size, seed=1, chunk_size=chunk)
+buf = bytearray(chunk); view = memoryview(buf)
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+start = time.perf_counter(); total = 0
+while True:
+    n = g.fill_chunk(buf)
+    if n == 0:
+        break
+    done = 0
+    while done < n:
+        done += os.write(fd, view[done:n])
+    total += n
+os.fsync(fd); os.close(fd)
+print(total / (time.perf_counter() - start) / 1e9)
+"""
+
+
+def write_dgen_py(path, size):
+    out, _, rss = run_and_measure([sys.executable, "-c", PY_WRITE, path, str(size)])
+    return float(out.strip()), rss
+
+
+def write_bench(binary, size, rounds):
+    places = [("root disk", os.path.join(ROOT, "target", "side-by-side")), ("/dev/shm", "/dev/shm/dgen-side-by-side")]
+    tools = {"dgen-engine": lambda p, s: write_engine(binary, p, s)}
+    if shutil.which("fio"):
+        tools["fio"] = write_fio
+    try:
+        import dgen_py  # noqa: F401
+        tools["dgen-py+write"] = write_dgen_py
+    except ImportError:
+        pass
+    res = {}
+    # /dev/shm lives in RAM: keep its file to half the free memory (fixed for the whole run).
+    sizes = {"root disk": size, "/dev/shm": min(size, (mem_available() // 2) >> 30 << 30)}
+    for r in range(rounds):
+        for place, d in places:
+            os.makedirs(d, exist_ok=True)
+            s = sizes[place]
+            # Rotate the order each round: on a VM the first writer after a delete can pay for the host
+            # backing fresh pages, and that must not always be the same tool.
+            names = list(tools)
+            names = names[r % len(names):] + names[:r % len(names)]
+            for tool in names:
+                fn = tools[tool]
+                path = os.path.join(d, "data.bin")
+                gbps, rss = fn(path, s)
+                os.remove(path)
+                res.setdefault((place, s), {}).setdefault(tool, []).append((gbps, rss))
+        print(f"write round {r + 1}/{rounds} done", file=sys.stderr)
+    for place, d in places:
+        shutil.rmtree(d, ignore_errors=True)
+    peers = [t for t in tools if t != "dgen-engine"]
+    print(f"\nfile writes, GB/s and peak RSS (MiB), median of {rounds} alternating rounds; "
+          f"dgen-engine pool = 16 x 4 MiB = 64 MiB")
+    print(f"{'where':<26}" + "".join(f"{t:>24}" for t in tools) + "".join(f"{'vs ' + p:>18}" for p in peers))
+    for (place, s), by_tool in res.items():
+        med = {t: (statistics.median(g for g, _ in v), max(r for _, r in v)) for t, v in by_tool.items()}
+        row = f"{place + f' ({s >> 30} GiB)':<26}"
+        row += "".join(f"{med[t][0]:>13.2f} {med[t][1]:>6.0f} MiB" for t in tools)
+        row += "".join(f"{med['dgen-engine'][0] / med[p][0]:>17.2f}x" for p in peers)
+        print(row)
+    print("per round (GB/s):")
+    for (place, s), by_tool in res.items():
+        for t, v in by_tool.items():
+            print(f"  {place:<10} {t:<15} " + " ".join(f"{g:.2f}" for g, _ in v))
+
+
+def mem_available():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 8 << 30
+
+
 def ensure_peers():
     peers = {}
     try:
@@ -104,21 +216,29 @@ def ensure_peers():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="8GiB", help="bytes per run (default 8GiB)")
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "all"])
+    ap.add_argument("--size", default="8GiB", help="bytes per generator run (default 8GiB)")
+    ap.add_argument("--write-size", default="16GiB", help="bytes per file write (default 16GiB)")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     size = parse_size(args.size)
     binary = engine_binary()
     peers = ensure_peers()
+    if args.what in ("write", "all"):
+        write_bench(binary, parse_size(args.write_size), args.rounds)
+    if args.what == "write":
+        return
     cores = os.cpu_count() or 1
     cases = [(name, d, c, t) for name, d, c in PROFILES for t in sorted({1, cores})]
     results = {}
+    runners = {"dgen-engine": lambda s, d, c, t: run_engine(binary, s, d, c, t), **peers}
     for r in range(args.rounds):
+        names = list(runners)
+        names = names[r % len(names):] + names[:r % len(names)]
         for case in cases:
             _, d, c, t = case
-            results.setdefault(case, {}).setdefault("dgen-engine", []).append(run_engine(binary, size, d, c, t))
-            for peer, fn in peers.items():
-                results[case].setdefault(peer, []).append(fn(size, d, c, t))
+            for name in names:
+                results.setdefault(case, {}).setdefault(name, []).append(runners[name](size, d, c, t))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     print(f"\nGB/s, median of {args.rounds} alternating rounds, {size >> 20} MiB per run, {cores} cores "
           f"({time.strftime('%Y-%m-%d')})")

@@ -15,13 +15,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// An I/O error on a named file.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// An I/O error on a named file. (The cause is part of the message, not a separate `source`, so
+    /// that printing the error chain does not say it twice.)
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
 
     /// A sink (storage target) failed or refused something; `target` names it.
     #[error("{target}: {message}")]
@@ -37,11 +34,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+    pub fn io(path: impl Into<PathBuf>, error: io::Error) -> Error {
+        Error::Io { path: path.into(), error }
     }
 
     pub fn sink(target: impl Into<String>, message: impl Into<String>) -> Error {

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::gen::Generator;
 use crate::pool::{Buffer, BufferPool};
 use crate::sink::{ObjectWriter, Sink, WriteReq};
+use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -107,20 +108,9 @@ pub trait Observer {
 impl Observer for () {}
 
 enum Event {
-    Generated {
-        obj: usize,
-        chunk: u64,
-        len: usize,
-        buf: Buffer,
-        crc: Option<u32>,
-        took: Duration,
-    },
-    Written {
-        obj: usize,
-        len: usize,
-        result: Result<()>,
-        took: Duration,
-    },
+    Generated { obj: usize, chunk: u64, len: usize, buf: Buffer, crc: Option<u32>, took: Duration },
+    Written { obj: usize, len: usize, result: Result<()>, took: Duration },
+    Finished { result: Result<ObjectResult> },
 }
 
 struct Open<'s> {
@@ -134,6 +124,13 @@ struct Open<'s> {
     started: Instant,
 }
 
+/// An object whose writes are done, on its way to `finish` (fsync, rename, commit) on the finisher.
+struct ToFinish<'s> {
+    writer: Box<dyn ObjectWriter + 's>,
+    result: ObjectResult,
+    started: Instant,
+}
+
 /// Runs object writes through a pool against one sink.
 pub struct Executor<'s> {
     sink: &'s dyn Sink,
@@ -142,6 +139,21 @@ pub struct Executor<'s> {
     workers: rayon::ThreadPool,
     cfg: ExecConfig,
     chunk: usize,
+}
+
+/// The coordinator's state during one run.
+struct Run<'e, 's> {
+    exec: &'e Executor<'s>,
+    tx: Sender<Event>,
+    open: Vec<Open<'s>>,
+    next_id: usize,
+    rr: usize,
+    in_gen: usize,
+    in_io: usize,
+    finishing: usize,
+    io_since: Option<Instant>,
+    failure: Option<Error>,
+    stats: RunStats,
 }
 
 impl<'s> Executor<'s> {
@@ -153,22 +165,14 @@ impl<'s> Executor<'s> {
         cfg.buffers = cfg.buffers.max(1);
         cfg.threads = cfg.threads.max(1);
         cfg.open_objects = cfg.open_objects.max(1);
-        let pool = BufferPool::new(cfg.buffers, size, align)
-            .map_err(|e| Error::Resource(e.to_string()))?;
+        let pool = BufferPool::new(cfg.buffers, size, align).map_err(|e| Error::Resource(e.to_string()))?;
         sink.use_pool(&pool);
         let workers = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads)
             .thread_name(|i| format!("dgen-gen-{i}"))
             .build()
             .map_err(|e| Error::Resource(format!("cannot start generator threads: {e}")))?;
-        Ok(Executor {
-            sink,
-            gen: Arc::new(gen),
-            pool,
-            workers,
-            cfg,
-            chunk: size,
-        })
+        Ok(Executor { sink, gen: Arc::new(gen), pool, workers, cfg, chunk: size })
     }
 
     pub fn pool(&self) -> &BufferPool {
@@ -181,6 +185,8 @@ impl<'s> Executor<'s> {
     }
 
     /// Writes every job; on error or cancellation aborts the objects still open and returns the error.
+    /// Finishing an object (fsync, rename, commit) runs on a separate thread, so it never stalls the
+    /// writes of the others.
     pub fn run(
         &self,
         jobs: impl IntoIterator<Item = ObjectJob>,
@@ -189,264 +195,253 @@ impl<'s> Executor<'s> {
     ) -> Result<RunStats> {
         let start = Instant::now();
         let (tx, rx) = crossbeam_channel::unbounded::<Event>();
-        let mut jobs = jobs.into_iter();
-        let mut jobs_left = true;
-        let mut open: Vec<Open<'s>> = Vec::new();
-        let mut next_id = 0usize;
-        let mut rr = 0usize;
-        let mut in_gen = 0usize;
-        let mut in_io = 0usize;
-        let mut io_since: Option<Instant> = None;
-        let mut failure: Option<Error> = None;
-        let mut last_progress = Instant::now();
-        let mut stats = RunStats {
-            bytes: 0,
-            ops: 0,
-            elapsed: Duration::ZERO,
-            generate: Duration::ZERO,
-            threads: self.cfg.threads,
-            io_busy: Duration::ZERO,
-            buffer_wait: Duration::ZERO,
-            op_latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("valid histogram bounds"),
-            objects: Vec::new(),
-            pool_bytes: self.pool.bytes(),
+        let (fin_tx, fin_rx) = crossbeam_channel::unbounded::<ToFinish<'s>>();
+        let mut run = Run {
+            exec: self,
+            tx: tx.clone(),
+            open: Vec::new(),
+            next_id: 0,
+            rr: 0,
+            in_gen: 0,
+            in_io: 0,
+            finishing: 0,
+            io_since: None,
+            failure: None,
+            stats: RunStats {
+                bytes: 0,
+                ops: 0,
+                elapsed: Duration::ZERO,
+                generate: Duration::ZERO,
+                threads: self.cfg.threads,
+                io_busy: Duration::ZERO,
+                buffer_wait: Duration::ZERO,
+                op_latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+                objects: Vec::new(),
+                pool_bytes: self.pool.bytes(),
+            },
         };
-        loop {
-            let stopping = failure.is_some() || cancel.load(Ordering::Relaxed);
-            // Open objects up to the limit.
-            while !stopping && jobs_left && open.len() < self.cfg.open_objects {
-                let Some(job) = jobs.next() else {
-                    jobs_left = false;
-                    break;
-                };
-                match self.sink.create(&job.name, Some(job.size)) {
-                    Ok(writer) => {
-                        let chunks = job.size.div_ceil(self.chunk as u64) as usize;
-                        open.push(Open {
-                            id: next_id,
-                            crcs: if self.cfg.crc {
-                                vec![None; chunks]
-                            } else {
-                                Vec::new()
-                            },
-                            job,
-                            writer: Some(writer),
-                            next: 0,
-                            in_flight: 0,
-                            written: 0,
-                            started: Instant::now(),
-                        });
-                        next_id += 1;
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-            // Empty objects are done as soon as they are open.
-            if failure.is_none() {
-                let mut i = 0;
-                while i < open.len() {
-                    if open[i].job.size == 0 {
-                        let o = open.swap_remove(i);
-                        if let Err(e) = self.finish(o, &mut stats) {
-                            failure = Some(e);
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            let stopping = failure.is_some() || cancel.load(Ordering::Relaxed);
-            // Schedule chunks, round-robin over open objects.
-            let mut starved = false;
-            while !stopping && !open.is_empty() {
-                let n = open.len();
-                let Some(k) = (0..n)
-                    .map(|i| (rr + i) % n)
-                    .find(|&k| open[k].next < open[k].job.size)
-                else {
-                    break;
-                };
-                let Some(mut buf) = self.pool.try_take() else {
-                    starved = true;
-                    break;
-                };
-                rr = k + 1;
-                let o = &mut open[k];
-                let at = o.next;
-                let len = (self.chunk as u64).min(o.job.size - at) as usize;
-                o.next += len as u64;
-                o.in_flight += 1;
-                in_gen += 1;
-                let (gen, content, tx, obj, crc) = (
-                    self.gen.clone(),
-                    o.job.content.clone(),
-                    tx.clone(),
-                    o.id,
-                    self.cfg.crc,
-                );
-                self.workers.spawn(move || {
-                    let t = Instant::now();
-                    let data = &mut buf.as_mut_slice()[..len];
-                    content.fill(&gen, at, data);
-                    let crc = crc.then(|| {
-                        crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
+        std::thread::scope(|s| {
+            let finisher = s.spawn(move || {
+                for f in fin_rx.iter() {
+                    let ToFinish { writer, mut result, started } = f;
+                    let r = writer.finish(result.size).map(|()| {
+                        result.latency = started.elapsed();
+                        result
                     });
-                    let _ = tx.send(Event::Generated {
-                        obj,
-                        chunk: at,
-                        len,
-                        buf,
-                        crc,
-                        took: t.elapsed(),
-                    });
-                });
-            }
-            if in_gen == 0 && in_io == 0 {
-                if stopping {
-                    break;
+                    let _ = tx.send(Event::Finished { result: r });
                 }
-                if open.is_empty() && !jobs_left {
-                    break;
-                }
-            }
-            // Wait for something to happen.
-            let waited = Instant::now();
-            let event = match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(e) => Some(e),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    unreachable!("we hold a sender")
-                }
-            };
-            if starved {
-                stats.buffer_wait += waited.elapsed();
-            }
-            let Some(event) = event else { continue };
-            match event {
-                Event::Generated {
-                    obj,
-                    chunk,
-                    len,
-                    buf,
-                    crc,
-                    took,
-                } => {
-                    in_gen -= 1;
-                    stats.generate += took;
-                    let Some(o) = open.iter_mut().find(|o| o.id == obj) else {
-                        continue;
-                    };
-                    if failure.is_some() || cancel.load(Ordering::Relaxed) {
-                        o.in_flight -= 1;
-                        continue; // dropping `buf` returns it
-                    }
-                    if let Some(c) = crc {
-                        o.crcs[(chunk / self.chunk as u64) as usize] = Some(c);
-                    }
-                    in_io += 1;
-                    if in_io == 1 {
-                        io_since = Some(Instant::now());
-                    }
-                    let tx = tx.clone();
-                    let submitted = Instant::now();
-                    let done = Box::new(move |buf: Buffer, result: Result<()>| {
-                        drop(buf);
-                        let _ = tx.send(Event::Written {
-                            obj,
-                            len,
-                            result,
-                            took: submitted.elapsed(),
-                        });
-                    });
-                    o.writer
-                        .as_mut()
-                        .expect("open object has a writer")
-                        .submit(WriteReq {
-                            offset: chunk,
-                            len,
-                            buf,
-                            done,
-                        });
-                }
-                Event::Written {
-                    obj,
-                    len,
-                    result,
-                    took,
-                } => {
-                    in_io -= 1;
-                    if in_io == 0 {
-                        if let Some(t) = io_since.take() {
-                            stats.io_busy += t.elapsed();
-                        }
-                    }
-                    stats.ops += 1;
-                    let _ = stats.op_latency.record((took.as_micros() as u64).max(1));
-                    let Some(i) = open.iter().position(|o| o.id == obj) else {
-                        continue;
-                    };
-                    open[i].in_flight -= 1;
-                    match result {
-                        Err(e) => {
-                            if failure.is_none() {
-                                failure = Some(e);
-                            }
-                        }
-                        Ok(()) => {
-                            stats.bytes += len as u64;
-                            open[i].written += len as u64;
-                            if open[i].written == open[i].job.size && failure.is_none() {
-                                let o = open.swap_remove(i);
-                                if let Err(e) = self.finish(o, &mut stats) {
-                                    failure = Some(e);
-                                }
-                            }
-                        }
-                    }
-                    if last_progress.elapsed() >= Duration::from_millis(100) {
-                        observer.progress(stats.bytes);
-                        last_progress = Instant::now();
-                    }
-                }
-            }
-        }
-        if let Some(t) = io_since.take() {
-            stats.io_busy += t.elapsed();
-        }
-        for mut o in open.drain(..) {
-            if let Some(w) = o.writer.take() {
-                w.abort();
-            }
-        }
-        observer.progress(stats.bytes);
-        if let Some(e) = failure {
+            });
+            run.drive(jobs.into_iter(), &rx, &fin_tx, observer, cancel);
+            drop(fin_tx);
+            let _ = finisher.join();
+        });
+        observer.progress(run.stats.bytes);
+        if let Some(e) = run.failure {
             return Err(e);
         }
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
-        stats.elapsed = start.elapsed();
-        Ok(stats)
+        run.stats.elapsed = start.elapsed();
+        Ok(run.stats)
+    }
+}
+
+impl<'e, 's> Run<'e, 's> {
+    fn stopping(&self, cancel: &AtomicBool) -> bool {
+        self.failure.is_some() || cancel.load(Ordering::Relaxed)
     }
 
-    fn finish(&self, mut o: Open<'s>, stats: &mut RunStats) -> Result<()> {
-        let writer = o.writer.take().expect("open object has a writer");
-        writer.finish(o.job.size)?;
-        let crc32c = self
-            .cfg
-            .crc
-            .then(|| combine_crcs(&o.crcs, o.job.size, self.chunk as u64));
-        stats.objects.push(ObjectResult {
-            name: o.job.name,
-            size: o.job.size,
-            crc32c,
-            latency: o.started.elapsed(),
+    fn fail(&mut self, e: Error) {
+        self.failure.get_or_insert(e);
+    }
+
+    fn drive(
+        &mut self,
+        mut jobs: impl Iterator<Item = ObjectJob>,
+        rx: &Receiver<Event>,
+        fin_tx: &Sender<ToFinish<'s>>,
+        observer: &mut dyn Observer,
+        cancel: &AtomicBool,
+    ) {
+        let mut jobs_left = true;
+        let mut last_progress = Instant::now();
+        loop {
+            // Open objects up to the limit.
+            while !self.stopping(cancel) && jobs_left && self.open.len() < self.exec.cfg.open_objects {
+                match jobs.next() {
+                    Some(job) => self.open_object(job, fin_tx),
+                    None => jobs_left = false,
+                }
+            }
+            let starved = if self.stopping(cancel) { false } else { self.schedule() };
+            if self.in_gen == 0 && self.in_io == 0 && self.finishing == 0 {
+                if self.stopping(cancel) || (self.open.is_empty() && !jobs_left) {
+                    break;
+                }
+            }
+            // Wait for something to happen; the timeout keeps Ctrl-C responsive.
+            let waited = Instant::now();
+            let event = rx.recv_timeout(Duration::from_millis(100)).ok();
+            if starved {
+                self.stats.buffer_wait += waited.elapsed();
+            }
+            match event {
+                Some(Event::Generated { obj, chunk, len, buf, crc, took }) => {
+                    self.generated(obj, chunk, len, buf, crc, took, cancel)
+                }
+                Some(Event::Written { obj, len, result, took }) => self.written(obj, len, result, took, fin_tx),
+                Some(Event::Finished { result }) => {
+                    self.finishing -= 1;
+                    match result {
+                        Ok(r) => self.stats.objects.push(r),
+                        Err(e) => self.fail(e),
+                    }
+                }
+                None => {}
+            }
+            if last_progress.elapsed() >= Duration::from_millis(100) {
+                observer.progress(self.stats.bytes);
+                last_progress = Instant::now();
+            }
+        }
+        if let Some(t) = self.io_since.take() {
+            self.stats.io_busy += t.elapsed();
+        }
+        for mut o in self.open.drain(..) {
+            if let Some(w) = o.writer.take() {
+                w.abort();
+            }
+        }
+    }
+
+    fn open_object(&mut self, job: ObjectJob, fin_tx: &Sender<ToFinish<'s>>) {
+        let exec = self.exec;
+        match exec.sink.create(&job.name, Some(job.size)) {
+            Ok(writer) => {
+                let chunks = job.size.div_ceil(exec.chunk as u64) as usize;
+                let o = Open {
+                    id: self.next_id,
+                    crcs: if exec.cfg.crc { vec![None; chunks] } else { Vec::new() },
+                    job,
+                    writer: Some(writer),
+                    next: 0,
+                    in_flight: 0,
+                    written: 0,
+                    started: Instant::now(),
+                };
+                self.next_id += 1;
+                if o.job.size == 0 {
+                    self.to_finish(o, fin_tx);
+                } else {
+                    self.open.push(o);
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Starts generating chunks while buffers are free; true if work was left for want of a buffer.
+    fn schedule(&mut self) -> bool {
+        let exec = self.exec;
+        while !self.open.is_empty() {
+            let n = self.open.len();
+            let Some(k) = (0..n).map(|i| (self.rr + i) % n).find(|&k| self.open[k].next < self.open[k].job.size) else {
+                return false;
+            };
+            let Some(mut buf) = exec.pool.try_take() else {
+                return true;
+            };
+            self.rr = k + 1;
+            let o = &mut self.open[k];
+            let at = o.next;
+            let len = (exec.chunk as u64).min(o.job.size - at) as usize;
+            o.next += len as u64;
+            o.in_flight += 1;
+            self.in_gen += 1;
+            let (gen, content, tx, obj, crc) = (exec.gen.clone(), o.job.content.clone(), self.tx.clone(), o.id, exec.cfg.crc);
+            exec.workers.spawn(move || {
+                let t = Instant::now();
+                let data = &mut buf.as_mut_slice()[..len];
+                content.fill(&gen, at, data);
+                let crc = crc.then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32);
+                let _ = tx.send(Event::Generated { obj, chunk: at, len, buf, crc, took: t.elapsed() });
+            });
+        }
+        false
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn generated(
+        &mut self,
+        obj: usize,
+        chunk: u64,
+        len: usize,
+        buf: Buffer,
+        crc: Option<u32>,
+        took: Duration,
+        cancel: &AtomicBool,
+    ) {
+        self.in_gen -= 1;
+        self.stats.generate += took;
+        let stopping = self.stopping(cancel);
+        let chunk_size = self.exec.chunk as u64;
+        let Some(o) = self.open.iter_mut().find(|o| o.id == obj) else { return };
+        if stopping {
+            o.in_flight -= 1;
+            return; // dropping `buf` returns it to the pool
+        }
+        if let Some(c) = crc {
+            o.crcs[(chunk / chunk_size) as usize] = Some(c);
+        }
+        self.in_io += 1;
+        if self.in_io == 1 {
+            self.io_since = Some(Instant::now());
+        }
+        let tx = self.tx.clone();
+        let submitted = Instant::now();
+        let done = Box::new(move |buf: Buffer, result: Result<()>| {
+            drop(buf);
+            let _ = tx.send(Event::Written { obj, len, result, took: submitted.elapsed() });
         });
-        Ok(())
+        o.writer.as_mut().expect("open object has a writer").submit(WriteReq { offset: chunk, len, buf, done });
+    }
+
+    fn written(&mut self, obj: usize, len: usize, result: Result<()>, took: Duration, fin_tx: &Sender<ToFinish<'s>>) {
+        self.in_io -= 1;
+        if self.in_io == 0 {
+            if let Some(t) = self.io_since.take() {
+                self.stats.io_busy += t.elapsed();
+            }
+        }
+        self.stats.ops += 1;
+        let _ = self.stats.op_latency.record((took.as_micros() as u64).max(1));
+        let Some(i) = self.open.iter().position(|o| o.id == obj) else { return };
+        self.open[i].in_flight -= 1;
+        match result {
+            Err(e) => self.fail(e),
+            Ok(()) => {
+                self.stats.bytes += len as u64;
+                self.open[i].written += len as u64;
+                if self.open[i].written == self.open[i].job.size && self.failure.is_none() {
+                    let o = self.open.swap_remove(i);
+                    self.to_finish(o, fin_tx);
+                }
+            }
+        }
+    }
+
+    fn to_finish(&mut self, mut o: Open<'s>, fin_tx: &Sender<ToFinish<'s>>) {
+        let exec = self.exec;
+        let writer = o.writer.take().expect("open object has a writer");
+        let crc32c = exec.cfg.crc.then(|| combine_crcs(&o.crcs, o.job.size, exec.chunk as u64));
+        let result = ObjectResult { name: o.job.name, size: o.job.size, crc32c, latency: Duration::ZERO };
+        self.finishing += 1;
+        if let Err(e) = fin_tx.send(ToFinish { writer, result, started: o.started }) {
+            // The finisher is gone (it cannot be, while we hold its channel); abort rather than leak.
+            self.finishing -= 1;
+            e.into_inner().writer.abort();
+        }
     }
 }
 

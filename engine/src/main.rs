@@ -341,7 +341,11 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
                         queue_depth: args.queue_depth as usize,
                         create_root: false,
                     };
-                    let sink = FileSink::new(dir, opts).map_err(lib_error)?;
+                    let sink = FileSink::new(dir, opts).map_err(|e| {
+                        let mut f = lib_error(e);
+                        f.error = f.error.context(format!("cannot write {}", args.output.display()));
+                        f
+                    })?;
                     if let (Some(note), false) = (sink.note(), args.quiet) {
                         eprintln!("note: {note}");
                     }

@@ -117,8 +117,15 @@ impl BufferPool {
                 }
                 return Err(PoolError::OutOfMemory { count, size });
             };
-            // SAFETY: p points to `size` writable bytes; zeroing pre-faults and initialises them.
-            unsafe { std::ptr::write_bytes(p.as_ptr(), 0, size) };
+            // SAFETY: p points to `size` writable bytes. Zeroing initialises them; since the compiler may
+            // turn alloc + zeroing into calloc (which leaves fresh pages untouched), a volatile store per
+            // page then faults every page in for real.
+            unsafe {
+                std::ptr::write_bytes(p.as_ptr(), 0, size);
+                for off in (0..size).step_by(PAGE) {
+                    std::ptr::write_volatile(p.as_ptr().add(off), 0);
+                }
+            }
             slots.push(p);
         }
         let free = (0..slots.len()).rev().collect();

@@ -227,6 +227,19 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
             }
         }
     }
+    // The kernel may still write into `wake_buf`: complete that read before this frame goes away.
+    if wake_armed {
+        let one: u64 = 1;
+        // SAFETY: 8 bytes from a valid u64 to our own eventfd.
+        unsafe { libc::write(efd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+        while wake_armed {
+            match ring.submit_and_wait(1) {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(_) => break,
+                Ok(_) => wake_armed = !ring.completion().any(|c| c.user_data() == WAKE),
+            }
+        }
+    }
     if registered.is_some() {
         let _ = ring.submitter().unregister_buffers();
     }
