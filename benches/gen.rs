@@ -65,7 +65,13 @@ fn pipeline(c: &mut Criterion) {
     group.sample_size(10);
     let sink = NullSink;
     for (objects, crc) in [(1u64, false), (1, true), (64, true)] {
-        let cfg = ExecConfig { buffer_size: 8 << 20, buffers: 16, crc, open_objects: 8, ..ExecConfig::default() };
+        let cfg = ExecConfig {
+            buffer_size: 8 << 20,
+            buffers: 16,
+            crc,
+            open_objects: 8,
+            ..ExecConfig::default()
+        };
         let exec = Executor::new(&sink, Generator::new(42, Profile::default()), cfg).unwrap();
         let cancel = AtomicBool::new(false);
         let name = format!("null/{objects}-objects{}", if crc { "/crc" } else { "" });
@@ -74,7 +80,10 @@ fn pipeline(c: &mut Criterion) {
                 let jobs = (0..objects).map(|i| ObjectJob {
                     name: format!("o{i}"),
                     size: TOTAL / objects,
-                    content: Content::Stream { stream: i, offset: 0 },
+                    content: Content::Stream {
+                        stream: i,
+                        offset: 0,
+                    },
                 });
                 exec.run(jobs, &mut (), &cancel).unwrap()
             })

@@ -35,7 +35,10 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, error: io::Error) -> Error {
-        Error::Io { path: path.into(), error }
+        Error::Io {
+            path: path.into(),
+            error,
+        }
     }
 
     pub fn sink(target: impl Into<String>, message: impl Into<String>) -> Error {

@@ -108,9 +108,23 @@ pub trait Observer {
 impl Observer for () {}
 
 enum Event {
-    Generated { obj: usize, chunk: u64, len: usize, buf: Buffer, crc: Option<u32>, took: Duration },
-    Written { obj: usize, len: usize, result: Result<()>, took: Duration },
-    Finished { result: Result<ObjectResult> },
+    Generated {
+        obj: usize,
+        chunk: u64,
+        len: usize,
+        buf: Buffer,
+        crc: Option<u32>,
+        took: Duration,
+    },
+    Written {
+        obj: usize,
+        len: usize,
+        result: Result<()>,
+        took: Duration,
+    },
+    Finished {
+        result: Result<ObjectResult>,
+    },
 }
 
 struct Open<'s> {
@@ -165,14 +179,22 @@ impl<'s> Executor<'s> {
         cfg.buffers = cfg.buffers.max(1);
         cfg.threads = cfg.threads.max(1);
         cfg.open_objects = cfg.open_objects.max(1);
-        let pool = BufferPool::new(cfg.buffers, size, align).map_err(|e| Error::Resource(e.to_string()))?;
+        let pool = BufferPool::new(cfg.buffers, size, align)
+            .map_err(|e| Error::Resource(e.to_string()))?;
         sink.use_pool(&pool);
         let workers = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads)
             .thread_name(|i| format!("dgen-gen-{i}"))
             .build()
             .map_err(|e| Error::Resource(format!("cannot start generator threads: {e}")))?;
-        Ok(Executor { sink, gen: Arc::new(gen), pool, workers, cfg, chunk: size })
+        Ok(Executor {
+            sink,
+            gen: Arc::new(gen),
+            pool,
+            workers,
+            cfg,
+            chunk: size,
+        })
     }
 
     pub fn pool(&self) -> &BufferPool {
@@ -215,7 +237,8 @@ impl<'s> Executor<'s> {
                 threads: self.cfg.threads,
                 io_busy: Duration::ZERO,
                 buffer_wait: Duration::ZERO,
-                op_latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+                op_latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .expect("valid histogram bounds"),
                 objects: Vec::new(),
                 pool_bytes: self.pool.bytes(),
             },
@@ -223,7 +246,11 @@ impl<'s> Executor<'s> {
         std::thread::scope(|s| {
             let finisher = s.spawn(move || {
                 for f in fin_rx.iter() {
-                    let ToFinish { writer, mut result, started } = f;
+                    let ToFinish {
+                        writer,
+                        mut result,
+                        started,
+                    } = f;
                     let r = writer.finish(result.size).map(|()| {
                         result.latency = started.elapsed();
                         result
@@ -268,17 +295,23 @@ impl<'e, 's> Run<'e, 's> {
         let mut last_progress = Instant::now();
         loop {
             // Open objects up to the limit.
-            while !self.stopping(cancel) && jobs_left && self.open.len() < self.exec.cfg.open_objects {
+            while !self.stopping(cancel)
+                && jobs_left
+                && self.open.len() < self.exec.cfg.open_objects
+            {
                 match jobs.next() {
                     Some(job) => self.open_object(job, fin_tx),
                     None => jobs_left = false,
                 }
             }
-            let starved = if self.stopping(cancel) { false } else { self.schedule() };
-            if self.in_gen == 0 && self.in_io == 0 && self.finishing == 0 {
-                if self.stopping(cancel) || (self.open.is_empty() && !jobs_left) {
-                    break;
-                }
+            let starved = if self.stopping(cancel) {
+                false
+            } else {
+                self.schedule()
+            };
+            let idle = self.in_gen == 0 && self.in_io == 0 && self.finishing == 0;
+            if idle && (self.stopping(cancel) || (self.open.is_empty() && !jobs_left)) {
+                break;
             }
             // Wait for something to happen; the timeout keeps Ctrl-C responsive.
             let waited = Instant::now();
@@ -287,10 +320,20 @@ impl<'e, 's> Run<'e, 's> {
                 self.stats.buffer_wait += waited.elapsed();
             }
             match event {
-                Some(Event::Generated { obj, chunk, len, buf, crc, took }) => {
-                    self.generated(obj, chunk, len, buf, crc, took, cancel)
-                }
-                Some(Event::Written { obj, len, result, took }) => self.written(obj, len, result, took, fin_tx),
+                Some(Event::Generated {
+                    obj,
+                    chunk,
+                    len,
+                    buf,
+                    crc,
+                    took,
+                }) => self.generated(obj, chunk, len, buf, crc, took, cancel),
+                Some(Event::Written {
+                    obj,
+                    len,
+                    result,
+                    took,
+                }) => self.written(obj, len, result, took, fin_tx),
                 Some(Event::Finished { result }) => {
                     self.finishing -= 1;
                     match result {
@@ -322,7 +365,11 @@ impl<'e, 's> Run<'e, 's> {
                 let chunks = job.size.div_ceil(exec.chunk as u64) as usize;
                 let o = Open {
                     id: self.next_id,
-                    crcs: if exec.cfg.crc { vec![None; chunks] } else { Vec::new() },
+                    crcs: if exec.cfg.crc {
+                        vec![None; chunks]
+                    } else {
+                        Vec::new()
+                    },
                     job,
                     writer: Some(writer),
                     next: 0,
@@ -332,7 +379,7 @@ impl<'e, 's> Run<'e, 's> {
                 };
                 self.next_id += 1;
                 if o.job.size == 0 {
-                    self.to_finish(o, fin_tx);
+                    self.hand_to_finisher(o, fin_tx);
                 } else {
                     self.open.push(o);
                 }
@@ -346,7 +393,10 @@ impl<'e, 's> Run<'e, 's> {
         let exec = self.exec;
         while !self.open.is_empty() {
             let n = self.open.len();
-            let Some(k) = (0..n).map(|i| (self.rr + i) % n).find(|&k| self.open[k].next < self.open[k].job.size) else {
+            let Some(k) = (0..n)
+                .map(|i| (self.rr + i) % n)
+                .find(|&k| self.open[k].next < self.open[k].job.size)
+            else {
                 return false;
             };
             let Some(mut buf) = exec.pool.try_take() else {
@@ -359,13 +409,27 @@ impl<'e, 's> Run<'e, 's> {
             o.next += len as u64;
             o.in_flight += 1;
             self.in_gen += 1;
-            let (gen, content, tx, obj, crc) = (exec.gen.clone(), o.job.content.clone(), self.tx.clone(), o.id, exec.cfg.crc);
+            let (gen, content, tx, obj, crc) = (
+                exec.gen.clone(),
+                o.job.content.clone(),
+                self.tx.clone(),
+                o.id,
+                exec.cfg.crc,
+            );
             exec.workers.spawn(move || {
                 let t = Instant::now();
                 let data = &mut buf.as_mut_slice()[..len];
                 content.fill(&gen, at, data);
-                let crc = crc.then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32);
-                let _ = tx.send(Event::Generated { obj, chunk: at, len, buf, crc, took: t.elapsed() });
+                let crc = crc
+                    .then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32);
+                let _ = tx.send(Event::Generated {
+                    obj,
+                    chunk: at,
+                    len,
+                    buf,
+                    crc,
+                    took: t.elapsed(),
+                });
             });
         }
         false
@@ -386,7 +450,9 @@ impl<'e, 's> Run<'e, 's> {
         self.stats.generate += took;
         let stopping = self.stopping(cancel);
         let chunk_size = self.exec.chunk as u64;
-        let Some(o) = self.open.iter_mut().find(|o| o.id == obj) else { return };
+        let Some(o) = self.open.iter_mut().find(|o| o.id == obj) else {
+            return;
+        };
         if stopping {
             o.in_flight -= 1;
             return; // dropping `buf` returns it to the pool
@@ -402,12 +468,32 @@ impl<'e, 's> Run<'e, 's> {
         let submitted = Instant::now();
         let done = Box::new(move |buf: Buffer, result: Result<()>| {
             drop(buf);
-            let _ = tx.send(Event::Written { obj, len, result, took: submitted.elapsed() });
+            let _ = tx.send(Event::Written {
+                obj,
+                len,
+                result,
+                took: submitted.elapsed(),
+            });
         });
-        o.writer.as_mut().expect("open object has a writer").submit(WriteReq { offset: chunk, len, buf, done });
+        o.writer
+            .as_mut()
+            .expect("open object has a writer")
+            .submit(WriteReq {
+                offset: chunk,
+                len,
+                buf,
+                done,
+            });
     }
 
-    fn written(&mut self, obj: usize, len: usize, result: Result<()>, took: Duration, fin_tx: &Sender<ToFinish<'s>>) {
+    fn written(
+        &mut self,
+        obj: usize,
+        len: usize,
+        result: Result<()>,
+        took: Duration,
+        fin_tx: &Sender<ToFinish<'s>>,
+    ) {
         self.in_io -= 1;
         if self.in_io == 0 {
             if let Some(t) = self.io_since.take() {
@@ -415,8 +501,13 @@ impl<'e, 's> Run<'e, 's> {
             }
         }
         self.stats.ops += 1;
-        let _ = self.stats.op_latency.record((took.as_micros() as u64).max(1));
-        let Some(i) = self.open.iter().position(|o| o.id == obj) else { return };
+        let _ = self
+            .stats
+            .op_latency
+            .record((took.as_micros() as u64).max(1));
+        let Some(i) = self.open.iter().position(|o| o.id == obj) else {
+            return;
+        };
         self.open[i].in_flight -= 1;
         match result {
             Err(e) => self.fail(e),
@@ -425,19 +516,31 @@ impl<'e, 's> Run<'e, 's> {
                 self.open[i].written += len as u64;
                 if self.open[i].written == self.open[i].job.size && self.failure.is_none() {
                     let o = self.open.swap_remove(i);
-                    self.to_finish(o, fin_tx);
+                    self.hand_to_finisher(o, fin_tx);
                 }
             }
         }
     }
 
-    fn to_finish(&mut self, mut o: Open<'s>, fin_tx: &Sender<ToFinish<'s>>) {
+    fn hand_to_finisher(&mut self, mut o: Open<'s>, fin_tx: &Sender<ToFinish<'s>>) {
         let exec = self.exec;
         let writer = o.writer.take().expect("open object has a writer");
-        let crc32c = exec.cfg.crc.then(|| combine_crcs(&o.crcs, o.job.size, exec.chunk as u64));
-        let result = ObjectResult { name: o.job.name, size: o.job.size, crc32c, latency: Duration::ZERO };
+        let crc32c = exec
+            .cfg
+            .crc
+            .then(|| combine_crcs(&o.crcs, o.job.size, exec.chunk as u64));
+        let result = ObjectResult {
+            name: o.job.name,
+            size: o.job.size,
+            crc32c,
+            latency: Duration::ZERO,
+        };
         self.finishing += 1;
-        if let Err(e) = fin_tx.send(ToFinish { writer, result, started: o.started }) {
+        if let Err(e) = fin_tx.send(ToFinish {
+            writer,
+            result,
+            started: o.started,
+        }) {
             // The finisher is gone (it cannot be, while we hold its channel); abort rather than leak.
             self.finishing -= 1;
             e.into_inner().writer.abort();

@@ -343,7 +343,9 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
                     };
                     let sink = FileSink::new(dir, opts).map_err(|e| {
                         let mut f = lib_error(e);
-                        f.error = f.error.context(format!("cannot write {}", args.output.display()));
+                        f.error = f
+                            .error
+                            .context(format!("cannot write {}", args.output.display()));
                         f
                     })?;
                     if let (Some(note), false) = (sink.note(), args.quiet) {

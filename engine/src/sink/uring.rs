@@ -231,7 +231,13 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
     if wake_armed {
         let one: u64 = 1;
         // SAFETY: 8 bytes from a valid u64 to our own eventfd.
-        unsafe { libc::write(efd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+        unsafe {
+            libc::write(
+                efd.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
         while wake_armed {
             match ring.submit_and_wait(1) {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
