@@ -28,6 +28,14 @@ pub enum Error {
     #[error("{0}")]
     Resource(String),
 
+    /// A plugin misbehaved or could not be loaded: trap, panic, limit, bad name, wrong contract.
+    #[error("plugin '{plugin}': {message}")]
+    Plugin { plugin: String, message: String },
+
+    /// A workload file is malformed; `at` is `file:line` (or `--set KEY`).
+    #[error("{at}: {message}")]
+    Workload { at: String, message: String },
+
     /// The run was interrupted (Ctrl-C); everything open was aborted.
     #[error("interrupted; open objects were aborted")]
     Cancelled,
@@ -48,9 +56,26 @@ impl Error {
         }
     }
 
+    pub fn plugin(plugin: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Plugin {
+            plugin: plugin.into(),
+            message: message.into(),
+        }
+    }
+
     /// Whether this is bad input from the user (as opposed to a failure of the storage or the machine).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::InvalidValue { .. })
+        matches!(self, Error::InvalidValue { .. } | Error::Workload { .. })
+    }
+
+    /// The exit code the CLI uses: 2 usage or workload, 3 I/O or backend, 4 plugin fault, 130 Ctrl-C.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::InvalidValue { .. } | Error::Workload { .. } => 2,
+            Error::Plugin { .. } => 4,
+            Error::Cancelled => 130,
+            Error::Io { .. } | Error::Sink { .. } | Error::Resource(_) => 3,
+        }
     }
 }
 

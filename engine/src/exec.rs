@@ -51,14 +51,121 @@ impl Default for ExecConfig {
 /// What an object's bytes are.
 #[derive(Clone, Debug)]
 pub enum Content {
-    /// Bytes `[offset, offset + size)` of one generator stream.
+    /// Bytes `[offset, offset + size)` of one stream of the executor's generator.
     Stream { stream: u64, offset: u64 },
+    /// A layout of plugin bytes and synthetic fills (see [`Recipe`]).
+    Recipe(Arc<Recipe>),
 }
 
 impl Content {
-    fn fill(&self, gen: &Generator, at: u64, buf: &mut [u8]) {
+    /// Bytes `[at, at + buf.len())` of the object.
+    pub fn fill(&self, gen: &Generator, at: u64, buf: &mut [u8]) {
         match self {
             Content::Stream { stream, offset } => gen.fill(*stream, offset + at, buf),
+            Content::Recipe(r) => r.fill(at, buf),
+        }
+    }
+}
+
+/// A piece of an object's layout.
+#[derive(Clone, Debug)]
+pub enum Segment {
+    /// Literal bytes (headers, footers, host-computed fields once resolved).
+    Bytes(Arc<[u8]>),
+    /// `len` bytes of `stream` from `offset`, made by `gen`.
+    Fill {
+        gen: Arc<Generator>,
+        stream: u64,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Segment {
+    pub fn len(&self) -> u64 {
+        match self {
+            Segment::Bytes(b) => b.len() as u64,
+            Segment::Fill { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An object as a sequence of segments; bytes at any offset can be produced independently, so the
+/// executor fills chunks in parallel and `verify` regenerates any range.
+#[derive(Clone, Debug, Default)]
+pub struct Recipe {
+    /// (object offset, segment), in order, contiguous.
+    segments: Vec<(u64, Segment)>,
+    size: u64,
+}
+
+impl Recipe {
+    pub fn push(&mut self, seg: Segment) {
+        let len = seg.len();
+        if len == 0 {
+            return;
+        }
+        self.segments.push((self.size, seg));
+        self.size += len;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &(u64, Segment)> {
+        self.segments.iter()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Object offset where segment `idx` starts.
+    pub fn segment_offset(&self, idx: usize) -> u64 {
+        self.segments.get(idx).map_or(self.size, |(at, _)| *at)
+    }
+
+    /// Replaces segment `idx` with one of the same length (patches, resolved fields).
+    pub fn replace(&mut self, idx: usize, seg: Segment) {
+        assert_eq!(
+            seg.len(),
+            self.segments[idx].1.len(),
+            "a replacement keeps the segment's length"
+        );
+        self.segments[idx].1 = seg;
+    }
+
+    /// Bytes `[at, at + buf.len())`.
+    pub fn fill(&self, at: u64, buf: &mut [u8]) {
+        let end = at + buf.len() as u64;
+        // First segment that ends after `at`.
+        let first = self
+            .segments
+            .partition_point(|(start, seg)| start + seg.len() <= at);
+        for (start, seg) in &self.segments[first..] {
+            if *start >= end {
+                break;
+            }
+            let from = at.max(*start);
+            let to = end.min(start + seg.len());
+            let out = &mut buf[(from - at) as usize..(to - at) as usize];
+            let within = from - start;
+            match seg {
+                Segment::Bytes(b) => {
+                    out.copy_from_slice(&b[within as usize..(within as usize + out.len())])
+                }
+                Segment::Fill {
+                    gen,
+                    stream,
+                    offset,
+                    ..
+                } => gen.fill(*stream, offset + within, out),
+            }
         }
     }
 }
@@ -207,11 +314,27 @@ impl<'s> Executor<'s> {
     }
 
     /// Writes every job; on error or cancellation aborts the objects still open and returns the error.
-    /// Finishing an object (fsync, rename, commit) runs on a separate thread, so it never stalls the
-    /// writes of the others.
     pub fn run(
         &self,
         jobs: impl IntoIterator<Item = ObjectJob>,
+        observer: &mut dyn Observer,
+        cancel: &AtomicBool,
+    ) -> Result<RunStats> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for j in jobs {
+            let _ = tx.send(j);
+        }
+        drop(tx);
+        self.run_channel(rx, None, observer, cancel)
+    }
+
+    /// Writes jobs as they arrive on `jobs` until it is closed, reporting each finished object on
+    /// `done` (a plugin's `wait-all` listens there). Finishing an object (fsync, rename, commit) runs
+    /// on a separate thread, so it never stalls the writes of the others.
+    pub fn run_channel(
+        &self,
+        jobs: Receiver<ObjectJob>,
+        done: Option<Sender<ObjectResult>>,
         observer: &mut dyn Observer,
         cancel: &AtomicBool,
     ) -> Result<RunStats> {
@@ -258,7 +381,7 @@ impl<'s> Executor<'s> {
                     let _ = tx.send(Event::Finished { result: r });
                 }
             });
-            run.drive(jobs.into_iter(), &rx, &fin_tx, observer, cancel);
+            run.drive(&jobs, done.as_ref(), &rx, &fin_tx, observer, cancel);
             drop(fin_tx);
             let _ = finisher.join();
         });
@@ -283,9 +406,11 @@ impl<'e, 's> Run<'e, 's> {
         self.failure.get_or_insert(e);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn drive(
         &mut self,
-        mut jobs: impl Iterator<Item = ObjectJob>,
+        jobs: &Receiver<ObjectJob>,
+        done: Option<&Sender<ObjectResult>>,
         rx: &Receiver<Event>,
         fin_tx: &Sender<ToFinish<'s>>,
         observer: &mut dyn Observer,
@@ -299,9 +424,10 @@ impl<'e, 's> Run<'e, 's> {
                 && jobs_left
                 && self.open.len() < self.exec.cfg.open_objects
             {
-                match jobs.next() {
-                    Some(job) => self.open_object(job, fin_tx),
-                    None => jobs_left = false,
+                match jobs.try_recv() {
+                    Ok(job) => self.open_object(job, fin_tx),
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => jobs_left = false,
                 }
             }
             let starved = if self.stopping(cancel) {
@@ -313,9 +439,26 @@ impl<'e, 's> Run<'e, 's> {
             if idle && (self.stopping(cancel) || (self.open.is_empty() && !jobs_left)) {
                 break;
             }
-            // Wait for something to happen; the timeout keeps Ctrl-C responsive.
+            // Wait for something to happen (an event, or a new job if there is room for one); the
+            // timeout keeps Ctrl-C responsive.
             let waited = Instant::now();
-            let event = rx.recv_timeout(Duration::from_millis(100)).ok();
+            let want_jobs =
+                jobs_left && !self.stopping(cancel) && self.open.len() < self.exec.cfg.open_objects;
+            let event = if want_jobs {
+                crossbeam_channel::select! {
+                    recv(rx) -> e => e.ok(),
+                    recv(jobs) -> j => {
+                        match j {
+                            Ok(job) => self.open_object(job, fin_tx),
+                            Err(_) => jobs_left = false,
+                        }
+                        None
+                    }
+                    default(Duration::from_millis(100)) => None,
+                }
+            } else {
+                rx.recv_timeout(Duration::from_millis(100)).ok()
+            };
             if starved {
                 self.stats.buffer_wait += waited.elapsed();
             }
@@ -337,7 +480,12 @@ impl<'e, 's> Run<'e, 's> {
                 Some(Event::Finished { result }) => {
                     self.finishing -= 1;
                     match result {
-                        Ok(r) => self.stats.objects.push(r),
+                        Ok(r) => {
+                            if let Some(d) = done {
+                                let _ = d.send(r.clone());
+                            }
+                            self.stats.objects.push(r)
+                        }
                         Err(e) => self.fail(e),
                     }
                 }

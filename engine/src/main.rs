@@ -6,10 +6,12 @@ use clap::{Parser, Subcommand};
 use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob, Observer};
 use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
 use dgen_engine::output::{write_stream, Pump};
+use dgen_engine::plugin::host::Mode;
 use dgen_engine::report;
 use dgen_engine::sink::stream::ObjectStream;
 use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, ObjectReader, Sink};
 use dgen_engine::size::{format_size, parse_size};
+use dgen_engine::workload::Plan;
 use dgen_engine::{verify, Error};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,48 @@ struct Cli {
 enum Command {
     /// Generate a stream of synthetic data to stdout or a file.
     Gen(GenArgs),
+    /// Run a workload: its plugin decides what is written and what counts as a pass.
+    Run(RunArgs),
+    /// Re-read everything a workload writes and compare it with what was meant to be written.
+    Verify(RunArgs),
+    /// Build and inspect plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The workload file (TOML).
+    workload: PathBuf,
+    /// Override a workload key, e.g. `--set data.compress=3 --set params.ranks=4`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Run seed (overrides the workload's `seed`).
+    #[arg(long, allow_hyphen_values = true)]
+    seed: Option<u64>,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json_report: Option<PathBuf>,
+    /// No progress bar, no plugin info lines, no table (errors and failed checks still print).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Build a plugin crate into a .wasm component.
+    Build {
+        /// The plugin crate's directory.
+        dir: PathBuf,
+        /// Where to write the component (default: DIR/target/NAME.wasm).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Show a plugin's name, version, contract and documented params.
+    Inspect {
+        /// A .wasm plugin (component or core module).
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -489,6 +533,98 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
     }
 }
 
+fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
+    let plan = Plan::load(&args.workload, &args.sets).map_err(lib_error)?;
+    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet).map_err(lib_error)?;
+    let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
+    let cancel = install_cancel();
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    // Mirror the process-wide Ctrl-C flag into the run's own.
+    let watcher_flag = flag.clone();
+    let stop_watch = std::sync::Arc::new(AtomicBool::new(false));
+    let stop2 = stop_watch.clone();
+    let watcher = std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            if cancel.load(Ordering::Relaxed) {
+                watcher_flag.store(true, Ordering::Relaxed);
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let mut progress = report::Progress::new(0, !args.quiet && mode == Mode::Write);
+    let outcome =
+        dgen_engine::run::execute(&plan, &plugin, seed, mode, args.quiet, &mut progress, flag);
+    progress.finish();
+    stop_watch.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let outcome = outcome.map_err(lib_error)?;
+    let code = outcome.exit_code();
+    let lines = report::outcome_lines(&plan, &outcome);
+    if !args.quiet || code != 0 {
+        for l in &lines {
+            eprintln!("{l}");
+        }
+    }
+    if let Some(path) = &args.json_report {
+        let json = report::outcome_json(&plan, &outcome);
+        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write the JSON report {}", path.display()))
+            .map_err(Failure::io)?;
+    }
+    match (outcome.error, code) {
+        (Some(e), _) => Err(lib_error(e)),
+        (None, 0) => Ok(()),
+        (None, code) => {
+            let failed: Vec<String> = outcome
+                .report
+                .iter()
+                .flat_map(|r| {
+                    r.checks
+                        .iter()
+                        .filter(|c| !c.passed)
+                        .map(|c| format!("'{}'", c.name))
+                })
+                .collect();
+            let what = if failed.is_empty() {
+                "some objects differ from what was written".to_string()
+            } else {
+                format!("check {} failed", failed.join(", "))
+            };
+            Err(Failure {
+                code,
+                error: anyhow::anyhow!("{what}"),
+            })
+        }
+    }
+}
+
+fn plugin_build(dir: &Path, output: Option<&Path>) -> Result<(), Failure> {
+    let out = dgen_engine::plugin::build::build(dir, output, false).map_err(lib_error)?;
+    let bytes = std::fs::read(&out).map_err(|e| Failure::io(anyhow::Error::new(e)))?;
+    println!("{}", out.display());
+    eprintln!(
+        "built {} ({} bytes, sha256 {})",
+        out.display(),
+        bytes.len(),
+        dgen_engine::plugin::sha256_hex(&bytes)
+    );
+    Ok(())
+}
+
+fn plugin_inspect(file: &Path) -> Result<(), Failure> {
+    let plugin = dgen_engine::plugin::load(file, None).map_err(lib_error)?;
+    let m = &plugin.meta;
+    println!("name:     {}", m.name);
+    println!("version:  {}", m.version);
+    println!("contract: {}", m.contract);
+    println!("sdk:      {}", m.sdk);
+    println!("sha256:   {}", plugin.sha256);
+    println!("params:   {}", m.params);
+    Ok(())
+}
+
 fn stream_failure(e: std::io::Error, target: &str) -> Failure {
     if e.kind() == std::io::ErrorKind::Interrupted {
         lib_error(Error::Cancelled)
@@ -619,6 +755,12 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Gen(args) => gen(args),
+        Command::Run(args) => run_workload(args, Mode::Write),
+        Command::Verify(args) => run_workload(args, Mode::Verify),
+        Command::Plugin(PluginCommand::Build { dir, output }) => {
+            plugin_build(&dir, output.as_deref())
+        }
+        Command::Plugin(PluginCommand::Inspect { file }) => plugin_inspect(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

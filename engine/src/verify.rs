@@ -11,7 +11,7 @@ use std::io::Read;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Every byte matches.
-    Identical { bytes: u64 },
+    Identical { bytes: u64, crc32c: u32 },
     /// The first byte that differs.
     Differs {
         offset: u64,
@@ -20,6 +20,8 @@ pub enum Verdict {
     },
     /// The common prefix matches but the lengths differ.
     SizeMismatch { expected: u64, found: u64 },
+    /// The object could not be read back at all (missing, no permission…).
+    Unreadable { reason: String },
 }
 
 impl Verdict {
@@ -31,7 +33,8 @@ impl Verdict {
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Verdict::Identical { bytes } => write!(f, "identical ({bytes} bytes)"),
+            Verdict::Identical { bytes, .. } => write!(f, "identical ({bytes} bytes)"),
+            Verdict::Unreadable { reason } => write!(f, "cannot be read back: {reason}"),
             Verdict::Differs {
                 offset,
                 expected,
@@ -61,6 +64,7 @@ pub fn compare(
     let mut want = pool.take();
     let chunk = got.capacity();
     let mut pos = 0u64;
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
     loop {
         // Fill `got` completely unless the source ends.
         let (filled, expected_len) = {
@@ -79,9 +83,18 @@ pub fn compare(
                     }
                     Ok(filled)
                 },
-                || {
-                    let Content::Stream { stream, offset } = content;
-                    gen.fill_par(*stream, offset + pos, want_buf)
+                || match content {
+                    Content::Stream { stream, offset } => {
+                        gen.fill_par(*stream, offset + pos, want_buf)
+                    }
+                    Content::Recipe(r) => {
+                        use rayon::prelude::*;
+                        const PIECE: usize = 1 << 20;
+                        want_buf
+                            .par_chunks_mut(PIECE)
+                            .enumerate()
+                            .for_each(|(i, c)| r.fill(pos + (i * PIECE) as u64, c));
+                    }
                 },
             );
             (read_result?, expected_len)
@@ -101,6 +114,7 @@ pub fn compare(
                 found: a[i],
             });
         }
+        digest.update(a);
         pos += common as u64;
         if filled != expected_len {
             // One side ended early: tell how long the source really is.
@@ -123,7 +137,10 @@ pub fn compare(
             });
         }
         if filled < chunk {
-            return Ok(Verdict::Identical { bytes: pos });
+            return Ok(Verdict::Identical {
+                bytes: pos,
+                crc32c: digest.finalize() as u32,
+            });
         }
     }
 }

@@ -19,9 +19,20 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A bar towards `total` bytes, or (total 0) a running count of bytes.
     pub fn new(total: u64, enabled: bool) -> Progress {
         if !enabled || !std::io::stderr().is_terminal() {
             return Progress { bar: None };
+        }
+        if total == 0 {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} {spinner} {binary_bytes} written, {binary_bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            return Progress { bar: Some(bar) };
         }
         let bar_style = if color_allowed() {
             "{wide_bar:.cyan/blue}"
@@ -102,4 +113,139 @@ pub fn run_details(stats: &RunStats, chunk: usize) -> Vec<String> {
         stats.buffer_wait.as_secs_f64(),
     ));
     lines
+}
+
+/// The final table of a `run` or `verify`.
+pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> Vec<String> {
+    use crate::plugin::host::Mode;
+    let mut lines = Vec::new();
+    let verb = if o.mode == Mode::Verify {
+        "verify"
+    } else {
+        "run"
+    };
+    lines.push(format!(
+        "dgen-engine {verb}: workload '{}' with plugin {} {} (sha256 {}), seed {}, {}; target {}",
+        plan.name,
+        o.plugin.name,
+        o.plugin.version,
+        &o.plugin_sha256[..16],
+        o.seed,
+        plan.profile,
+        plan.uri
+    ));
+    let bytes: u64 = o.objects.iter().map(|r| r.size).sum();
+    let mut lat: Vec<u64> = o
+        .objects
+        .iter()
+        .map(|r| r.latency.as_micros() as u64)
+        .collect();
+    lat.sort_unstable();
+    let q = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    lines.push(format!(
+        "{} objects, {} in {:.3} s = {:.2} GB/s; object latency p50 {} p99 {}",
+        o.objects.len(),
+        format_size(bytes),
+        o.elapsed.as_secs_f64(),
+        gbps(bytes, o.elapsed),
+        ms(q(0.5)),
+        ms(q(0.99)),
+    ));
+    if let Some(stats) = &o.stats {
+        lines.push(format!(
+            "engine {}; pool {}",
+            o.engine,
+            format_size(stats.pool_bytes)
+        ));
+        lines.extend(run_details(stats, o.chunk));
+    }
+    if o.mode == Mode::Verify {
+        let bad: Vec<&(String, crate::verify::Verdict)> = o
+            .verdicts
+            .iter()
+            .filter(|(_, v)| !v.is_identical())
+            .collect();
+        lines.push(format!(
+            "verified {} objects: {} identical, {} not",
+            o.verdicts.len(),
+            o.verdicts.len() - bad.len(),
+            bad.len()
+        ));
+        for (name, v) in bad.iter().take(20) {
+            lines.push(format!("  MISMATCH {name}: {v}"));
+        }
+    }
+    for (name, value) in &o.metrics {
+        lines.push(format!("metric {name} = {value}"));
+    }
+    if let Some(r) = &o.report {
+        lines.push("checks:".into());
+        for c in &r.checks {
+            lines.push(format!(
+                "  {} {:<32} {} {} {}",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                c.observed,
+                c.op,
+                c.threshold
+            ));
+        }
+        if !r.summary.is_empty() {
+            lines.push(format!("summary: {}", r.summary));
+        }
+    }
+    lines
+}
+
+/// The same content as [`outcome_lines`], as JSON.
+pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> serde_json::Value {
+    use serde_json::json;
+    let bytes: u64 = o.objects.iter().map(|r| r.size).sum();
+    let stats = o.stats.as_ref().map(|s| {
+        json!({
+            "bytes": s.bytes,
+            "writes": s.ops,
+            "write_latency_us": {
+                "p50": s.op_latency.value_at_quantile(0.5),
+                "p99": s.op_latency.value_at_quantile(0.99),
+                "p999": s.op_latency.value_at_quantile(0.999),
+                "max": s.op_latency.max(),
+            },
+            "generate_s": s.generate.as_secs_f64(),
+            "threads": s.threads,
+            "io_busy_s": s.io_busy.as_secs_f64(),
+            "buffer_wait_s": s.buffer_wait.as_secs_f64(),
+            "pool_bytes": s.pool_bytes,
+        })
+    });
+    json!({
+        "workload": plan.name,
+        "file": plan.file.display().to_string(),
+        "mode": if o.mode == crate::plugin::host::Mode::Verify { "verify" } else { "run" },
+        "plugin": { "name": o.plugin.name, "version": o.plugin.version, "sha256": o.plugin_sha256, "contract": o.plugin.contract },
+        "seed": o.seed,
+        "target": plan.uri,
+        "data": { "dedup": plan.profile.dedup(), "compress": plan.profile.compress(), "dedup_unit": plan.profile.unit() },
+        "bytes": bytes,
+        "objects": o.objects.len(),
+        "seconds": o.elapsed.as_secs_f64(),
+        "gbps": gbps(bytes, o.elapsed),
+        "engine": o.engine,
+        "pipeline": stats,
+        "object_list": o.objects.iter().map(|r| json!({
+            "name": r.name, "size": r.size, "crc32c": r.crc32c, "latency_us": r.latency.as_micros() as u64
+        })).collect::<Vec<_>>(),
+        "verify": o.verdicts.iter().map(|(n, v)| json!({"name": n, "identical": v.is_identical(), "verdict": v.to_string()})).collect::<Vec<_>>(),
+        "metrics": o.metrics.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
+        "checks": o.report.as_ref().map(|r| r.checks.iter().map(|c| json!({
+            "name": c.name, "observed": c.observed, "op": c.op, "threshold": c.threshold, "passed": c.passed
+        })).collect::<Vec<_>>()),
+        "summary": o.report.as_ref().map(|r| r.summary.clone()),
+        "error": o.error.as_ref().map(|e| e.to_string()),
+        "exit_code": o.exit_code(),
+    })
 }

@@ -1,0 +1,224 @@
+//! Building a plugin crate into a `.wasm` component: `cargo build --target wasm32-unknown-unknown`,
+//! then `wit-component` wraps the core module as a component (no WASI adapter: plugins import none).
+//!
+//! Toolchain: the rustup-installed `wasm32-unknown-unknown` target when present (what users have after
+//! `rustup target add wasm32-unknown-unknown`); otherwise Debian's rustc with its standard-library
+//! source (`rustc-web`, `rust-web-src`, `lld-19`) and `-Z build-std`, which works offline. Without
+//! either, the error says how to get one. Plugin builds share one target directory under the cache,
+//! so their common dependencies compile once.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const TARGET: &str = "wasm32-unknown-unknown";
+
+/// Where dgen-engine keeps caches: `$DGEN_CACHE_DIR`, else `$XDG_CACHE_HOME/dgen-engine`, else
+/// `~/.cache/dgen-engine`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DGEN_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("dgen-engine");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("dgen-engine")
+}
+
+/// How to invoke cargo for wasm32.
+enum Toolchain {
+    Rustup,
+    DebianBuildStd { linker: String },
+}
+
+fn rustup_target_installed() -> bool {
+    let out = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output();
+    let Ok(out) = out else { return false };
+    if !out.status.success() {
+        return false;
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        })
+        .unwrap_or(false)
+}
+
+fn debian_toolchain() -> Option<Toolchain> {
+    let rustc = Path::new("/usr/bin/rustc");
+    let cargo = Path::new("/usr/bin/cargo");
+    if !rustc.exists() || !cargo.exists() {
+        return None;
+    }
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if !sysroot.join("lib/rustlib/src/rust/library/std").exists() {
+        return None;
+    }
+    let linker = ["wasm-ld-19", "wasm-ld", "rust-lld"]
+        .into_iter()
+        .find(|l| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {l}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })?;
+    Some(Toolchain::DebianBuildStd {
+        linker: linker.to_string(),
+    })
+}
+
+fn toolchain() -> Result<Toolchain> {
+    if rustup_target_installed() {
+        return Ok(Toolchain::Rustup);
+    }
+    debian_toolchain().ok_or_else(|| {
+        Error::sink(
+            "plugin build",
+            "the wasm32-unknown-unknown target is missing: run `rustup target add wasm32-unknown-unknown` \
+             (offline on Debian: `apt-get install rustc-web cargo-web rust-web-src lld-19`)",
+        )
+    })
+}
+
+/// Builds the plugin crate in `dir`; writes the component to `out` (default: `DIR/target/NAME.wasm`)
+/// and returns its path. Cargo's own output goes to stderr unless `quiet`.
+pub fn build(dir: &Path, out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(Error::io(
+            &manifest,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no plugin crate here (no Cargo.toml)",
+            ),
+        ));
+    }
+    let target_dir = cache_dir().join("plugin-target");
+    let mut cmd = match toolchain()? {
+        Toolchain::Rustup => {
+            let mut c = Command::new("cargo");
+            c.args(["build", "--release", "--target", TARGET]);
+            c
+        }
+        Toolchain::DebianBuildStd { linker } => {
+            let mut c = Command::new("/usr/bin/cargo");
+            c.args([
+                "build",
+                "--release",
+                "-Z",
+                "build-std=std,panic_abort",
+                "--target",
+                TARGET,
+            ])
+            .env("RUSTC", "/usr/bin/rustc")
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker);
+            c
+        }
+    };
+    cmd.arg("--manifest-path")
+        .arg(&manifest)
+        .args(["--message-format", "json-render-diagnostics"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .stdout(Stdio::piped())
+        .stderr(if quiet {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
+    let output = cmd
+        .output()
+        .map_err(|e| Error::sink("plugin build", format!("cannot run cargo: {e}")))?;
+    if !output.status.success() {
+        let detail = String::from_utf8_lossy(&output.stderr);
+        let last: Vec<&str> = detail
+            .lines()
+            .filter(|l| l.contains("error"))
+            .take(3)
+            .collect();
+        return Err(Error::sink(
+            format!("plugin build {}", dir.display()),
+            format!(
+                "cargo build failed{}",
+                if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", last.join("; "))
+                }
+            ),
+        ));
+    }
+    // The .wasm artifact, from cargo's JSON messages.
+    let mut module = None;
+    let mut crate_name = String::from("plugin");
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["reason"] != "compiler-artifact" {
+            continue;
+        }
+        if let Some(files) = v["filenames"].as_array() {
+            for f in files.iter().filter_map(|f| f.as_str()) {
+                if f.ends_with(".wasm") {
+                    module = Some(PathBuf::from(f));
+                    crate_name = v["target"]["name"]
+                        .as_str()
+                        .unwrap_or("plugin")
+                        .replace('-', "_");
+                }
+            }
+        }
+    }
+    let module = module.ok_or_else(|| {
+        Error::sink(
+            format!("plugin build {}", dir.display()),
+            "cargo made no .wasm file: is the crate a `cdylib`?",
+        )
+    })?;
+    let bytes = std::fs::read(&module).map_err(|e| Error::io(&module, e))?;
+    let label = dir.display().to_string();
+    let foreign = super::foreign_imports(&bytes).map_err(|m| Error::plugin(&label, m))?;
+    if !foreign.is_empty() {
+        return Err(Error::plugin(
+            &label,
+            format!(
+                "imports {}; plugins get only the dgen:plugin host interface (no WASI)",
+                foreign.join(", ")
+            ),
+        ));
+    }
+    let component = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&bytes)
+        .and_then(|mut e| e.encode())
+        .map_err(|e| {
+            Error::plugin(
+                dir.display().to_string(),
+                format!("cannot be made into a component: {e:#}"),
+            )
+        })?;
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => dir.join("target").join(format!("{crate_name}.wasm")),
+    };
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    std::fs::write(&out, component).map_err(|e| Error::io(&out, e))?;
+    Ok(out)
+}

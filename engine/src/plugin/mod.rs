@@ -1,0 +1,317 @@
+//! The plugin host: loads a workload plugin (a Wasm component, or a core module it turns into one),
+//! checks who it is before running it, and runs it inside a sandbox with limits.
+//!
+//! - Contract: `plugin-sdk/wit/dgen.wit` (`dgen:plugin@1.0.0`). A plugin imports only that interface;
+//!   no WASI, so no filesystem, network, clock or environment. Anything else it imports is refused at
+//!   load time with the import's name.
+//! - Identity: the SDK's `export_plugin!` writes a `dgen-plugin` custom section (name, version, SDK,
+//!   contract, documented params). It is read before instantiation; an unknown contract is refused.
+//! - Limits (wasmtime's fuel and `StoreLimits`): a fuel budget stops endless loops, a memory cap stops
+//!   memory bombs (growth beyond it traps), and per-run quotas bound `write` sizes, open targets and
+//!   plugin-made bytes. Quota breaches and names outside the target root trap: the run fails with the
+//!   plugin named, and its open targets are aborted.
+//! - Compiled components are cached on disk, keyed by the SHA-256 of the component and the engine.
+//!
+//! [`host`] implements the imports; [`build`] turns a plugin crate into a component.
+
+pub mod build;
+pub mod host;
+
+use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store};
+
+wasmtime::component::bindgen!({
+    path: "plugin-sdk/wit",
+    world: "plugin",
+    imports: { default: trappable },
+    with: { "dgen:plugin/host.target": host::TargetState },
+});
+
+pub use dgen::plugin::types::{Check, ObjectStats, RunTotals};
+
+/// The contract this host speaks.
+pub const CONTRACT: &str = "dgen:plugin@1.0.0";
+
+/// What a plugin says about itself (its `dgen-plugin` custom section).
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+pub struct PluginMeta {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub sdk: String,
+    pub contract: String,
+    #[serde(default)]
+    pub params: String,
+}
+
+/// Per-run limits of a plugin.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Linear memory cap, bytes.
+    pub memory: usize,
+    /// Fuel budget (≈ wasm instructions) for the whole run.
+    pub fuel: u64,
+    /// Bytes one `write` call may carry.
+    pub max_write: usize,
+    /// Targets open (not yet committed or dropped) at once.
+    pub max_open_targets: usize,
+    /// Plugin-made bytes (headers, footers) over the run.
+    pub max_plugin_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: 256 << 20,
+            fuel: 20_000_000_000,
+            max_write: 1 << 20,
+            max_open_targets: 100_000,
+            max_plugin_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A plugin ready to run.
+pub struct LoadedPlugin {
+    pub meta: PluginMeta,
+    /// SHA-256 of the file as given (what a workload pins).
+    pub sha256: String,
+    pub path: PathBuf,
+    engine: Engine,
+    component: Component,
+}
+
+fn engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    config.wasm_component_model(true);
+    Engine::new(&config).map_err(|e| Error::Resource(format!("cannot start the Wasm engine: {e}")))
+}
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `dgen-plugin` custom section of a core module or component (searching nested modules).
+pub fn read_meta(bytes: &[u8]) -> std::result::Result<Option<PluginMeta>, String> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| format!("not a valid Wasm file: {e}"))?;
+        if let wasmparser::Payload::CustomSection(c) = payload {
+            if c.name() == "dgen-plugin" {
+                let meta: PluginMeta = serde_json::from_slice(c.data())
+                    .map_err(|e| format!("its dgen-plugin section is not valid JSON: {e}"))?;
+                return Ok(Some(meta));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Imports of a core module that are not the plugin contract (WASI, say).
+pub(crate) fn foreign_imports(module: &[u8]) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::ImportSection(reader) = payload.map_err(|e| e.to_string())? {
+            for imports in reader {
+                let imports = imports.map_err(|e| e.to_string())?;
+                for import in imports {
+                    let (_, import) = import.map_err(|e| e.to_string())?;
+                    let m = import.module;
+                    let ours = m.starts_with("dgen:plugin/")
+                        || m.starts_with("[export]dgen:plugin/")
+                        || m == "$root";
+                    if !ours {
+                        out.push(format!("{}::{}", m, import.name));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Loads a plugin file: checks its identity and imports, makes it a component, compiles it (or takes
+/// the compiled form from `cache_dir`).
+pub fn load(path: &Path, cache_dir: Option<&Path>) -> Result<LoadedPlugin> {
+    let label = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let sha256 = sha256_hex(&bytes);
+    let meta = read_meta(&bytes)
+        .map_err(|m| Error::plugin(&label, m))?
+        .ok_or_else(|| {
+            Error::plugin(
+                &label,
+                "has no dgen-plugin section: it was not built with dgen-plugin-sdk",
+            )
+        })?;
+    let name = format!("{} {} ({})", meta.name, meta.version, label);
+    if meta.contract.split('.').next() != CONTRACT.split('.').next() {
+        return Err(Error::plugin(
+            &name,
+            format!("speaks contract {}, this dgen-engine speaks {CONTRACT}; rebuild it with a matching dgen-plugin-sdk", meta.contract),
+        ));
+    }
+    let component_bytes = if wasmparser::Parser::is_core_wasm(&bytes) {
+        let foreign = foreign_imports(&bytes).map_err(|m| Error::plugin(&name, m))?;
+        if !foreign.is_empty() {
+            return Err(Error::plugin(
+                &name,
+                format!(
+                    "imports {}; plugins get only the dgen:plugin host interface (no WASI)",
+                    foreign.join(", ")
+                ),
+            ));
+        }
+        wit_component::ComponentEncoder::default()
+            .validate(true)
+            .module(&bytes)
+            .and_then(|mut e| e.encode())
+            .map_err(|e| Error::plugin(&name, format!("cannot be made into a component: {e:#}")))?
+    } else {
+        bytes
+    };
+    let engine = engine()?;
+    let component =
+        compile(&engine, &component_bytes, cache_dir).map_err(|m| Error::plugin(&name, m))?;
+    // Refuse anything imported beyond the contract (a component built elsewhere may import WASI).
+    let ty = component.component_type();
+    let foreign: Vec<String> = ty
+        .imports(&engine)
+        .map(|(n, _)| n.to_string())
+        .filter(|n| !n.starts_with("dgen:plugin/"))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(Error::plugin(
+            &name,
+            format!(
+                "imports {}; plugins get only the dgen:plugin host interface (no WASI)",
+                foreign.join(", ")
+            ),
+        ));
+    }
+    Ok(LoadedPlugin {
+        meta,
+        sha256,
+        path: path.to_path_buf(),
+        engine,
+        component,
+    })
+}
+
+fn compile(
+    engine: &Engine,
+    bytes: &[u8],
+    cache_dir: Option<&Path>,
+) -> std::result::Result<Component, String> {
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, bytes).map_err(|e| format!("does not compile: {e:#}"));
+    };
+    let mut h = Sha256::new();
+    h.update(bytes);
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compat);
+    h.update(std::hash::Hasher::finish(&compat).to_le_bytes());
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let file = dir.join(format!("{key}.cwasm"));
+    if file.exists() {
+        // SAFETY: the file is one this function wrote (its name is the hash of the component and this
+        // engine); wasmtime checks the engine compatibility again while loading it.
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &file) } {
+            return Ok(c);
+        }
+    }
+    let compiled = engine
+        .precompile_component(bytes)
+        .map_err(|e| format!("does not compile: {e:#}"))?;
+    if std::fs::create_dir_all(dir).is_ok() {
+        let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, &compiled).is_ok() {
+            let _ = std::fs::rename(&tmp, &file);
+        }
+    }
+    // SAFETY: `compiled` was produced just now by this engine.
+    unsafe { Component::deserialize(engine, &compiled) }
+        .map_err(|e| format!("does not load: {e:#}"))
+}
+
+impl LoadedPlugin {
+    /// "name version (path)", for messages.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.meta.name, self.meta.version)
+    }
+
+    /// Runs the plugin's `run` export with `state` as the host; returns its report or the fault.
+    pub fn run(
+        &self,
+        state: host::HostState,
+        config: RunConfig,
+    ) -> (host::HostState, Result<std::result::Result<Report, String>>) {
+        let fuel = state.limits.fuel;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.store_limits);
+        let label = self.label();
+        let result = (|| -> Result<std::result::Result<Report, String>> {
+            store
+                .set_fuel(fuel)
+                .map_err(|e| Error::plugin(&label, format!("{e}")))?;
+            let mut linker = Linker::<host::HostState>::new(&self.engine);
+            Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+                .map_err(|e| Error::plugin(&label, format!("{e:#}")))?;
+            let instance = Plugin::instantiate(&mut store, &self.component, &linker)
+                .map_err(|e| Error::plugin(&label, format!("cannot be instantiated: {e:#}")))?;
+            instance
+                .call_run(&mut store, &config)
+                .map_err(|e| fault(&label, e, store.data()))
+        })();
+        let mut state = store.into_data();
+        state.abort_open_targets();
+        (state, result)
+    }
+}
+
+/// Turns a trap into a message a user can act on.
+fn fault(label: &str, e: wasmtime::Error, state: &host::HostState) -> Error {
+    if let Some(m) = &state.violation {
+        return Error::plugin(label, m.clone());
+    }
+    if let Some(m) = &state.panic_message {
+        return Error::plugin(label, format!("panicked: {m}"));
+    }
+    let message = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => format!(
+            "ran out of fuel ({} units): an endless loop, or raise [limits] fuel",
+            state.limits.fuel
+        ),
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "trapped (unreachable code executed: an abort)".to_string()
+        }
+        Some(t) => format!("trapped: {t}"),
+        None => {
+            let text = format!("{e:#}");
+            if text.contains("forcing trap when growing memory")
+                || text.contains("memory") && text.contains("limit")
+            {
+                format!(
+                    "exceeded its memory limit of {} MiB",
+                    state.limits.memory >> 20
+                )
+            } else {
+                format!("failed: {text}")
+            }
+        }
+    };
+    Error::plugin(label, message)
+}

@@ -1,0 +1,220 @@
+//! `dgen-engine run` and `verify`: a workload plan, its plugin and its sink, wired together.
+//!
+//! The plugin runs on the calling thread; the executor runs beside it on its own thread, taking each
+//! committed object from a channel, so objects are written while the plugin goes on planning. When the
+//! plugin returns, the job channel closes, the executor drains and the outcome is gathered: the
+//! plugin's report, the run's statistics, and which error (if any) decides the exit code.
+
+use crate::error::{Error, Result};
+use crate::exec::{ExecConfig, Executor, ObjectResult, Observer, RunStats};
+use crate::gen::Generator;
+use crate::plugin::host::{HostState, Mode, RunContext};
+use crate::plugin::{build, LoadedPlugin, PluginMeta, Report, RunConfig};
+use crate::pool::BufferPool;
+use crate::sink::{FileOptions, FileSink, Sink};
+use crate::verify::Verdict;
+use crate::workload::{Plan, PluginSource, TargetPlan};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Builds (if a crate) and loads the workload's plugin, checking a pinned hash.
+pub fn load_plugin(plan: &Plan, quiet: bool) -> Result<LoadedPlugin> {
+    let cache = build::cache_dir();
+    let path = match &plan.plugin {
+        PluginSource::Crate(dir) => build::build(dir, None, quiet)?,
+        PluginSource::Wasm { path, sha256 } => {
+            if let Some(want) = sha256 {
+                let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+                let got = crate::plugin::sha256_hex(&bytes);
+                if &got != want {
+                    return Err(Error::plugin(
+                        path.display().to_string(),
+                        format!("has sha256 {got}, but the workload pins {want}: refusing to run a different plugin"),
+                    ));
+                }
+            }
+            path.clone()
+        }
+    };
+    crate::plugin::load(&path, Some(&cache.join("compiled")))
+}
+
+/// Opens the workload's target.
+pub fn open_sink(plan: &Plan) -> Result<(Arc<dyn Sink>, Option<String>)> {
+    match &plan.target {
+        TargetPlan::File {
+            root,
+            engine,
+            direct,
+            queue_depth,
+        } => {
+            let opts = FileOptions {
+                engine: *engine,
+                direct: *direct,
+                queue_depth: *queue_depth,
+                create_root: true,
+            };
+            let sink = FileSink::new(root, opts)?;
+            let note = sink.note().map(str::to_string);
+            Ok((Arc::new(sink), note))
+        }
+    }
+}
+
+/// What a run (or a verify) produced.
+pub struct Outcome {
+    pub plugin: PluginMeta,
+    pub plugin_sha256: String,
+    pub seed: u64,
+    pub mode: Mode,
+    /// The plugin's report, when it returned one.
+    pub report: Option<Report>,
+    /// The error that decides the exit code, if any (storage, plugin fault, Ctrl-C).
+    pub error: Option<Error>,
+    pub stats: Option<RunStats>,
+    pub objects: Vec<ObjectResult>,
+    pub verdicts: Vec<(String, Verdict)>,
+    pub metrics: Vec<(String, f64)>,
+    pub elapsed: Duration,
+    pub engine: &'static str,
+    pub chunk: usize,
+}
+
+impl Outcome {
+    /// 0 every check passed (and every object verified), 1 a check failed, else the error's code.
+    pub fn exit_code(&self) -> u8 {
+        if let Some(e) = &self.error {
+            return e.exit_code();
+        }
+        let checks_ok = self
+            .report
+            .as_ref()
+            .is_some_and(|r| r.checks.iter().all(|c| c.passed));
+        let verified_ok = self.verdicts.iter().all(|(_, v)| v.is_identical());
+        if checks_ok && verified_ok {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// Runs (or verifies) a workload with a loaded plugin.
+pub fn execute(
+    plan: &Plan,
+    plugin: &LoadedPlugin,
+    seed: u64,
+    mode: Mode,
+    quiet: bool,
+    observer: &mut (dyn Observer + Send),
+    cancel: Arc<AtomicBool>,
+) -> Result<Outcome> {
+    let (sink, note) = open_sink(plan)?;
+    if let (Some(n), false) = (note, quiet) {
+        eprintln!("note: {n}");
+    }
+    let started = Instant::now();
+    let config = RunConfig {
+        seed,
+        params: plan.params_json.clone(),
+        verify_only: mode == Mode::Verify,
+    };
+    let caps = sink.capabilities();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+    let cfg = ExecConfig {
+        buffer_size: plan.buffer_size,
+        buffers: plan.buffers,
+        threads: plan.threads,
+        open_objects: plan.concurrency,
+        crc: true,
+    };
+    let gen = Generator::new(seed, plan.profile);
+    let mut outcome = Outcome {
+        plugin: plugin.meta.clone(),
+        plugin_sha256: plugin.sha256.clone(),
+        seed,
+        mode,
+        report: None,
+        error: None,
+        stats: None,
+        objects: Vec::new(),
+        verdicts: Vec::new(),
+        metrics: Vec::new(),
+        elapsed: Duration::ZERO,
+        engine: caps.engine,
+        chunk: 0,
+    };
+    let make_ctx = |pool: BufferPool, jobs| RunContext {
+        plugin: plugin.meta.name.clone(),
+        params_json: plan.params_json.clone(),
+        seed,
+        profile: plan.profile,
+        mode,
+        sink: sink.clone(),
+        pool,
+        jobs,
+        done: done_rx.clone(),
+        cancel: cancel.clone(),
+        quiet,
+    };
+    let (state, result, exec_result) = match mode {
+        Mode::Write => {
+            let exec = Executor::new(sink.as_ref(), gen, cfg)?;
+            outcome.chunk = exec.chunk_size();
+            // Read-backs for the plugin's own `verify` calls use two buffers of their own.
+            let verify_pool = BufferPool::new(2, exec.chunk_size(), caps.alignment)
+                .map_err(|e| Error::Resource(e.to_string()))?;
+            let state = HostState::new(make_ctx(verify_pool, Some(jobs_tx)), plan.limits.clone());
+            std::thread::scope(|s| {
+                let cancel2 = cancel.clone();
+                let exec = &exec;
+                let handle =
+                    s.spawn(move || exec.run_channel(jobs_rx, Some(done_tx), observer, &cancel2));
+                let (mut state, result) = plugin.run(state, config);
+                state.close_jobs();
+                let exec_result = handle
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Resource("the executor panicked".into())));
+                (state, result, Some(exec_result))
+            })
+        }
+        Mode::Verify => {
+            drop((jobs_tx, jobs_rx, done_tx));
+            let size =
+                plan.buffer_size.div_ceil(caps.alignment.max(4096)) * caps.alignment.max(4096);
+            let pool = BufferPool::new(2, size, caps.alignment)
+                .map_err(|e| Error::Resource(e.to_string()))?;
+            let state = HostState::new(make_ctx(pool, None), plan.limits.clone());
+            let (state, result) = plugin.run(state, config);
+            (state, result, None)
+        }
+    };
+    outcome.elapsed = started.elapsed();
+    outcome.metrics = state.metrics.clone();
+    outcome.verdicts = state.verdicts.clone();
+    outcome.objects = state.finished.clone();
+    // Storage errors and Ctrl-C come first: they explain whatever the plugin saw afterwards.
+    match exec_result {
+        Some(Ok(stats)) => {
+            outcome.objects = stats.objects.clone();
+            outcome.stats = Some(stats);
+        }
+        Some(Err(e)) => outcome.error = Some(e),
+        None => {}
+    }
+    match result {
+        Ok(Ok(report)) => outcome.report = Some(report),
+        Ok(Err(message)) => {
+            outcome.error.get_or_insert(Error::plugin(
+                plugin.label(),
+                format!("stopped with an error: {message}"),
+            ));
+        }
+        Err(e) => {
+            outcome.error.get_or_insert(e);
+        }
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,430 @@
+//! Workload files: the TOML a user writes (`name`, `plugin`, `seed`, `[target]`, `[data]`,
+//! `[pipeline]`, `[limits]`, `[params]`), parsed strictly — an unknown or mistyped key is an error
+//! that names the file, the line and the key — with `--set KEY=VALUE` overrides, then checked into a
+//! [`Plan`] whose values are all valid.
+
+use crate::error::{Error, Result};
+use crate::gen::Profile;
+use crate::plugin::Limits;
+use crate::sink::FileEngine;
+use crate::size::parse_size;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A size written as a number of bytes or a string with a unit.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// `plugin = "path"` or `plugin = { path = "…", sha256 = "…" }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum PluginRef {
+    Path(String),
+    Pinned { path: String, sha256: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    name: String,
+    plugin: PluginRef,
+    seed: Option<u64>,
+    #[serde(default)]
+    target: TargetSpec,
+    #[serde(default)]
+    data: DataSpec,
+    #[serde(default)]
+    pipeline: PipelineSpec,
+    #[serde(default)]
+    limits: LimitsSpec,
+    #[serde(default)]
+    params: toml::Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetSpec {
+    uri: Option<String>,
+    engine: Option<String>,
+    #[serde(default)]
+    direct: bool,
+    queue_depth: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataSpec {
+    dedup: Option<f64>,
+    compress: Option<f64>,
+    dedup_unit: Option<SizeValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineSpec {
+    buffer_size: Option<SizeValue>,
+    buffers: Option<u32>,
+    concurrency: Option<u32>,
+    threads: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSpec {
+    memory: Option<SizeValue>,
+    fuel: Option<f64>,
+}
+
+/// Which plugin to run.
+#[derive(Clone, Debug)]
+pub enum PluginSource {
+    /// A plugin crate directory, built on use.
+    Crate(PathBuf),
+    /// A `.wasm` file, optionally pinned by content.
+    Wasm {
+        path: PathBuf,
+        sha256: Option<String>,
+    },
+}
+
+/// Where the run writes.
+#[derive(Clone, Debug)]
+pub enum TargetPlan {
+    File {
+        root: PathBuf,
+        engine: FileEngine,
+        direct: bool,
+        queue_depth: usize,
+    },
+}
+
+/// A checked workload.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub file: PathBuf,
+    pub name: String,
+    pub plugin: PluginSource,
+    pub seed: Option<u64>,
+    pub target: TargetPlan,
+    pub uri: String,
+    pub profile: Profile,
+    pub buffer_size: usize,
+    pub buffers: usize,
+    pub concurrency: usize,
+    pub threads: usize,
+    pub limits: Limits,
+    /// `[params]` as JSON, for the plugin.
+    pub params_json: String,
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The `[table]` header in force at `offset`, if any.
+fn table_at(text: &str, offset: usize) -> Option<String> {
+    text[..offset.min(text.len())]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+}
+
+/// The line where `key` of `[table]` is written (for errors found after parsing).
+fn locate(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.starts_with('[') && l.ends_with(']') {
+            current = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        let k = l.split('=').next().unwrap_or("").trim();
+        if current == table && k == key {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let message = e.message().trim().to_string();
+    let (at, key) = match e.span() {
+        Some(span) => {
+            let line = line_of(text, span.start);
+            let snippet = text.get(span.clone()).unwrap_or("").trim();
+            let key = if !snippet.is_empty() && snippet.len() < 60 && !snippet.contains('\n') {
+                let table = table_at(text, span.start);
+                let bare = snippet.trim_matches('"');
+                Some(match table {
+                    Some(t) => format!("{t}.{bare}"),
+                    None => bare.to_string(),
+                })
+            } else {
+                None
+            };
+            (format!("{}:{line}", file.display()), key)
+        }
+        None => (file.display().to_string(), None),
+    };
+    let message = match key {
+        Some(k) if !message.contains(&format!("`{k}`")) => format!("{k}: {message}"),
+        _ => message,
+    };
+    Error::Workload { at, message }
+}
+
+/// Applies `KEY=VALUE` to a TOML table; VALUE is read as TOML (`3`, `true`, `"x"`, `[1, 2]`), or as a
+/// plain string when it is not valid TOML.
+fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
+    let bad = |m: String| Error::Workload {
+        at: format!("--set {set}"),
+        message: m,
+    };
+    let (key, value) = set
+        .split_once('=')
+        .ok_or_else(|| bad("expected KEY=VALUE".into()))?;
+    let value = value.trim();
+    let parsed: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(value.to_string()),
+    };
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(bad(format!("'{key}' is not a key")));
+    }
+    let mut t = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| bad(format!("'{p}' is not a table")))?;
+    }
+    t.insert(parts[parts.len() - 1].to_string(), parsed);
+    Ok(())
+}
+
+fn size_of(
+    v: &Option<SizeValue>,
+    default: u64,
+    file: &Path,
+    text: &str,
+    table: &str,
+    key: &str,
+) -> Result<u64> {
+    match v {
+        None => Ok(default),
+        Some(SizeValue::Bytes(n)) => Ok(*n),
+        Some(SizeValue::Text(s)) => parse_size(s).map_err(|m| at_key(file, text, table, key, m)),
+    }
+}
+
+fn at_key(
+    file: &Path,
+    text: &str,
+    table: &str,
+    key: &str,
+    message: impl std::fmt::Display,
+) -> Error {
+    let at = match locate(text, table, key) {
+        Some(line) => format!("{}:{line}", file.display()),
+        None => file.display().to_string(),
+    };
+    let full = if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    };
+    Error::Workload {
+        at,
+        message: format!("{full}: {message}"),
+    }
+}
+
+impl Plan {
+    /// Reads and checks a workload file, with `--set` overrides applied in order.
+    pub fn load(file: &Path, sets: &[String]) -> Result<Plan> {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::Workload {
+            at: file.display().to_string(),
+            message: format!("cannot read the workload: {e}"),
+        })?;
+        // The file alone first, so its errors carry line numbers.
+        let mut spec: Spec = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
+        if !sets.is_empty() {
+            let mut table: toml::Table =
+                toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
+            for s in sets {
+                apply_set(&mut table, s)?;
+            }
+            spec = table
+                .try_into()
+                .map_err(|e: toml::de::Error| Error::Workload {
+                    at: format!("--set {}", sets.join(" --set ")),
+                    message: e.message().trim().to_string(),
+                })?;
+        }
+        Self::check(file, &text, spec)
+    }
+
+    fn check(file: &Path, text: &str, spec: Spec) -> Result<Plan> {
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let plugin = match &spec.plugin {
+            PluginRef::Path(p) => {
+                let path = base.join(p);
+                if path.extension().is_some_and(|e| e == "wasm") {
+                    PluginSource::Wasm { path, sha256: None }
+                } else {
+                    PluginSource::Crate(path)
+                }
+            }
+            PluginRef::Pinned { path, sha256 } => PluginSource::Wasm {
+                path: base.join(path),
+                sha256: Some(sha256.to_lowercase()),
+            },
+        };
+        let plugin_path = match &plugin {
+            PluginSource::Crate(p) | PluginSource::Wasm { path: p, .. } => p.clone(),
+        };
+        if !plugin_path.exists() {
+            return Err(at_key(
+                file,
+                text,
+                "",
+                "plugin",
+                format!("{} does not exist", plugin_path.display()),
+            ));
+        }
+        let unit = size_of(
+            &spec.data.dedup_unit,
+            crate::gen::DEFAULT_UNIT,
+            file,
+            text,
+            "data",
+            "dedup_unit",
+        )?;
+        let profile = Profile::new(
+            spec.data.dedup.unwrap_or(1.0),
+            spec.data.compress.unwrap_or(1.0),
+            unit,
+        )
+        .map_err(|e| match e {
+            Error::InvalidValue { key, value, reason } => {
+                let k = key.trim_start_matches("data.");
+                at_key(file, text, "data", k, format!("'{value}' {reason}"))
+            }
+            other => other,
+        })?;
+        let uri = spec
+            .target
+            .uri
+            .clone()
+            .unwrap_or_else(|| "file://./dgen-out".into());
+        let engine = match &spec.target.engine {
+            None => FileEngine::Auto,
+            Some(e) => e
+                .parse()
+                .map_err(|m: String| at_key(file, text, "target", "engine", m))?,
+        };
+        let target = if let Some(path) = uri.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(at_key(
+                    file,
+                    text,
+                    "target",
+                    "uri",
+                    "file:// needs a directory",
+                ));
+            }
+            TargetPlan::File {
+                root: PathBuf::from(path),
+                engine,
+                direct: spec.target.direct,
+                queue_depth: spec.target.queue_depth.unwrap_or(8).max(1) as usize,
+            }
+        } else if uri.starts_with("s3://") || uri.starts_with("az://") {
+            return Err(at_key(
+                file,
+                text,
+                "target",
+                "uri",
+                format!("'{uri}': S3 and Azure targets are not built yet"),
+            ));
+        } else {
+            return Err(at_key(
+                file,
+                text,
+                "target",
+                "uri",
+                format!("'{uri}' is not a file:// URI"),
+            ));
+        };
+        let buffer_size = size_of(
+            &spec.pipeline.buffer_size,
+            8 << 20,
+            file,
+            text,
+            "pipeline",
+            "buffer_size",
+        )?;
+        if buffer_size == 0 || buffer_size > 1 << 30 {
+            return Err(at_key(
+                file,
+                text,
+                "pipeline",
+                "buffer_size",
+                "must be from 1 byte to 1 GiB",
+            ));
+        }
+        let memory = size_of(
+            &spec.limits.memory,
+            256 << 20,
+            file,
+            text,
+            "limits",
+            "memory",
+        )?;
+        let fuel = spec.limits.fuel.unwrap_or(2e10);
+        if !(fuel >= 1.0 && fuel < 1e19) {
+            return Err(at_key(
+                file,
+                text,
+                "limits",
+                "fuel",
+                "must be a positive number",
+            ));
+        }
+        let params_json =
+            serde_json::to_string(&spec.params).map_err(|e| at_key(file, text, "params", "", e))?;
+        Ok(Plan {
+            file: file.to_path_buf(),
+            name: spec.name,
+            plugin,
+            seed: spec.seed,
+            target,
+            uri,
+            profile,
+            buffer_size: buffer_size as usize,
+            buffers: spec.pipeline.buffers.unwrap_or(16).max(1) as usize,
+            concurrency: spec.pipeline.concurrency.unwrap_or(8).max(1) as usize,
+            threads: spec
+                .pipeline
+                .threads
+                .map(|t| t.max(1) as usize)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            limits: Limits {
+                memory: memory as usize,
+                fuel: fuel as u64,
+                ..Limits::default()
+            },
+            params_json,
+        })
+    }
+}

@@ -1,0 +1,281 @@
+//! The dgen-engine plugin SDK: script what a workload writes and what counts as a pass.
+//!
+//! A plugin is a small Rust crate built to a WebAssembly component. It opens [`Target`]s (files or
+//! objects below the workload's target root), describes their bytes — plugin-made headers with
+//! [`Target::write`], synthetic payload with [`Target::fill`] (generated natively by the host, never
+//! copied into the plugin), host-computed checksums with [`Target::field`] — and commits them; the host
+//! writes many objects at once while the plugin goes on planning. At the end it returns a [`Report`] of
+//! checks. See README.md for a walk-through.
+//!
+//! ```ignore
+//! use dgen_plugin_sdk::{export_plugin, Config, Plugin, Report, Target};
+//!
+//! struct Hello;
+//! impl Plugin for Hello {
+//!     fn run(config: &Config) -> Result<Report, String> {
+//!         let mut t = Target::open("hello.bin")?;
+//!         t.write(b"HELO")?;
+//!         t.fill(1 << 20)?;
+//!         t.commit()?;
+//!         let done = dgen_plugin_sdk::wait_all()?;
+//!         Ok(Report::new().check_eq("objects", done.len() as f64, 1.0))
+//!     }
+//! }
+//! export_plugin!(Hello, name = "hello", version = "0.1.0", params = "none");
+//! ```
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plugin",
+        pub_export_macro: true,
+        default_bindings_module: "dgen_plugin_sdk::bindings",
+    });
+}
+
+use bindings::dgen::plugin::host;
+use bindings::dgen::plugin::types as wit;
+pub use bindings::dgen::plugin::types::{
+    DataProfile, FieldKind, LogLevel, ObjectStats, RunTotals as Totals,
+};
+
+/// The contract this SDK speaks (the WIT package).
+pub const CONTRACT: &str = "dgen:plugin@1.0.0";
+/// This SDK's version.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The most bytes one `write` call may carry; [`Target::write`] splits larger slices.
+pub const MAX_WRITE: usize = 1 << 20;
+
+/// Errors are strings: they end up in the user's terminal, naming what went wrong.
+pub type Result<T, E = String> = std::result::Result<T, E>;
+
+/// What the run hands the plugin.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The run seed.
+    pub seed: u64,
+    /// True under `dgen-engine verify`: commits are compared with storage instead of written.
+    pub verify_only: bool,
+    params: String,
+}
+
+impl Config {
+    /// The workload's `[params]` table, deserialised into your own type.
+    pub fn params<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.params).map_err(|e| format!("bad [params]: {e}"))
+    }
+
+    /// The raw `[params]` JSON.
+    pub fn params_json(&self) -> &str {
+        &self.params
+    }
+}
+
+/// An object being described. Drop it without [`Target::commit`] and nothing is written.
+pub struct Target(host::Target);
+
+/// A region set aside by [`Target::reserve`], to be filled by [`Target::patch`].
+#[derive(Clone, Copy, Debug)]
+pub struct Region(u32);
+
+impl Target {
+    /// Opens `name` (relative to the workload's target root).
+    pub fn open(name: &str) -> Result<Target> {
+        host::open(name, None).map(Target)
+    }
+
+    /// Opens `name`, telling the host how large it will be (lets object stores pick part sizes).
+    pub fn open_sized(name: &str, size: u64) -> Result<Target> {
+        host::open(name, Some(size)).map(Target)
+    }
+
+    /// Appends plugin-made bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        for chunk in bytes.chunks(MAX_WRITE) {
+            self.0.write(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `len` synthetic bytes in the run's data profile.
+    pub fn fill(&mut self, len: u64) -> Result<()> {
+        self.0.fill(len, None)
+    }
+
+    /// Appends `len` synthetic bytes with their own dedup and compress ratios.
+    pub fn fill_with(&mut self, len: u64, dedup: f64, compress: f64) -> Result<()> {
+        self.0.fill(len, Some(DataProfile { dedup, compress }))
+    }
+
+    /// Appends a host-computed value over the bytes so far (a CRC32C footer, a length).
+    pub fn field(&mut self, kind: FieldKind) -> Result<()> {
+        self.0.write_field(kind)
+    }
+
+    /// Appends `len` placeholder bytes to be patched before commit.
+    pub fn reserve(&mut self, len: u32) -> Result<Region> {
+        self.0.reserve(len).map(Region)
+    }
+
+    /// Fills a reserved region with exactly its length of bytes.
+    pub fn patch(&mut self, region: Region, bytes: &[u8]) -> Result<()> {
+        self.0.patch(region.0, bytes)
+    }
+
+    /// Bytes described so far.
+    pub fn size(&self) -> u64 {
+        self.0.size()
+    }
+
+    /// Hands the object to the host; returns at once.
+    pub fn commit(self) -> Result<()> {
+        self.0.commit()
+    }
+}
+
+/// Waits for every committed object to be durable; returns those finished since the last call.
+pub fn wait_all() -> Result<Vec<ObjectStats>> {
+    host::wait_all()
+}
+
+/// Re-reads a finished object and compares it with what was meant to be written; returns the bytes
+/// compared.
+pub fn verify(name: &str) -> Result<u64> {
+    host::verify(name)
+}
+
+/// Records a named number in the run's report.
+pub fn metric(name: &str, value: f64) {
+    host::metric(name, value)
+}
+
+/// Bytes and objects written so far, and seconds since the start.
+pub fn totals() -> Totals {
+    host::totals()
+}
+
+#[doc(hidden)]
+pub fn __log(level: LogLevel, message: &str) {
+    host::log(level, message)
+}
+
+/// Logs a line through the host: `log!("wrote {} shards", n)`; `log!(warn, "…")` for other levels.
+#[macro_export]
+macro_rules! log {
+    (debug, $($t:tt)*) => { $crate::__log($crate::LogLevel::Debug, &format!($($t)*)) };
+    (warn, $($t:tt)*) => { $crate::__log($crate::LogLevel::Warn, &format!($($t)*)) };
+    (error, $($t:tt)*) => { $crate::__log($crate::LogLevel::Error, &format!($($t)*)) };
+    ($($t:tt)*) => { $crate::__log($crate::LogLevel::Info, &format!($($t)*)) };
+}
+
+/// The pass/fail verdicts of a run, with a one-line summary.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    checks: Vec<wit::Check>,
+    summary: String,
+}
+
+impl Report {
+    pub fn new() -> Report {
+        Report::default()
+    }
+
+    fn push(mut self, name: &str, observed: f64, threshold: f64, op: &str, passed: bool) -> Report {
+        self.checks.push(wit::Check {
+            name: name.into(),
+            observed,
+            threshold,
+            op: op.into(),
+            passed,
+        });
+        self
+    }
+
+    /// Passes when `observed >= threshold`.
+    pub fn check_ge(self, name: &str, observed: f64, threshold: f64) -> Report {
+        self.push(name, observed, threshold, ">=", observed >= threshold)
+    }
+
+    /// Passes when `observed <= threshold`.
+    pub fn check_le(self, name: &str, observed: f64, threshold: f64) -> Report {
+        self.push(name, observed, threshold, "<=", observed <= threshold)
+    }
+
+    /// Passes when `observed == threshold`.
+    pub fn check_eq(self, name: &str, observed: f64, threshold: f64) -> Report {
+        self.push(name, observed, threshold, "==", observed == threshold)
+    }
+
+    /// A yes/no check.
+    pub fn check(self, name: &str, passed: bool) -> Report {
+        let v = if passed { 1.0 } else { 0.0 };
+        self.push(name, v, 1.0, "==", passed)
+    }
+
+    pub fn summary(mut self, text: impl Into<String>) -> Report {
+        self.summary = text.into();
+        self
+    }
+
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// Implement this and call [`export_plugin!`].
+pub trait Plugin {
+    fn run(config: &Config) -> Result<Report>;
+}
+
+#[doc(hidden)]
+pub fn __run<P: Plugin>(config: wit::RunConfig) -> Result<wit::Report> {
+    std::panic::set_hook(Box::new(|info| host::report_panic(&info.to_string())));
+    let config = Config {
+        seed: config.seed,
+        verify_only: config.verify_only,
+        params: config.params,
+    };
+    P::run(&config).map(|r| wit::Report {
+        checks: r.checks,
+        summary: r.summary,
+    })
+}
+
+#[doc(hidden)]
+pub const fn __meta<const N: usize>(s: &str) -> [u8; N] {
+    let b = s.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = b[i];
+        i += 1;
+    }
+    out
+}
+
+/// Exports a [`Plugin`] and records its metadata (name, version, documented params) in a custom
+/// section the host reads before running it. Strings go into JSON as written: avoid `"` and `\`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty, name = $name:literal, version = $version:literal, params = $params:literal $(,)?) => {
+        const __DGEN_META_STR: &str = concat!(
+            "{\"name\":\"", $name,
+            "\",\"version\":\"", $version,
+            "\",\"sdk\":\"1.0.0\",\"contract\":\"dgen:plugin@1.0.0\",\"params\":\"", $params, "\"}"
+        );
+        #[used]
+        #[unsafe(link_section = "dgen-plugin")]
+        static __DGEN_META: [u8; __DGEN_META_STR.len()] = $crate::__meta::<{ __DGEN_META_STR.len() }>(__DGEN_META_STR);
+
+        struct __DgenGuest;
+        impl $crate::bindings::Guest for __DgenGuest {
+            fn run(
+                config: $crate::bindings::dgen::plugin::types::RunConfig,
+            ) -> ::std::result::Result<$crate::bindings::dgen::plugin::types::Report, ::std::string::String> {
+                $crate::__run::<$ty>(config)
+            }
+        }
+        $crate::bindings::export!(__DgenGuest with_types_in $crate::bindings);
+    };
+}
