@@ -21,10 +21,7 @@ fn fill(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(BUF as u64));
     let max_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     for threads in [1, 2, 4].into_iter().filter(|&t| t <= max_threads) {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         for (name, d, cr, unit) in profiles {
             let gen = Generator::new(42, Profile::new(d, cr, unit).unwrap());
             let mut buf = vec![0u8; BUF];
@@ -65,13 +62,7 @@ fn pipeline(c: &mut Criterion) {
     group.sample_size(10);
     let sink = NullSink;
     for (objects, crc) in [(1u64, false), (1, true), (64, true)] {
-        let cfg = ExecConfig {
-            buffer_size: 8 << 20,
-            buffers: 16,
-            crc,
-            open_objects: 8,
-            ..ExecConfig::default()
-        };
+        let cfg = ExecConfig { buffer_size: 8 << 20, buffers: 16, crc, open_objects: 8, ..ExecConfig::default() };
         let exec = Executor::new(&sink, Generator::new(42, Profile::default()), cfg).unwrap();
         let cancel = AtomicBool::new(false);
         let name = format!("null/{objects}-objects{}", if crc { "/crc" } else { "" });
@@ -80,10 +71,7 @@ fn pipeline(c: &mut Criterion) {
                 let jobs = (0..objects).map(|i| ObjectJob {
                     name: format!("o{i}"),
                     size: TOTAL / objects,
-                    content: Content::Stream {
-                        stream: i,
-                        offset: 0,
-                    },
+                    content: Content::Stream { stream: i, offset: 0 },
                 });
                 exec.run(jobs, &mut (), &cancel).unwrap()
             })

@@ -9,11 +9,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// A value outside its domain. `key` is the workload key (`data.dedup`, …); the CLI names its flag.
     #[error("invalid {key} '{value}': {reason}")]
-    InvalidValue {
-        key: &'static str,
-        value: String,
-        reason: String,
-    },
+    InvalidValue { key: &'static str, value: String, reason: String },
 
     /// An I/O error on a named file. (The cause is part of the message, not a separate `source`, so
     /// that printing the error chain does not say it twice.)
@@ -43,24 +39,15 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, error: io::Error) -> Error {
-        Error::Io {
-            path: path.into(),
-            error,
-        }
+        Error::Io { path: path.into(), error }
     }
 
     pub fn sink(target: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Sink {
-            target: target.into(),
-            message: message.into(),
-        }
+        Error::Sink { target: target.into(), message: message.into() }
     }
 
     pub fn plugin(plugin: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Plugin {
-            plugin: plugin.into(),
-            message: message.into(),
-        }
+        Error::Plugin { plugin: plugin.into(), message: message.into() }
     }
 
     /// Whether this is bad input from the user (as opposed to a failure of the storage or the machine).

@@ -73,12 +73,7 @@ pub enum Segment {
     /// Literal bytes (headers, footers, host-computed fields once resolved).
     Bytes(Arc<[u8]>),
     /// `len` bytes of `stream` from `offset`, made by `gen`.
-    Fill {
-        gen: Arc<Generator>,
-        stream: u64,
-        offset: u64,
-        len: u64,
-    },
+    Fill { gen: Arc<Generator>, stream: u64, offset: u64, len: u64 },
 }
 
 impl Segment {
@@ -132,11 +127,7 @@ impl Recipe {
 
     /// Replaces segment `idx` with one of the same length (patches, resolved fields).
     pub fn replace(&mut self, idx: usize, seg: Segment) {
-        assert_eq!(
-            seg.len(),
-            self.segments[idx].1.len(),
-            "a replacement keeps the segment's length"
-        );
+        assert_eq!(seg.len(), self.segments[idx].1.len(), "a replacement keeps the segment's length");
         self.segments[idx].1 = seg;
     }
 
@@ -144,9 +135,7 @@ impl Recipe {
     pub fn fill(&self, at: u64, buf: &mut [u8]) {
         let end = at + buf.len() as u64;
         // First segment that ends after `at`.
-        let first = self
-            .segments
-            .partition_point(|(start, seg)| start + seg.len() <= at);
+        let first = self.segments.partition_point(|(start, seg)| start + seg.len() <= at);
         for (start, seg) in &self.segments[first..] {
             if *start >= end {
                 break;
@@ -156,15 +145,8 @@ impl Recipe {
             let out = &mut buf[(from - at) as usize..(to - at) as usize];
             let within = from - start;
             match seg {
-                Segment::Bytes(b) => {
-                    out.copy_from_slice(&b[within as usize..(within as usize + out.len())])
-                }
-                Segment::Fill {
-                    gen,
-                    stream,
-                    offset,
-                    ..
-                } => gen.fill(*stream, offset + within, out),
+                Segment::Bytes(b) => out.copy_from_slice(&b[within as usize..(within as usize + out.len())]),
+                Segment::Fill { gen, stream, offset, .. } => gen.fill(*stream, offset + within, out),
             }
         }
     }
@@ -215,23 +197,9 @@ pub trait Observer {
 impl Observer for () {}
 
 enum Event {
-    Generated {
-        obj: usize,
-        chunk: u64,
-        len: usize,
-        buf: Buffer,
-        crc: Option<u32>,
-        took: Duration,
-    },
-    Written {
-        obj: usize,
-        len: usize,
-        result: Result<()>,
-        took: Duration,
-    },
-    Finished {
-        result: Result<ObjectResult>,
-    },
+    Generated { obj: usize, chunk: u64, len: usize, buf: Buffer, crc: Option<u32>, took: Duration },
+    Written { obj: usize, len: usize, result: Result<()>, took: Duration },
+    Finished { result: Result<ObjectResult> },
 }
 
 struct Open<'s> {
@@ -286,22 +254,14 @@ impl<'s> Executor<'s> {
         cfg.buffers = cfg.buffers.max(1);
         cfg.threads = cfg.threads.max(1);
         cfg.open_objects = cfg.open_objects.max(1);
-        let pool = BufferPool::new(cfg.buffers, size, align)
-            .map_err(|e| Error::Resource(e.to_string()))?;
+        let pool = BufferPool::new(cfg.buffers, size, align).map_err(|e| Error::Resource(e.to_string()))?;
         sink.use_pool(&pool);
         let workers = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads)
             .thread_name(|i| format!("dgen-gen-{i}"))
             .build()
             .map_err(|e| Error::Resource(format!("cannot start generator threads: {e}")))?;
-        Ok(Executor {
-            sink,
-            gen: Arc::new(gen),
-            pool,
-            workers,
-            cfg,
-            chunk: size,
-        })
+        Ok(Executor { sink, gen: Arc::new(gen), pool, workers, cfg, chunk: size })
     }
 
     pub fn pool(&self) -> &BufferPool {
@@ -360,8 +320,7 @@ impl<'s> Executor<'s> {
                 threads: self.cfg.threads,
                 io_busy: Duration::ZERO,
                 buffer_wait: Duration::ZERO,
-                op_latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                    .expect("valid histogram bounds"),
+                op_latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
                 objects: Vec::new(),
                 pool_bytes: self.pool.bytes(),
             },
@@ -369,11 +328,7 @@ impl<'s> Executor<'s> {
         std::thread::scope(|s| {
             let finisher = s.spawn(move || {
                 for f in fin_rx.iter() {
-                    let ToFinish {
-                        writer,
-                        mut result,
-                        started,
-                    } = f;
+                    let ToFinish { writer, mut result, started } = f;
                     let r = writer.finish(result.size).map(|()| {
                         result.latency = started.elapsed();
                         result
@@ -420,21 +375,14 @@ impl<'e, 's> Run<'e, 's> {
         let mut last_progress = Instant::now();
         loop {
             // Open objects up to the limit.
-            while !self.stopping(cancel)
-                && jobs_left
-                && self.open.len() < self.exec.cfg.open_objects
-            {
+            while !self.stopping(cancel) && jobs_left && self.open.len() < self.exec.cfg.open_objects {
                 match jobs.try_recv() {
                     Ok(job) => self.open_object(job, fin_tx),
                     Err(crossbeam_channel::TryRecvError::Empty) => break,
                     Err(crossbeam_channel::TryRecvError::Disconnected) => jobs_left = false,
                 }
             }
-            let starved = if self.stopping(cancel) {
-                false
-            } else {
-                self.schedule()
-            };
+            let starved = if self.stopping(cancel) { false } else { self.schedule() };
             let idle = self.in_gen == 0 && self.in_io == 0 && self.finishing == 0;
             if idle && (self.stopping(cancel) || (self.open.is_empty() && !jobs_left)) {
                 break;
@@ -442,8 +390,7 @@ impl<'e, 's> Run<'e, 's> {
             // Wait for something to happen (an event, or a new job if there is room for one); the
             // timeout keeps Ctrl-C responsive.
             let waited = Instant::now();
-            let want_jobs =
-                jobs_left && !self.stopping(cancel) && self.open.len() < self.exec.cfg.open_objects;
+            let want_jobs = jobs_left && !self.stopping(cancel) && self.open.len() < self.exec.cfg.open_objects;
             let event = if want_jobs {
                 crossbeam_channel::select! {
                     recv(rx) -> e => e.ok(),
@@ -463,20 +410,10 @@ impl<'e, 's> Run<'e, 's> {
                 self.stats.buffer_wait += waited.elapsed();
             }
             match event {
-                Some(Event::Generated {
-                    obj,
-                    chunk,
-                    len,
-                    buf,
-                    crc,
-                    took,
-                }) => self.generated(obj, chunk, len, buf, crc, took, cancel),
-                Some(Event::Written {
-                    obj,
-                    len,
-                    result,
-                    took,
-                }) => self.written(obj, len, result, took, fin_tx),
+                Some(Event::Generated { obj, chunk, len, buf, crc, took }) => {
+                    self.generated(obj, chunk, len, buf, crc, took, cancel)
+                }
+                Some(Event::Written { obj, len, result, took }) => self.written(obj, len, result, took, fin_tx),
                 Some(Event::Finished { result }) => {
                     self.finishing -= 1;
                     match result {
@@ -513,11 +450,7 @@ impl<'e, 's> Run<'e, 's> {
                 let chunks = job.size.div_ceil(exec.chunk as u64) as usize;
                 let o = Open {
                     id: self.next_id,
-                    crcs: if exec.cfg.crc {
-                        vec![None; chunks]
-                    } else {
-                        Vec::new()
-                    },
+                    crcs: if exec.cfg.crc { vec![None; chunks] } else { Vec::new() },
                     job,
                     writer: Some(writer),
                     next: 0,
@@ -541,10 +474,7 @@ impl<'e, 's> Run<'e, 's> {
         let exec = self.exec;
         while !self.open.is_empty() {
             let n = self.open.len();
-            let Some(k) = (0..n)
-                .map(|i| (self.rr + i) % n)
-                .find(|&k| self.open[k].next < self.open[k].job.size)
-            else {
+            let Some(k) = (0..n).map(|i| (self.rr + i) % n).find(|&k| self.open[k].next < self.open[k].job.size) else {
                 return false;
             };
             let Some(mut buf) = exec.pool.try_take() else {
@@ -557,27 +487,14 @@ impl<'e, 's> Run<'e, 's> {
             o.next += len as u64;
             o.in_flight += 1;
             self.in_gen += 1;
-            let (gen, content, tx, obj, crc) = (
-                exec.gen.clone(),
-                o.job.content.clone(),
-                self.tx.clone(),
-                o.id,
-                exec.cfg.crc,
-            );
+            let (gen, content, tx, obj, crc) =
+                (exec.gen.clone(), o.job.content.clone(), self.tx.clone(), o.id, exec.cfg.crc);
             exec.workers.spawn(move || {
                 let t = Instant::now();
                 let data = &mut buf.as_mut_slice()[..len];
                 content.fill(&gen, at, data);
-                let crc = crc
-                    .then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32);
-                let _ = tx.send(Event::Generated {
-                    obj,
-                    chunk: at,
-                    len,
-                    buf,
-                    crc,
-                    took: t.elapsed(),
-                });
+                let crc = crc.then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32);
+                let _ = tx.send(Event::Generated { obj, chunk: at, len, buf, crc, took: t.elapsed() });
             });
         }
         false
@@ -616,32 +533,12 @@ impl<'e, 's> Run<'e, 's> {
         let submitted = Instant::now();
         let done = Box::new(move |buf: Buffer, result: Result<()>| {
             drop(buf);
-            let _ = tx.send(Event::Written {
-                obj,
-                len,
-                result,
-                took: submitted.elapsed(),
-            });
+            let _ = tx.send(Event::Written { obj, len, result, took: submitted.elapsed() });
         });
-        o.writer
-            .as_mut()
-            .expect("open object has a writer")
-            .submit(WriteReq {
-                offset: chunk,
-                len,
-                buf,
-                done,
-            });
+        o.writer.as_mut().expect("open object has a writer").submit(WriteReq { offset: chunk, len, buf, done });
     }
 
-    fn written(
-        &mut self,
-        obj: usize,
-        len: usize,
-        result: Result<()>,
-        took: Duration,
-        fin_tx: &Sender<ToFinish<'s>>,
-    ) {
+    fn written(&mut self, obj: usize, len: usize, result: Result<()>, took: Duration, fin_tx: &Sender<ToFinish<'s>>) {
         self.in_io -= 1;
         if self.in_io == 0 {
             if let Some(t) = self.io_since.take() {
@@ -649,10 +546,7 @@ impl<'e, 's> Run<'e, 's> {
             }
         }
         self.stats.ops += 1;
-        let _ = self
-            .stats
-            .op_latency
-            .record((took.as_micros() as u64).max(1));
+        let _ = self.stats.op_latency.record((took.as_micros() as u64).max(1));
         let Some(i) = self.open.iter().position(|o| o.id == obj) else {
             return;
         };
@@ -673,22 +567,10 @@ impl<'e, 's> Run<'e, 's> {
     fn hand_to_finisher(&mut self, mut o: Open<'s>, fin_tx: &Sender<ToFinish<'s>>) {
         let exec = self.exec;
         let writer = o.writer.take().expect("open object has a writer");
-        let crc32c = exec
-            .cfg
-            .crc
-            .then(|| combine_crcs(&o.crcs, o.job.size, exec.chunk as u64));
-        let result = ObjectResult {
-            name: o.job.name,
-            size: o.job.size,
-            crc32c,
-            latency: Duration::ZERO,
-        };
+        let crc32c = exec.cfg.crc.then(|| combine_crcs(&o.crcs, o.job.size, exec.chunk as u64));
+        let result = ObjectResult { name: o.job.name, size: o.job.size, crc32c, latency: Duration::ZERO };
         self.finishing += 1;
-        if let Err(e) = fin_tx.send(ToFinish {
-            writer,
-            result,
-            started: o.started,
-        }) {
+        if let Err(e) = fin_tx.send(ToFinish { writer, result, started: o.started }) {
             // The finisher is gone (it cannot be, while we hold its channel); abort rather than leak.
             self.finishing -= 1;
             e.into_inner().writer.abort();

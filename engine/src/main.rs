@@ -136,9 +136,7 @@ fn engine_arg(s: &str) -> Result<FileEngine, String> {
 fn compress_arg(s: &str) -> Result<i32, String> {
     let (algo, level) = s.split_once(':').map_or((s, None), |(a, l)| (a, Some(l)));
     if algo != "zstd" {
-        return Err(format!(
-            "unknown compressor '{algo}' (use zstd or zstd:LEVEL)"
-        ));
+        return Err(format!("unknown compressor '{algo}' (use zstd or zstd:LEVEL)"));
     }
     match level {
         None => Ok(3),
@@ -156,9 +154,7 @@ fn size_arg(s: &str) -> Result<u64, String> {
 fn unit_arg(s: &str) -> Result<u64, String> {
     let n = parse_size(s)?;
     if !n.is_power_of_two() || !(MIN_UNIT..=MAX_UNIT).contains(&n) {
-        return Err(format!(
-            "{n} bytes is not a power of two from 512 B to 1 MiB"
-        ));
+        return Err(format!("{n} bytes is not a power of two from 512 B to 1 MiB"));
     }
     Ok(n)
 }
@@ -172,10 +168,7 @@ fn buffer_arg(s: &str) -> Result<u64, String> {
 }
 
 fn ratio_arg(s: &str) -> Result<f64, String> {
-    let x: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number"))?;
+    let x: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
     if !x.is_finite() || x < 1.0 {
         return Err(format!("'{s}' must be a number ≥ 1"));
     }
@@ -190,16 +183,10 @@ struct Failure {
 
 impl Failure {
     fn usage(error: impl Into<anyhow::Error>) -> Failure {
-        Failure {
-            code: 2,
-            error: error.into(),
-        }
+        Failure { code: 2, error: error.into() }
     }
     fn io(error: impl Into<anyhow::Error>) -> Failure {
-        Failure {
-            code: 3,
-            error: error.into(),
-        }
+        Failure { code: 3, error: error.into() }
     }
 }
 
@@ -215,10 +202,9 @@ fn flag_for(key: &str) -> &str {
 
 fn profile_error(e: Error) -> Failure {
     match e {
-        Error::InvalidValue { key, value, reason } => Failure::usage(anyhow::anyhow!(
-            "invalid value '{value}' for '{}': {reason}",
-            flag_for(key)
-        )),
+        Error::InvalidValue { key, value, reason } => {
+            Failure::usage(anyhow::anyhow!("invalid value '{value}' for '{}': {reason}", flag_for(key)))
+        }
         other => Failure::io(other),
     }
 }
@@ -255,15 +241,9 @@ fn classify(path: &Path) -> Result<Output, Failure> {
             )));
         }
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            Failure::usage(anyhow::anyhow!(
-                "invalid value '{}' for '--output': not a file name",
-                path.display()
-            ))
-        })?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!("invalid value '{}' for '--output': not a file name", path.display()))
+    })?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -272,35 +252,19 @@ fn classify(path: &Path) -> Result<Output, Failure> {
 }
 
 fn lib_error(e: Error) -> Failure {
-    match e {
-        Error::Cancelled => Failure {
-            code: 130,
-            error: e.into(),
-        },
-        e if e.is_usage() => Failure::usage(e),
-        e => Failure::io(e),
-    }
+    Failure { code: e.exit_code(), error: e.into() }
 }
 
 fn gen(args: GenArgs) -> Result<(), Failure> {
-    let profile =
-        Profile::new(args.dedup, args.compress, args.dedup_unit).map_err(profile_error)?;
+    let profile = Profile::new(args.dedup, args.compress, args.dedup_unit).map_err(profile_error)?;
     let seed = args.seed.unwrap_or_else(random_seed);
-    let threads = args
-        .threads
-        .map(|t| t as usize)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads =
+        args.threads.map(|t| t as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let gen = Generator::new(seed, profile);
     let output = classify(&args.output)?;
     if (args.verify || args.verify_only) && !matches!(output, Output::File { .. }) {
-        let flag = if args.verify {
-            "--verify"
-        } else {
-            "--verify-only"
-        };
-        return Err(Failure::usage(anyhow::anyhow!(
-            "'{flag}' needs a regular file for '--output'"
-        )));
+        let flag = if args.verify { "--verify" } else { "--verify-only" };
+        return Err(Failure::usage(anyhow::anyhow!("'{flag}' needs a regular file for '--output'")));
     }
     let cancel = install_cancel();
     let headline = |bytes: u64, target: &str, elapsed: std::time::Duration| {
@@ -332,36 +296,14 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
-                .map_err(|e| {
-                    Failure::io(anyhow::anyhow!(
-                        "cannot start {threads} generator threads: {e}"
-                    ))
-                })?;
+                .map_err(|e| Failure::io(anyhow::anyhow!("cannot start {threads} generator threads: {e}")))?;
             let mut crc = Crc::new();
             let stats = match args.output_compress {
-                None => stream_to(
-                    &gen,
-                    args.size,
-                    &mut out,
-                    &pool,
-                    args.buffer_size,
-                    &mut crc,
-                    cancel,
-                ),
+                None => stream_to(&gen, args.size, &mut out, &pool, args.buffer_size, &mut crc, cancel),
                 Some(level) => {
                     let mut z = zstd_encoder(&mut out, level, threads).map_err(Failure::io)?;
-                    let s = stream_to(
-                        &gen,
-                        args.size,
-                        &mut z,
-                        &pool,
-                        args.buffer_size,
-                        &mut crc,
-                        cancel,
-                    );
-                    z.finish()
-                        .with_context(|| format!("writing {target}"))
-                        .map_err(Failure::io)?;
+                    let s = stream_to(&gen, args.size, &mut z, &pool, args.buffer_size, &mut crc, cancel);
+                    z.finish().with_context(|| format!("writing {target}")).map_err(Failure::io)?;
                     s
                 }
             };
@@ -387,19 +329,13 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
                     };
                     let sink = FileSink::new(dir, opts).map_err(|e| {
                         let mut f = lib_error(e);
-                        f.error = f
-                            .error
-                            .context(format!("cannot write {}", args.output.display()));
+                        f.error = f.error.context(format!("cannot write {}", args.output.display()));
                         f
                     })?;
                     if let (Some(note), false) = (sink.note(), args.quiet) {
                         eprintln!("note: {note}");
                     }
-                    let name = if args.output_compress.is_some() {
-                        format!("{name}.zst")
-                    } else {
-                        name.clone()
-                    };
+                    let name = if args.output_compress.is_some() { format!("{name}.zst") } else { name.clone() };
                     (Box::new(sink), name)
                 }
                 _ => (Box::new(NullSink), "null".into()),
@@ -417,24 +353,13 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
                 _ => "null".into(),
             };
             let caps = sink.capabilities();
-            let how = format!(
-                "{}{}",
-                caps.engine,
-                if args.direct { ", O_DIRECT" } else { "" }
-            );
+            let how = format!("{}{}", caps.engine, if args.direct { ", O_DIRECT" } else { "" });
             let mut progress = report::Progress::new(args.size, !args.quiet);
-            let content = Content::Stream {
-                stream: 0,
-                offset: 0,
-            };
+            let content = Content::Stream { stream: 0, offset: 0 };
             match args.output_compress {
                 _ if args.verify_only => {}
                 None => {
-                    let job = ObjectJob {
-                        name: name.clone(),
-                        size: args.size,
-                        content: content.clone(),
-                    };
+                    let job = ObjectJob { name: name.clone(), size: args.size, content: content.clone() };
                     let stats = exec.run([job], &mut progress, cancel).map_err(lib_error);
                     progress.finish();
                     let stats = stats?;
@@ -455,22 +380,15 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
                     let gen_pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(threads)
                         .build()
-                        .map_err(|e| {
-                            Failure::io(anyhow::anyhow!("cannot start generator threads: {e}"))
-                        })?;
+                        .map_err(|e| Failure::io(anyhow::anyhow!("cannot start generator threads: {e}")))?;
                     let mut crc = Crc::new();
                     let result = (|| -> Result<u64, Failure> {
-                        let mut z =
-                            zstd_encoder(&mut stream, level, threads).map_err(Failure::io)?;
+                        let mut z = zstd_encoder(&mut stream, level, threads).map_err(Failure::io)?;
                         let mut observe = |b: &[u8]| {
                             crc.update(b);
                             progress.progress(crc.len);
                         };
-                        let pump = Pump {
-                            pool: &gen_pool,
-                            buffer_size: args.buffer_size as usize,
-                            cancel,
-                        };
+                        let pump = Pump { pool: &gen_pool, buffer_size: args.buffer_size as usize, cancel };
                         let s = write_stream(&gen, 0, args.size, &mut z, &pump, &mut observe);
                         s.map_err(|e| stream_failure(e, &target))?;
                         z.finish().map_err(|e| stream_failure(e, &target))?;
@@ -494,21 +412,11 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
                 let size = reader.size();
                 let reader = std::sync::Mutex::new(reader);
                 let v = if args.output_compress.is_some() {
-                    let raw = ReaderAdapter {
-                        reader: &reader,
-                        pos: 0,
-                    };
+                    let raw = ReaderAdapter { reader: &reader, pos: 0 };
                     let dec = zstd::stream::read::Decoder::new(raw)
                         .with_context(|| format!("reading {target}"))
                         .map_err(Failure::io)?;
-                    verify::compare(
-                        verify::sequential(dec),
-                        None,
-                        &gen,
-                        &content,
-                        args.size,
-                        exec.pool(),
-                    )
+                    verify::compare(verify::sequential(dec), None, &gen, &content, args.size, exec.pool())
                 } else {
                     let read = |off: u64, buf: &mut [u8]| reader.lock().unwrap().read_at(off, buf);
                     verify::compare(read, Some(size), &gen, &content, args.size, exec.pool())
@@ -525,10 +433,7 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
         }
     }
     match verdict {
-        Some(v) if !v.is_identical() => Err(Failure {
-            code: 1,
-            error: anyhow::anyhow!("verify failed: {v}"),
-        }),
+        Some(v) if !v.is_identical() => Err(Failure { code: 1, error: anyhow::anyhow!("verify failed: {v}") }),
         _ => Ok(()),
     }
 }
@@ -553,8 +458,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         }
     });
     let mut progress = report::Progress::new(0, !args.quiet && mode == Mode::Write);
-    let outcome =
-        dgen_engine::run::execute(&plan, &plugin, seed, mode, args.quiet, &mut progress, flag);
+    let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, args.quiet, &mut progress, flag);
     progress.finish();
     stop_watch.store(true, Ordering::Relaxed);
     let _ = watcher.join();
@@ -580,22 +484,14 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
             let failed: Vec<String> = outcome
                 .report
                 .iter()
-                .flat_map(|r| {
-                    r.checks
-                        .iter()
-                        .filter(|c| !c.passed)
-                        .map(|c| format!("'{}'", c.name))
-                })
+                .flat_map(|r| r.checks.iter().filter(|c| !c.passed).map(|c| format!("'{}'", c.name)))
                 .collect();
             let what = if failed.is_empty() {
                 "some objects differ from what was written".to_string()
             } else {
                 format!("check {} failed", failed.join(", "))
             };
-            Err(Failure {
-                code,
-                error: anyhow::anyhow!("{what}"),
-            })
+            Err(Failure { code, error: anyhow::anyhow!("{what}") })
         }
     }
 }
@@ -604,12 +500,7 @@ fn plugin_build(dir: &Path, output: Option<&Path>) -> Result<(), Failure> {
     let out = dgen_engine::plugin::build::build(dir, output, false).map_err(lib_error)?;
     let bytes = std::fs::read(&out).map_err(|e| Failure::io(anyhow::Error::new(e)))?;
     println!("{}", out.display());
-    eprintln!(
-        "built {} ({} bytes, sha256 {})",
-        out.display(),
-        bytes.len(),
-        dgen_engine::plugin::sha256_hex(&bytes)
-    );
+    eprintln!("built {} ({} bytes, sha256 {})", out.display(), bytes.len(), dgen_engine::plugin::sha256_hex(&bytes));
     Ok(())
 }
 
@@ -639,8 +530,7 @@ fn zstd_encoder<W: Write>(
     threads: usize,
 ) -> anyhow::Result<zstd::stream::write::Encoder<'static, W>> {
     let mut z = zstd::stream::write::Encoder::new(out, level).context("starting zstd")?;
-    z.multithread(threads as u32)
-        .context("starting zstd worker threads")?;
+    z.multithread(threads as u32).context("starting zstd worker threads")?;
     Ok(z)
 }
 
@@ -653,11 +543,7 @@ fn stream_to(
     crc: &mut Crc,
     cancel: &AtomicBool,
 ) -> std::io::Result<dgen_engine::output::StreamStats> {
-    let pump = Pump {
-        pool,
-        buffer_size: buffer_size as usize,
-        cancel,
-    };
+    let pump = Pump { pool, buffer_size: buffer_size as usize, cancel };
     write_stream(gen, 0, size, out, &pump, &mut |b| crc.update(b))
 }
 
@@ -669,10 +555,7 @@ struct Crc {
 
 impl Crc {
     fn new() -> Crc {
-        Crc {
-            digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi),
-            len: 0,
-        }
+        Crc { digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi), len: 0 }
     }
     fn update(&mut self, b: &[u8]) {
         self.digest.update(b);
@@ -691,12 +574,7 @@ struct ReaderAdapter<'a> {
 
 impl std::io::Read for ReaderAdapter<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self
-            .reader
-            .lock()
-            .unwrap()
-            .read_at(self.pos, buf)
-            .map_err(std::io::Error::other)?;
+        let n = self.reader.lock().unwrap().read_at(self.pos, buf).map_err(std::io::Error::other)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -718,12 +596,7 @@ fn install_cancel() -> &'static AtomicBool {
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     h.finish()
 }
 
@@ -757,9 +630,7 @@ fn main() -> ExitCode {
         Command::Gen(args) => gen(args),
         Command::Run(args) => run_workload(args, Mode::Write),
         Command::Verify(args) => run_workload(args, Mode::Verify),
-        Command::Plugin(PluginCommand::Build { dir, output }) => {
-            plugin_build(&dir, output.as_deref())
-        }
+        Command::Plugin(PluginCommand::Build { dir, output }) => plugin_build(&dir, output.as_deref()),
         Command::Plugin(PluginCommand::Inspect { file }) => plugin_inspect(&file),
     };
     match result {

@@ -40,9 +40,7 @@ pub fn write_stream(
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(1);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..2 {
-        empty_tx
-            .send(vec![0u8; buffer_size.min(len.max(1) as usize)])
-            .ok();
+        empty_tx.send(vec![0u8; buffer_size.min(len.max(1) as usize)]).ok();
     }
     let mut stats = StreamStats::default();
     let result = std::thread::scope(|s| {

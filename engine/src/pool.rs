@@ -104,8 +104,7 @@ impl BufferPool {
         if size == 0 || !size.is_multiple_of(align) {
             return Err(PoolError::BadSize { size, align });
         }
-        let layout =
-            Layout::from_size_align(size, align).map_err(|_| PoolError::BadSize { size, align })?;
+        let layout = Layout::from_size_align(size, align).map_err(|_| PoolError::BadSize { size, align })?;
         let mut slots = Vec::with_capacity(count);
         for _ in 0..count.max(1) {
             // SAFETY: layout has non-zero size.
@@ -129,24 +128,12 @@ impl BufferPool {
             slots.push(p);
         }
         let free = (0..slots.len()).rev().collect();
-        Ok(BufferPool {
-            inner: Arc::new(Inner {
-                free: Mutex::new(free),
-                returned: Condvar::new(),
-                slots,
-                layout,
-            }),
-        })
+        Ok(BufferPool { inner: Arc::new(Inner { free: Mutex::new(free), returned: Condvar::new(), slots, layout }) })
     }
 
     /// A free buffer, if any.
     pub fn try_take(&self) -> Option<Buffer> {
-        let index = self
-            .inner
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()?;
+        let index = self.inner.free.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
         Some(self.buffer(index))
     }
 
@@ -158,29 +145,17 @@ impl BufferPool {
                 drop(free);
                 return self.buffer(index);
             }
-            free = self
-                .inner
-                .returned
-                .wait(free)
-                .unwrap_or_else(|e| e.into_inner());
+            free = self.inner.returned.wait(free).unwrap_or_else(|e| e.into_inner());
         }
     }
 
     fn buffer(&self, index: usize) -> Buffer {
-        Buffer {
-            index,
-            ptr: self.inner.slots[index],
-            pool: self.inner.clone(),
-        }
+        Buffer { index, ptr: self.inner.slots[index], pool: self.inner.clone() }
     }
 
     /// Buffers currently in the pool (not lent out).
     pub fn available(&self) -> usize {
-        self.inner
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.inner.free.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn count(&self) -> usize {
@@ -202,11 +177,7 @@ impl BufferPool {
 
     /// (address, length) of every buffer, by index, for registration with io_uring.
     pub fn regions(&self) -> Vec<(*mut u8, usize)> {
-        self.inner
-            .slots
-            .iter()
-            .map(|p| (p.as_ptr(), self.buffer_size()))
-            .collect()
+        self.inner.slots.iter().map(|p| (p.as_ptr(), self.buffer_size())).collect()
     }
 }
 

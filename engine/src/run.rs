@@ -43,18 +43,8 @@ pub fn load_plugin(plan: &Plan, quiet: bool) -> Result<LoadedPlugin> {
 /// Opens the workload's target.
 pub fn open_sink(plan: &Plan) -> Result<(Arc<dyn Sink>, Option<String>)> {
     match &plan.target {
-        TargetPlan::File {
-            root,
-            engine,
-            direct,
-            queue_depth,
-        } => {
-            let opts = FileOptions {
-                engine: *engine,
-                direct: *direct,
-                queue_depth: *queue_depth,
-                create_root: true,
-            };
+        TargetPlan::File { root, engine, direct, queue_depth } => {
+            let opts = FileOptions { engine: *engine, direct: *direct, queue_depth: *queue_depth, create_root: true };
             let sink = FileSink::new(root, opts)?;
             let note = sink.note().map(str::to_string);
             Ok((Arc::new(sink), note))
@@ -87,10 +77,7 @@ impl Outcome {
         if let Some(e) = &self.error {
             return e.exit_code();
         }
-        let checks_ok = self
-            .report
-            .as_ref()
-            .is_some_and(|r| r.checks.iter().all(|c| c.passed));
+        let checks_ok = self.report.as_ref().is_some_and(|r| r.checks.iter().all(|c| c.passed));
         let verified_ok = self.verdicts.iter().all(|(_, v)| v.is_identical());
         if checks_ok && verified_ok {
             0
@@ -115,11 +102,7 @@ pub fn execute(
         eprintln!("note: {n}");
     }
     let started = Instant::now();
-    let config = RunConfig {
-        seed,
-        params: plan.params_json.clone(),
-        verify_only: mode == Mode::Verify,
-    };
+    let config = RunConfig { seed, params: plan.params_json.clone(), verify_only: mode == Mode::Verify };
     let caps = sink.capabilities();
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
@@ -164,28 +147,24 @@ pub fn execute(
             let exec = Executor::new(sink.as_ref(), gen, cfg)?;
             outcome.chunk = exec.chunk_size();
             // Read-backs for the plugin's own `verify` calls use two buffers of their own.
-            let verify_pool = BufferPool::new(2, exec.chunk_size(), caps.alignment)
-                .map_err(|e| Error::Resource(e.to_string()))?;
+            let verify_pool =
+                BufferPool::new(2, exec.chunk_size(), caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             let state = HostState::new(make_ctx(verify_pool, Some(jobs_tx)), plan.limits.clone());
             std::thread::scope(|s| {
                 let cancel2 = cancel.clone();
                 let exec = &exec;
-                let handle =
-                    s.spawn(move || exec.run_channel(jobs_rx, Some(done_tx), observer, &cancel2));
+                let handle = s.spawn(move || exec.run_channel(jobs_rx, Some(done_tx), observer, &cancel2));
                 let (mut state, result) = plugin.run(state, config);
                 state.close_jobs();
-                let exec_result = handle
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Resource("the executor panicked".into())));
+                let exec_result =
+                    handle.join().unwrap_or_else(|_| Err(Error::Resource("the executor panicked".into())));
                 (state, result, Some(exec_result))
             })
         }
         Mode::Verify => {
             drop((jobs_tx, jobs_rx, done_tx));
-            let size =
-                plan.buffer_size.div_ceil(caps.alignment.max(4096)) * caps.alignment.max(4096);
-            let pool = BufferPool::new(2, size, caps.alignment)
-                .map_err(|e| Error::Resource(e.to_string()))?;
+            let size = plan.buffer_size.div_ceil(caps.alignment.max(4096)) * caps.alignment.max(4096);
+            let pool = BufferPool::new(2, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             let state = HostState::new(make_ctx(pool, None), plan.limits.clone());
             let (state, result) = plugin.run(state, config);
             (state, result, None)
@@ -207,10 +186,7 @@ pub fn execute(
     match result {
         Ok(Ok(report)) => outcome.report = Some(report),
         Ok(Err(message)) => {
-            outcome.error.get_or_insert(Error::plugin(
-                plugin.label(),
-                format!("stopped with an error: {message}"),
-            ));
+            outcome.error.get_or_insert(Error::plugin(plugin.label(), format!("stopped with an error: {message}")));
         }
         Err(e) => {
             outcome.error.get_or_insert(e);

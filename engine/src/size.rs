@@ -16,9 +16,7 @@ const UNITS: [(&str, u64); 10] = [
 /// Parses a size; the error says what is wrong (the caller adds which flag or key it came from).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = (&t[..split], t[split..].trim());
     if num.is_empty() {
         return Err(format!("'{text}' does not start with a number"));
@@ -27,17 +25,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(unit))
         .map(|&(_, m)| m)
-        .ok_or_else(|| {
-            format!("unknown unit '{unit}' in '{text}' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")
-        })?;
+        .ok_or_else(|| format!("unknown unit '{unit}' in '{text}' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"))?;
     if let Ok(n) = num.parse::<u64>() {
-        return n
-            .checked_mul(mult)
-            .ok_or_else(|| format!("'{text}' is too large"));
+        return n.checked_mul(mult).ok_or_else(|| format!("'{text}' is too large"));
     }
-    let x: f64 = num
-        .parse()
-        .map_err(|_| format!("'{num}' is not a number"))?;
+    let x: f64 = num.parse().map_err(|_| format!("'{num}' is not a number"))?;
     let bytes = x * mult as f64;
     if bytes.fract() != 0.0 {
         return Err(format!("'{text}' is not a whole number of bytes"));
@@ -81,15 +73,11 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        assert!(parse_size("12XB")
-            .unwrap_err()
-            .contains("unknown unit 'XB'"));
+        assert!(parse_size("12XB").unwrap_err().contains("unknown unit 'XB'"));
         assert!(parse_size("").is_err());
         assert!(parse_size("GiB").is_err());
         assert!(parse_size("1.5B").unwrap_err().contains("whole number"));
-        assert!(parse_size("99999999999TiB")
-            .unwrap_err()
-            .contains("too large"));
+        assert!(parse_size("99999999999TiB").unwrap_err().contains("too large"));
         assert!(parse_size("1.2.3MiB").is_err());
         assert!(parse_size("-1").is_err());
     }

@@ -13,11 +13,7 @@ pub enum Verdict {
     /// Every byte matches.
     Identical { bytes: u64, crc32c: u32 },
     /// The first byte that differs.
-    Differs {
-        offset: u64,
-        expected: u8,
-        found: u8,
-    },
+    Differs { offset: u64, expected: u8, found: u8 },
     /// The common prefix matches but the lengths differ.
     SizeMismatch { expected: u64, found: u64 },
     /// The object could not be read back at all (missing, no permission…).
@@ -35,11 +31,7 @@ impl std::fmt::Display for Verdict {
         match self {
             Verdict::Identical { bytes, .. } => write!(f, "identical ({bytes} bytes)"),
             Verdict::Unreadable { reason } => write!(f, "cannot be read back: {reason}"),
-            Verdict::Differs {
-                offset,
-                expected,
-                found,
-            } => {
+            Verdict::Differs { offset, expected, found } => {
                 write!(f, "differs at byte offset {offset}: expected 0x{expected:02x}, found 0x{found:02x}")
             }
             Verdict::SizeMismatch { expected, found } => {
@@ -84,9 +76,7 @@ pub fn compare(
                     Ok(filled)
                 },
                 || match content {
-                    Content::Stream { stream, offset } => {
-                        gen.fill_par(*stream, offset + pos, want_buf)
-                    }
+                    Content::Stream { stream, offset } => gen.fill_par(*stream, offset + pos, want_buf),
                     Content::Recipe(r) => {
                         use rayon::prelude::*;
                         const PIECE: usize = 1 << 20;
@@ -103,16 +93,8 @@ pub fn compare(
         let a = &got.as_slice()[..common];
         let b = &want.as_slice()[..common];
         if a != b {
-            let i = a
-                .iter()
-                .zip(b)
-                .position(|(x, y)| x != y)
-                .expect("slices differ");
-            return Ok(Verdict::Differs {
-                offset: pos + i as u64,
-                expected: b[i],
-                found: a[i],
-            });
+            let i = a.iter().zip(b).position(|(x, y)| x != y).expect("slices differ");
+            return Ok(Verdict::Differs { offset: pos + i as u64, expected: b[i], found: a[i] });
         }
         digest.update(a);
         pos += common as u64;
@@ -131,16 +113,10 @@ pub fn compare(
                     }
                 }
             };
-            return Ok(Verdict::SizeMismatch {
-                expected: size,
-                found,
-            });
+            return Ok(Verdict::SizeMismatch { expected: size, found });
         }
         if filled < chunk {
-            return Ok(Verdict::Identical {
-                bytes: pos,
-                crc32c: digest.finalize() as u32,
-            });
+            return Ok(Verdict::Identical { bytes: pos, crc32c: digest.finalize() as u32 });
         }
     }
 }

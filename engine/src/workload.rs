@@ -85,21 +85,13 @@ pub enum PluginSource {
     /// A plugin crate directory, built on use.
     Crate(PathBuf),
     /// A `.wasm` file, optionally pinned by content.
-    Wasm {
-        path: PathBuf,
-        sha256: Option<String>,
-    },
+    Wasm { path: PathBuf, sha256: Option<String> },
 }
 
 /// Where the run writes.
 #[derive(Clone, Debug)]
 pub enum TargetPlan {
-    File {
-        root: PathBuf,
-        engine: FileEngine,
-        direct: bool,
-        queue_depth: usize,
-    },
+    File { root: PathBuf, engine: FileEngine, direct: bool, queue_depth: usize },
 }
 
 /// A checked workload.
@@ -183,13 +175,8 @@ fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Error {
 /// Applies `KEY=VALUE` to a TOML table; VALUE is read as TOML (`3`, `true`, `"x"`, `[1, 2]`), or as a
 /// plain string when it is not valid TOML.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
-    let bad = |m: String| Error::Workload {
-        at: format!("--set {set}"),
-        message: m,
-    };
-    let (key, value) = set
-        .split_once('=')
-        .ok_or_else(|| bad("expected KEY=VALUE".into()))?;
+    let bad = |m: String| Error::Workload { at: format!("--set {set}"), message: m };
+    let (key, value) = set.split_once('=').ok_or_else(|| bad("expected KEY=VALUE".into()))?;
     let value = value.trim();
     let parsed: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
         Ok(mut t) => t.remove("v").expect("parsed key"),
@@ -201,25 +188,14 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
     }
     let mut t = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = t
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        t = entry
-            .as_table_mut()
-            .ok_or_else(|| bad(format!("'{p}' is not a table")))?;
+        let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry.as_table_mut().ok_or_else(|| bad(format!("'{p}' is not a table")))?;
     }
     t.insert(parts[parts.len() - 1].to_string(), parsed);
     Ok(())
 }
 
-fn size_of(
-    v: &Option<SizeValue>,
-    default: u64,
-    file: &Path,
-    text: &str,
-    table: &str,
-    key: &str,
-) -> Result<u64> {
+fn size_of(v: &Option<SizeValue>, default: u64, file: &Path, text: &str, table: &str, key: &str) -> Result<u64> {
     match v {
         None => Ok(default),
         Some(SizeValue::Bytes(n)) => Ok(*n),
@@ -227,26 +203,13 @@ fn size_of(
     }
 }
 
-fn at_key(
-    file: &Path,
-    text: &str,
-    table: &str,
-    key: &str,
-    message: impl std::fmt::Display,
-) -> Error {
+fn at_key(file: &Path, text: &str, table: &str, key: &str, message: impl std::fmt::Display) -> Error {
     let at = match locate(text, table, key) {
         Some(line) => format!("{}:{line}", file.display()),
         None => file.display().to_string(),
     };
-    let full = if table.is_empty() {
-        key.to_string()
-    } else {
-        format!("{table}.{key}")
-    };
-    Error::Workload {
-        at,
-        message: format!("{full}: {message}"),
-    }
+    let full = if table.is_empty() { key.to_string() } else { format!("{table}.{key}") };
+    Error::Workload { at, message: format!("{full}: {message}") }
 }
 
 impl Plan {
@@ -259,17 +222,14 @@ impl Plan {
         // The file alone first, so its errors carry line numbers.
         let mut spec: Spec = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
         if !sets.is_empty() {
-            let mut table: toml::Table =
-                toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
+            let mut table: toml::Table = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
             for s in sets {
                 apply_set(&mut table, s)?;
             }
-            spec = table
-                .try_into()
-                .map_err(|e: toml::de::Error| Error::Workload {
-                    at: format!("--set {}", sets.join(" --set ")),
-                    message: e.message().trim().to_string(),
-                })?;
+            spec = table.try_into().map_err(|e: toml::de::Error| Error::Workload {
+                at: format!("--set {}", sets.join(" --set ")),
+                message: e.message().trim().to_string(),
+            })?;
         }
         Self::check(file, &text, spec)
     }
@@ -285,63 +245,34 @@ impl Plan {
                     PluginSource::Crate(path)
                 }
             }
-            PluginRef::Pinned { path, sha256 } => PluginSource::Wasm {
-                path: base.join(path),
-                sha256: Some(sha256.to_lowercase()),
-            },
+            PluginRef::Pinned { path, sha256 } => {
+                PluginSource::Wasm { path: base.join(path), sha256: Some(sha256.to_lowercase()) }
+            }
         };
         let plugin_path = match &plugin {
             PluginSource::Crate(p) | PluginSource::Wasm { path: p, .. } => p.clone(),
         };
         if !plugin_path.exists() {
-            return Err(at_key(
-                file,
-                text,
-                "",
-                "plugin",
-                format!("{} does not exist", plugin_path.display()),
-            ));
+            return Err(at_key(file, text, "", "plugin", format!("{} does not exist", plugin_path.display())));
         }
-        let unit = size_of(
-            &spec.data.dedup_unit,
-            crate::gen::DEFAULT_UNIT,
-            file,
-            text,
-            "data",
-            "dedup_unit",
+        let unit = size_of(&spec.data.dedup_unit, crate::gen::DEFAULT_UNIT, file, text, "data", "dedup_unit")?;
+        let profile = Profile::new(spec.data.dedup.unwrap_or(1.0), spec.data.compress.unwrap_or(1.0), unit).map_err(
+            |e| match e {
+                Error::InvalidValue { key, value, reason } => {
+                    let k = key.trim_start_matches("data.");
+                    at_key(file, text, "data", k, format!("'{value}' {reason}"))
+                }
+                other => other,
+            },
         )?;
-        let profile = Profile::new(
-            spec.data.dedup.unwrap_or(1.0),
-            spec.data.compress.unwrap_or(1.0),
-            unit,
-        )
-        .map_err(|e| match e {
-            Error::InvalidValue { key, value, reason } => {
-                let k = key.trim_start_matches("data.");
-                at_key(file, text, "data", k, format!("'{value}' {reason}"))
-            }
-            other => other,
-        })?;
-        let uri = spec
-            .target
-            .uri
-            .clone()
-            .unwrap_or_else(|| "file://./dgen-out".into());
+        let uri = spec.target.uri.clone().unwrap_or_else(|| "file://./dgen-out".into());
         let engine = match &spec.target.engine {
             None => FileEngine::Auto,
-            Some(e) => e
-                .parse()
-                .map_err(|m: String| at_key(file, text, "target", "engine", m))?,
+            Some(e) => e.parse().map_err(|m: String| at_key(file, text, "target", "engine", m))?,
         };
         let target = if let Some(path) = uri.strip_prefix("file://") {
             if path.is_empty() {
-                return Err(at_key(
-                    file,
-                    text,
-                    "target",
-                    "uri",
-                    "file:// needs a directory",
-                ));
+                return Err(at_key(file, text, "target", "uri", "file:// needs a directory"));
             }
             TargetPlan::File {
                 root: PathBuf::from(path),
@@ -358,51 +289,18 @@ impl Plan {
                 format!("'{uri}': S3 and Azure targets are not built yet"),
             ));
         } else {
-            return Err(at_key(
-                file,
-                text,
-                "target",
-                "uri",
-                format!("'{uri}' is not a file:// URI"),
-            ));
+            return Err(at_key(file, text, "target", "uri", format!("'{uri}' is not a file:// URI")));
         };
-        let buffer_size = size_of(
-            &spec.pipeline.buffer_size,
-            8 << 20,
-            file,
-            text,
-            "pipeline",
-            "buffer_size",
-        )?;
+        let buffer_size = size_of(&spec.pipeline.buffer_size, 8 << 20, file, text, "pipeline", "buffer_size")?;
         if buffer_size == 0 || buffer_size > 1 << 30 {
-            return Err(at_key(
-                file,
-                text,
-                "pipeline",
-                "buffer_size",
-                "must be from 1 byte to 1 GiB",
-            ));
+            return Err(at_key(file, text, "pipeline", "buffer_size", "must be from 1 byte to 1 GiB"));
         }
-        let memory = size_of(
-            &spec.limits.memory,
-            256 << 20,
-            file,
-            text,
-            "limits",
-            "memory",
-        )?;
+        let memory = size_of(&spec.limits.memory, 256 << 20, file, text, "limits", "memory")?;
         let fuel = spec.limits.fuel.unwrap_or(2e10);
         if !(fuel >= 1.0 && fuel < 1e19) {
-            return Err(at_key(
-                file,
-                text,
-                "limits",
-                "fuel",
-                "must be a positive number",
-            ));
+            return Err(at_key(file, text, "limits", "fuel", "must be a positive number"));
         }
-        let params_json =
-            serde_json::to_string(&spec.params).map_err(|e| at_key(file, text, "params", "", e))?;
+        let params_json = serde_json::to_string(&spec.params).map_err(|e| at_key(file, text, "params", "", e))?;
         Ok(Plan {
             file: file.to_path_buf(),
             name: spec.name,
@@ -419,11 +317,7 @@ impl Plan {
                 .threads
                 .map(|t| t.max(1) as usize)
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-            limits: Limits {
-                memory: memory as usize,
-                fuel: fuel as u64,
-                ..Limits::default()
-            },
+            limits: Limits { memory: memory as usize, fuel: fuel as u64, ..Limits::default() },
             params_json,
         })
     }

@@ -36,9 +36,7 @@ pub mod bindings {
 
 use bindings::dgen::plugin::host;
 use bindings::dgen::plugin::types as wit;
-pub use bindings::dgen::plugin::types::{
-    DataProfile, FieldKind, LogLevel, ObjectStats, RunTotals as Totals,
-};
+pub use bindings::dgen::plugin::types::{DataProfile, FieldKind, LogLevel, ObjectStats, RunTotals as Totals};
 
 /// The contract this SDK speaks (the WIT package).
 pub const CONTRACT: &str = "dgen:plugin@1.0.0";
@@ -182,13 +180,7 @@ impl Report {
     }
 
     fn push(mut self, name: &str, observed: f64, threshold: f64, op: &str, passed: bool) -> Report {
-        self.checks.push(wit::Check {
-            name: name.into(),
-            observed,
-            threshold,
-            op: op.into(),
-            passed,
-        });
+        self.checks.push(wit::Check { name: name.into(), observed, threshold, op: op.into(), passed });
         self
     }
 
@@ -231,15 +223,8 @@ pub trait Plugin {
 #[doc(hidden)]
 pub fn __run<P: Plugin>(config: wit::RunConfig) -> Result<wit::Report> {
     std::panic::set_hook(Box::new(|info| host::report_panic(&info.to_string())));
-    let config = Config {
-        seed: config.seed,
-        verify_only: config.verify_only,
-        params: config.params,
-    };
-    P::run(&config).map(|r| wit::Report {
-        checks: r.checks,
-        summary: r.summary,
-    })
+    let config = Config { seed: config.seed, verify_only: config.verify_only, params: config.params };
+    P::run(&config).map(|r| wit::Report { checks: r.checks, summary: r.summary })
 }
 
 #[doc(hidden)]

@@ -57,17 +57,7 @@ fn gen_to_file_matches_the_library() {
 
 #[test]
 fn gen_to_stdout_by_default() {
-    let o = run(&[
-        "gen",
-        "--size",
-        "100003",
-        "--seed",
-        "5",
-        "--threads",
-        "2",
-        "--buffer-size",
-        "4KiB",
-    ]);
+    let o = run(&["gen", "--size", "100003", "--seed", "5", "--threads", "2", "--buffer-size", "4KiB"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut want = vec![0u8; 100003];
     Generator::new(5, profile(1.0, 1.0, 4096)).fill(0, 0, &mut want);
@@ -79,24 +69,8 @@ fn random_seed_is_printed_and_reproduces() {
     let o = run(&["gen", "--size", "64KiB", "--compress", "2"]);
     assert!(o.status.success());
     let err = stderr(&o);
-    let seed: u64 = err
-        .split("seed ")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let again = run(&[
-        "gen",
-        "--size",
-        "64KiB",
-        "--compress",
-        "2",
-        "--seed",
-        &seed.to_string(),
-    ]);
+    let seed: u64 = err.split("seed ").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+    let again = run(&["gen", "--size", "64KiB", "--compress", "2", "--seed", &seed.to_string()]);
     assert!(again.stdout == o.stdout);
 }
 
@@ -118,18 +92,9 @@ fn bad_values_give_one_line_naming_the_flag_and_exit_2() {
         (&["gen", "--size", "1GiB", "--dedup", "0.5"], "--dedup"),
         (&["gen", "--size", "1GiB", "--dedup", "abc"], "--dedup"),
         (&["gen", "--size", "1GiB", "--compress", "0"], "--compress"),
-        (
-            &["gen", "--size", "1GiB", "--compress", "1000"],
-            "--compress",
-        ),
-        (
-            &["gen", "--size", "1GiB", "--dedup-unit", "3000"],
-            "--dedup-unit",
-        ),
-        (
-            &["gen", "--size", "1GiB", "--dedup-unit", "256"],
-            "--dedup-unit",
-        ),
+        (&["gen", "--size", "1GiB", "--compress", "1000"], "--compress"),
+        (&["gen", "--size", "1GiB", "--dedup-unit", "3000"], "--dedup-unit"),
+        (&["gen", "--size", "1GiB", "--dedup-unit", "256"], "--dedup-unit"),
         (&["gen", "--size", "1GiB", "--threads", "0"], "--threads"),
         (&["gen", "--size", "1GiB", "--seed", "-1"], "--seed"),
         (&["gen"], "--size"),
@@ -138,15 +103,8 @@ fn bad_values_give_one_line_naming_the_flag_and_exit_2() {
         let o = run(args);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{args:?}: not one line: {err}"
-        );
-        assert!(
-            err.starts_with("error: ") && err.contains(flag),
-            "{args:?}: {err}"
-        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(err.starts_with("error: ") && err.contains(flag), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(o.stdout.is_empty(), "{args:?} wrote data");
     }

@@ -78,10 +78,7 @@ pub fn measure(gen: &Generator, len: u64, with_compressors: bool) -> Measured {
             seen.insert(hash(b));
             blocks += 1;
         }
-        zero_sectors += data
-            .chunks(512)
-            .filter(|s| s.iter().all(|&x| x == 0))
-            .count() as u64;
+        zero_sectors += data.chunks(512).filter(|s| s.iter().all(|&x| x == 0)).count() as u64;
         if with_compressors {
             zstd.write_all(data).unwrap();
             lz4.write_all(data).unwrap();
@@ -91,22 +88,11 @@ pub fn measure(gen: &Generator, len: u64, with_compressors: bool) -> Measured {
     }
     let ratio = |c: u64| len as f64 / c as f64;
     let (z, l, g) = if with_compressors {
-        (
-            ratio(zstd.finish().unwrap().0),
-            ratio(lz4.finish().unwrap().0),
-            ratio(gzip.finish().unwrap().0),
-        )
+        (ratio(zstd.finish().unwrap().0), ratio(lz4.finish().unwrap().0), ratio(gzip.finish().unwrap().0))
     } else {
         (0.0, 0.0, 0.0)
     };
-    Measured {
-        blocks,
-        distinct: seen.len() as u64,
-        zstd: z,
-        lz4: l,
-        gzip: g,
-        zero_sectors,
-    }
+    Measured { blocks, distinct: seen.len() as u64, zstd: z, lz4: l, gzip: g, zero_sectors }
 }
 
 pub fn profile(d: f64, c: f64, unit: u64) -> Profile {

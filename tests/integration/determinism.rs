@@ -18,15 +18,10 @@ fn reference(gen: &Generator, len: u64) -> Vec<u8> {
 }
 
 fn gens() -> Vec<Generator> {
-    [
-        (1.0, 1.0, 4096),
-        (2.0, 3.0, 4096),
-        (7.3, 1.5, 512),
-        (1.5, 5.0, 1 << 20),
-    ]
-    .into_iter()
-    .map(|(d, c, u)| Generator::new(0xD6E9, profile(d, c, u)))
-    .collect()
+    [(1.0, 1.0, 4096), (2.0, 3.0, 4096), (7.3, 1.5, 512), (1.5, 5.0, 1 << 20)]
+        .into_iter()
+        .map(|(d, c, u)| Generator::new(0xD6E9, profile(d, c, u)))
+        .collect()
 }
 
 #[test]
@@ -34,10 +29,7 @@ fn thread_count_does_not_change_bytes() {
     for gen in gens() {
         let want = hash(&reference(&gen, LEN));
         for threads in [1, 2, 4] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut v = vec![0u8; LEN as usize];
             pool.install(|| gen.fill_par(0, 0, &mut v));
             assert_eq!(hash(&v), want, "{} with {threads} threads", gen.profile());
@@ -69,11 +61,7 @@ fn chunk_size_does_not_change_bytes() {
         // One byte at a time, over a shorter stream.
         let short = (1 << 20) + 3;
         let got = read_in_chunks(gen.reader(0, short), 1);
-        assert!(
-            got == whole[..short as usize],
-            "{}: 1-byte reads differ",
-            gen.profile()
-        );
+        assert!(got == whole[..short as usize], "{}: 1-byte reads differ", gen.profile());
     }
 }
 
@@ -81,21 +69,11 @@ fn chunk_size_does_not_change_bytes() {
 fn streaming_equals_random_access_at_odd_offsets() {
     for gen in gens() {
         let whole = reference(&gen, 8 << 20);
-        for (off, len) in [
-            (0usize, 0usize),
-            (1, 1),
-            (511, 2),
-            (4095, 4098),
-            (12345, 1 << 20),
-            (7 << 20, (1 << 20) - 1),
-        ] {
+        for (off, len) in [(0usize, 0usize), (1, 1), (511, 2), (4095, 4098), (12345, 1 << 20), (7 << 20, (1 << 20) - 1)]
+        {
             let mut part = vec![0u8; len];
             gen.fill(0, off as u64, &mut part);
-            assert!(
-                part == whole[off..off + len],
-                "{} at {off}+{len}",
-                gen.profile()
-            );
+            assert!(part == whole[off..off + len], "{} at {off}+{len}", gen.profile());
         }
     }
 }
@@ -112,10 +90,7 @@ fn size_zero_is_empty() {
 fn every_kernel_writes_the_same_bytes() {
     for base in gens() {
         let p = *base.profile();
-        let want = hash(&reference(
-            &Generator::with_kernel(11, p, Kernel::Soft),
-            3 << 20,
-        ));
+        let want = hash(&reference(&Generator::with_kernel(11, p, Kernel::Soft), 3 << 20));
         for k in Kernel::all_available() {
             let got = hash(&reference(&Generator::with_kernel(11, p, k), 3 << 20));
             assert_eq!(got, want, "{p} kernel {}", k.name());
@@ -127,19 +102,14 @@ fn every_kernel_writes_the_same_bytes() {
 fn bytes_are_stable_across_versions() {
     // Pinned output: `verify` and bug reports rely on a seed meaning the same bytes in every release.
     // Changing the data model must change these on purpose (and say so in the release notes).
-    let pins: [(f64, f64, u64, u128); 3] = [
-        (1.0, 1.0, 4096, PIN_D1_C1),
-        (2.0, 3.0, 4096, PIN_D2_C3),
-        (7.3, 1.5, 512, PIN_D73_C15_512),
-    ];
+    let pins: [(f64, f64, u64, u128); 3] =
+        [(1.0, 1.0, 4096, PIN_D1_C1), (2.0, 3.0, 4096, PIN_D2_C3), (7.3, 1.5, 512, PIN_D73_C15_512)];
     let mut wrong = Vec::new();
     for (d, c, u, pin) in pins {
         let gen = Generator::new(42, profile(d, c, u));
         let got = hash(&reference(&gen, 16 << 20));
         if got != pin {
-            wrong.push(format!(
-                "D={d} C={c} U={u}: xxh3-128 {got:#x}, pinned {pin:#x}"
-            ));
+            wrong.push(format!("D={d} C={c} U={u}: xxh3-128 {got:#x}, pinned {pin:#x}"));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -161,17 +131,8 @@ fn neighbouring_seeds_share_no_block() {
     for (d, c, u) in [(1.0, 1.0, 4096), (4.0, 2.0, 4096), (2.0, 5.0, 512)] {
         for s in [0u64, 41, u64::MAX - 1] {
             let a = block_set(&Generator::new(s, profile(d, c, u)), 0, 32 << 20);
-            let b = block_set(
-                &Generator::new(s.wrapping_add(1), profile(d, c, u)),
-                0,
-                32 << 20,
-            );
-            assert_eq!(
-                a.intersection(&b).count(),
-                0,
-                "seeds {s} and {} share blocks",
-                s.wrapping_add(1)
-            );
+            let b = block_set(&Generator::new(s.wrapping_add(1), profile(d, c, u)), 0, 32 << 20);
+            assert_eq!(a.intersection(&b).count(), 0, "seeds {s} and {} share blocks", s.wrapping_add(1));
         }
     }
 }

@@ -28,10 +28,7 @@ fn matrix(unit: u64, seed: u64) {
             let label = format!("U={unit} D={d} C={c}");
             let want_distinct = r.blocks as f64 / d;
             if !within(r.distinct as f64, want_distinct, 0.01) {
-                failures.push(format!(
-                    "{label}: {} distinct blocks, want {want_distinct:.1} ±1 %",
-                    r.distinct
-                ));
+                failures.push(format!("{label}: {} distinct blocks, want {want_distinct:.1} ±1 %", r.distinct));
             }
             if !within(r.zstd, c, 0.05) {
                 failures.push(format!("{label}: zstd ratio {:.3}, want {c} ±5 %", r.zstd));
@@ -43,10 +40,7 @@ fn matrix(unit: u64, seed: u64) {
                 failures.push(format!("{label}: gzip ratio {:.3}, want {c} ±10 %", r.gzip));
             }
             if r.zero_sectors != 0 {
-                failures.push(format!(
-                    "{label}: {} all-zero 512-byte sectors",
-                    r.zero_sectors
-                ));
+                failures.push(format!("{label}: {} all-zero 512-byte sectors", r.zero_sectors));
             }
             m[i][j] = Some(r);
         }
@@ -100,13 +94,8 @@ fn matrix_unit_1m() {
 #[test]
 fn odd_ratios_hold_too() {
     // Not in the grid: real-valued ratios and a unit-sized granule.
-    for (d, c, unit) in [
-        (1.25, 2.7, 8192),
-        (3.3, 1.1, 4096),
-        (10.0, 12.0, 4096),
-        (1.0, 16.0, 512),
-        (1.0, 100.0, 4096),
-    ] {
+    for (d, c, unit) in [(1.25, 2.7, 8192), (3.3, 1.1, 4096), (10.0, 12.0, 4096), (1.0, 16.0, 512), (1.0, 100.0, 4096)]
+    {
         let gen = Generator::new(5, profile(d, c, unit));
         let r = measure(&gen, 96 << 20, true);
         assert!(within(r.dedup(), d, 0.01), "D={d}: measured {}", r.dedup());

@@ -4,5 +4,6 @@ mod cli;
 mod common;
 mod determinism;
 mod fidelity;
+mod plugins;
 mod sinks;
 mod writes;

@@ -24,10 +24,8 @@ fn expected(seed: u64, d: f64, c: f64, len: usize) -> Vec<u8> {
 }
 
 fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -64,28 +62,16 @@ fn engines_and_direct_io_write_the_stream() {
                 args.push("--direct");
             }
             let o = run(&args);
-            assert!(
-                o.status.success(),
-                "{engine} direct={direct}: {}",
-                stderr(&o)
-            );
+            assert!(o.status.success(), "{engine} direct={direct}: {}", stderr(&o));
             let err = stderr(&o);
             assert!(err.contains(&format!("engine {engine}")), "{err}");
             assert!(err.contains("identical (5246977 bytes)"), "{err}");
             assert!(err.contains("latency p50"), "{err}");
             assert!(err.contains("waiting for buffers"), "{err}");
-            assert!(
-                std::fs::read(&path).unwrap() == want,
-                "{engine} direct={direct}: bytes differ"
-            );
+            assert!(std::fs::read(&path).unwrap() == want, "{engine} direct={direct}: bytes differ");
         }
     }
-    assert_eq!(
-        listing(&dir).len(),
-        4,
-        "temporaries left: {:?}",
-        listing(&dir)
-    );
+    assert_eq!(listing(&dir).len(), 4, "temporaries left: {:?}", listing(&dir));
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -94,17 +80,7 @@ fn verify_finds_a_flipped_byte_and_a_truncated_file() {
     let dir = tempdir("verify");
     let path = dir.join("data.bin");
     let p = path.to_str().unwrap();
-    let base = [
-        "gen",
-        "--size",
-        "24MiB",
-        "--seed",
-        "31",
-        "--compress",
-        "3",
-        "-o",
-        p,
-    ];
+    let base = ["gen", "--size", "24MiB", "--seed", "31", "--compress", "3", "-o", p];
     let o = run(&base);
     assert!(o.status.success(), "{}", stderr(&o));
     let verify_only = [&base[..], &["--verify-only"]].concat();
@@ -112,33 +88,21 @@ fn verify_finds_a_flipped_byte_and_a_truncated_file() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     // One flipped byte in the middle.
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let at = 12 * 1024 * 1024 + 12345;
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, at).unwrap();
     f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
     let o = run(&verify_only);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains(&format!("differs at byte offset {at}")),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains(&format!("differs at byte offset {at}")), "{}", stderr(&o));
 
     // Truncated (the flip undone first, so only the length is wrong).
     f.write_all_at(&b, at).unwrap();
     f.set_len(20 << 20).unwrap();
     let o = run(&verify_only);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("size mismatch: expected 25165824 bytes, found 20971520"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("size mismatch: expected 25165824 bytes, found 20971520"), "{}", stderr(&o));
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -165,22 +129,13 @@ fn zstd_output_decompresses_to_the_stream_with_its_crc() {
     assert!(o.status.success(), "{}", stderr(&o));
     let zst = dir.join("data.bin.zst");
     assert!(zst.exists() && !path.exists(), "{:?}", listing(&dir));
-    let dec = Command::new("zstd")
-        .args(["-dc", zst.to_str().unwrap()])
-        .output()
-        .expect("the zstd command");
+    let dec = Command::new("zstd").args(["-dc", zst.to_str().unwrap()]).output().expect("the zstd command");
     assert!(dec.status.success());
     let want = expected(12, 2.0, 4.0, 40 << 20);
-    assert!(
-        dec.stdout == want,
-        "decompressed output differs from the stream"
-    );
+    assert!(dec.stdout == want, "decompressed output differs from the stream");
     let err = stderr(&o);
     let crc = format!("0x{:08x}", crc32c::crc32c(&want));
-    assert!(
-        err.contains(&format!("crc32c of the uncompressed data: {crc}")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("crc32c of the uncompressed data: {crc}")), "{err}");
     assert!(err.contains("identical (41943040 bytes)"), "{err}");
     // Uncompressed output reports the same CRC32C.
     let o = run(&[
@@ -196,29 +151,16 @@ fn zstd_output_decompresses_to_the_stream_with_its_crc() {
         "-o",
         path.to_str().unwrap(),
     ]);
-    assert!(
-        stderr(&o).contains(&format!("crc32c of the data: {crc}")),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains(&format!("crc32c of the data: {crc}")), "{}", stderr(&o));
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn missing_directory_is_a_clear_error() {
-    let o = run(&[
-        "gen",
-        "--size",
-        "1MiB",
-        "-o",
-        "/nonexistent-dgen-dir/sub/x.bin",
-    ]);
+    let o = run(&["gen", "--size", "1MiB", "-o", "/nonexistent-dgen-dir/sub/x.bin"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(
-        err.contains("/nonexistent-dgen-dir/sub") && err.contains("No such file or directory"),
-        "{err}"
-    );
+    assert!(err.contains("/nonexistent-dgen-dir/sub") && err.contains("No such file or directory"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
@@ -230,29 +172,18 @@ fn permission_denied_is_a_clear_error() {
     let target = locked.join("x.bin");
     let o = if nix::unistd::geteuid().is_root() {
         // Root ignores mode bits: run as nobody against a root-owned directory instead.
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                env!("CARGO_BIN_EXE_dgen-engine"),
-            ])
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_dgen-engine")])
             .args(["gen", "--size", "1MiB", "-o", target.to_str().unwrap()])
             .output()
             .expect("setpriv (util-linux)")
     } else {
-        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o555))
-            .unwrap();
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
         run(&["gen", "--size", "1MiB", "-o", target.to_str().unwrap()])
     };
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("Permission denied") && stderr(&o).contains("x.bin"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("Permission denied") && stderr(&o).contains("x.bin"), "{}", stderr(&o));
     assert!(listing(&locked).is_empty());
     std::fs::remove_dir_all(dir).ok();
 }
@@ -264,14 +195,7 @@ impl SmallFs {
     fn mount(name: &str, size: &str) -> Option<SmallFs> {
         let dir = tempdir(name);
         let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                dir.to_str().unwrap(),
-            ])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()])
             .status()
             .is_ok_and(|s| s.success());
         ok.then(|| SmallFs(dir))
@@ -288,10 +212,7 @@ impl Drop for SmallFs {
 #[test]
 fn full_file_system_fails_cleanly() {
     let Some(fs) = SmallFs::mount("enospc", "6m") else {
-        assert!(
-            !nix::unistd::geteuid().is_root(),
-            "root could not mount a tmpfs"
-        );
+        assert!(!nix::unistd::geteuid().is_root(), "root could not mount a tmpfs");
         eprintln!("skipped: mounting a small tmpfs needs root");
         return;
     };
@@ -315,16 +236,9 @@ fn full_file_system_fails_cleanly() {
             let o = run(&args);
             let err = stderr(&o);
             assert_eq!(o.status.code(), Some(3), "{engine} direct={direct}: {err}");
-            assert!(
-                err.contains("No space left on device") && err.contains("big.bin"),
-                "{err}"
-            );
+            assert!(err.contains("No space left on device") && err.contains("big.bin"), "{err}");
             assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-            assert!(
-                listing(&fs.0).is_empty(),
-                "{engine}: left {:?}",
-                listing(&fs.0)
-            );
+            assert!(listing(&fs.0).is_empty(), "{engine}: left {:?}", listing(&fs.0));
         }
     }
 }
@@ -334,15 +248,7 @@ fn ctrl_c_aborts_and_leaves_no_file() {
     let dir = tempdir("sigint");
     let path = dir.join("big.bin");
     let child = bin()
-        .args([
-            "gen",
-            "--size",
-            "1TiB",
-            "--buffer-size",
-            "1MiB",
-            "-o",
-            path.to_str().unwrap(),
-        ])
+        .args(["gen", "--size", "1TiB", "--buffer-size", "1MiB", "-o", path.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -352,11 +258,7 @@ fn ctrl_c_aborts_and_leaves_no_file() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));

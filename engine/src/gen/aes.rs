@@ -171,12 +171,8 @@ mod x86 {
             let c1 = _mm_add_epi64(c, one);
             let c2 = _mm_add_epi64(c1, one);
             let c3 = _mm_add_epi64(c2, one);
-            let mut x = [
-                _mm_xor_si128(c, k[0]),
-                _mm_xor_si128(c1, k[0]),
-                _mm_xor_si128(c2, k[0]),
-                _mm_xor_si128(c3, k[0]),
-            ];
+            let mut x =
+                [_mm_xor_si128(c, k[0]), _mm_xor_si128(c1, k[0]), _mm_xor_si128(c2, k[0]), _mm_xor_si128(c3, k[0])];
             for kr in &k[1..] {
                 for v in x.iter_mut() {
                     *v = _mm_aesenc_si128(*v, *kr);
@@ -205,8 +201,7 @@ mod x86 {
     pub(super) fn keystream_vaes(keys: &StreamKeys, ctr: u64, out: &mut [u8]) {
         let words = out.len() / 16;
         let pairs = words / 2;
-        let k: [__m256i; STREAM_ROUNDS + 1] =
-            std::array::from_fn(|i| _mm256_broadcastsi128_si256(load(keys[i])));
+        let k: [__m256i; STREAM_ROUNDS + 1] = std::array::from_fn(|i| _mm256_broadcastsi128_si256(load(keys[i])));
         let p = out.as_mut_ptr() as *mut __m256i;
         // Each 256-bit register holds two counters: (ctr, ctr + 1).
         let mut c = _mm256_set_epi64x(0, ctr as i64 + 1, 0, ctr as i64);
@@ -286,12 +281,7 @@ mod soft {
                 inv = 0;
             }
             let b = inv;
-            s[x] = b
-                ^ b.rotate_left(1)
-                ^ b.rotate_left(2)
-                ^ b.rotate_left(3)
-                ^ b.rotate_left(4)
-                ^ 0x63;
+            s[x] = b ^ b.rotate_left(1) ^ b.rotate_left(2) ^ b.rotate_left(3) ^ b.rotate_left(4) ^ 0x63;
             x += 1;
         }
         s
@@ -307,10 +297,7 @@ mod soft {
     }
 
     fn from_bytes(s: &[u8; 16]) -> Block {
-        [
-            u64::from_le_bytes(s[..8].try_into().unwrap()),
-            u64::from_le_bytes(s[8..].try_into().unwrap()),
-        ]
+        [u64::from_le_bytes(s[..8].try_into().unwrap()), u64::from_le_bytes(s[8..].try_into().unwrap())]
     }
 
     /// One `aesenc`: ShiftRows, SubBytes, MixColumns, then xor the round key.
@@ -370,16 +357,11 @@ mod tests {
     fn soft_aesenc_matches_fips197_round() {
         // FIPS-197 appendix B, round 1: state after AddRoundKey, then start of round 2 with its round key.
         let hex = |s: &str| -> [u8; 16] {
-            let v: Vec<u8> = (0..16)
-                .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
-                .collect();
+            let v: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect();
             v.try_into().unwrap()
         };
         let to_block = |b: [u8; 16]| -> Block {
-            [
-                u64::from_le_bytes(b[..8].try_into().unwrap()),
-                u64::from_le_bytes(b[8..].try_into().unwrap()),
-            ]
+            [u64::from_le_bytes(b[..8].try_into().unwrap()), u64::from_le_bytes(b[8..].try_into().unwrap())]
         };
         let start = to_block(hex("193de3bea0f4e22b9ac68d2ae9f84808"));
         let rk1 = to_block(hex("a0fafe1788542cb123a339392a6c7605"));
@@ -392,8 +374,7 @@ mod tests {
         let mut s = 7u64;
         for _ in 0..50 {
             let keys: StreamKeys = std::array::from_fn(|_| [splitmix(&mut s), splitmix(&mut s)]);
-            let prf_keys: [Block; PRF_ROUNDS + 1] =
-                std::array::from_fn(|_| [splitmix(&mut s), splitmix(&mut s)]);
+            let prf_keys: [Block; PRF_ROUNDS + 1] = std::array::from_fn(|_| [splitmix(&mut s), splitmix(&mut s)]);
             let off = splitmix(&mut s) % 5000;
             let len = (splitmix(&mut s) % 3000) as usize;
             let x = [splitmix(&mut s), splitmix(&mut s)];
@@ -415,14 +396,7 @@ mod tests {
         let kernel = Kernel::detect();
         let mut whole = vec![0u8; 4096];
         keystream(kernel, &keys, 0, &mut whole);
-        for (off, len) in [
-            (0usize, 1usize),
-            (1, 15),
-            (15, 17),
-            (17, 100),
-            (4000, 96),
-            (33, 4063),
-        ] {
+        for (off, len) in [(0usize, 1usize), (1, 15), (15, 17), (17, 100), (4000, 96), (33, 4063)] {
             let mut part = vec![0u8; len];
             keystream(kernel, &keys, off as u64, &mut part);
             assert_eq!(part, whole[off..off + len]);

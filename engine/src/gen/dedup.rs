@@ -33,10 +33,7 @@ pub(crate) struct DedupMap {
 impl DedupMap {
     pub(crate) fn new(dedup: f64, unit: u64) -> Self {
         let inv_d = (18_446_744_073_709_551_616.0f64 / dedup) as u128;
-        DedupMap {
-            cols: (SPREAD / unit).max(1),
-            inv_d,
-        }
+        DedupMap { cols: (SPREAD / unit).max(1), inv_d }
     }
 
     /// The content id of block `b`; ids are unique per (column, run), i.e. `run * cols + column`.
@@ -74,10 +71,7 @@ mod tests {
                     }
                     let want = n as f64 / d;
                     let got = distinct(&m, n) as f64;
-                    assert!(
-                        (got - want).abs() <= 3.0 + want * 1e-3,
-                        "D={d} n={n}: {got} vs {want}"
-                    );
+                    assert!((got - want).abs() <= 3.0 + want * 1e-3, "D={d} n={n}: {got} vs {want}");
                 }
             }
         }

@@ -63,11 +63,7 @@ pub struct Profile {
 impl Profile {
     /// Checks the values; errors name the workload key (`data.dedup`, `data.compress`, `data.dedup_unit`).
     pub fn new(dedup: f64, compress: f64, unit: u64) -> Result<Profile, Error> {
-        let bad = |key: &'static str, value: String, reason: String| Error::InvalidValue {
-            key,
-            value,
-            reason,
-        };
+        let bad = |key: &'static str, value: String, reason: String| Error::InvalidValue { key, value, reason };
         if !unit.is_power_of_two() || !(MIN_UNIT..=MAX_UNIT).contains(&unit) {
             return Err(bad(
                 "data.dedup_unit",
@@ -76,11 +72,7 @@ impl Profile {
             ));
         }
         if !dedup.is_finite() || !(1.0..=MAX_DEDUP).contains(&dedup) {
-            return Err(bad(
-                "data.dedup",
-                dedup.to_string(),
-                "must be a number from 1 to 1000000".into(),
-            ));
+            return Err(bad("data.dedup", dedup.to_string(), "must be a number from 1 to 1000000".into()));
         }
         let granule = unit.min(GRANULE);
         let max_c = (granule / MIN_COMPRESSED) as f64;
@@ -88,17 +80,10 @@ impl Profile {
             return Err(bad(
                 "data.compress",
                 compress.to_string(),
-                format!(
-                    "must be a number from 1 to {max_c} for a {} dedup unit",
-                    format_size(unit)
-                ),
+                format!("must be a number from 1 to {max_c} for a {} dedup unit", format_size(unit)),
             ));
         }
-        Ok(Profile {
-            dedup,
-            compress,
-            unit,
-        })
+        Ok(Profile { dedup, compress, unit })
     }
 
     pub fn dedup(&self) -> f64 {
@@ -114,23 +99,13 @@ impl Profile {
 
 impl Default for Profile {
     fn default() -> Self {
-        Profile {
-            dedup: 1.0,
-            compress: 1.0,
-            unit: DEFAULT_UNIT,
-        }
+        Profile { dedup: 1.0, compress: 1.0, unit: DEFAULT_UNIT }
     }
 }
 
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "dedup {} compress {} unit {}",
-            self.dedup,
-            self.compress,
-            format_size(self.unit)
-        )
+        write!(f, "dedup {} compress {} unit {}", self.dedup, self.compress, format_size(self.unit))
     }
 }
 
@@ -179,8 +154,7 @@ impl Generator {
         let random = if profile.compress == 1.0 {
             granule
         } else {
-            ((granule as f64 / profile.compress - MATCH_COST).round() as usize)
-                .clamp(MIN_RANDOM as usize, granule)
+            ((granule as f64 / profile.compress - MATCH_COST).round() as usize).clamp(MIN_RANDOM as usize, granule)
         };
         let period = if random % 2 == 1 { random } else { random - 1 };
         Generator {

@@ -20,15 +20,7 @@ pub struct StreamReader {
 
 impl StreamReader {
     pub(super) fn new(gen: Generator, stream: u64, len: u64) -> Self {
-        StreamReader {
-            gen,
-            stream,
-            pos: 0,
-            len,
-            buf: Vec::new(),
-            buf_start: 0,
-            buf_len: 0,
-        }
+        StreamReader { gen, stream, pos: 0, len, buf: Vec::new(), buf_start: 0, buf_len: 0 }
     }
 
     /// Bytes not yet read.
@@ -55,8 +47,7 @@ impl io::Read for StreamReader {
             }
             self.buf_start = self.pos;
             self.buf_len = (BUF as u64).min(self.remaining()) as usize;
-            self.gen
-                .fill_par(self.stream, self.pos, &mut self.buf[..self.buf_len]);
+            self.gen.fill_par(self.stream, self.pos, &mut self.buf[..self.buf_len]);
         }
         let at = (self.pos - self.buf_start) as usize;
         let n = want.min(self.buf_len - at);

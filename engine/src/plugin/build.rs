@@ -22,9 +22,7 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(d).join("dgen-engine");
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("dgen-engine")
 }
 
@@ -35,20 +33,14 @@ enum Toolchain {
 }
 
 fn rustup_target_installed() -> bool {
-    let out = Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", TARGET])
-        .output();
+    let out = Command::new("rustc").args(["--print", "target-libdir", "--target", TARGET]).output();
     let Ok(out) = out else { return false };
     if !out.status.success() {
         return false;
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
-        })
+        .map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
         .unwrap_or(false)
 }
 
@@ -58,25 +50,15 @@ fn debian_toolchain() -> Option<Toolchain> {
     if !rustc.exists() || !cargo.exists() {
         return None;
     }
-    let sysroot = Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()?;
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().ok()?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
     if !sysroot.join("lib/rustlib/src/rust/library/std").exists() {
         return None;
     }
-    let linker = ["wasm-ld-19", "wasm-ld", "rust-lld"]
-        .into_iter()
-        .find(|l| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {l}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })?;
-    Some(Toolchain::DebianBuildStd {
-        linker: linker.to_string(),
-    })
+    let linker = ["wasm-ld-19", "wasm-ld", "rust-lld"].into_iter().find(|l| {
+        Command::new("sh").args(["-c", &format!("command -v {l}")]).output().is_ok_and(|o| o.status.success())
+    })?;
+    Some(Toolchain::DebianBuildStd { linker: linker.to_string() })
 }
 
 fn toolchain() -> Result<Toolchain> {
@@ -99,10 +81,7 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
     if !manifest.is_file() {
         return Err(Error::io(
             &manifest,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no plugin crate here (no Cargo.toml)",
-            ),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no plugin crate here (no Cargo.toml)"),
         ));
     }
     let target_dir = cache_dir().join("plugin-target");
@@ -114,17 +93,10 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
         }
         Toolchain::DebianBuildStd { linker } => {
             let mut c = Command::new("/usr/bin/cargo");
-            c.args([
-                "build",
-                "--release",
-                "-Z",
-                "build-std=std,panic_abort",
-                "--target",
-                TARGET,
-            ])
-            .env("RUSTC", "/usr/bin/rustc")
-            .env("RUSTC_BOOTSTRAP", "1")
-            .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker);
+            c.args(["build", "--release", "-Z", "build-std=std,panic_abort", "--target", TARGET])
+                .env("RUSTC", "/usr/bin/rustc")
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker);
             c
         }
     };
@@ -135,30 +107,16 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         .stdout(Stdio::piped())
-        .stderr(if quiet {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        });
-    let output = cmd
-        .output()
-        .map_err(|e| Error::sink("plugin build", format!("cannot run cargo: {e}")))?;
+        .stderr(if quiet { Stdio::piped() } else { Stdio::inherit() });
+    let output = cmd.output().map_err(|e| Error::sink("plugin build", format!("cannot run cargo: {e}")))?;
     if !output.status.success() {
         let detail = String::from_utf8_lossy(&output.stderr);
-        let last: Vec<&str> = detail
-            .lines()
-            .filter(|l| l.contains("error"))
-            .take(3)
-            .collect();
+        let last: Vec<&str> = detail.lines().filter(|l| l.contains("error")).take(3).collect();
         return Err(Error::sink(
             format!("plugin build {}", dir.display()),
             format!(
                 "cargo build failed{}",
-                if last.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", last.join("; "))
-                }
+                if last.is_empty() { String::new() } else { format!(": {}", last.join("; ")) }
             ),
         ));
     }
@@ -176,19 +134,13 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
             for f in files.iter().filter_map(|f| f.as_str()) {
                 if f.ends_with(".wasm") {
                     module = Some(PathBuf::from(f));
-                    crate_name = v["target"]["name"]
-                        .as_str()
-                        .unwrap_or("plugin")
-                        .replace('-', "_");
+                    crate_name = v["target"]["name"].as_str().unwrap_or("plugin").replace('-', "_");
                 }
             }
         }
     }
     let module = module.ok_or_else(|| {
-        Error::sink(
-            format!("plugin build {}", dir.display()),
-            "cargo made no .wasm file: is the crate a `cdylib`?",
-        )
+        Error::sink(format!("plugin build {}", dir.display()), "cargo made no .wasm file: is the crate a `cdylib`?")
     })?;
     let bytes = std::fs::read(&module).map_err(|e| Error::io(&module, e))?;
     let label = dir.display().to_string();
@@ -196,22 +148,14 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
     if !foreign.is_empty() {
         return Err(Error::plugin(
             &label,
-            format!(
-                "imports {}; plugins get only the dgen:plugin host interface (no WASI)",
-                foreign.join(", ")
-            ),
+            format!("imports {}; plugins get only the dgen:plugin host interface (no WASI)", foreign.join(", ")),
         ));
     }
     let component = wit_component::ComponentEncoder::default()
         .validate(true)
         .module(&bytes)
         .and_then(|mut e| e.encode())
-        .map_err(|e| {
-            Error::plugin(
-                dir.display().to_string(),
-                format!("cannot be made into a component: {e:#}"),
-            )
-        })?;
+        .map_err(|e| Error::plugin(dir.display().to_string(), format!("cannot be made into a component: {e:#}")))?;
     let out = match out {
         Some(o) => o.to_path_buf(),
         None => dir.join("target").join(format!("{crate_name}.wasm")),

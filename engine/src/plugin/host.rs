@@ -154,23 +154,19 @@ impl HostState {
     }
 
     fn target(&mut self, t: &Resource<TargetState>) -> wasmtime::Result<&mut TargetState> {
-        self.table
-            .get_mut(t)
-            .map_err(|e| wasmtime::format_err!("bad target handle: {e}"))
+        self.table.get_mut(t).map_err(|e| wasmtime::format_err!("bad target handle: {e}"))
     }
 
     fn generator(&mut self, profile: Option<DataProfile>) -> Result<usize, String> {
         let p = match profile {
             None => return Ok(0),
-            Some(p) => Profile::new(p.dedup, p.compress, self.ctx.profile.unit())
-                .map_err(|e| e.to_string())?,
+            Some(p) => Profile::new(p.dedup, p.compress, self.ctx.profile.unit()).map_err(|e| e.to_string())?,
         };
         if let Some(i) = self.gens.iter().position(|(q, _, _)| *q == p) {
             return Ok(i);
         }
         // Each extra profile gets its own stream, so its blocks never collide with the run's.
-        self.gens
-            .push((p, Arc::new(Generator::new(self.ctx.seed, p)), 0));
+        self.gens.push((p, Arc::new(Generator::new(self.ctx.seed, p)), 0));
         Ok(self.gens.len() - 1)
     }
 
@@ -187,9 +183,7 @@ impl HostState {
                         self.writes_stopped = true;
                     }
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    self.writes_stopped = true
-                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => self.writes_stopped = true,
             }
         }
     }
@@ -198,22 +192,10 @@ impl HostState {
         let reader = self.ctx.sink.open(name).map_err(|e| e.to_string())?;
         let size = reader.size();
         let reader = std::sync::Mutex::new(reader);
-        let read = |off: u64, buf: &mut [u8]| {
-            reader
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .read_at(off, buf)
-        };
+        let read = |off: u64, buf: &mut [u8]| reader.lock().unwrap_or_else(|e| e.into_inner()).read_at(off, buf);
         let content = Content::Recipe(recipe.clone());
-        verify::compare(
-            read,
-            Some(size),
-            &self.gens[0].1,
-            &content,
-            recipe.size(),
-            &self.ctx.pool,
-        )
-        .map_err(|e| e.to_string())
+        verify::compare(read, Some(size), &self.gens[0].1, &content, recipe.size(), &self.ctx.pool)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -252,31 +234,20 @@ fn field_len(kind: FieldKind) -> usize {
 impl HostTarget for HostState {
     fn write(&mut self, t: Resource<TargetState>, bytes: Vec<u8>) -> HostResult<()> {
         if bytes.len() > self.limits.max_write {
-            let m = format!(
-                "write of {} bytes exceeds the {} bytes allowed per call",
-                bytes.len(),
-                self.limits.max_write
-            );
+            let m =
+                format!("write of {} bytes exceeds the {} bytes allowed per call", bytes.len(), self.limits.max_write);
             return Err(self.violate(m));
         }
         self.plugin_bytes += bytes.len() as u64;
         if self.plugin_bytes > self.limits.max_plugin_bytes {
-            let m = format!(
-                "wrote more than {} plugin-made bytes in this run",
-                self.limits.max_plugin_bytes
-            );
+            let m = format!("wrote more than {} plugin-made bytes in this run", self.limits.max_plugin_bytes);
             return Err(self.violate(m));
         }
         self.target(&t)?.pending.extend_from_slice(&bytes);
         Ok(Ok(()))
     }
 
-    fn fill(
-        &mut self,
-        t: Resource<TargetState>,
-        len: u64,
-        profile: Option<DataProfile>,
-    ) -> HostResult<()> {
+    fn fill(&mut self, t: Resource<TargetState>, len: u64, profile: Option<DataProfile>) -> HostResult<()> {
         let g = match self.generator(profile) {
             Ok(g) => g,
             Err(e) => return Ok(Err(e)),
@@ -285,12 +256,7 @@ impl HostTarget for HostState {
         let (_, gen, cursor) = &mut self.gens[g];
         let offset = cursor.div_ceil(unit) * unit;
         *cursor = offset + len;
-        let seg = Segment::Fill {
-            gen: gen.clone(),
-            stream: g as u64,
-            offset,
-            len,
-        };
+        let seg = Segment::Fill { gen: gen.clone(), stream: g as u64, offset, len };
         let target = self.target(&t)?;
         target.flush();
         target.recipe.push(seg);
@@ -301,19 +267,14 @@ impl HostTarget for HostState {
         let target = self.target(&t)?;
         target.flush();
         let idx = target.recipe.segment_count();
-        target
-            .recipe
-            .push(Segment::Bytes(vec![0u8; field_len(kind)].into()));
+        target.recipe.push(Segment::Bytes(vec![0u8; field_len(kind)].into()));
         target.fields.push((idx, kind));
         Ok(Ok(()))
     }
 
     fn reserve(&mut self, t: Resource<TargetState>, len: u32) -> HostResult<u32> {
         if len as usize > self.limits.max_write {
-            let m = format!(
-                "reserve of {len} bytes exceeds the {} bytes allowed per call",
-                self.limits.max_write
-            );
+            let m = format!("reserve of {len} bytes exceeds the {} bytes allowed per call", self.limits.max_write);
             return Err(self.violate(m));
         }
         self.plugin_bytes += len as u64;
@@ -321,9 +282,7 @@ impl HostTarget for HostState {
         target.flush();
         let idx = target.recipe.segment_count();
         if len > 0 {
-            target
-                .recipe
-                .push(Segment::Bytes(vec![0u8; len as usize].into()));
+            target.recipe.push(Segment::Bytes(vec![0u8; len as usize].into()));
         }
         target.reserves.push((idx, len, len == 0));
         Ok(Ok((target.reserves.len() - 1) as u32))
@@ -335,11 +294,7 @@ impl HostTarget for HostState {
             return Ok(Err(format!("no reserved region {region}")));
         };
         if bytes.len() != r.1 as usize {
-            return Ok(Err(format!(
-                "region {region} is {} bytes, the patch {}",
-                r.1,
-                bytes.len()
-            )));
+            return Ok(Err(format!("region {region} is {} bytes, the patch {}", r.1, bytes.len())));
         }
         r.2 = true;
         let idx = r.0;
@@ -360,10 +315,7 @@ impl HostTarget for HostState {
         };
         self.open_targets -= 1;
         if let Some((i, _)) = target.reserves.iter().enumerate().find(|(_, r)| !r.2) {
-            return Ok(Err(format!(
-                "'{}': region {i} was reserved but never patched",
-                target.name
-            )));
+            return Ok(Err(format!("'{}': region {i} was reserved but never patched", target.name)));
         }
         target.flush();
         if let Some(hint) = target.size_hint {
@@ -383,17 +335,11 @@ impl HostTarget for HostState {
         self.committed += 1;
         match self.ctx.mode {
             Mode::Write => {
-                let job = ObjectJob {
-                    name: target.name,
-                    size: recipe.size(),
-                    content: Content::Recipe(recipe),
-                };
+                let job = ObjectJob { name: target.name, size: recipe.size(), content: Content::Recipe(recipe) };
                 let sent = self.ctx.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
                 if !sent {
                     self.writes_stopped = true;
-                    return Ok(Err(
-                        "the run's writes have stopped (see the error report)".into()
-                    ));
+                    return Ok(Err("the run's writes have stopped (see the error report)".into()));
                 }
             }
             Mode::Verify => {
@@ -407,12 +353,8 @@ impl HostTarget for HostState {
                     Verdict::Identical { crc32c, .. } => Some(*crc32c),
                     _ => None,
                 };
-                let r = ObjectResult {
-                    name: target.name.clone(),
-                    size: recipe.size(),
-                    crc32c,
-                    latency: started.elapsed(),
-                };
+                let r =
+                    ObjectResult { name: target.name.clone(), size: recipe.size(), crc32c, latency: started.elapsed() };
                 self.finished.push(r.clone());
                 self.unreported.push(r);
                 self.verdicts.push((target.name, verdict));
@@ -440,10 +382,7 @@ impl Host for HostState {
             return Err(self.violate(format!("target name '{name}' {reason}")));
         }
         if self.open_targets >= self.limits.max_open_targets {
-            let m = format!(
-                "more than {} targets open at once",
-                self.limits.max_open_targets
-            );
+            let m = format!("more than {} targets open at once", self.limits.max_open_targets);
             return Err(self.violate(m));
         }
         let state = TargetState {
@@ -454,10 +393,7 @@ impl Host for HostState {
             reserves: Vec::new(),
             fields: Vec::new(),
         };
-        let r = self
-            .table
-            .push(state)
-            .map_err(|e| wasmtime::format_err!("{e}"))?;
+        let r = self.table.push(state).map_err(|e| wasmtime::format_err!("{e}"))?;
         self.open_targets += 1;
         Ok(Ok(r))
     }
@@ -466,9 +402,7 @@ impl Host for HostState {
         let committed = self.committed as usize;
         self.wait_until(|s| s.finished.len() >= committed);
         if self.finished.len() < committed {
-            return Ok(Err(
-                "the run's writes have stopped (see the error report)".into()
-            ));
+            return Ok(Err("the run's writes have stopped (see the error report)".into()));
         }
         let out = self
             .unreported
@@ -490,9 +424,7 @@ impl Host for HostState {
         if self.ctx.mode == Mode::Write {
             self.wait_until(|s| s.finished.iter().any(|r| r.name == name));
             if !self.finished.iter().any(|r| r.name == name) {
-                return Ok(Err(format!(
-                    "'{name}' was not written (the run's writes have stopped)"
-                )));
+                return Ok(Err(format!("'{name}' was not written (the run's writes have stopped)")));
             }
         }
         Ok(match self.verify_recipe(&name, &recipe) {

@@ -93,10 +93,7 @@ fn engine() -> Result<Engine> {
 
 /// SHA-256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The `dgen-plugin` custom section of a core module or component (searching nested modules).
@@ -124,9 +121,7 @@ pub(crate) fn foreign_imports(module: &[u8]) -> std::result::Result<Vec<String>,
                 for import in imports {
                     let (_, import) = import.map_err(|e| e.to_string())?;
                     let m = import.module;
-                    let ours = m.starts_with("dgen:plugin/")
-                        || m.starts_with("[export]dgen:plugin/")
-                        || m == "$root";
+                    let ours = m.starts_with("dgen:plugin/") || m.starts_with("[export]dgen:plugin/") || m == "$root";
                     if !ours {
                         out.push(format!("{}::{}", m, import.name));
                     }
@@ -145,17 +140,15 @@ pub fn load(path: &Path, cache_dir: Option<&Path>) -> Result<LoadedPlugin> {
     let sha256 = sha256_hex(&bytes);
     let meta = read_meta(&bytes)
         .map_err(|m| Error::plugin(&label, m))?
-        .ok_or_else(|| {
-            Error::plugin(
-                &label,
-                "has no dgen-plugin section: it was not built with dgen-plugin-sdk",
-            )
-        })?;
+        .ok_or_else(|| Error::plugin(&label, "has no dgen-plugin section: it was not built with dgen-plugin-sdk"))?;
     let name = format!("{} {} ({})", meta.name, meta.version, label);
     if meta.contract.split('.').next() != CONTRACT.split('.').next() {
         return Err(Error::plugin(
             &name,
-            format!("speaks contract {}, this dgen-engine speaks {CONTRACT}; rebuild it with a matching dgen-plugin-sdk", meta.contract),
+            format!(
+                "speaks contract {}, this dgen-engine speaks {CONTRACT}; rebuild it with a matching dgen-plugin-sdk",
+                meta.contract
+            ),
         ));
     }
     let component_bytes = if wasmparser::Parser::is_core_wasm(&bytes) {
@@ -163,10 +156,7 @@ pub fn load(path: &Path, cache_dir: Option<&Path>) -> Result<LoadedPlugin> {
         if !foreign.is_empty() {
             return Err(Error::plugin(
                 &name,
-                format!(
-                    "imports {}; plugins get only the dgen:plugin host interface (no WASI)",
-                    foreign.join(", ")
-                ),
+                format!("imports {}; plugins get only the dgen:plugin host interface (no WASI)", foreign.join(", ")),
             ));
         }
         wit_component::ComponentEncoder::default()
@@ -178,38 +168,21 @@ pub fn load(path: &Path, cache_dir: Option<&Path>) -> Result<LoadedPlugin> {
         bytes
     };
     let engine = engine()?;
-    let component =
-        compile(&engine, &component_bytes, cache_dir).map_err(|m| Error::plugin(&name, m))?;
+    let component = compile(&engine, &component_bytes, cache_dir).map_err(|m| Error::plugin(&name, m))?;
     // Refuse anything imported beyond the contract (a component built elsewhere may import WASI).
     let ty = component.component_type();
-    let foreign: Vec<String> = ty
-        .imports(&engine)
-        .map(|(n, _)| n.to_string())
-        .filter(|n| !n.starts_with("dgen:plugin/"))
-        .collect();
+    let foreign: Vec<String> =
+        ty.imports(&engine).map(|(n, _)| n.to_string()).filter(|n| !n.starts_with("dgen:plugin/")).collect();
     if !foreign.is_empty() {
         return Err(Error::plugin(
             &name,
-            format!(
-                "imports {}; plugins get only the dgen:plugin host interface (no WASI)",
-                foreign.join(", ")
-            ),
+            format!("imports {}; plugins get only the dgen:plugin host interface (no WASI)", foreign.join(", ")),
         ));
     }
-    Ok(LoadedPlugin {
-        meta,
-        sha256,
-        path: path.to_path_buf(),
-        engine,
-        component,
-    })
+    Ok(LoadedPlugin { meta, sha256, path: path.to_path_buf(), engine, component })
 }
 
-fn compile(
-    engine: &Engine,
-    bytes: &[u8],
-    cache_dir: Option<&Path>,
-) -> std::result::Result<Component, String> {
+fn compile(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> std::result::Result<Component, String> {
     let Some(dir) = cache_dir else {
         return Component::new(engine, bytes).map_err(|e| format!("does not compile: {e:#}"));
     };
@@ -219,12 +192,7 @@ fn compile(
     let mut compat = std::collections::hash_map::DefaultHasher::new();
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compat);
     h.update(std::hash::Hasher::finish(&compat).to_le_bytes());
-    let key: String = h
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     let file = dir.join(format!("{key}.cwasm"));
     if file.exists() {
         // SAFETY: the file is one this function wrote (its name is the hash of the component and this
@@ -233,9 +201,7 @@ fn compile(
             return Ok(c);
         }
     }
-    let compiled = engine
-        .precompile_component(bytes)
-        .map_err(|e| format!("does not compile: {e:#}"))?;
+    let compiled = engine.precompile_component(bytes).map_err(|e| format!("does not compile: {e:#}"))?;
     if std::fs::create_dir_all(dir).is_ok() {
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
         if std::fs::write(&tmp, &compiled).is_ok() {
@@ -243,8 +209,7 @@ fn compile(
         }
     }
     // SAFETY: `compiled` was produced just now by this engine.
-    unsafe { Component::deserialize(engine, &compiled) }
-        .map_err(|e| format!("does not load: {e:#}"))
+    unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| format!("does not load: {e:#}"))
 }
 
 impl LoadedPlugin {
@@ -264,17 +229,13 @@ impl LoadedPlugin {
         store.limiter(|s| &mut s.store_limits);
         let label = self.label();
         let result = (|| -> Result<std::result::Result<Report, String>> {
-            store
-                .set_fuel(fuel)
-                .map_err(|e| Error::plugin(&label, format!("{e}")))?;
+            store.set_fuel(fuel).map_err(|e| Error::plugin(&label, format!("{e}")))?;
             let mut linker = Linker::<host::HostState>::new(&self.engine);
             Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
                 .map_err(|e| Error::plugin(&label, format!("{e:#}")))?;
             let instance = Plugin::instantiate(&mut store, &self.component, &linker)
                 .map_err(|e| Error::plugin(&label, format!("cannot be instantiated: {e:#}")))?;
-            instance
-                .call_run(&mut store, &config)
-                .map_err(|e| fault(&label, e, store.data()))
+            instance.call_run(&mut store, &config).map_err(|e| fault(&label, e, store.data()))
         })();
         let mut state = store.into_data();
         state.abort_open_targets();
@@ -291,23 +252,15 @@ fn fault(label: &str, e: wasmtime::Error, state: &host::HostState) -> Error {
         return Error::plugin(label, format!("panicked: {m}"));
     }
     let message = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::OutOfFuel) => format!(
-            "ran out of fuel ({} units): an endless loop, or raise [limits] fuel",
-            state.limits.fuel
-        ),
-        Some(wasmtime::Trap::UnreachableCodeReached) => {
-            "trapped (unreachable code executed: an abort)".to_string()
+        Some(wasmtime::Trap::OutOfFuel) => {
+            format!("ran out of fuel ({} units): an endless loop, or raise [limits] fuel", state.limits.fuel)
         }
+        Some(wasmtime::Trap::UnreachableCodeReached) => "trapped (unreachable code executed: an abort)".to_string(),
         Some(t) => format!("trapped: {t}"),
         None => {
             let text = format!("{e:#}");
-            if text.contains("forcing trap when growing memory")
-                || text.contains("memory") && text.contains("limit")
-            {
-                format!(
-                    "exceeded its memory limit of {} MiB",
-                    state.limits.memory >> 20
-                )
+            if text.contains("forcing trap when growing memory") || text.contains("memory") && text.contains("limit") {
+                format!("exceeded its memory limit of {} MiB", state.limits.memory >> 20)
             } else {
                 format!("failed: {text}")
             }

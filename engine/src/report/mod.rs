@@ -34,11 +34,7 @@ impl Progress {
             );
             return Progress { bar: Some(bar) };
         }
-        let bar_style = if color_allowed() {
-            "{wide_bar:.cyan/blue}"
-        } else {
-            "{wide_bar}"
-        };
+        let bar_style = if color_allowed() { "{wide_bar:.cyan/blue}" } else { "{wide_bar}" };
         let style = ProgressStyle::with_template(&format!(
             "{{elapsed_precise}} {bar_style} {{binary_bytes}}/{{binary_total_bytes}} {{binary_bytes_per_sec}} eta {{eta}}"
         ))
@@ -119,11 +115,7 @@ pub fn run_details(stats: &RunStats, chunk: usize) -> Vec<String> {
 pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> Vec<String> {
     use crate::plugin::host::Mode;
     let mut lines = Vec::new();
-    let verb = if o.mode == Mode::Verify {
-        "verify"
-    } else {
-        "run"
-    };
+    let verb = if o.mode == Mode::Verify { "verify" } else { "run" };
     lines.push(format!(
         "dgen-engine {verb}: workload '{}' with plugin {} {} (sha256 {}), seed {}, {}; target {}",
         plan.name,
@@ -135,17 +127,9 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
         plan.uri
     ));
     let bytes: u64 = o.objects.iter().map(|r| r.size).sum();
-    let mut lat: Vec<u64> = o
-        .objects
-        .iter()
-        .map(|r| r.latency.as_micros() as u64)
-        .collect();
+    let mut lat: Vec<u64> = o.objects.iter().map(|r| r.latency.as_micros() as u64).collect();
     lat.sort_unstable();
-    let q = |p: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0)
-    };
+    let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
     lines.push(format!(
         "{} objects, {} in {:.3} s = {:.2} GB/s; object latency p50 {} p99 {}",
         o.objects.len(),
@@ -156,19 +140,12 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
         ms(q(0.99)),
     ));
     if let Some(stats) = &o.stats {
-        lines.push(format!(
-            "engine {}; pool {}",
-            o.engine,
-            format_size(stats.pool_bytes)
-        ));
+        lines.push(format!("engine {}; pool {}", o.engine, format_size(stats.pool_bytes)));
         lines.extend(run_details(stats, o.chunk));
     }
     if o.mode == Mode::Verify {
-        let bad: Vec<&(String, crate::verify::Verdict)> = o
-            .verdicts
-            .iter()
-            .filter(|(_, v)| !v.is_identical())
-            .collect();
+        let bad: Vec<&(String, crate::verify::Verdict)> =
+            o.verdicts.iter().filter(|(_, v)| !v.is_identical()).collect();
         lines.push(format!(
             "verified {} objects: {} identical, {} not",
             o.verdicts.len(),

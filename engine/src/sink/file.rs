@@ -40,9 +40,7 @@ impl std::str::FromStr for FileEngine {
             "auto" => Ok(FileEngine::Auto),
             "pwrite" => Ok(FileEngine::Pwrite),
             "io_uring" | "uring" => Ok(FileEngine::IoUring),
-            other => Err(format!(
-                "unknown engine '{other}' (use io_uring, pwrite or auto)"
-            )),
+            other => Err(format!("unknown engine '{other}' (use io_uring, pwrite or auto)")),
         }
     }
 }
@@ -60,12 +58,7 @@ pub struct FileOptions {
 
 impl Default for FileOptions {
     fn default() -> Self {
-        FileOptions {
-            engine: FileEngine::Auto,
-            direct: false,
-            queue_depth: 8,
-            create_root: false,
-        }
+        FileOptions { engine: FileEngine::Auto, direct: false, queue_depth: 8, create_root: false }
     }
 }
 
@@ -92,10 +85,7 @@ impl Job {
 }
 
 enum Engine {
-    Pwrite {
-        tx: Option<Sender<Job>>,
-        workers: Vec<JoinHandle<()>>,
-    },
+    Pwrite { tx: Option<Sender<Job>>, workers: Vec<JoinHandle<()>> },
     Uring(Ring),
 }
 
@@ -104,13 +94,10 @@ impl Engine {
         match self {
             Engine::Pwrite { tx: Some(tx), .. } => {
                 if let Err(e) = tx.send(job) {
-                    e.into_inner()
-                        .fail(io::Error::other("pwrite workers have stopped"));
+                    e.into_inner().fail(io::Error::other("pwrite workers have stopped"));
                 }
             }
-            Engine::Pwrite { tx: None, .. } => {
-                job.fail(io::Error::other("pwrite workers have stopped"))
-            }
+            Engine::Pwrite { tx: None, .. } => job.fail(io::Error::other("pwrite workers have stopped")),
             Engine::Uring(ring) => ring.submit(job),
         }
     }
@@ -139,12 +126,7 @@ fn pwrite_worker(rx: crossbeam_channel::Receiver<Job>) {
                 &job.buf.as_slice()[done..job.len],
                 (job.offset + done as u64) as i64,
             ) {
-                Ok(0) => {
-                    break Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "write returned 0 bytes",
-                    ))
-                }
+                Ok(0) => break Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0 bytes")),
                 Ok(n) => done += n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => break Err(io::Error::from(e)),
@@ -181,21 +163,14 @@ impl FileSink {
             Ok(_) => return Err(Error::io(&root, io::Error::other("not a directory"))),
             Err(e) => return Err(Error::io(&root, e)),
         }
-        let align = if opts.direct {
-            direct_alignment(&root)?
-        } else {
-            1
-        };
+        let align = if opts.direct { direct_alignment(&root)? } else { 1 };
         let queue_depth = opts.queue_depth.max(1);
         let mut note = None;
         let use_uring = match opts.engine {
             FileEngine::Pwrite => false,
             FileEngine::IoUring => {
                 super::uring::probe().map_err(|e| {
-                    Error::sink(
-                        format!("file:{}", root.display()),
-                        format!("io_uring is not available here: {e}"),
-                    )
+                    Error::sink(format!("file:{}", root.display()), format!("io_uring is not available here: {e}"))
                 })?;
                 true
             }
@@ -208,12 +183,8 @@ impl FileSink {
             },
         };
         let (engine, engine_name) = if use_uring {
-            let ring = Ring::start(queue_depth).map_err(|e| {
-                Error::sink(
-                    format!("file:{}", root.display()),
-                    format!("cannot start io_uring: {e}"),
-                )
-            })?;
+            let ring = Ring::start(queue_depth)
+                .map_err(|e| Error::sink(format!("file:{}", root.display()), format!("cannot start io_uring: {e}")))?;
             (Engine::Uring(ring), "io_uring")
         } else {
             let (tx, rx) = crossbeam_channel::unbounded::<Job>();
@@ -226,23 +197,9 @@ impl FileSink {
                     .map_err(|e| Error::Resource(format!("cannot start pwrite threads: {e}")))?;
                 workers.push(w);
             }
-            (
-                Engine::Pwrite {
-                    tx: Some(tx),
-                    workers,
-                },
-                "pwrite",
-            )
+            (Engine::Pwrite { tx: Some(tx), workers }, "pwrite")
         };
-        Ok(FileSink {
-            root,
-            direct: opts.direct,
-            align,
-            queue_depth,
-            engine,
-            engine_name,
-            note,
-        })
+        Ok(FileSink { root, direct: opts.direct, align, queue_depth, engine, engine_name, note })
     }
 
     /// A one-line remark for the user (e.g. io_uring fell back to pwrite).
@@ -266,34 +223,19 @@ impl FileSink {
 /// The direct-I/O alignment of files under `dir`, found by making a small probe file there.
 fn direct_alignment(dir: &Path) -> Result<usize> {
     let probe = dir.join(format!(".dgen-dio-probe.{}", std::process::id()));
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&probe);
+    let file = OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(&probe);
     let file = match file {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            return Err(Error::io(
-                dir,
-                io::Error::other("the file system does not support O_DIRECT"),
-            ))
+            return Err(Error::io(dir, io::Error::other("the file system does not support O_DIRECT")))
         }
         Err(e) => return Err(Error::io(&probe, e)),
     };
     let _ = fs::remove_file(&probe);
     // SAFETY: statx fills the zeroed struct; AT_EMPTY_PATH with "" queries the open fd.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::statx(
-            file.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            libc::STATX_DIOALIGN,
-            &mut stx,
-        )
-    };
+    let rc =
+        unsafe { libc::statx(file.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, libc::STATX_DIOALIGN, &mut stx) };
     let align = if rc == 0 && stx.stx_mask & libc::STATX_DIOALIGN != 0 {
         (stx.stx_dio_mem_align.max(stx.stx_dio_offset_align) as usize).max(512)
     } else {
@@ -331,10 +273,7 @@ impl Sink for FileSink {
         if dir != self.root {
             fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(
             ".{file_name}.dgen-tmp.{}.{}",
             std::process::id(),
@@ -368,12 +307,7 @@ impl Sink for FileSink {
         let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         if !self.direct {
             // Drop cached pages so the read-back comes from the device, not from memory.
-            let _ = nix::fcntl::posix_fadvise(
-                &file,
-                0,
-                0,
-                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-            );
+            let _ = nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         }
         Ok(Box::new(FileReader { file, path, size }))
     }
@@ -402,11 +336,7 @@ impl FileObject<'_> {
 impl ObjectWriter for FileObject<'_> {
     fn submit(&mut self, req: WriteReq) {
         // O_DIRECT: pad a short tail up to the alignment; `finish` truncates it away.
-        let len = if self.align > 1 {
-            req.len.div_ceil(self.align) * self.align
-        } else {
-            req.len
-        };
+        let len = if self.align > 1 { req.len.div_ceil(self.align) * self.align } else { req.len };
         debug_assert!(len <= req.buf.capacity());
         self.engine.engine.submit(Job {
             file: self.file.clone(),

@@ -84,13 +84,8 @@ pub trait ObjectReader: Send {
 
 /// Rejects object names that could leave the target root: absolute paths, `..`, empty components.
 pub fn check_name(name: &str) -> Result<()> {
-    let bad = |why: &str| {
-        Err(Error::InvalidValue {
-            key: "object name",
-            value: name.to_string(),
-            reason: why.to_string(),
-        })
-    };
+    let bad =
+        |why: &str| Err(Error::InvalidValue { key: "object name", value: name.to_string(), reason: why.to_string() });
     if name.is_empty() {
         return bad("is empty");
     }
@@ -117,16 +112,7 @@ mod tests {
         for ok in ["a", "a/b.bin", "step-1/rank_0.safetensors", "..x", "x.."] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../../b",
-            "a//b",
-            "./a",
-            "a/",
-            "a\0b",
-        ] {
+        for bad in ["", "/etc/passwd", "../x", "a/../../b", "a//b", "./a", "a/", "a\0b"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

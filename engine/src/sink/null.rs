@@ -9,13 +9,7 @@ pub struct NullSink;
 
 impl Sink for NullSink {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            engine: "null",
-            alignment: 1,
-            max_in_flight: usize::MAX,
-            min_write: 0,
-            max_write: u64::MAX,
-        }
+        Capabilities { engine: "null", alignment: 1, max_in_flight: usize::MAX, min_write: 0, max_write: u64::MAX }
     }
 
     fn describe(&self) -> String {
@@ -28,10 +22,7 @@ impl Sink for NullSink {
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>> {
-        Err(Error::sink(
-            "null",
-            format!("cannot read back '{name}': the null sink keeps nothing"),
-        ))
+        Err(Error::sink("null", format!("cannot read back '{name}': the null sink keeps nothing")))
     }
 }
 

@@ -39,11 +39,7 @@ impl<'s> ObjectStream<'s> {
 
     fn reap(&mut self, block: bool) {
         loop {
-            let r = if block && self.in_flight > 0 {
-                self.rx.recv().ok()
-            } else {
-                self.rx.try_recv().ok()
-            };
+            let r = if block && self.in_flight > 0 { self.rx.recv().ok() } else { self.rx.try_recv().ok() };
             let Some(r) = r else { return };
             self.in_flight -= 1;
             if let Err(e) = r {
@@ -71,15 +67,7 @@ impl<'s> ObjectStream<'s> {
         self.ops += 1;
         let offset = self.offset;
         self.offset += len as u64;
-        self.writer
-            .as_mut()
-            .expect("stream is open")
-            .submit(WriteReq {
-                offset,
-                len,
-                buf,
-                done,
-            });
+        self.writer.as_mut().expect("stream is open").submit(WriteReq { offset, len, buf, done });
     }
 
     fn check(&self) -> io::Result<()> {

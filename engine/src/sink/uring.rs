@@ -51,35 +51,22 @@ impl Ring {
         let efd = Arc::new(eventfd()?);
         let (tx, rx) = crossbeam_channel::unbounded();
         let efd2 = efd.clone();
-        let thread = std::thread::Builder::new()
-            .name("dgen-io_uring".into())
-            .spawn(move || drive(ring, rx, efd2, depth))?;
-        Ok(Ring {
-            tx: Some(tx),
-            efd,
-            thread: Some(thread),
-        })
+        let thread =
+            std::thread::Builder::new().name("dgen-io_uring".into()).spawn(move || drive(ring, rx, efd2, depth))?;
+        Ok(Ring { tx: Some(tx), efd, thread: Some(thread) })
     }
 
     fn poke(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to our eventfd. A failed poke (counter overflow) still
         // leaves the eventfd readable, which is all the driver needs.
-        unsafe {
-            libc::write(
-                self.efd.as_raw_fd(),
-                &one as *const u64 as *const libc::c_void,
-                8,
-            )
-        };
+        unsafe { libc::write(self.efd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
     }
 
     pub(super) fn submit(&self, job: Job) {
         if let Some(tx) = &self.tx {
             if let Err(e) = tx.send(Msg::Write(job)) {
-                let Msg::Write(job) = e.into_inner() else {
-                    unreachable!()
-                };
+                let Msg::Write(job) = e.into_inner() else { unreachable!() };
                 job.fail(io::Error::other("the io_uring thread has stopped"));
                 return;
             }
@@ -131,15 +118,11 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
                         let iov: Vec<libc::iovec> = pool
                             .regions()
                             .into_iter()
-                            .map(|(p, n)| libc::iovec {
-                                iov_base: p as *mut libc::c_void,
-                                iov_len: n,
-                            })
+                            .map(|(p, n)| libc::iovec { iov_base: p as *mut libc::c_void, iov_len: n })
                             .collect();
                         // SAFETY: the regions stay valid while `registered` holds the pool (its memory is
                         // freed only when the last handle drops), and we unregister before dropping it.
-                        if iov.len() <= u16::MAX as usize
-                            && unsafe { ring.submitter().register_buffers(&iov) }.is_ok()
+                        if iov.len() <= u16::MAX as usize && unsafe { ring.submitter().register_buffers(&iov) }.is_ok()
                         {
                             registered = Some(pool);
                         }
@@ -163,9 +146,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
             push_write(&mut ring, &slots, slot, registered.as_ref());
         }
         if !wake_armed && !closed {
-            let e = opcode::Read::new(types::Fd(efd.as_raw_fd()), wake_buf.as_mut_ptr(), 8)
-                .build()
-                .user_data(WAKE);
+            let e = opcode::Read::new(types::Fd(efd.as_raw_fd()), wake_buf.as_mut_ptr(), 8).build().user_data(WAKE);
             // SAFETY: `wake_buf` lives on this frame for the whole loop; the ring has room (depth + 1 ≤ size).
             if unsafe { ring.submission().push(&e) }.is_ok() {
                 wake_armed = true;
@@ -178,8 +159,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
             // The ring is unusable: fail everything we hold.
             for s in slots.iter_mut() {
                 if let Some(f) = s.take() {
-                    f.job
-                        .fail(io::Error::new(e.kind(), format!("io_uring: {e}")));
+                    f.job.fail(io::Error::new(e.kind(), format!("io_uring: {e}")));
                 }
             }
             for job in waiting.drain(..) {
@@ -187,10 +167,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
             }
             return;
         }
-        let cqes: Vec<(u64, i32)> = ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
+        let cqes: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
         for (tag, res) in cqes {
             if tag == WAKE {
                 wake_armed = false;
@@ -210,10 +187,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
                 f.job.fail(err);
                 free.push(slot);
             } else if res == 0 {
-                f.job.fail(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "write returned 0 bytes",
-                ));
+                f.job.fail(io::Error::new(io::ErrorKind::WriteZero, "write returned 0 bytes"));
                 free.push(slot);
             } else {
                 f.done += res as usize;
@@ -231,13 +205,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
     if wake_armed {
         let one: u64 = 1;
         // SAFETY: 8 bytes from a valid u64 to our own eventfd.
-        unsafe {
-            libc::write(
-                efd.as_raw_fd(),
-                &one as *const u64 as *const libc::c_void,
-                8,
-            )
-        };
+        unsafe { libc::write(efd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
         while wake_armed {
             match ring.submit_and_wait(1) {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
@@ -251,12 +219,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
     }
 }
 
-fn push_write(
-    ring: &mut IoUring,
-    slots: &[Option<InFlight>],
-    slot: usize,
-    registered: Option<&BufferPool>,
-) {
+fn push_write(ring: &mut IoUring, slots: &[Option<InFlight>], slot: usize, registered: Option<&BufferPool>) {
     let f = slots[slot].as_ref().expect("slot in use");
     let job = &f.job;
     let ptr = job.buf.as_slice()[f.done..].as_ptr();
@@ -265,18 +228,12 @@ fn push_write(
     let offset = job.offset + f.done as u64;
     let fixed = registered.is_some_and(|p| job.buf.belongs_to(p));
     let e = if fixed {
-        opcode::WriteFixed::new(fd, ptr, len, job.buf.index() as u16)
-            .offset(offset)
-            .build()
+        opcode::WriteFixed::new(fd, ptr, len, job.buf.index() as u16).offset(offset).build()
     } else {
         opcode::Write::new(fd, ptr, len).offset(offset).build()
     };
     // SAFETY: the buffer and file are owned by the job, which stays in `slots` until its completion is
     // reaped; the submission queue has a free entry because at most `depth` writes plus the wake read
     // are queued and the ring holds more than that.
-    unsafe {
-        ring.submission()
-            .push(&e.user_data(slot as u64))
-            .expect("submission queue has room")
-    };
+    unsafe { ring.submission().push(&e.user_data(slot as u64)).expect("submission queue has room") };
 }

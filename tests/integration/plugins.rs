@@ -1,0 +1,368 @@
+//! Workloads run through real plugins built from `plugins/` and `tests/plugins/` by the SDK: the
+//! checkpoint is real safetensors with the generator's bytes, checks pass and fail as they should,
+//! hostile plugins are stopped with exit 4 and leave nothing, bad workload files give exit 2.
+
+use crate::cli::{bin, tempdir};
+use crate::common::*;
+use dgen_engine::Generator;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run dgen-engine")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A small checkpoint into a fresh directory; returns (dir, output).
+fn ckpt(name: &str, extra: &[&str]) -> (PathBuf, Output) {
+    let dir = tempdir(name);
+    let uri = format!("target.uri=\"file://{}\"", dir.join("out").display());
+    let wl = root().join("workloads/ckpt.toml");
+    let mut args = vec![
+        "run",
+        wl.to_str().unwrap(),
+        "--set",
+        &uri,
+        "--set",
+        "params.model=\"tiny\"",
+        "--set",
+        "params.ranks=3",
+        "--set",
+        "params.steps=2",
+        "--seed",
+        "99",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    (dir, o)
+}
+
+#[test]
+fn ckpt_writes_real_safetensors_with_the_generators_bytes() {
+    let (dir, o) = ckpt("ckpt-e2e", &["--json-report", "/dev/stdout"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    assert_eq!(report["plugin"]["name"], "ckpt");
+    assert_eq!(report["exit_code"], 0);
+    assert!(report["checks"].as_array().unwrap().iter().all(|c| c["passed"] == true), "{report}");
+    assert_eq!(report["plugin"]["sha256"].as_str().unwrap().len(), 64);
+    let out = dir.join("out");
+    for step in ["step-000000", "step-000001"] {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(step).join("model.safetensors.index.json")).unwrap())
+                .unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(step).join("manifest.json")).unwrap()).unwrap();
+        let mut tensor_bytes = 0u64;
+        for rank in 1..=3 {
+            let name = format!("model-{rank:05}-of-00003.safetensors");
+            let bytes = std::fs::read(out.join(step).join(&name)).unwrap();
+            // The header: 8-byte length, JSON; the offsets cover the data exactly.
+            let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            assert_eq!(n % 8, 0, "{name}: header not padded to 8 bytes");
+            let header: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors JSON header");
+            let mut spans: Vec<(u64, u64)> = header
+                .iter()
+                .filter(|(k, _)| *k != "__metadata__")
+                .map(|(k, v)| {
+                    assert_eq!(v["dtype"], "BF16");
+                    assert_eq!(index["weight_map"][k], name.as_str(), "{k} not indexed to {name}");
+                    let shape: u64 = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product();
+                    let off = v["data_offsets"].as_array().unwrap();
+                    let span = (off[0].as_u64().unwrap(), off[1].as_u64().unwrap());
+                    assert_eq!(span.1 - span.0, shape * 2, "{k}: offsets disagree with the shape");
+                    span
+                })
+                .collect();
+            spans.sort();
+            assert_eq!(spans[0].0, 0);
+            for w in spans.windows(2) {
+                assert_eq!(w[0].1, w[1].0, "{name}: gap or overlap between tensors");
+            }
+            assert_eq!(
+                8 + n as u64 + spans.last().unwrap().1,
+                bytes.len() as u64,
+                "{name}: offsets do not cover the file"
+            );
+            tensor_bytes += spans.last().unwrap().1;
+            // The manifest's CRC32C is the file's.
+            let entry = manifest["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == format!("{step}/{name}"))
+                .expect("shard in manifest");
+            assert_eq!(entry["crc32c"], format!("{:08x}", crc32c::crc32c(&bytes)));
+            assert_eq!(entry["size"], bytes.len() as u64);
+            // The first shard's tensors are the run's first fills: stream 0 from offset 0, each fill
+            // starting on a dedup-unit boundary. Their bytes must be the generator's.
+            if step == "step-000000" && rank == 1 {
+                let gen = Generator::new(99, profile(1.0, 1.5, 4096));
+                let mut cursor = 0u64;
+                for (a, b) in &spans {
+                    let off = cursor.div_ceil(4096) * 4096;
+                    let mut want = vec![0u8; (b - a) as usize];
+                    gen.fill(0, off, &mut want);
+                    let got = &bytes[8 + n + *a as usize..8 + n + *b as usize];
+                    assert!(got == want.as_slice(), "{name}: tensor at {a} is not the generator's stream");
+                    cursor = off + (b - a);
+                }
+            }
+        }
+        assert_eq!(index["metadata"]["total_size"], tensor_bytes);
+    }
+    // And the safetensors library itself opens them.
+    let script = r#"
+import sys, glob
+from safetensors import safe_open
+n = 0
+for f in sorted(glob.glob(sys.argv[1] + "/step-*/*.safetensors")):
+    with safe_open(f, framework="numpy") as sf:
+        for k in sf.keys():
+            s = sf.get_slice(k)
+            assert s.get_dtype() == "BF16", (f, k, s.get_dtype())
+            n += 1
+print(n)
+"#;
+    let py =
+        std::process::Command::new("python3").args(["-c", script, out.to_str().unwrap()]).output().expect("python3");
+    assert!(py.status.success(), "safetensors could not open the shards: {}", String::from_utf8_lossy(&py.stderr));
+    // tiny: embed + 2 layers x 9 + norm + lm_head = 21 tensors per step.
+    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "42");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn verify_rereads_the_workload_and_finds_a_flipped_byte() {
+    let (dir, o) = ckpt("ckpt-verify", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let uri = format!("target.uri=\"file://{}\"", dir.join("out").display());
+    let wl = root().join("workloads/ckpt.toml");
+    let args = [
+        "verify",
+        wl.to_str().unwrap(),
+        "--set",
+        &uri,
+        "--set",
+        "params.model=\"tiny\"",
+        "--set",
+        "params.ranks=3",
+        "--set",
+        "params.steps=2",
+        "--seed",
+        "99",
+    ];
+    let v = run(&args);
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+    assert!(stderr(&v).contains("verified 10 objects: 10 identical, 0 not"), "{}", stderr(&v));
+    let shard = dir.join("out/step-000001/model-00002-of-00003.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&shard, bytes).unwrap();
+    let v = run(&args);
+    assert_eq!(v.status.code(), Some(1), "{}", stderr(&v));
+    let err = stderr(&v);
+    assert!(err.contains("MISMATCH step-000001/model-00002-of-00003.safetensors"), "{err}");
+    assert!(err.contains(&format!("differs at byte offset {mid}")), "{err}");
+    // A different seed is a different recipe: nothing matches.
+    let mut other = args.to_vec();
+    let last = other.len() - 1;
+    other[last] = "100";
+    assert_eq!(run(&other).status.code(), Some(1));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn objects(name: &str, sets: &[&str]) -> (PathBuf, Output) {
+    let dir = tempdir(name);
+    let uri = format!("target.uri=\"file://{}\"", dir.join("out").display());
+    let wl = root().join("workloads/objects.toml");
+    let mut args =
+        vec!["run", wl.to_str().unwrap(), "--set", &uri, "--set", "params.count=12", "--set", "params.size=200000"];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    let o = run(&args);
+    (dir, o)
+}
+
+#[test]
+fn objects_checks_pass_and_fail_as_they_should() {
+    let (dir, o) = objects("objects-pass", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let files = files_under(&dir.join("out"));
+    assert_eq!(files.len(), 12, "{files:?}");
+    for f in &files {
+        let b = std::fs::read(f).unwrap();
+        assert_eq!(&b[..8], b"DGENOBJ1");
+        let payload = u64::from_le_bytes(b[8..16].try_into().unwrap()) as usize;
+        assert_eq!(b.len(), 24 + payload + 4, "{f}");
+        let footer = u32::from_le_bytes(b[b.len() - 4..].try_into().unwrap());
+        assert_eq!(footer, crc32c::crc32c(&b[..b.len() - 4]), "{f}: CRC32C footer");
+    }
+    std::fs::remove_dir_all(dir).ok();
+
+    let (dir, o) = objects("objects-fail", &["params.min_gbps=1e9"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("FAIL throughput GB/s"), "{err}");
+    assert!(err.contains("error: check 'throughput GB/s' failed"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Runs a hostile plugin crate from tests/plugins; returns (output, files left in the target).
+fn hostile(name: &str, sets: &[&str]) -> (Output, Vec<String>) {
+    let dir = tempdir(&format!("hostile-{name}"));
+    let wl = dir.join("w.toml");
+    let out = dir.join("out");
+    let crate_dir = root().join("tests/plugins").join(name);
+    std::fs::write(
+        &wl,
+        format!(
+            "name = \"hostile\"\nplugin = \"{}\"\n[target]\nuri = \"file://{}\"\n[limits]\nfuel = 3e8\nmemory = \"32MiB\"\n",
+            crate_dir.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["run", wl.to_str().unwrap(), "-q"];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    let o = run(&args);
+    let left = files_under(&out);
+    std::fs::remove_dir_all(dir).ok();
+    (o, left)
+}
+
+#[test]
+fn hostile_plugins_are_stopped_with_exit_4() {
+    let cases: [(&str, &str); 9] = [
+        ("trap", "trapped"),
+        ("panic", "panicked at src/lib.rs"),
+        ("endless", "ran out of fuel"),
+        ("membomb", "exceeded its memory limit of 32 MiB"),
+        ("escape", "target name '../escape.bin'"),
+        ("absolute", "target name '/tmp/dgen-hostile-absolute.bin' must be relative"),
+        ("oversize", "write of 2097152 bytes exceeds the 1048576 bytes allowed per call"),
+        ("wasi", "imports wasi_snapshot_preview1::fd_write"),
+        ("badcontract", "speaks contract dgen:plugin@2.0.0"),
+    ];
+    let mut failures = Vec::new();
+    for (name, want) in cases {
+        let (o, left) = hostile(name, &[]);
+        let err = stderr(&o);
+        if o.status.code() != Some(4) {
+            failures.push(format!("{name}: exit {:?}: {err}", o.status.code()));
+        }
+        let plugin_named = err.contains(&format!("plugin 'hostile-{name}")) || err.contains(&format!("plugins/{name}"));
+        if !err.contains(want) || !plugin_named {
+            failures.push(format!("{name}: message lacks '{want}' or the plugin's name: {err}"));
+        }
+        if name == "panic" && !err.contains("deliberate panic: the answer is 42") {
+            failures.push(format!("panic: the panic message is not shown: {err}"));
+        }
+        if !left.is_empty() {
+            failures.push(format!("{name}: left {left:?}"));
+        }
+    }
+    assert!(!std::path::Path::new("/tmp/dgen-hostile-absolute.bin").exists());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn malformed_workloads_give_exit_2_naming_file_line_and_key() {
+    let dir = tempdir("bad-workloads");
+    let plugin = root().join("plugins/objects");
+    let head = format!("name = \"x\"\nplugin = \"{}\"\n", plugin.display());
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("syntax.toml", format!("{head}[data]\ndedup = = 2\n"), "syntax.toml:4"),
+        ("unknown.toml", format!("{head}[data]\ndedup = 2\ndedupe = 3\n"), "unknown.toml:5"),
+        ("unknown-key-named.toml", format!("{head}[pipeline]\nbufers = 3\n"), "bufers"),
+        ("type.toml", format!("{head}[data]\ncompress = \"lots\"\n"), "type.toml:4"),
+        ("range.toml", format!("{head}[data]\ndedup = 0.5\n"), "range.toml:4: data.dedup"),
+        ("unit.toml", format!("{head}[data]\ndedup_unit = \"3000\"\n"), "unit.toml:4: data.dedup_unit"),
+        ("missing.toml", "name = \"x\"\nplugin = \"nowhere.wasm\"\n".to_string(), "missing.toml:2: plugin"),
+        ("uri.toml", format!("{head}[target]\nuri = \"ftp://x\"\n"), "uri.toml:4: target.uri"),
+    ];
+    for (file, text, want) in cases {
+        let path = dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        let o = run(&["run", path.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{file}: {err}");
+        assert!(err.contains(want), "{file}: wanted '{want}' in: {err}");
+        assert!(!err.contains("panicked"), "{file}: {err}");
+    }
+    let o = run(&["run", dir.join("nope.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nope.toml"));
+    // A --set with a wrong type names the --set.
+    let path = dir.join("ok.toml");
+    std::fs::write(&path, &head).unwrap();
+    let o = run(&["run", path.to_str().unwrap(), "--set", "pipeline.buffers=\"many\""]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--set pipeline.buffers"), "{}", stderr(&o));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn plugin_build_inspect_and_pinning() {
+    let dir = tempdir("plugin-pin");
+    let wasm = dir.join("objects.wasm");
+    let o = run(&["plugin", "build", root().join("plugins/objects").to_str().unwrap(), "-o", wasm.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let i = run(&["plugin", "inspect", wasm.to_str().unwrap()]);
+    assert!(i.status.success(), "{}", stderr(&i));
+    let text = String::from_utf8_lossy(&i.stdout);
+    assert!(text.contains("name:     objects") && text.contains("contract: dgen:plugin@1.0.0"), "{text}");
+    assert!(text.contains("distribution: fixed|uniform|lognormal"), "{text}");
+    let sha = dgen_engine::plugin::sha256_hex(&std::fs::read(&wasm).unwrap());
+    let out = dir.join("out");
+    for (pin, code) in [(sha.clone(), 0), ("0".repeat(64), 4)] {
+        let wl = dir.join("pinned.toml");
+        std::fs::write(
+            &wl,
+            format!(
+                "name = \"p\"\nplugin = {{ path = \"objects.wasm\", sha256 = \"{pin}\" }}\n[target]\nuri = \"file://{}\"\n[params]\ncount = 2\nsize = 1000\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let o = run(&["run", wl.to_str().unwrap(), "-q", "--json-report", dir.join("r.json").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+        if code == 4 {
+            assert!(stderr(&o).contains("pins"), "{}", stderr(&o));
+        } else {
+            let r: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("r.json")).unwrap()).unwrap();
+            assert_eq!(r["plugin"]["sha256"], sha.as_str());
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
