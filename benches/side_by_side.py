@@ -20,6 +20,9 @@ write — a file written on the root disk and on /dev/shm, incompressible data, 
   all page allocation out of the measurement; dgen-engine allocates while it writes, so fio does too.
 - dgen-py + `os.write`: a Python loop of `fill_chunk` into a 4 MiB bytearray and `os.write`, then fsync.
 Peak RSS of each process is measured (wait4), to check that memory stays at the buffer pool.
+
+plugin — the cost of scripting a layout in a Wasm plugin: `run workloads/ckpt.toml` (llama3-8b, 8 ranks,
+1 step, into `null://`) against `gen` of the same number of bytes into the null sink, same profile.
 Missing peers are installed with pip / apt-get when possible, else skipped with a note.
 """
 
@@ -187,6 +190,31 @@ def write_bench(binary, size, rounds):
             print(f"  {place:<10} {t:<15} " + " ".join(f"{g:.2f}" for g, _ in v))
 
 
+def plugin_bench(binary, rounds):
+    import tempfile
+    report = os.path.join(tempfile.mkdtemp(), "r.json")
+    run_args = [binary, "run", os.path.join(ROOT, "workloads", "ckpt.toml"), "-q", "--seed", "1",
+                "--set", 'target.uri="null://"', "--set", 'params.model="llama3-8b"', "--set", "params.ranks=8",
+                "--set", "params.steps=1", "--set", "params.verify=false", "--json-report", report]
+    subprocess.run(run_args, check=True)  # builds the plugin and warms the compile cache
+    runs, gens = [], []
+    for _ in range(rounds):
+        subprocess.run(run_args, check=True)
+        r = json.load(open(report))
+        runs.append(r["gbps"])
+        size = r["bytes"]
+        gens.append(run_engine_profile(binary, size, 1.0, 1.5))
+    run_med, gen_med = statistics.median(runs), statistics.median(gens)
+    print(f"\nplugin overhead, null sink, {size / 1e9:.1f} GB per run, median of {rounds}:")
+    print(f"  run workloads/ckpt.toml (llama3-8b, 8 shards): {run_med:.2f} GB/s")
+    print(f"  gen, same bytes and profile:                  {gen_med:.2f} GB/s")
+    print(f"  time ratio run / gen: {gen_med / run_med:.3f}x")
+
+
+def run_engine_profile(binary, size, d, c):
+    return run_engine(binary, size, d, c, os.cpu_count() or 1)
+
+
 def mem_available():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -216,13 +244,17 @@ def ensure_peers():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "plugin", "all"])
     ap.add_argument("--size", default="8GiB", help="bytes per generator run (default 8GiB)")
     ap.add_argument("--write-size", default="16GiB", help="bytes per file write (default 16GiB)")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     size = parse_size(args.size)
     binary = engine_binary()
+    if args.what in ("plugin", "all"):
+        plugin_bench(binary, args.rounds)
+        if args.what == "plugin":
+            return
     peers = ensure_peers()
     if args.what in ("write", "all"):
         write_bench(binary, parse_size(args.write_size), args.rounds)

@@ -49,6 +49,7 @@ pub fn open_sink(plan: &Plan) -> Result<(Arc<dyn Sink>, Option<String>)> {
             let note = sink.note().map(str::to_string);
             Ok((Arc::new(sink), note))
         }
+        TargetPlan::Null => Ok((Arc::new(crate::sink::NullSink), None)),
     }
 }
 
@@ -101,7 +102,7 @@ pub fn execute(
     if let (Some(n), false) = (note, quiet) {
         eprintln!("note: {n}");
     }
-    let started = Instant::now();
+    let mut started = Instant::now();
     let config = RunConfig { seed, params: plan.params_json.clone(), verify_only: mode == Mode::Verify };
     let caps = sink.capabilities();
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
@@ -150,6 +151,8 @@ pub fn execute(
             let verify_pool =
                 BufferPool::new(2, exec.chunk_size(), caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             let state = HostState::new(make_ctx(verify_pool, Some(jobs_tx)), plan.limits.clone());
+            // Like `gen`, the clock starts once the pool is allocated and pre-faulted.
+            started = Instant::now();
             std::thread::scope(|s| {
                 let cancel2 = cancel.clone();
                 let exec = &exec;

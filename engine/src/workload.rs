@@ -91,7 +91,14 @@ pub enum PluginSource {
 /// Where the run writes.
 #[derive(Clone, Debug)]
 pub enum TargetPlan {
-    File { root: PathBuf, engine: FileEngine, direct: bool, queue_depth: usize },
+    File {
+        root: PathBuf,
+        engine: FileEngine,
+        direct: bool,
+        queue_depth: usize,
+    },
+    /// `null://`: everything is generated and discarded (measures the engine and the plugin alone).
+    Null,
 }
 
 /// A checked workload.
@@ -280,6 +287,8 @@ impl Plan {
                 direct: spec.target.direct,
                 queue_depth: spec.target.queue_depth.unwrap_or(8).max(1) as usize,
             }
+        } else if uri == "null://" {
+            TargetPlan::Null
         } else if uri.starts_with("s3://") || uri.starts_with("az://") {
             return Err(at_key(
                 file,
@@ -289,7 +298,7 @@ impl Plan {
                 format!("'{uri}': S3 and Azure targets are not built yet"),
             ));
         } else {
-            return Err(at_key(file, text, "target", "uri", format!("'{uri}' is not a file:// URI")));
+            return Err(at_key(file, text, "target", "uri", format!("'{uri}' is not a file:// or null:// URI")));
         };
         let buffer_size = size_of(&spec.pipeline.buffer_size, 8 << 20, file, text, "pipeline", "buffer_size")?;
         if buffer_size == 0 || buffer_size > 1 << 30 {
@@ -297,7 +306,7 @@ impl Plan {
         }
         let memory = size_of(&spec.limits.memory, 256 << 20, file, text, "limits", "memory")?;
         let fuel = spec.limits.fuel.unwrap_or(2e10);
-        if !(fuel >= 1.0 && fuel < 1e19) {
+        if !(1.0..1e19).contains(&fuel) {
             return Err(at_key(file, text, "limits", "fuel", "must be a positive number"));
         }
         let params_json = serde_json::to_string(&spec.params).map_err(|e| at_key(file, text, "params", "", e))?;

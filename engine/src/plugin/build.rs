@@ -65,6 +65,15 @@ fn toolchain() -> Result<Toolchain> {
     if rustup_target_installed() {
         return Ok(Toolchain::Rustup);
     }
+    // With rustup, the target is one command away: add it (once) rather than fail.
+    let has_rustup = Command::new("rustup").arg("--version").output().is_ok_and(|o| o.status.success());
+    if has_rustup {
+        eprintln!("note: installing the {TARGET} target with rustup (plugins are built for it)");
+        let added = Command::new("rustup").args(["target", "add", TARGET]).status().is_ok_and(|s| s.success());
+        if added && rustup_target_installed() {
+            return Ok(Toolchain::Rustup);
+        }
+    }
     debian_toolchain().ok_or_else(|| {
         Error::sink(
             "plugin build",

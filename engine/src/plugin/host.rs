@@ -92,6 +92,8 @@ pub struct HostState {
     plugin_bytes: u64,
     committed: u64,
     recipes: HashMap<String, Arc<Recipe>>,
+    /// Commit order of each name, so `wait-all` reports in a deterministic order.
+    commit_seq: HashMap<String, u64>,
     /// Finished objects not yet returned by `wait-all`.
     unreported: Vec<ObjectResult>,
     pub finished: Vec<ObjectResult>,
@@ -127,6 +129,7 @@ impl HostState {
             plugin_bytes: 0,
             committed: 0,
             recipes: HashMap::new(),
+            commit_seq: HashMap::new(),
             unreported: Vec::new(),
             finished: Vec::new(),
             metrics: Vec::new(),
@@ -332,6 +335,7 @@ impl HostTarget for HostState {
         resolve_fields(&mut target.recipe, &fields);
         let recipe = Arc::new(target.recipe);
         self.recipes.insert(target.name.clone(), recipe.clone());
+        self.commit_seq.insert(target.name.clone(), self.committed);
         self.committed += 1;
         match self.ctx.mode {
             Mode::Write => {
@@ -404,6 +408,9 @@ impl Host for HostState {
         if self.finished.len() < committed {
             return Ok(Err("the run's writes have stopped (see the error report)".into()));
         }
+        // Completion order varies from run to run; commit order does not.
+        let seq = &self.commit_seq;
+        self.unreported.sort_by_key(|r| seq.get(&r.name).copied().unwrap_or(u64::MAX));
         let out = self
             .unreported
             .drain(..)

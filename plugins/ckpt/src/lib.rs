@@ -189,9 +189,10 @@ impl Plugin for Ckpt {
             )?;
             // The manifest needs the shards' checksums: wait for them to be durable.
             let done = wait_all()?;
-            let shards_json: Vec<Value> = done
+            let mut shards_done: Vec<_> = done.iter().filter(|o| o.name.ends_with(".safetensors")).collect();
+            shards_done.sort_by(|a, b| a.name.cmp(&b.name));
+            let shards_json: Vec<Value> = shards_done
                 .iter()
-                .filter(|o| o.name.ends_with(".safetensors"))
                 .map(|o| json!({ "name": o.name, "size": o.size, "crc32c": format!("{:08x}", o.crc32c) }))
                 .collect();
             write_json(
