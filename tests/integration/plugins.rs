@@ -366,3 +366,53 @@ fn plugin_build_inspect_and_pinning() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The SDK README's "your first plugin" walk-through, followed literally: its Cargo.toml, its
+/// src/lib.rs and its workload, built and run.
+#[test]
+fn the_sdk_readme_walkthrough_works() {
+    let readme = std::fs::read_to_string(root().join("plugin-sdk/README.md")).unwrap();
+    let blocks: Vec<(String, String)> = readme
+        .split("```")
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .filter_map(|c| c.get(1))
+        .map(|b| {
+            let (lang, body) = b.split_once('\n').unwrap_or((b, ""));
+            (lang.trim().to_string(), body.to_string())
+        })
+        .collect();
+    let cargo_toml = &blocks.iter().find(|(l, b)| l == "toml" && b.contains("[package]")).expect("Cargo.toml block").1;
+    let lib_rs = &blocks.iter().find(|(l, _)| l == "rust").expect("lib.rs block").1;
+    let workload = &blocks.iter().find(|(l, b)| l == "toml" && b.contains("[params]")).expect("workload block").1;
+    let dir = tempdir("sdk-readme");
+    let krate = dir.join("my-plugin");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    let sdk = root().join("plugin-sdk");
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        cargo_toml.replace("/path/to/dgen-engine/plugin-sdk", sdk.to_str().unwrap()),
+    )
+    .unwrap();
+    std::fs::write(krate.join("src/lib.rs"), lib_rs).unwrap();
+    let out = dir.join("out");
+    let wl = dir.join("my-workload.toml");
+    let workload = workload
+        .replace("file://./out", &format!("file://{}", out.display()))
+        .replace("files = 100", "files = 5")
+        .replace("size = 10485760", "size = 100000")
+        .replace("min_gbps = 0.5", "min_gbps = 0.0");
+    std::fs::write(&wl, workload).unwrap();
+    let o = run(&["run", wl.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("PASS files written"), "{}", stderr(&o));
+    let files = files_under(&out.join("data"));
+    assert_eq!(files.len(), 5, "{files:?}");
+    let b = std::fs::read(&files[0]).unwrap();
+    assert_eq!(&b[..8], b"MYFORMAT");
+    assert_eq!(b.len(), 16 + 100000 + 4);
+    assert_eq!(u32::from_le_bytes(b[b.len() - 4..].try_into().unwrap()), crc32c::crc32c(&b[..b.len() - 4]));
+    let v = run(&["verify", wl.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -13,16 +13,25 @@ pub fn color_allowed() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
-/// A progress bar on stderr when stderr is a terminal; silent otherwise.
+/// A progress bar on stderr when stderr is a terminal; otherwise a plain line every 10 seconds, so
+/// long runs in logs show they are alive without drawing escape codes into them.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// (start, last line printed, total) in plain mode.
+    plain: Option<(std::time::Instant, std::time::Instant, u64)>,
 }
+
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
 impl Progress {
     /// A bar towards `total` bytes, or (total 0) a running count of bytes.
     pub fn new(total: u64, enabled: bool) -> Progress {
-        if !enabled || !std::io::stderr().is_terminal() {
-            return Progress { bar: None };
+        if !enabled {
+            return Progress { bar: None, plain: None };
+        }
+        if !std::io::stderr().is_terminal() {
+            let now = std::time::Instant::now();
+            return Progress { bar: None, plain: Some((now, now, total)) };
         }
         if total == 0 {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
@@ -32,7 +41,7 @@ impl Progress {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            return Progress { bar: Some(bar) };
+            return Progress { bar: Some(bar), plain: None };
         }
         let bar_style = if color_allowed() { "{wide_bar:.cyan/blue}" } else { "{wide_bar}" };
         let style = ProgressStyle::with_template(&format!(
@@ -41,7 +50,7 @@ impl Progress {
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
         bar.set_style(style.progress_chars("=> "));
-        Progress { bar: Some(bar) }
+        Progress { bar: Some(bar), plain: None }
     }
 
     pub fn finish(&self) {
@@ -55,6 +64,18 @@ impl Observer for Progress {
     fn progress(&mut self, bytes: u64) {
         if let Some(b) = &self.bar {
             b.set_position(bytes);
+        }
+        if let Some((start, last, total)) = &mut self.plain {
+            if last.elapsed() >= PLAIN_EVERY {
+                *last = std::time::Instant::now();
+                let of = if *total > 0 { format!(" of {}", format_size(*total)) } else { String::new() };
+                eprintln!(
+                    "progress: {}{of} written in {:.0} s, {:.2} GB/s",
+                    format_size(bytes),
+                    start.elapsed().as_secs_f64(),
+                    gbps(bytes, start.elapsed())
+                );
+            }
         }
     }
 }
