@@ -3,26 +3,6 @@
 
 use crate::common::*;
 use dgen_engine::Generator;
-use std::process::{Command, Output};
-
-pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dgen-engine"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run dgen-engine")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-pub fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("dgen-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 #[test]
 fn gen_to_file_matches_the_library() {

@@ -98,3 +98,25 @@ pub fn measure(gen: &Generator, len: u64, with_compressors: bool) -> Measured {
 pub fn profile(d: f64, c: f64, unit: u64) -> Profile {
     Profile::new(d, c, unit).unwrap()
 }
+
+/// The `dgen-engine` binary under test.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dgen-engine"))
+}
+
+/// Runs `dgen-engine ARGS` to completion.
+pub fn run(args: &[&str]) -> std::process::Output {
+    bin().args(args).output().expect("run dgen-engine")
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh, empty directory for one test.
+pub fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("dgen-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

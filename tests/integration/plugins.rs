@@ -2,7 +2,6 @@
 //! checkpoint is real safetensors with the generator's bytes, checks pass and fail as they should,
 //! hostile plugins are stopped with exit 4 and leave nothing, bad workload files give exit 2.
 
-use crate::cli::{bin, tempdir};
 use crate::common::*;
 use dgen_engine::Generator;
 use std::path::{Path, PathBuf};
@@ -10,14 +9,6 @@ use std::process::Output;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run dgen-engine")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn files_under(dir: &Path) -> Vec<String> {
@@ -35,28 +26,34 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// `run`/`verify` of a small checkpoint (tiny model, 3 ranks, 2 steps, seed 99) into `dir/out`.
+fn ckpt_args(cmd: &str, dir: &Path, seed: &str) -> Vec<String> {
+    let wl = root().join("workloads/ckpt.toml");
+    let mut args = vec![cmd.to_string(), wl.display().to_string()];
+    for set in [
+        format!("target.uri=\"file://{}\"", dir.join("out").display()),
+        "params.model=\"tiny\"".into(),
+        "params.ranks=3".into(),
+        "params.steps=2".into(),
+    ] {
+        args.push("--set".into());
+        args.push(set);
+    }
+    args.extend(["--seed".to_string(), seed.to_string()]);
+    args
+}
+
+fn run_strings(args: &[String]) -> Output {
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// A small checkpoint into a fresh directory; returns (dir, output).
 fn ckpt(name: &str, extra: &[&str]) -> (PathBuf, Output) {
     let dir = tempdir(name);
-    let uri = format!("target.uri=\"file://{}\"", dir.join("out").display());
-    let wl = root().join("workloads/ckpt.toml");
-    let mut args = vec![
-        "run",
-        wl.to_str().unwrap(),
-        "--set",
-        &uri,
-        "--set",
-        "params.model=\"tiny\"",
-        "--set",
-        "params.ranks=3",
-        "--set",
-        "params.steps=2",
-        "--seed",
-        "99",
-        "-q",
-    ];
-    args.extend_from_slice(extra);
-    let o = run(&args);
+    let mut args = ckpt_args("run", &dir, "99");
+    args.push("-q".into());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let o = run_strings(&args);
     (dir, o)
 }
 
@@ -160,23 +157,8 @@ print(n)
 fn verify_rereads_the_workload_and_finds_a_flipped_byte() {
     let (dir, o) = ckpt("ckpt-verify", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let uri = format!("target.uri=\"file://{}\"", dir.join("out").display());
-    let wl = root().join("workloads/ckpt.toml");
-    let args = [
-        "verify",
-        wl.to_str().unwrap(),
-        "--set",
-        &uri,
-        "--set",
-        "params.model=\"tiny\"",
-        "--set",
-        "params.ranks=3",
-        "--set",
-        "params.steps=2",
-        "--seed",
-        "99",
-    ];
-    let v = run(&args);
+    let args = ckpt_args("verify", &dir, "99");
+    let v = run_strings(&args);
     assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
     assert!(stderr(&v).contains("verified 10 objects: 10 identical, 0 not"), "{}", stderr(&v));
     let shard = dir.join("out/step-000001/model-00002-of-00003.safetensors");
@@ -184,16 +166,13 @@ fn verify_rereads_the_workload_and_finds_a_flipped_byte() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     std::fs::write(&shard, bytes).unwrap();
-    let v = run(&args);
+    let v = run_strings(&args);
     assert_eq!(v.status.code(), Some(1), "{}", stderr(&v));
     let err = stderr(&v);
     assert!(err.contains("MISMATCH step-000001/model-00002-of-00003.safetensors"), "{err}");
     assert!(err.contains(&format!("differs at byte offset {mid}")), "{err}");
     // A different seed is a different recipe: nothing matches.
-    let mut other = args.to_vec();
-    let last = other.len() - 1;
-    other[last] = "100";
-    assert_eq!(run(&other).status.code(), Some(1));
+    assert_eq!(run_strings(&ckpt_args("verify", &dir, "100")).status.code(), Some(1));
     std::fs::remove_dir_all(dir).ok();
 }
 

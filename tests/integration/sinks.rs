@@ -1,7 +1,6 @@
 //! The sink conformance suite: every sink, driven by the real executor, must store exactly the
 //! generator's bytes, leave nothing behind when aborted, and give every buffer back to the pool.
 
-use crate::cli::tempdir;
 use crate::common::*;
 use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob};
 use dgen_engine::pool::BufferPool;

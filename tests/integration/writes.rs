@@ -2,20 +2,11 @@
 //! file system, no permission, a missing directory, a corrupted or truncated file found by `--verify`,
 //! compressed output, and Ctrl-C.
 
-use crate::cli::{bin, tempdir};
 use crate::common::*;
 use dgen_engine::Generator;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run dgen-engine")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::Command;
 
 fn expected(seed: u64, d: f64, c: f64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
@@ -110,22 +101,9 @@ fn verify_finds_a_flipped_byte_and_a_truncated_file() {
 fn zstd_output_decompresses_to_the_stream_with_its_crc() {
     let dir = tempdir("zstd");
     let path = dir.join("data.bin");
-    let o = run(&[
-        "gen",
-        "--size",
-        "40MiB",
-        "--seed",
-        "12",
-        "--compress",
-        "4",
-        "--dedup",
-        "2",
-        "--output-compress",
-        "zstd:5",
-        "--verify",
-        "-o",
-        path.to_str().unwrap(),
-    ]);
+    let base =
+        ["gen", "--size", "40MiB", "--seed", "12", "--compress", "4", "--dedup", "2", "-o", path.to_str().unwrap()];
+    let o = run(&[&base[..], &["--output-compress", "zstd:5", "--verify"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let zst = dir.join("data.bin.zst");
     assert!(zst.exists() && !path.exists(), "{:?}", listing(&dir));
@@ -138,19 +116,7 @@ fn zstd_output_decompresses_to_the_stream_with_its_crc() {
     assert!(err.contains(&format!("crc32c of the uncompressed data: {crc}")), "{err}");
     assert!(err.contains("identical (41943040 bytes)"), "{err}");
     // Uncompressed output reports the same CRC32C.
-    let o = run(&[
-        "gen",
-        "--size",
-        "40MiB",
-        "--seed",
-        "12",
-        "--compress",
-        "4",
-        "--dedup",
-        "2",
-        "-o",
-        path.to_str().unwrap(),
-    ]);
+    let o = run(&base);
     assert!(stderr(&o).contains(&format!("crc32c of the data: {crc}")), "{}", stderr(&o));
     std::fs::remove_dir_all(dir).ok();
 }
