@@ -77,6 +77,8 @@ struct PipelineSpec {
 struct LimitsSpec {
     memory: Option<SizeValue>,
     fuel: Option<f64>,
+    /// Seconds of the plugin's own running time.
+    deadline: Option<f64>,
 }
 
 /// Which plugin to run.
@@ -309,6 +311,10 @@ impl Plan {
         if !(1.0..1e19).contains(&fuel) {
             return Err(at_key(file, text, "limits", "fuel", "must be a positive number"));
         }
+        let deadline = spec.limits.deadline.unwrap_or(600.0);
+        if !(deadline > 0.0 && deadline < 1e9) {
+            return Err(at_key(file, text, "limits", "deadline", "must be a positive number of seconds"));
+        }
         let params_json = serde_json::to_string(&spec.params).map_err(|e| at_key(file, text, "params", "", e))?;
         Ok(Plan {
             file: file.to_path_buf(),
@@ -326,7 +332,12 @@ impl Plan {
                 .threads
                 .map(|t| t.max(1) as usize)
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-            limits: Limits { memory: memory as usize, fuel: fuel as u64, ..Limits::default() },
+            limits: Limits {
+                memory: memory as usize,
+                fuel: fuel as u64,
+                deadline: std::time::Duration::from_secs_f64(deadline),
+                ..Limits::default()
+            },
             params_json,
         })
     }

@@ -271,6 +271,11 @@ fn hostile_plugins_are_stopped_with_exit_4() {
             failures.push(format!("{name}: left {left:?}"));
         }
     }
+    // With fuel to spare, the deadline on its own running time stops the endless loop.
+    let (o, left) = hostile("endless", &["limits.fuel=1e15", "limits.deadline=1"]);
+    if o.status.code() != Some(4) || !stderr(&o).contains("ran past its deadline of 1 s") || !left.is_empty() {
+        failures.push(format!("endless with deadline: exit {:?}, left {left:?}: {}", o.status.code(), stderr(&o)));
+    }
     assert!(!std::path::Path::new("/tmp/dgen-hostile-absolute.bin").exists());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -322,6 +327,24 @@ fn plugin_build_inspect_and_pinning() {
     let text = String::from_utf8_lossy(&i.stdout);
     assert!(text.contains("name:     objects") && text.contains("contract: dgen:plugin@1.0.0"), "{text}");
     assert!(text.contains("distribution: fixed|uniform|lognormal"), "{text}");
+    // The bare core module cargo made runs too: the host turns it into a component itself.
+    let core = dgen_engine::plugin::build::cache_dir()
+        .join("plugin-target/wasm32-unknown-unknown/release/dgen_plugin_objects.wasm");
+    let core_copy = dir.join("core-objects.wasm");
+    std::fs::copy(&core, &core_copy).expect("cargo's core module");
+    assert!(wasmparser_is_core(&std::fs::read(&core_copy).unwrap()));
+    let wl = dir.join("core.toml");
+    std::fs::write(
+        &wl,
+        format!(
+            "name = \"c\"\nplugin = \"core-objects.wasm\"\n[target]\nuri = \"file://{}\"\n[params]\ncount = 3\nsize = 5000\n",
+            dir.join("core-out").display()
+        ),
+    )
+    .unwrap();
+    let o = run(&["run", wl.to_str().unwrap(), "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(files_under(&dir.join("core-out")).len(), 3);
     let sha = dgen_engine::plugin::sha256_hex(&std::fs::read(&wasm).unwrap());
     let out = dir.join("out");
     for (pin, code) in [(sha.clone(), 0), ("0".repeat(64), 4)] {
@@ -394,4 +417,9 @@ fn the_sdk_readme_walkthrough_works() {
     let v = run(&["verify", wl.to_str().unwrap()]);
     assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// A core module starts with the magic and version 1; a component has a different layer/version.
+fn wasmparser_is_core(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }

@@ -85,6 +85,9 @@ pub struct HostState {
     pub(crate) limits: Limits,
     pub(crate) panic_message: Option<String>,
     pub(crate) violation: Option<String>,
+    /// Wall time spent blocked in `wait-all` and `verify` (not held against the deadline).
+    pub(crate) blocked: Duration,
+    pub(crate) deadline_hit: bool,
     ctx: RunContext,
     /// One generator and stream cursor per data profile used.
     gens: Vec<(Profile, Arc<Generator>, u64)>,
@@ -123,6 +126,8 @@ impl HostState {
             limits,
             panic_message: None,
             violation: None,
+            blocked: Duration::ZERO,
+            deadline_hit: false,
             gens: vec![(ctx.profile, gen, 0)],
             ctx,
             open_targets: 0,
@@ -199,6 +204,25 @@ impl HostState {
         let content = Content::Recipe(recipe.clone());
         verify::compare(read, Some(size), &self.gens[0].1, &content, recipe.size(), &self.ctx.pool)
             .map_err(|e| e.to_string())
+    }
+}
+
+impl HostState {
+    fn verify_inner(&mut self, name: &str) -> Result<u64, String> {
+        let Some(recipe) = self.recipes.get(name).cloned() else {
+            return Err(format!("'{name}' was not committed in this run"));
+        };
+        if self.ctx.mode == Mode::Write {
+            self.wait_until(|s| s.finished.iter().any(|r| r.name == name));
+            if !self.finished.iter().any(|r| r.name == name) {
+                return Err(format!("'{name}' was not written (the run's writes have stopped)"));
+            }
+        }
+        match self.verify_recipe(name, &recipe) {
+            Ok(Verdict::Identical { bytes, .. }) => Ok(bytes),
+            Ok(v) => Err(format!("'{name}': {v}")),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -312,6 +336,24 @@ impl HostTarget for HostState {
     }
 
     fn commit(&mut self, t: Resource<TargetState>) -> HostResult<()> {
+        // Resolving fields and (in verify mode) reading back take host time, not the plugin's.
+        let started = Instant::now();
+        let r = self.commit_inner(t);
+        self.blocked += started.elapsed();
+        r
+    }
+
+    fn drop(&mut self, t: Resource<TargetState>) -> wasmtime::Result<()> {
+        // Dropped without commit: nothing was handed to the sink, so nothing to undo.
+        if self.table.delete(t).is_ok() {
+            self.open_targets -= 1;
+        }
+        Ok(())
+    }
+}
+
+impl HostState {
+    fn commit_inner(&mut self, t: Resource<TargetState>) -> HostResult<()> {
         let mut target = match self.table.delete(t) {
             Ok(target) => target,
             Err(e) => return Err(wasmtime::format_err!("bad target handle: {e}")),
@@ -366,14 +408,6 @@ impl HostTarget for HostState {
         }
         Ok(Ok(()))
     }
-
-    fn drop(&mut self, t: Resource<TargetState>) -> wasmtime::Result<()> {
-        // Dropped without commit: nothing was handed to the sink, so nothing to undo.
-        if self.table.delete(t).is_ok() {
-            self.open_targets -= 1;
-        }
-        Ok(())
-    }
 }
 
 impl Host for HostState {
@@ -404,7 +438,9 @@ impl Host for HostState {
 
     fn wait_all(&mut self) -> HostResult<Vec<wit::ObjectStats>> {
         let committed = self.committed as usize;
+        let t = Instant::now();
         self.wait_until(|s| s.finished.len() >= committed);
+        self.blocked += t.elapsed();
         if self.finished.len() < committed {
             return Ok(Err("the run's writes have stopped (see the error report)".into()));
         }
@@ -425,20 +461,10 @@ impl Host for HostState {
     }
 
     fn verify(&mut self, name: String) -> HostResult<u64> {
-        let Some(recipe) = self.recipes.get(&name).cloned() else {
-            return Ok(Err(format!("'{name}' was not committed in this run")));
-        };
-        if self.ctx.mode == Mode::Write {
-            self.wait_until(|s| s.finished.iter().any(|r| r.name == name));
-            if !self.finished.iter().any(|r| r.name == name) {
-                return Ok(Err(format!("'{name}' was not written (the run's writes have stopped)")));
-            }
-        }
-        Ok(match self.verify_recipe(&name, &recipe) {
-            Ok(Verdict::Identical { bytes, .. }) => Ok(bytes),
-            Ok(v) => Err(format!("'{name}': {v}")),
-            Err(e) => Err(e),
-        })
+        let t = Instant::now();
+        let r = self.verify_inner(&name);
+        self.blocked += t.elapsed();
+        Ok(r)
     }
 
     fn params(&mut self) -> wasmtime::Result<String> {

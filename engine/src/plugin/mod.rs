@@ -6,9 +6,10 @@
 //!   load time with the import's name.
 //! - Identity: the SDK's `export_plugin!` writes a `dgen-plugin` custom section (name, version, SDK,
 //!   contract, documented params). It is read before instantiation; an unknown contract is refused.
-//! - Limits (wasmtime's fuel and `StoreLimits`): a fuel budget stops endless loops, a memory cap stops
-//!   memory bombs (growth beyond it traps), and per-run quotas bound `write` sizes, open targets and
-//!   plugin-made bytes. Quota breaches and names outside the target root trap: the run fails with the
+//! - Limits (wasmtime's fuel, epochs and `StoreLimits`): a fuel budget and a deadline on the plugin's
+//!   own running time (epoch ticks; time blocked waiting for storage does not count) stop endless
+//!   loops, a memory cap stops memory bombs (growth beyond it traps), and per-run quotas bound `write`
+//!   sizes, open targets and plugin-made bytes. Quota breaches and names outside the target root trap: the run fails with the
 //!   plugin named, and its open targets are aborted.
 //! - Compiled components are cached on disk, keyed by the SHA-256 of the component and the engine.
 //!
@@ -54,6 +55,9 @@ pub struct Limits {
     pub memory: usize,
     /// Fuel budget (≈ wasm instructions) for the whole run.
     pub fuel: u64,
+    /// Wall-clock time the plugin may spend running its own code (time blocked in `wait-all` or
+    /// `verify`, waiting for storage, does not count).
+    pub deadline: std::time::Duration,
     /// Bytes one `write` call may carry.
     pub max_write: usize,
     /// Targets open (not yet committed or dropped) at once.
@@ -67,6 +71,7 @@ impl Default for Limits {
         Limits {
             memory: 256 << 20,
             fuel: 20_000_000_000,
+            deadline: std::time::Duration::from_secs(600),
             max_write: 1 << 20,
             max_open_targets: 100_000,
             max_plugin_bytes: 1 << 30,
@@ -87,6 +92,7 @@ pub struct LoadedPlugin {
 fn engine() -> Result<Engine> {
     let mut config = Config::new();
     config.consume_fuel(true);
+    config.epoch_interruption(true);
     config.wasm_component_model(true);
     Engine::new(&config).map_err(|e| Error::Resource(format!("cannot start the Wasm engine: {e}")))
 }
@@ -225,8 +231,32 @@ impl LoadedPlugin {
         config: RunConfig,
     ) -> (host::HostState, Result<std::result::Result<Report, String>>) {
         let fuel = state.limits.fuel;
+        let deadline = state.limits.deadline;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.store_limits);
+        // The epoch ticks every TICK; at each tick the plugin's own running time (wall time minus time
+        // blocked in host calls) is held against its deadline.
+        const TICK: std::time::Duration = std::time::Duration::from_millis(50);
+        let started = std::time::Instant::now();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let own = started.elapsed().saturating_sub(ctx.data().blocked);
+            if own > deadline {
+                ctx.data_mut().deadline_hit = true;
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        });
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (self.engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+        };
         let label = self.label();
         let result = (|| -> Result<std::result::Result<Report, String>> {
             store.set_fuel(fuel).map_err(|e| Error::plugin(&label, format!("{e}")))?;
@@ -237,6 +267,8 @@ impl LoadedPlugin {
                 .map_err(|e| Error::plugin(&label, format!("cannot be instantiated: {e:#}")))?;
             instance.call_run(&mut store, &config).map_err(|e| fault(&label, e, store.data()))
         })();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = ticker.join();
         let mut state = store.into_data();
         state.abort_open_targets();
         (state, result)
@@ -247,6 +279,15 @@ impl LoadedPlugin {
 fn fault(label: &str, e: wasmtime::Error, state: &host::HostState) -> Error {
     if let Some(m) = &state.violation {
         return Error::plugin(label, m.clone());
+    }
+    if state.deadline_hit {
+        return Error::plugin(
+            label,
+            format!(
+                "ran past its deadline of {} s of its own running time; raise [limits] deadline",
+                state.limits.deadline.as_secs_f64()
+            ),
+        );
     }
     if let Some(m) = &state.panic_message {
         return Error::plugin(label, format!("panicked: {m}"));
