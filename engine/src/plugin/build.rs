@@ -88,10 +88,10 @@ fn toolchain() -> Result<Toolchain> {
 pub fn build(dir: &Path, out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
-        return Err(Error::io(
-            &manifest,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no plugin crate here (no Cargo.toml)"),
-        ));
+        return Err(Error::Workload {
+            at: dir.display().to_string(),
+            message: "is not a plugin crate (no Cargo.toml)".into(),
+        });
     }
     let target_dir = cache_dir().join("plugin-target");
     let mut cmd = match toolchain()? {

@@ -104,8 +104,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The `dgen-plugin` custom section of a core module or component (searching nested modules).
 pub fn read_meta(bytes: &[u8]) -> std::result::Result<Option<PluginMeta>, String> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err("is not a WebAssembly file".into());
+    }
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| format!("not a valid Wasm file: {e}"))?;
+        let payload = payload.map_err(|e| format!("is not a valid WebAssembly file: {}", one_line(&e.to_string())))?;
         if let wasmparser::Payload::CustomSection(c) = payload {
             if c.name() == "dgen-plugin" {
                 let meta: PluginMeta = serde_json::from_slice(c.data())
@@ -115,6 +118,11 @@ pub fn read_meta(bytes: &[u8]) -> std::result::Result<Option<PluginMeta>, String
         }
     }
     Ok(None)
+}
+
+/// A multi-line message on one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Imports of a core module that are not the plugin contract (WASI, say).

@@ -77,7 +77,7 @@ struct Objects;
 impl Plugin for Objects {
     fn run(config: &Config) -> Result<Report, String> {
         let p: Params = config.params()?;
-        let mut rng = Rng(config.seed ^ 0x6F62_6A65_6374_73);
+        let mut rng = Rng(config.seed ^ 0x006F_626A_6563_7473);
         let mut expected = 0u64;
         for i in 0..p.count {
             let payload = match p.distribution.as_str() {
