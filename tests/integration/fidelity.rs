@@ -111,3 +111,18 @@ fn short_streams_get_the_ratio_their_length_allows() {
     let (blocks, distinct) = distinct_blocks(&gen, 16 << 20);
     assert_eq!(blocks / distinct, 4);
 }
+
+#[test]
+fn no_two_sectors_of_a_block_are_equal() {
+    // Arrays that deduplicate at 512 B must not find duplicates inside a block: the compressible
+    // filler repeats with an odd period, so sector-aligned windows never line up.
+    for (c, unit) in [(3.0, 4096u64), (5.0, 4096), (2.0, 65536), (1.5, 1 << 20), (16.0, 512), (100.0, 4096)] {
+        let gen = Generator::new(77, profile(1.0, c, unit));
+        let mut buf = vec![0u8; (4 << 20).max(unit as usize * 2)];
+        gen.fill(0, 0, &mut buf);
+        for (b, block) in buf.chunks(unit as usize).enumerate() {
+            let sectors: std::collections::HashSet<u128> = block.chunks(512).map(hash).collect();
+            assert_eq!(sectors.len(), block.len() / 512, "C={c} U={unit}: block {b} repeats a sector");
+        }
+    }
+}
