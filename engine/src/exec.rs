@@ -406,7 +406,9 @@ impl<'e, 's> Run<'e, 's> {
             } else {
                 rx.recv_timeout(Duration::from_millis(100)).ok()
             };
-            if starved {
+            // Out of buffers with some held by the sink: the storage is what we wait for. (With all of
+            // them being generated, it is generation, which the generate time already shows.)
+            if starved && self.in_io > 0 {
                 self.stats.buffer_wait += waited.elapsed();
             }
             match event {

@@ -115,10 +115,10 @@ pub fn run_details(stats: &RunStats, chunk: usize) -> Vec<String> {
     let gen_share = pct(stats.generate, stats.elapsed * stats.threads as u32);
     let io_share = pct(stats.io_busy, stats.elapsed);
     let wait_share = pct(stats.buffer_wait, stats.elapsed);
-    let verdict = if wait_share > 50.0 {
-        "storage-bound: buffers were waiting on writes"
-    } else if gen_share > 80.0 {
+    let verdict = if gen_share > 80.0 {
         "generation-bound: add threads"
+    } else if wait_share > 50.0 {
+        "storage-bound: buffers were waiting on writes"
     } else {
         "neither side saturated"
     };
