@@ -14,7 +14,7 @@
 use crate::error::{Error, Result};
 use crate::gen::Generator;
 use crate::pool::{Buffer, BufferPool};
-use crate::sink::{ObjectWriter, Sink, WriteReq};
+use crate::sink::{Capabilities, ObjectWriter, Sink, WriteReq};
 use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -245,12 +245,18 @@ struct Run<'e, 's> {
     stats: RunStats,
 }
 
+/// The buffer size a sink needs for a requested one: at least its minimum write, a multiple of its
+/// alignment (and of a page).
+pub fn buffer_size_for(caps: &Capabilities, requested: usize) -> usize {
+    let align = caps.alignment.max(4096);
+    requested.max(caps.min_write as usize).max(1).div_ceil(align) * align
+}
+
 impl<'s> Executor<'s> {
     pub fn new(sink: &'s dyn Sink, gen: Generator, mut cfg: ExecConfig) -> Result<Executor<'s>> {
         let caps = sink.capabilities();
         let align = caps.alignment.max(4096);
-        let min = (caps.min_write as usize).max(1);
-        let size = cfg.buffer_size.max(min).div_ceil(align) * align;
+        let size = buffer_size_for(&caps, cfg.buffer_size);
         cfg.buffers = cfg.buffers.max(1);
         cfg.threads = cfg.threads.max(1);
         cfg.open_objects = cfg.open_objects.max(1);

@@ -9,7 +9,7 @@ use dgen_engine::output::{write_stream, Pump};
 use dgen_engine::plugin::host::Mode;
 use dgen_engine::report;
 use dgen_engine::sink::stream::ObjectStream;
-use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, ObjectReader, Sink};
+use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, Sink};
 use dgen_engine::size::{format_size, parse_size};
 use dgen_engine::workload::Plan;
 use dgen_engine::{verify, Error};
@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 #[derive(Parser)]
 #[command(
@@ -266,7 +267,8 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
         let flag = if args.verify { "--verify" } else { "--verify-only" };
         return Err(Failure::usage(anyhow::anyhow!("'{flag}' needs a regular file for '--output'")));
     }
-    let cancel = install_cancel();
+    let cancel_flag = install_cancel();
+    let cancel = &*cancel_flag;
     let headline = |bytes: u64, target: &str, elapsed: std::time::Duration| {
         format!(
             "dgen-engine gen: {} ({bytes} bytes) to {target} in {:.3} s = {:.2} GB/s; seed {seed}; {profile}; {threads} threads, {} kernel",
@@ -307,13 +309,7 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
                     s
                 }
             };
-            let stats = stats.map_err(|e| {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    lib_error(Error::Cancelled)
-                } else {
-                    Failure::io(anyhow::Error::new(e).context(format!("writing {target}")))
-                }
-            })?;
+            let stats = stats.map_err(|e| stream_failure(e, &target))?;
             drop(out);
             lines.push(headline(stats.bytes, &target, stats.elapsed));
             lines.push(format!("crc32c of the data: 0x{:08x}", crc.value()));
@@ -409,17 +405,13 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
             }
             if args.verify || args.verify_only {
                 let reader = sink.open(&name).map_err(lib_error)?;
-                let size = reader.size();
-                let reader = std::sync::Mutex::new(reader);
                 let v = if args.output_compress.is_some() {
-                    let raw = ReaderAdapter { reader: &reader, pos: 0 };
-                    let dec = zstd::stream::read::Decoder::new(raw)
+                    let dec = zstd::stream::read::Decoder::new(verify::ObjectRead::new(reader))
                         .with_context(|| format!("reading {target}"))
                         .map_err(Failure::io)?;
                     verify::compare(verify::sequential(dec), None, &gen, &content, args.size, exec.pool())
                 } else {
-                    let read = |off: u64, buf: &mut [u8]| reader.lock().unwrap().read_at(off, buf);
-                    verify::compare(read, Some(size), &gen, &content, args.size, exec.pool())
+                    verify::compare_object(reader, &gen, &content, args.size, exec.pool())
                 };
                 let v = v.map_err(lib_error)?;
                 lines.push(format!("verify: {target}: {v}"));
@@ -443,25 +435,9 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     let plugin = dgen_engine::run::load_plugin(&plan, args.quiet).map_err(lib_error)?;
     let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let cancel = install_cancel();
-    let flag = std::sync::Arc::new(AtomicBool::new(false));
-    // Mirror the process-wide Ctrl-C flag into the run's own.
-    let watcher_flag = flag.clone();
-    let stop_watch = std::sync::Arc::new(AtomicBool::new(false));
-    let stop2 = stop_watch.clone();
-    let watcher = std::thread::spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            if cancel.load(Ordering::Relaxed) {
-                watcher_flag.store(true, Ordering::Relaxed);
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    });
     let mut progress = report::Progress::new(0, !args.quiet && mode == Mode::Write);
-    let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, args.quiet, &mut progress, flag);
+    let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, args.quiet, &mut progress, cancel);
     progress.finish();
-    stop_watch.store(true, Ordering::Relaxed);
-    let _ = watcher.join();
     let outcome = outcome.map_err(lib_error)?;
     let code = outcome.exit_code();
     let lines = report::outcome_lines(&plan, &outcome);
@@ -566,31 +542,22 @@ impl Crc {
     }
 }
 
-/// Sequential `io::Read` over an object reader.
-struct ReaderAdapter<'a> {
-    reader: &'a std::sync::Mutex<Box<dyn ObjectReader>>,
-    pos: u64,
-}
-
-impl std::io::Read for ReaderAdapter<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.reader.lock().unwrap().read_at(self.pos, buf).map_err(std::io::Error::other)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-static CANCEL: AtomicBool = AtomicBool::new(false);
-
 /// Ctrl-C sets a flag the pipeline checks, so a run aborts cleanly instead of dying mid-write.
-fn install_cancel() -> &'static AtomicBool {
-    let _ = ctrlc::set_handler(|| {
-        if CANCEL.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C: the user insists.
-            std::process::exit(130);
-        }
-    });
-    &CANCEL
+fn install_cancel() -> Arc<AtomicBool> {
+    static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    CANCEL
+        .get_or_init(|| {
+            let flag = Arc::new(AtomicBool::new(false));
+            let handler_flag = flag.clone();
+            let _ = ctrlc::set_handler(move || {
+                if handler_flag.swap(true, Ordering::SeqCst) {
+                    // A second Ctrl-C: the user insists.
+                    std::process::exit(130);
+                }
+            });
+            flag
+        })
+        .clone()
 }
 
 fn random_seed() -> u64 {

@@ -166,7 +166,7 @@ pub fn execute(
         }
         Mode::Verify => {
             drop((jobs_tx, jobs_rx, done_tx));
-            let size = plan.buffer_size.div_ceil(caps.alignment.max(4096)) * caps.alignment.max(4096);
+            let size = crate::exec::buffer_size_for(&caps, plan.buffer_size);
             let pool = BufferPool::new(2, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             let state = HostState::new(make_ctx(pool, None), plan.limits.clone());
             let (state, result) = plugin.run(state, config);

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::exec::Content;
 use crate::gen::Generator;
 use crate::pool::BufferPool;
+use crate::sink::ObjectReader;
 use std::io::Read;
 
 /// The outcome of a comparison.
@@ -118,6 +119,38 @@ pub fn compare(
         if filled < chunk {
             return Ok(Verdict::Identical { bytes: pos, crc32c: digest.finalize() as u32 });
         }
+    }
+}
+
+/// Compares a finished object, read back through its sink, with `content` of `size` bytes.
+pub fn compare_object(
+    mut reader: Box<dyn ObjectReader + '_>,
+    gen: &Generator,
+    content: &Content,
+    size: u64,
+    pool: &BufferPool,
+) -> Result<Verdict> {
+    let found = reader.size();
+    compare(|off, buf| reader.read_at(off, buf), Some(found), gen, content, size, pool)
+}
+
+/// An object read back front to back, as an `io::Read` (for a decompressor).
+pub struct ObjectRead<'a> {
+    reader: Box<dyn ObjectReader + 'a>,
+    pos: u64,
+}
+
+impl<'a> ObjectRead<'a> {
+    pub fn new(reader: Box<dyn ObjectReader + 'a>) -> Self {
+        ObjectRead { reader, pos: 0 }
+    }
+}
+
+impl Read for ObjectRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read_at(self.pos, buf).map_err(std::io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

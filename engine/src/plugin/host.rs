@@ -198,11 +198,8 @@ impl HostState {
 
     fn verify_recipe(&self, name: &str, recipe: &Arc<Recipe>) -> Result<Verdict, String> {
         let reader = self.ctx.sink.open(name).map_err(|e| e.to_string())?;
-        let size = reader.size();
-        let reader = std::sync::Mutex::new(reader);
-        let read = |off: u64, buf: &mut [u8]| reader.lock().unwrap_or_else(|e| e.into_inner()).read_at(off, buf);
         let content = Content::Recipe(recipe.clone());
-        verify::compare(read, Some(size), &self.gens[0].1, &content, recipe.size(), &self.ctx.pool)
+        verify::compare_object(reader, &self.gens[0].1, &content, recipe.size(), &self.ctx.pool)
             .map_err(|e| e.to_string())
     }
 }
