@@ -206,6 +206,8 @@ struct Open<'s> {
     id: usize,
     job: ObjectJob,
     writer: Option<Box<dyn ObjectWriter + 's>>,
+    /// Bytes per part when the writer assembles several writes into one (0: every write stands alone).
+    part: u64,
     next: u64,
     in_flight: usize,
     written: u64,
@@ -249,7 +251,8 @@ struct Run<'e, 's> {
 /// alignment (and of a page).
 pub fn buffer_size_for(caps: &Capabilities, requested: usize) -> usize {
     let align = caps.alignment.max(4096);
-    requested.max(caps.min_write as usize).max(1).div_ceil(align) * align
+    let size = caps.preferred_write.map_or(requested, |p| p as usize);
+    size.max(caps.min_write as usize).max(1).div_ceil(align) * align
 }
 
 impl<'s> Executor<'s> {
@@ -388,6 +391,15 @@ impl<'e, 's> Run<'e, 's> {
                     Err(crossbeam_channel::TryRecvError::Disconnected) => jobs_left = false,
                 }
             }
+            // Stopping: abort open objects now rather than after the drain — a writer holding the
+            // first writes of a part that will never be completed gives them back when aborted.
+            if self.stopping(cancel) {
+                for o in &mut self.open {
+                    if let Some(w) = o.writer.take() {
+                        w.abort();
+                    }
+                }
+            }
             let starved = if self.stopping(cancel) { false } else { self.schedule() };
             let idle = self.in_gen == 0 && self.in_io == 0 && self.finishing == 0;
             if idle && (self.stopping(cancel) || (self.open.is_empty() && !jobs_left)) {
@@ -456,7 +468,24 @@ impl<'e, 's> Run<'e, 's> {
         match exec.sink.create(&job.name, Some(job.size)) {
             Ok(writer) => {
                 let chunks = job.size.div_ceil(exec.chunk as u64) as usize;
+                // A part the pool cannot hold whole could never be completed: say so instead of hanging.
+                let part = writer.part_size().filter(|&p| p > exec.chunk as u64).unwrap_or(0);
+                let needed = part.div_ceil(exec.chunk as u64);
+                if needed > exec.pool.count() as u64 {
+                    writer.abort();
+                    return self.fail(Error::Resource(format!(
+                        "{}: {} needs parts of {} but the buffer pool holds only {} ({} × {}): raise \
+                         pipeline.buffers or pipeline.buffer_size",
+                        exec.sink.describe(),
+                        job.name,
+                        crate::size::format_size(part),
+                        crate::size::format_size(exec.pool.bytes()),
+                        exec.pool.count(),
+                        crate::size::format_size(exec.chunk as u64),
+                    )));
+                }
                 let o = Open {
+                    part,
                     id: self.next_id,
                     crcs: if exec.cfg.crc { vec![None; chunks] } else { Vec::new() },
                     job,
@@ -482,7 +511,12 @@ impl<'e, 's> Run<'e, 's> {
         let exec = self.exec;
         while !self.open.is_empty() {
             let n = self.open.len();
-            let Some(k) = (0..n).map(|i| (self.rr + i) % n).find(|&k| self.open[k].next < self.open[k].job.size) else {
+            // An object whose writer gathers writes into parts is filled one whole part at a time, so
+            // buffers are never spread over half-built parts of several objects with none complete.
+            let mid_part = self.open.iter().position(|o| o.part > 0 && o.next % o.part != 0 && o.next < o.job.size);
+            let Some(k) = mid_part
+                .or_else(|| (0..n).map(|i| (self.rr + i) % n).find(|&k| self.open[k].next < self.open[k].job.size))
+            else {
                 return false;
             };
             let Some(mut buf) = exec.pool.try_take() else {
@@ -526,7 +560,7 @@ impl<'e, 's> Run<'e, 's> {
         let Some(o) = self.open.iter_mut().find(|o| o.id == obj) else {
             return;
         };
-        if stopping {
+        if stopping || o.writer.is_none() {
             o.in_flight -= 1;
             return; // dropping `buf` returns it to the pool
         }
@@ -539,11 +573,12 @@ impl<'e, 's> Run<'e, 's> {
         }
         let tx = self.tx.clone();
         let submitted = Instant::now();
-        let done = Box::new(move |buf: Buffer, result: Result<()>| {
-            drop(buf);
+        let done = Box::new(move |result: Result<()>| {
             let _ = tx.send(Event::Written { obj, len, result, took: submitted.elapsed() });
         });
-        o.writer.as_mut().expect("open object has a writer").submit(WriteReq { offset: chunk, len, buf, done });
+        if let Some(w) = o.writer.as_mut() {
+            w.submit(WriteReq { offset: chunk, len, buf, done });
+        }
     }
 
     fn written(&mut self, obj: usize, len: usize, result: Result<()>, took: Duration, fin_tx: &Sender<ToFinish<'s>>) {
@@ -564,7 +599,8 @@ impl<'e, 's> Run<'e, 's> {
             Ok(()) => {
                 self.stats.bytes += len as u64;
                 self.open[i].written += len as u64;
-                if self.open[i].written == self.open[i].job.size && self.failure.is_none() {
+                let o = &self.open[i];
+                if o.written == o.job.size && o.writer.is_some() && self.failure.is_none() {
                     let o = self.open.swap_remove(i);
                     self.hand_to_finisher(o, fin_tx);
                 }

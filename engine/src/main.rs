@@ -445,6 +445,11 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         for l in &lines {
             eprintln!("{l}");
         }
+    } else {
+        // Warnings (an upload that could not be aborted) are printed even when quiet.
+        for n in outcome.notes.iter().filter(|n| n.starts_with("warning:")) {
+            eprintln!("{n}");
+        }
     }
     if let Some(path) = &args.json_report {
         let json = report::outcome_json(&plan, &outcome);

@@ -50,6 +50,7 @@ pub fn open_sink(plan: &Plan) -> Result<(Arc<dyn Sink>, Option<String>)> {
             Ok((Arc::new(sink), note))
         }
         TargetPlan::Null => Ok((Arc::new(crate::sink::NullSink), None)),
+        TargetPlan::S3 { uri, options } => Ok((Arc::new(crate::sink::s3::open(uri, options.clone())?), None)),
     }
 }
 
@@ -70,6 +71,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     pub engine: &'static str,
     pub chunk: usize,
+    /// What the sink had to say at the end (an upload it could not abort, the concurrency it chose).
+    pub notes: Vec<String>,
 }
 
 impl Outcome {
@@ -129,6 +132,7 @@ pub fn execute(
         elapsed: Duration::ZERO,
         engine: caps.engine,
         chunk: 0,
+        notes: Vec::new(),
     };
     let make_ctx = |pool: BufferPool, jobs| RunContext {
         plugin: plugin.meta.name.clone(),
@@ -174,6 +178,7 @@ pub fn execute(
         }
     };
     outcome.elapsed = started.elapsed();
+    outcome.notes = sink.notes();
     outcome.metrics = state.metrics.clone();
     outcome.verdicts = state.verdicts.clone();
     outcome.objects = state.finished.clone();

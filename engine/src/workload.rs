@@ -6,6 +6,8 @@
 use crate::error::{Error, Result};
 use crate::gen::Profile;
 use crate::plugin::Limits;
+use crate::sink::cloud::{CloudOptions, Concurrency};
+use crate::sink::s3::S3Options;
 use crate::sink::FileEngine;
 use crate::size::parse_size;
 use serde::Deserialize;
@@ -49,10 +51,27 @@ struct Spec {
 #[serde(deny_unknown_fields)]
 struct TargetSpec {
     uri: Option<String>,
+    // Files.
     engine: Option<String>,
     #[serde(default)]
     direct: bool,
     queue_depth: Option<u32>,
+    // Object stores.
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    retries: Option<u32>,
+    part_size: Option<SizeValue>,
+    concurrency: Option<CountOrAuto>,
+    checksum: Option<bool>,
+}
+
+/// `concurrency = 16` or `concurrency = "auto"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum CountOrAuto {
+    Count(i64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +120,11 @@ pub enum TargetPlan {
     },
     /// `null://`: everything is generated and discarded (measures the engine and the plugin alone).
     Null,
+    /// `s3://bucket/prefix`.
+    S3 {
+        uri: String,
+        options: S3Options,
+    },
 }
 
 /// A checked workload.
@@ -291,17 +315,68 @@ impl Plan {
             }
         } else if uri == "null://" {
             TargetPlan::Null
-        } else if uri.starts_with("s3://") || uri.starts_with("az://") {
-            return Err(at_key(
-                file,
-                text,
-                "target",
-                "uri",
-                format!("'{uri}': S3 and Azure targets are not built yet"),
-            ));
+        } else if uri.starts_with("s3://") {
+            crate::sink::s3::parse_uri(&uri).map_err(|e| at_key(file, text, "target", "uri", e))?;
+            let t = &spec.target;
+            let concurrency = match &t.concurrency {
+                None => Ok(Concurrency::Auto),
+                Some(CountOrAuto::Count(n)) => n.to_string().parse(),
+                Some(CountOrAuto::Text(s)) => s.parse(),
+            }
+            .map_err(|m: String| at_key(file, text, "target", "concurrency", m))?;
+            let part_size = match &t.part_size {
+                None => None,
+                Some(_) => Some(size_of(&t.part_size, 0, file, text, "target", "part_size")?),
+            };
+            if let Some(p) = part_size {
+                if !((5 << 20)..=(5 << 30)).contains(&p) {
+                    return Err(at_key(file, text, "target", "part_size", "must be from 5 MiB to 5 GiB"));
+                }
+            }
+            if let Some(ep) = &t.endpoint {
+                if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                    return Err(at_key(file, text, "target", "endpoint", format!("'{ep}' is not an http(s):// URL")));
+                }
+            }
+            if t.retries.is_some_and(|r| r > 100) {
+                return Err(at_key(file, text, "target", "retries", "must be at most 100"));
+            }
+            TargetPlan::S3 {
+                uri: uri.clone(),
+                options: S3Options {
+                    endpoint: t.endpoint.clone(),
+                    region: t.region.clone(),
+                    path_style: t.path_style,
+                    retries: t.retries,
+                    credentials: None,
+                    cloud: CloudOptions { part_size, concurrency, checksum: t.checksum.unwrap_or(true) },
+                },
+            }
+        } else if uri.starts_with("az://") {
+            return Err(at_key(file, text, "target", "uri", format!("'{uri}': Azure targets are not built yet")));
         } else {
-            return Err(at_key(file, text, "target", "uri", format!("'{uri}' is not a file:// or null:// URI")));
+            return Err(at_key(file, text, "target", "uri", format!("'{uri}' is not a file://, s3:// or null:// URI")));
         };
+        // Keys of one kind of target given to another are mistakes worth naming.
+        let is_file = matches!(target, TargetPlan::File { .. });
+        let t = &spec.target;
+        for (key, given, file_key) in [
+            ("engine", t.engine.is_some(), true),
+            ("direct", t.direct, true),
+            ("queue_depth", t.queue_depth.is_some(), true),
+            ("endpoint", t.endpoint.is_some(), false),
+            ("region", t.region.is_some(), false),
+            ("path_style", t.path_style.is_some(), false),
+            ("retries", t.retries.is_some(), false),
+            ("part_size", t.part_size.is_some(), false),
+            ("concurrency", t.concurrency.is_some(), false),
+            ("checksum", t.checksum.is_some(), false),
+        ] {
+            if given && file_key != is_file {
+                let kind = if file_key { "file://" } else { "object-store" };
+                return Err(at_key(file, text, "target", key, format!("is a {kind} key; the target is '{uri}'")));
+            }
+        }
         let buffer_size = size_of(&spec.pipeline.buffer_size, 8 << 20, file, text, "pipeline", "buffer_size")?;
         if buffer_size == 0 || buffer_size > 1 << 30 {
             return Err(at_key(file, text, "pipeline", "buffer_size", "must be from 1 byte to 1 GiB"));

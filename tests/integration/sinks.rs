@@ -107,8 +107,7 @@ fn aborted_and_dropped_objects_leave_nothing() {
                 offset: 0,
                 len: 1 << 20,
                 buf,
-                done: Box::new(move |b, r| {
-                    drop(b);
+                done: Box::new(move |r| {
                     tx.send(r.is_ok()).unwrap();
                 }),
             });

@@ -164,6 +164,7 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
         lines.push(format!("engine {}; pool {}", o.engine, format_size(stats.pool_bytes)));
         lines.extend(run_details(stats, o.chunk));
     }
+    lines.extend(o.notes.iter().cloned());
     if o.mode == Mode::Verify {
         let bad: Vec<&(String, crate::verify::Verdict)> =
             o.verdicts.iter().filter(|(_, v)| !v.is_identical()).collect();

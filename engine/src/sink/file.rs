@@ -75,12 +75,14 @@ pub(super) struct Job {
 
 impl Job {
     pub(super) fn succeed(self) {
-        (self.done)(self.buf, Ok(()));
+        drop(self.buf);
+        (self.done)(Ok(()));
     }
 
     pub(super) fn fail(self, e: io::Error) {
         let path = self.path.to_path_buf();
-        (self.done)(self.buf, Err(Error::io(path, e)));
+        drop(self.buf);
+        (self.done)(Err(Error::io(path, e)));
     }
 }
 
@@ -253,6 +255,7 @@ impl Sink for FileSink {
             max_in_flight: self.queue_depth,
             min_write: 0,
             max_write: 1 << 30,
+            preferred_write: None,
         }
     }
 

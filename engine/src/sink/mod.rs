@@ -6,10 +6,13 @@
 //! Each sink declares its [`Capabilities`] — alignment, writes in flight, part-size limits — the way an
 //! fio ioengine does, so the executor sizes its buffers and queue from them instead of guessing.
 //! Backends: [`null`] (discards: measures the engine itself), [`file`] (pwrite worker threads or an
-//! io_uring ring, optionally O_DIRECT).
+//! io_uring ring, optionally O_DIRECT), [`s3`] (multipart uploads); what object stores share —
+//! parts, concurrency, abort — is in [`cloud`].
 
+pub mod cloud;
 pub mod file;
 pub mod null;
+pub mod s3;
 pub mod stream;
 mod uring;
 
@@ -32,10 +35,14 @@ pub struct Capabilities {
     pub min_write: u64,
     /// No write may be longer than this.
     pub max_write: u64,
+    /// The write size the sink asks for, overriding the run's buffer size (an explicit S3 part size).
+    pub preferred_write: Option<u64>,
 }
 
-/// Called once when a write completes, from whatever thread the sink completes on; gives the buffer back.
-pub type Done = Box<dyn FnOnce(Buffer, Result<()>) + Send>;
+/// Called once when a write completes, from whatever thread the sink completes on. The sink owns the
+/// write's buffer and drops it (back to the pool) before calling this — an object store may have lent
+/// it, without a copy, to an HTTP body.
+pub type Done = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// One write: bytes `buf[..len]` at `offset` of the object.
 pub struct WriteReq {
@@ -60,6 +67,12 @@ pub trait Sink: Send + Sync {
 
     /// Hands the sink the pool its writes will come from (io_uring registers it). Optional.
     fn use_pool(&self, _pool: &BufferPool) {}
+
+    /// What the sink has to tell at the end of a run: warnings (an upload it could not abort) and
+    /// figures (the concurrency it settled on).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// An object being written.
@@ -71,8 +84,15 @@ pub trait ObjectWriter: Send {
     /// and visible under its name.
     fn finish(self: Box<Self>, size: u64) -> Result<()>;
 
-    /// Throws away what was written: no object that looks complete may remain.
+    /// Throws away what was written: no object that looks complete may remain. Writes still held by
+    /// the writer complete (with an error) and give their buffers back.
     fn abort(self: Box<Self>);
+
+    /// When the writer gathers consecutive writes into parts of this many bytes before sending them
+    /// (object stores), the executor fills one whole part at a time. `None`: every write stands alone.
+    fn part_size(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A finished object, read back.

@@ -9,7 +9,14 @@ pub struct NullSink;
 
 impl Sink for NullSink {
     fn capabilities(&self) -> Capabilities {
-        Capabilities { engine: "null", alignment: 1, max_in_flight: usize::MAX, min_write: 0, max_write: u64::MAX }
+        Capabilities {
+            engine: "null",
+            alignment: 1,
+            max_in_flight: usize::MAX,
+            min_write: 0,
+            max_write: u64::MAX,
+            preferred_write: None,
+        }
     }
 
     fn describe(&self) -> String {
@@ -30,7 +37,8 @@ struct NullObject;
 
 impl ObjectWriter for NullObject {
     fn submit(&mut self, req: WriteReq) {
-        (req.done)(req.buf, Ok(()));
+        drop(req.buf);
+        (req.done)(Ok(()));
     }
 
     fn finish(self: Box<Self>, _size: u64) -> Result<()> {

@@ -59,8 +59,7 @@ impl<'s> ObjectStream<'s> {
             return;
         }
         let tx = self.tx.clone();
-        let done = Box::new(move |buf: Buffer, r: Result<()>| {
-            drop(buf);
+        let done = Box::new(move |r: Result<()>| {
             let _ = tx.send(r);
         });
         self.in_flight += 1;

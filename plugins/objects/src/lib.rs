@@ -95,13 +95,16 @@ impl Plugin for Objects {
             };
             let name = format!("{}-{i:06}.bin", p.prefix);
             let mut t = Target::open_sized(&name, HEADER as u64 + payload + FOOTER)?;
-            let mut header = [0u8; HEADER];
-            header[..8].copy_from_slice(b"DGENOBJ1");
-            header[8..16].copy_from_slice(&payload.to_le_bytes());
-            header[16..24].copy_from_slice(&config.seed.to_le_bytes());
-            t.write(&header)?;
+            // The header is patched in last, as formats with a length or an index up front are: the
+            // engine stores it in place (for S3, the first part is whole only once it is patched).
+            let header_at = t.reserve(HEADER as u32)?;
             t.fill(payload)?;
             t.field(FieldKind::Crc32cLe)?;
+            let mut header = [0u8; HEADER];
+            header[..8].copy_from_slice(b"DGENOBJ1");
+            header[8..16].copy_from_slice(&(t.size() - HEADER as u64 - FOOTER).to_le_bytes());
+            header[16..24].copy_from_slice(&config.seed.to_le_bytes());
+            t.patch(header_at, &header)?;
             expected += t.size();
             t.commit()?;
         }
