@@ -373,8 +373,8 @@ impl Plan {
             ("checksum", t.checksum.is_some(), false),
         ] {
             if given && file_key != is_file {
-                let kind = if file_key { "file://" } else { "object-store" };
-                return Err(at_key(file, text, "target", key, format!("is a {kind} key; the target is '{uri}'")));
+                let kind = if file_key { "a file://" } else { "an object-store" };
+                return Err(at_key(file, text, "target", key, format!("is {kind} key; the target is '{uri}'")));
             }
         }
         let buffer_size = size_of(&spec.pipeline.buffer_size, 8 << 20, file, text, "pipeline", "buffer_size")?;

@@ -5,5 +5,6 @@ mod common;
 mod determinism;
 mod fidelity;
 mod plugins;
+mod s3;
 mod sinks;
 mod writes;

@@ -2,26 +2,45 @@
 //! generator's bytes, leave nothing behind when aborted, and give every buffer back to the pool.
 
 use crate::common::*;
+use crate::s3::{s3_sink, Bucket};
 use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob};
 use dgen_engine::pool::BufferPool;
+use dgen_engine::sink::cloud::CloudOptions;
 use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, Sink, WriteReq};
 use dgen_engine::Generator;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
-/// Every sink under test, each writing into its own directory (the null sink keeps nothing).
-fn sinks(dir: &Path) -> Vec<(String, Box<dyn Sink>, Option<PathBuf>)> {
-    let mut v: Vec<(String, Box<dyn Sink>, Option<PathBuf>)> = vec![("null".into(), Box::new(NullSink), None)];
+/// A sink under test, with a way to list what it stores (names below its root; open S3 uploads show
+/// as `upload:KEY`, so leftovers are caught too). The null sink stores nothing and lists nothing.
+struct Case {
+    name: String,
+    sink: Box<dyn Sink>,
+    list: Option<Box<dyn Fn() -> Vec<String>>>,
+}
+
+/// Every sink: null, files (pwrite and io_uring, with and without O_DIRECT), S3 (moto on loopback).
+fn cases(dir: &Path, test: &str) -> Vec<Case> {
+    let mut v = vec![Case { name: "null".into(), sink: Box::new(NullSink), list: None }];
     for (engine, ename) in [(FileEngine::Pwrite, "pwrite"), (FileEngine::IoUring, "io_uring")] {
         for direct in [false, true] {
             let name = format!("file-{ename}{}", if direct { "-direct" } else { "" });
             let root = dir.join(&name);
             let opts = FileOptions { engine, direct, queue_depth: 4, create_root: true };
             let sink = FileSink::new(&root, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-            v.push((name, Box::new(sink), Some(root)));
+            v.push(Case { name, sink: Box::new(sink), list: Some(Box::new(move || files_in(&root))) });
         }
     }
+    let bucket = Arc::new(Bucket::new(test));
+    let sink = s3_sink(&bucket, "root", CloudOptions::default());
+    let list = move || {
+        let mut names: Vec<String> =
+            bucket.list("root/").into_iter().map(|(k, _)| k.trim_start_matches("root/").to_string()).collect();
+        names.extend(bucket.uploads().into_iter().map(|k| format!("upload:{k}")));
+        names
+    };
+    v.push(Case { name: "s3".into(), sink: Box::new(sink), list: Some(Box::new(list)) });
     v
 }
 
@@ -42,6 +61,20 @@ fn files_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// An object read back through its sink (into an aligned buffer, as O_DIRECT wants).
+fn read_back(sink: &dyn Sink, name: &str) -> Vec<u8> {
+    let mut r = sink.open(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut buf = BufferPool::new(1, 4 << 20, sink.capabilities().alignment.max(4096)).unwrap().take();
+    let mut out = Vec::new();
+    loop {
+        let n = r.read_at(out.len() as u64, buf.as_mut_slice()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf.as_slice()[..n]);
+    }
+}
+
 const SIZES: [u64; 7] = [0, 1, 4095, 4097, 3 << 20, (1 << 20) + 517, (64 << 20) + 3];
 
 fn jobs() -> Vec<ObjectJob> {
@@ -60,8 +93,9 @@ fn jobs() -> Vec<ObjectJob> {
 fn every_sink_stores_exactly_the_stream() {
     let dir = tempdir("conformance");
     let gen = Generator::new(2024, profile(2.0, 2.5, 4096));
-    for (name, sink, root) in sinks(&dir) {
-        // Small buffers and several objects at once: many writes interleave across objects.
+    for Case { name, sink, list } in cases(&dir, "conformance") {
+        // Small buffers and several objects at once: many writes interleave across objects (and S3
+        // parts are assembled from several buffers).
         let cfg = ExecConfig { buffer_size: 1 << 20, buffers: 6, threads: 2, open_objects: 3, crc: true };
         let exec = Executor::new(sink.as_ref(), gen.clone(), cfg).unwrap();
         let stats = exec.run(jobs(), &mut (), &AtomicBool::new(false)).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -73,18 +107,19 @@ fn every_sink_stores_exactly_the_stream() {
             gen.fill(i as u64, 0, &mut want);
             let result = stats.objects.iter().find(|o| o.name == job.name).unwrap();
             assert_eq!(result.crc32c, Some(crc32c::crc32c(&want)), "{name} {}: crc32c", job.name);
-            let Some(root) = &root else { continue };
-            let got = std::fs::read(root.join(&job.name)).unwrap();
+            if list.is_none() {
+                continue;
+            }
+            let got = read_back(sink.as_ref(), &job.name);
             assert_eq!(got.len(), want.len(), "{name} {}: size", job.name);
             assert!(got == want, "{name} {}: bytes differ", job.name);
-            // The sink's own read-back agrees.
-            let r = sink.open(&job.name).unwrap();
-            assert_eq!(r.size(), job.size);
         }
-        if let Some(root) = &root {
+        if let Some(list) = &list {
             let mut want: Vec<String> = jobs().into_iter().map(|j| j.name).collect();
             want.sort();
-            assert_eq!(files_in(root), want, "{name}: stray files");
+            let mut got = list();
+            got.sort();
+            assert_eq!(got, want, "{name}: stray objects");
         } else {
             assert!(sink.open("dir0/obj-0.bin").is_err(), "the null sink keeps nothing");
         }
@@ -95,30 +130,35 @@ fn every_sink_stores_exactly_the_stream() {
 #[test]
 fn aborted_and_dropped_objects_leave_nothing() {
     let dir = tempdir("abort");
-    for (name, sink, root) in sinks(&dir) {
+    for Case { name, sink, list } in cases(&dir, "abort") {
         let align = sink.capabilities().alignment.max(4096);
-        let pool = BufferPool::new(2, 1 << 20, align).unwrap();
+        // 5 MiB buffers: the first write is a whole S3 part, so an upload is really open.
+        let pool = BufferPool::new(2, 5 << 20, align).unwrap();
+        sink.use_pool(&pool);
         for finish_by_drop in [false, true] {
-            let mut w = sink.create("half/written.bin", Some(3 << 20)).unwrap();
+            let mut w = sink.create("half/written.bin", Some(15 << 20)).unwrap();
             let (tx, rx) = mpsc::channel();
             let mut buf = pool.take();
             buf.as_mut_slice().fill(0xAB);
+            let tx2 = tx.clone();
+            w.submit(WriteReq { offset: 0, len: 5 << 20, buf, done: Box::new(move |r| tx2.send(r.is_ok()).unwrap()) });
+            assert!(rx.recv().unwrap(), "{name}: write failed");
+            // A second write still held (an S3 part waiting for the rest of its bytes) when aborted.
+            let buf = pool.take();
             w.submit(WriteReq {
-                offset: 0,
+                offset: 5 << 20,
                 len: 1 << 20,
                 buf,
-                done: Box::new(move |r| {
-                    tx.send(r.is_ok()).unwrap();
-                }),
+                done: Box::new(move |r| tx.send(r.is_ok()).unwrap()),
             });
-            assert!(rx.recv().unwrap(), "{name}: write failed");
             if finish_by_drop {
                 drop(w);
             } else {
                 w.abort();
             }
-            if let Some(root) = &root {
-                assert_eq!(files_in(root), Vec::<String>::new(), "{name}: abort left files");
+            rx.recv_timeout(std::time::Duration::from_secs(30)).expect("every write completes after an abort");
+            if let Some(list) = &list {
+                assert_eq!(list(), Vec::<String>::new(), "{name}: abort left something");
             }
         }
         assert_eq!(pool.available(), 2, "{name}");
@@ -130,8 +170,8 @@ fn aborted_and_dropped_objects_leave_nothing() {
 fn a_failing_object_aborts_the_others() {
     let dir = tempdir("fail-one");
     let gen = Generator::new(1, profile(1.0, 1.0, 4096));
-    for (name, sink, root) in sinks(&dir) {
-        let cfg = ExecConfig { buffer_size: 1 << 20, buffers: 4, threads: 2, open_objects: 4, crc: false };
+    for Case { name, sink, list } in cases(&dir, "fail-one") {
+        let cfg = ExecConfig { buffer_size: 1 << 20, buffers: 6, threads: 2, open_objects: 4, crc: false };
         let exec = Executor::new(sink.as_ref(), gen.clone(), cfg).unwrap();
         let mut js = jobs();
         js.insert(
@@ -141,12 +181,12 @@ fn a_failing_object_aborts_the_others() {
         let err = exec.run(js, &mut (), &AtomicBool::new(false)).unwrap_err();
         assert!(err.to_string().contains("../escape.bin"), "{name}: {err}");
         assert_eq!(exec.pool().available(), exec.pool().count(), "{name}");
-        if let Some(root) = &root {
-            // Objects finished before the failure stay; nothing partial or temporary does.
-            for f in files_in(root) {
-                assert!(!f.contains("dgen-tmp"), "{name}: temporary left: {f}");
+        if let Some(list) = &list {
+            // Objects finished before the failure stay; nothing partial, temporary or open does.
+            for f in list() {
+                assert!(!f.contains("dgen-tmp") && !f.starts_with("upload:"), "{name}: left over: {f}");
                 let j = jobs().into_iter().find(|j| j.name == f).expect("only finished objects");
-                assert_eq!(std::fs::metadata(root.join(&f)).unwrap().len(), j.size, "{name}: {f} incomplete");
+                assert_eq!(sink.open(&f).unwrap().size(), j.size, "{name}: {f} incomplete");
             }
             assert!(!dir.join("escape.bin").exists());
         }
@@ -158,8 +198,8 @@ fn a_failing_object_aborts_the_others() {
 fn cancellation_aborts_cleanly() {
     let dir = tempdir("cancel");
     let gen = Generator::new(1, profile(1.0, 1.0, 4096));
-    for (name, sink, root) in sinks(&dir) {
-        let cfg = ExecConfig { buffer_size: 1 << 20, buffers: 4, threads: 1, open_objects: 2, crc: false };
+    for Case { name, sink, list } in cases(&dir, "cancel") {
+        let cfg = ExecConfig { buffer_size: 1 << 20, buffers: 6, threads: 1, open_objects: 2, crc: false };
         let exec = Executor::new(sink.as_ref(), gen.clone(), cfg).unwrap();
         // Cancel before the start, and in the middle of a 4 GiB object.
         let err = exec.run(jobs(), &mut (), &AtomicBool::new(true)).unwrap_err();
@@ -176,8 +216,8 @@ fn cancellation_aborts_cleanly() {
         });
         assert!(matches!(err, dgen_engine::Error::Cancelled), "{name}: {err}");
         assert_eq!(exec.pool().available(), exec.pool().count(), "{name}");
-        if let Some(root) = &root {
-            assert_eq!(files_in(root), Vec::<String>::new(), "{name}: files after cancel");
+        if let Some(list) = &list {
+            assert_eq!(list(), Vec::<String>::new(), "{name}: objects after cancel");
         }
     }
     std::fs::remove_dir_all(dir).ok();

@@ -1,0 +1,446 @@
+//! The S3 sink against a real S3-compatible server on loopback: moto's server mode (PyPI
+//! `moto[server]`), started once for the test binary. Part boundaries, multi-buffer parts, equality
+//! with the file sink's bytes, `verify`, and what users see when things go wrong (missing bucket,
+//! refused credentials, no server, a server that goes away mid-run, Ctrl-C) — with no multipart
+//! upload left open afterwards.
+
+use crate::common::*;
+use aws_sdk_s3::Client;
+use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob};
+use dgen_engine::sink::cloud::{CloudOptions, CloudSink, Concurrency};
+use dgen_engine::sink::s3::{S3Options, S3Store};
+use dgen_engine::Generator;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A moto server on a free loopback port, killed when the test process exits.
+pub struct Moto {
+    pub endpoint: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_moto(auth: bool) -> Moto {
+    let port = free_port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The server is spawned from a thread that lives as long as the process: PR_SET_PDEATHSIG fires
+    // when the spawning thread ends, so the server goes when the tests do.
+    std::thread::spawn(move || {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        if auth {
+            // Every request is checked against moto's IAM: unknown access keys are refused.
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        match cmd.spawn() {
+            Ok(child) => {
+                tx.send(Ok(())).unwrap();
+                let _keep = child;
+                loop {
+                    std::thread::park();
+                }
+            }
+            Err(e) => tx.send(Err(e)).unwrap(),
+        }
+    });
+    if let Err(e) = rx.recv().unwrap() {
+        panic!("cannot start moto_server ({e}): run scripts/test, which installs it, or `pip install 'moto[server]'`");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if !has_moto() {
+            panic!("moto is not installed: run scripts/test, which installs it, or `pip install 'moto[server]'`");
+        }
+        assert!(Instant::now() < deadline, "moto_server did not start listening on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto { endpoint: format!("http://127.0.0.1:{port}") }
+}
+
+fn has_moto() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        Command::new("python3").args(["-c", "import moto.server"]).status().is_ok_and(|s| s.success())
+    })
+}
+
+/// The shared server (no authentication).
+pub fn moto() -> &'static Moto {
+    static M: OnceLock<Moto> = OnceLock::new();
+    M.get_or_init(|| start_moto(false))
+}
+
+fn moto_with_auth() -> &'static Moto {
+    static M: OnceLock<Moto> = OnceLock::new();
+    M.get_or_init(|| start_moto(true))
+}
+
+/// A client of the test server, to look at what the engine left there.
+pub struct Bucket {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    pub name: String,
+}
+
+fn client(endpoint: &str) -> Client {
+    let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests");
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    Client::from_conf(conf)
+}
+
+impl Bucket {
+    /// A new, empty bucket on the shared server.
+    pub fn new(name: &str) -> Bucket {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let client = client(&moto().endpoint);
+        let name = format!("{name}-{}", std::process::id());
+        rt.block_on(client.create_bucket().bucket(&name).send()).expect("create bucket");
+        Bucket { rt, client, name }
+    }
+
+    pub fn uri(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.name)
+    }
+
+    /// Keys under `prefix` with their sizes.
+    pub fn list(&self, prefix: &str) -> Vec<(String, u64)> {
+        let out = self.rt.block_on(self.client.list_objects_v2().bucket(&self.name).prefix(prefix).send()).unwrap();
+        let mut v: Vec<(String, u64)> =
+            out.contents().iter().map(|o| (o.key().unwrap().to_string(), o.size().unwrap_or(0) as u64)).collect();
+        v.sort();
+        v
+    }
+
+    /// Multipart uploads still open (their parts take space and cost money).
+    pub fn uploads(&self) -> Vec<String> {
+        let out = self.rt.block_on(self.client.list_multipart_uploads().bucket(&self.name).send()).unwrap();
+        out.uploads().iter().map(|u| u.key().unwrap_or("?").to_string()).collect()
+    }
+
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        let out = self.rt.block_on(self.client.get_object().bucket(&self.name).key(key).send()).expect(key);
+        self.rt.block_on(out.body.collect()).unwrap().into_bytes().to_vec()
+    }
+
+    pub fn etag(&self, key: &str) -> String {
+        let out = self.rt.block_on(self.client.head_object().bucket(&self.name).key(key).send()).expect(key);
+        out.e_tag().unwrap_or("").trim_matches('"').to_string()
+    }
+
+    pub fn put(&self, key: &str, data: Vec<u8>) {
+        let body = aws_sdk_s3::primitives::ByteStream::from(data);
+        self.rt.block_on(self.client.put_object().bucket(&self.name).key(key).body(body).send()).unwrap();
+    }
+}
+
+/// The S3 sink in-process, writing below `prefix` of `bucket`.
+pub fn s3_sink(bucket: &Bucket, prefix: &str, cloud: CloudOptions) -> CloudSink<S3Store> {
+    let opts = S3Options {
+        endpoint: Some(moto().endpoint.clone()),
+        region: Some("us-east-1".into()),
+        credentials: Some(("test".into(), "test".into())),
+        cloud,
+        ..S3Options::default()
+    };
+    dgen_engine::sink::s3::open(&bucket.uri(prefix), opts).unwrap()
+}
+
+/// `dgen-engine` with the environment a user would set for an S3-compatible server (and nothing
+/// from this machine's own AWS configuration).
+fn bin_s3(endpoint: &str) -> Command {
+    let mut c = bin();
+    c.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_SESSION_TOKEN");
+    c
+}
+
+fn workload(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads").join(name).display().to_string()
+}
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn part_boundaries_store_the_exact_bytes() {
+    let bucket = Bucket::new("boundaries");
+    let gen = Generator::new(5, profile(1.5, 2.0, 4096));
+    let sizes = [5 * MIB - 1, 5 * MIB, 5 * MIB + 1, 3 * 5 * MIB + 123];
+    // One buffer per part, and parts assembled from five 1 MiB buffers: the same parts either way.
+    for buffer in [5 * MIB, MIB] {
+        let sink = s3_sink(&bucket, &format!("b{buffer}"), CloudOptions::default());
+        let cfg = ExecConfig { buffer_size: buffer as usize, buffers: 8, threads: 2, open_objects: 2, crc: true };
+        let exec = Executor::new(&sink, gen.clone(), cfg).unwrap();
+        let jobs = sizes.iter().enumerate().map(|(i, &size)| ObjectJob {
+            name: format!("o{i}"),
+            size,
+            content: Content::Stream { stream: i as u64, offset: 0 },
+        });
+        let stats = exec.run(jobs, &mut (), &AtomicBool::new(false)).unwrap();
+        assert_eq!(exec.pool().available(), exec.pool().count(), "buffers not returned");
+        for (i, &size) in sizes.iter().enumerate() {
+            let key = format!("b{buffer}/o{i}");
+            let mut want = vec![0u8; size as usize];
+            gen.fill(i as u64, 0, &mut want);
+            let got = bucket.get(&key);
+            assert_eq!(got.len(), want.len(), "{key}");
+            assert!(got == want, "{key}: bytes differ");
+            let crc = stats.objects.iter().find(|o| o.name == format!("o{i}")).unwrap().crc32c;
+            assert_eq!(crc, Some(crc32c::crc32c(&want)), "{key}");
+            // Up to 5 MiB: one PUT (a plain MD5 ETag); beyond: 5 MiB parts ("md5-N").
+            let parts = if size <= 5 * MIB { None } else { Some(size.div_ceil(5 * MIB)) };
+            let etag = bucket.etag(&key);
+            assert_eq!(etag.split_once('-').map(|(_, n)| n.parse::<u64>().unwrap()), parts, "{key}: ETag {etag}");
+        }
+    }
+    assert_eq!(bucket.uploads(), Vec::<String>::new());
+}
+
+#[test]
+fn large_parts_are_built_from_many_buffers_within_the_pool() {
+    let bucket = Bucket::new("bigparts");
+    let gen = Generator::new(9, profile(1.0, 1.0, 4096));
+    let opts = CloudOptions { part_size: Some(96 * MIB), concurrency: Concurrency::Fixed(2), checksum: true };
+    let sink = s3_sink(&bucket, "", opts);
+    let size = 200 * MIB + 7;
+    let job = || ObjectJob { name: "big.bin".into(), size, content: Content::Stream { stream: 1, offset: 0 } };
+    // 96 MiB parts from 8 MiB buffers: twelve buffers a part.
+    let cfg = ExecConfig { buffer_size: 8 << 20, buffers: 16, threads: 2, open_objects: 2, crc: false };
+    let exec = Executor::new(&sink, gen.clone(), cfg).unwrap();
+    exec.run([job()], &mut (), &AtomicBool::new(false)).unwrap();
+    let mut want = vec![0u8; size as usize];
+    gen.fill(1, 0, &mut want);
+    assert!(bucket.get("big.bin") == want, "bytes differ");
+    assert!(bucket.etag("big.bin").ends_with("-3"), "{}", bucket.etag("big.bin"));
+    // A pool smaller than one part is refused with a message that says what to change.
+    let cfg = ExecConfig { buffer_size: 8 << 20, buffers: 4, threads: 2, open_objects: 2, crc: false };
+    let exec = Executor::new(&sink, gen.clone(), cfg).unwrap();
+    let err = exec.run([job()], &mut (), &AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(err.contains("needs parts of 96 MiB") && err.contains("pipeline.buffers"), "{err}");
+    assert_eq!(bucket.uploads(), Vec::<String>::new());
+}
+
+#[test]
+fn a_workload_on_s3_stores_the_file_sinks_bytes_and_verifies() {
+    let bucket = Bucket::new("same-bytes");
+    let dir = tempdir("s3-vs-file");
+    let wl = workload("objects.toml");
+    let file_uri = format!("target.uri=file://{}", dir.display());
+    let s3_uri = format!("target.uri={}", bucket.uri("objs"));
+    // The objects plugin reserves each header and patches it in last.
+    let common = ["--set", "params.count=12", "--set", "params.size=9000000", "-q"];
+    let out = bin().args(["run", &wl, "--set", &file_uri]).args(common).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let endpoint = &moto().endpoint;
+    let out = bin_s3(endpoint).args(["run", &wl, "--set", &s3_uri]).args(common).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap());
+    let mut files: Vec<String> = files.collect();
+    files.sort();
+    let keys: Vec<String> =
+        bucket.list("objs/").into_iter().map(|(k, _)| k.trim_start_matches("objs/").into()).collect();
+    assert_eq!(keys, files);
+    assert!(keys.len() == 12, "{keys:?}");
+    for f in &files {
+        let want = std::fs::read(dir.join(f)).unwrap();
+        assert!(bucket.get(&format!("objs/{f}")) == want, "{f} differs between file and S3");
+    }
+    // verify reads every object back with ranged GETs; a changed object fails it.
+    let out = bin_s3(endpoint).args(["verify", &wl, "--set", &s3_uri]).args(common).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let biggest = files.iter().max_by_key(|f| std::fs::metadata(dir.join(f)).unwrap().len()).unwrap();
+    let mut bad = bucket.get(&format!("objs/{biggest}"));
+    let at = bad.len() / 2;
+    bad[at] ^= 1;
+    bucket.put(&format!("objs/{biggest}"), bad);
+    let out = bin_s3(endpoint).args(["verify", &wl, "--set", &s3_uri]).args(common).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("differs at byte offset {at}")), "{}", stderr(&out));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn unusable_targets_fail_with_one_clear_line() {
+    let bucket = Bucket::new("errors");
+    let wl = workload("objects.toml");
+    let cases = [
+        (
+            moto().endpoint.clone(),
+            "s3://no-such-bucket-here/x".to_string(),
+            "bucket 'no-such-bucket-here' does not exist",
+        ),
+        (moto_with_auth().endpoint.clone(), bucket.uri("x"), "denied (HTTP 403): check the credentials"),
+        (format!("http://127.0.0.1:{}", free_port()), bucket.uri("x"), "cannot reach http://127.0.0.1:"),
+    ];
+    for (endpoint, uri, want) in cases {
+        let out = bin_s3(&endpoint).args(["run", &wl, "--set", &format!("target.uri={uri}"), "-q"]).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{uri}: {err}");
+        assert!(err.contains(want), "{uri}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{uri}: more than one line: {err}");
+    }
+}
+
+/// A TCP relay in front of the server that can drop every connection and refuse new ones for a
+/// while: the server "goes away" mid-run and comes back, with its state (and open uploads) intact.
+struct Relay {
+    port: u16,
+    relayed: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(upstream: &str) -> Relay {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relay = Relay { port, relayed: Arc::default(), down: Arc::default(), conns: Arc::default() };
+        let (relayed, down, conns) = (relay.relayed.clone(), relay.down.clone(), relay.conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if down.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is reset
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                conns.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let pipe = |mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>| {
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 256 << 10];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            if let Some(c) = &count {
+                                c.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(relayed.clone()));
+                pipe(server, client, None);
+            }
+        });
+        relay
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection and refuses new ones for `outage`, then serves again.
+    fn outage(&self, outage: Duration) {
+        self.down.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::sleep(outage);
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The big-object workload the failure tests interrupt: 24 objects of 24 MiB (5 parts each).
+fn interrupted_run(endpoint: &str, uri: &str) -> std::process::Child {
+    bin_s3(endpoint)
+        .args(["run", &workload("objects.toml"), "-q", "--set", &format!("target.uri={uri}")])
+        .args(["--set", "params.count=24", "--set", "params.distribution=\"fixed\"", "--set", "params.size=25165824"])
+        .args(["--set", "target.retries=0", "--set", "target.concurrency=4"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_goes_away_mid_run_fails_the_run_and_leaves_no_upload_open() {
+    let bucket = Bucket::new("outage");
+    let relay = Relay::start(&moto().endpoint);
+    let child = interrupted_run(&relay.endpoint(), &bucket.uri("o"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while relay.relayed.load(Ordering::Relaxed) < 100 * MIB {
+        assert!(Instant::now() < deadline, "the run did not get going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Open uploads exist now; the server goes away for 3 s and comes back.
+    relay.outage(Duration::from_secs(3));
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let last = err.trim().lines().last().unwrap_or("");
+    assert!(last.starts_with("error: s3://") && last.contains("cannot reach"), "{err}");
+    assert_eq!(bucket.uploads(), Vec::<String>::new(), "multipart uploads left open");
+    // Whatever objects completed before the outage are whole.
+    for (key, size) in bucket.list("o/") {
+        assert_eq!(size, 24 + 25165824 + 4, "{key} is partial");
+    }
+}
+
+#[test]
+fn ctrl_c_aborts_every_open_upload() {
+    let bucket = Bucket::new("ctrlc");
+    let relay = Relay::start(&moto().endpoint);
+    let child = interrupted_run(&relay.endpoint(), &bucket.uri("c"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bucket.uploads().is_empty() || relay.relayed.load(Ordering::Relaxed) < 60 * MIB {
+        assert!(Instant::now() < deadline, "no upload was started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(bucket.uploads(), Vec::<String>::new(), "multipart uploads left open");
+    for (key, size) in bucket.list("c/") {
+        assert_eq!(size, 24 + 25165824 + 4, "{key} is partial");
+    }
+}
+
+#[test]
+fn s3_keys_are_checked_in_the_workload() {
+    let dir = tempdir("s3-keys");
+    let cases = [
+        ("[target]\nuri = \"file://./x\"\nendpoint = \"http://h\"\n", ":8: target.endpoint: is an object-store key"),
+        ("[target]\nuri = \"s3://bkt/p\"\nconcurrency = \"lots\"\n", ":8: target.concurrency: 'lots' is not 'auto'"),
+        ("[target]\nuri = \"s3://bkt/p\"\npart_size = \"1MiB\"\n", ":8: target.part_size: must be from 5 MiB to 5 GiB"),
+        ("[target]\nuri = \"s3://B/p\"\n", ":7: target.uri:"),
+        ("[target]\nuri = \"s3://bkt\"\nengine = \"pwrite\"\n", ":8: target.engine: is a file:// key"),
+    ];
+    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/objects");
+    for (i, (target, want)) in cases.iter().enumerate() {
+        let f = dir.join(format!("w{i}.toml"));
+        std::fs::write(&f, format!("name = \"t\"\nplugin = \"{}\"\n\n\n\n{target}", plugin.display())).unwrap();
+        let out = run(&["run", f.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{target}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{target}: {}", stderr(&out));
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
