@@ -4,7 +4,8 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|all] [--size 8GiB] [--write-size 16GiB] [--rounds 5]
+    python3 benches/side_by_side.py [gen|write|plugin|s3|all] [--size 8GiB] [--write-size 16GiB] [--rounds 5]
+        [--objects 64] [--object-size 64MiB] [--endpoint URL]
 
 gen — the generator alone, per core and with all cores:
 - dgen-engine: `gen --size S -o /dev/null --threads T` (null sink), its own reported GB/s.
@@ -20,6 +21,16 @@ write — a file written on the root disk and on /dev/shm, incompressible data, 
   all page allocation out of the measurement; dgen-engine allocates while it writes, so fio does too.
 - dgen-py + `os.write`: a Python loop of `fill_chunk` into a 4 MiB bytearray and `os.write`, then fsync.
 Peak RSS of each process is measured (wait4), to check that memory stays at the buffer pool.
+
+s3 — N objects of S bytes put to one S3-compatible server on loopback (moto's server mode, started
+here on a free port unless --endpoint is given), incompressible data:
+- dgen-engine: `run workloads/objects.toml` with fixed-size objects into `s3://bench/…` (concurrency
+  auto, a 128 MiB pool), its reported GB/s: one PUT per object without checksums (as s3dlio does),
+  with CRC32C, and as 8 MiB multipart parts with CRC32C.
+- s3dlio (PyPI): `s3dlio.put(prefix, N, size=S, object_type="random")` (its own generator and multipart
+  writer, 64 requests in flight), timed in-process.
+The server is the likely bottleneck on loopback; the ratio says whether dgen-engine keeps up with a
+native peer, and peak RSS whether memory stays at the pool.
 
 plugin — the cost of scripting a layout in a Wasm plugin: `run workloads/ckpt.toml` (llama3-8b, 8 ranks,
 1 step, into `null://`) against `gen` of the same number of bytes into the null sink, same profile.
@@ -211,6 +222,109 @@ def plugin_bench(binary, rounds):
     print(f"  time ratio run / gen: {gen_med / run_med:.3f}x")
 
 
+PY_S3DLIO = """
+import sys, time, s3dlio
+prefix, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t = time.perf_counter()
+s3dlio.put(prefix, n, template="obj-{}.bin", size=size, object_type="random")
+print(n * size / (time.perf_counter() - t) / 1e9)
+"""
+
+
+def start_moto():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("moto server did not start (pip install 'moto[server]')")
+
+
+def s3_bench(binary, rounds, count, size, endpoint):
+    import boto3
+    server = None
+    if endpoint is None:
+        server, endpoint = start_moto()
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+               AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+               AWS_REGION=os.environ.get("AWS_REGION", "us-east-1"))
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_REGION"])
+    try:
+        s3.create_bucket(Bucket="bench")
+    except Exception:
+        pass
+
+    def empty():
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench"):
+            for o in page.get("Contents", []):
+                s3.delete_object(Bucket="bench", Key=o["Key"])
+
+    payload = size - 28  # the objects plugin adds a 24-byte header and a 4-byte CRC footer
+    report = "/tmp/dgen-s3-bench.json"
+
+    def engine(r, checksum=True, single=True):
+        _, _, rss = run_and_measure_env(
+            [binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", "--json-report", report,
+             "--set", f"target.uri=s3://bench/dgen-{r}", "--set", "data.dedup=1", "--set", "data.compress=1",
+             "--set", "pipeline.buffer_size=8MiB", "--set", "pipeline.buffers=16",
+             "--set", f"target.checksum={'true' if checksum else 'false'}",
+             "--set", f"target.multipart_threshold={'64MiB' if single else '0'}",
+             "--set", f"params.count={count}", "--set", 'params.distribution="fixed"',
+             "--set", f"params.size={payload}"], env)
+        return json.load(open(report))["gbps"], rss
+
+    def s3dlio(r):
+        out, _, rss = run_and_measure_env([sys.executable, "-c", PY_S3DLIO, f"s3://bench/s3dlio-{r}/", str(count),
+                                           str(size)], env)
+        return float(out.strip().splitlines()[-1]), rss
+
+    # s3dlio sends no checksum; dgen-engine by default sends a CRC32C with every part, which the server
+    # then computes too: both are measured, the like-for-like ratio is without.
+    # s3dlio puts objects up to its threshold in one request: the like-for-like run does the same
+    # (multipart_threshold 64 MiB); the multipart run cuts them into 8 MiB parts.
+    tools = {"dgen-engine": lambda r: engine(r, False), "dgen-engine+crc": engine,
+             "dgen-engine-mpu": lambda r: engine(r, True, False), "s3dlio": s3dlio}
+    res = {}
+    try:
+        for r in range(rounds):
+            names = list(tools)[r % len(tools):] + list(tools)[:r % len(tools)]
+            for name in names:
+                res.setdefault(name, []).append(tools[name](r))
+                empty()
+            print(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {res[n][-1][0]:.2f} GB/s" for n in tools),
+                  file=sys.stderr)
+    finally:
+        if server:
+            server.terminate()
+    med = {n: statistics.median(g for g, _ in v) for n, v in res.items()}
+    rss = {n: max(m for _, m in v) for n, v in res.items()}
+    print(f"\nS3 puts to {endpoint}, {count} objects of {size >> 20} MiB, median of {rounds} alternating rounds:")
+    for n in tools:
+        print(f"  {n:<16} {med[n]:.3f} GB/s   peak RSS {rss[n]:.0f} MiB")
+    print(f"  dgen-engine / s3dlio: {med['dgen-engine'] / med['s3dlio']:.2f}x like for like (one PUT per object, "
+          f"no checksum); {med['dgen-engine+crc'] / med['s3dlio']:.2f}x with CRC32C; "
+          f"{med['dgen-engine-mpu'] / med['s3dlio']:.2f}x as 8 MiB multipart parts with CRC32C "
+          f"(dgen-engine pool: 128 MiB)")
+
+
+def run_and_measure_env(args, env):
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(f"{args[0]} failed: {err.strip()}")
+    return out, err, usage.ru_maxrss / 1024
+
+
 def run_engine_profile(binary, size, d, c):
     return run_engine(binary, size, d, c, os.cpu_count() or 1)
 
@@ -244,13 +358,20 @@ def ensure_peers():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "plugin", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "plugin", "s3", "all"])
+    ap.add_argument("--objects", type=int, default=64, help="objects per S3 run (default 64)")
+    ap.add_argument("--object-size", default="64MiB", help="bytes per S3 object (default 64MiB)")
+    ap.add_argument("--endpoint", help="an S3-compatible endpoint to use instead of a local moto server")
     ap.add_argument("--size", default="8GiB", help="bytes per generator run (default 8GiB)")
     ap.add_argument("--write-size", default="16GiB", help="bytes per file write (default 16GiB)")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     size = parse_size(args.size)
     binary = engine_binary()
+    if args.what in ("s3", "all"):
+        s3_bench(binary, args.rounds, args.objects, parse_size(args.object_size), args.endpoint)
+        if args.what == "s3":
+            return
     if args.what in ("plugin", "all"):
         plugin_bench(binary, args.rounds)
         if args.what == "plugin":

@@ -335,19 +335,24 @@ impl<'s> Executor<'s> {
             },
         };
         std::thread::scope(|s| {
-            let finisher = s.spawn(move || {
-                for f in fin_rx.iter() {
-                    let ToFinish { writer, mut result, started } = f;
-                    let r = writer.finish(result.size).map(|()| {
-                        result.latency = started.elapsed();
-                        result
-                    });
-                    let _ = tx.send(Event::Finished { result: r });
-                }
-            });
+            // One finisher per open object: a commit (fsync, or an object store assembling a big
+            // upload) of one object must not queue behind another's.
+            for _ in 0..self.cfg.open_objects.min(64) {
+                let (fin_rx, tx) = (fin_rx.clone(), tx.clone());
+                s.spawn(move || {
+                    for f in fin_rx.iter() {
+                        let ToFinish { writer, mut result, started } = f;
+                        let r = writer.finish(result.size).map(|()| {
+                            result.latency = started.elapsed();
+                            result
+                        });
+                        let _ = tx.send(Event::Finished { result: r });
+                    }
+                });
+            }
+            drop((fin_rx, tx));
             run.drive(&jobs, done.as_ref(), &rx, &fin_tx, observer, cancel);
             drop(fin_tx);
-            let _ = finisher.join();
         });
         observer.progress(run.stats.bytes);
         if let Some(e) = run.failure {

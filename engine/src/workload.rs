@@ -62,6 +62,7 @@ struct TargetSpec {
     path_style: Option<bool>,
     retries: Option<u32>,
     part_size: Option<SizeValue>,
+    multipart_threshold: Option<SizeValue>,
     concurrency: Option<CountOrAuto>,
     checksum: Option<bool>,
 }
@@ -333,6 +334,13 @@ impl Plan {
                     return Err(at_key(file, text, "target", "part_size", "must be from 5 MiB to 5 GiB"));
                 }
             }
+            let multipart_threshold = match &t.multipart_threshold {
+                None => None,
+                Some(_) => Some(size_of(&t.multipart_threshold, 0, file, text, "target", "multipart_threshold")?),
+            };
+            if multipart_threshold.is_some_and(|m| m > 5 << 30) {
+                return Err(at_key(file, text, "target", "multipart_threshold", "must be at most 5 GiB"));
+            }
             if let Some(ep) = &t.endpoint {
                 if !(ep.starts_with("http://") || ep.starts_with("https://")) {
                     return Err(at_key(file, text, "target", "endpoint", format!("'{ep}' is not an http(s):// URL")));
@@ -349,7 +357,12 @@ impl Plan {
                     path_style: t.path_style,
                     retries: t.retries,
                     credentials: None,
-                    cloud: CloudOptions { part_size, concurrency, checksum: t.checksum.unwrap_or(true) },
+                    cloud: CloudOptions {
+                        part_size,
+                        multipart_threshold,
+                        concurrency,
+                        checksum: t.checksum.unwrap_or(true),
+                    },
                 },
             }
         } else if uri.starts_with("az://") {
@@ -369,6 +382,7 @@ impl Plan {
             ("path_style", t.path_style.is_some(), false),
             ("retries", t.retries.is_some(), false),
             ("part_size", t.part_size.is_some(), false),
+            ("multipart_threshold", t.multipart_threshold.is_some(), false),
             ("concurrency", t.concurrency.is_some(), false),
             ("checksum", t.checksum.is_some(), false),
         ] {

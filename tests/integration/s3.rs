@@ -35,7 +35,9 @@ fn start_moto(auth: bool) -> Moto {
     // when the spawning thread ends, so the server goes when the tests do.
     std::thread::spawn(move || {
         let mut cmd = Command::new("python3");
-        cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         if auth {
             // Every request is checked against moto's IAM: unknown access keys are refused.
             cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
@@ -74,9 +76,7 @@ fn start_moto(auth: bool) -> Moto {
 
 fn has_moto() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        Command::new("python3").args(["-c", "import moto.server"]).status().is_ok_and(|s| s.success())
-    })
+    *HAS.get_or_init(|| Command::new("python3").args(["-c", "import moto.server"]).status().is_ok_and(|s| s.success()))
 }
 
 /// The shared server (no authentication).
@@ -228,7 +228,8 @@ fn part_boundaries_store_the_exact_bytes() {
 fn large_parts_are_built_from_many_buffers_within_the_pool() {
     let bucket = Bucket::new("bigparts");
     let gen = Generator::new(9, profile(1.0, 1.0, 4096));
-    let opts = CloudOptions { part_size: Some(96 * MIB), concurrency: Concurrency::Fixed(2), checksum: true };
+    let opts =
+        CloudOptions { part_size: Some(96 * MIB), concurrency: Concurrency::Fixed(2), ..CloudOptions::default() };
     let sink = s3_sink(&bucket, "", opts);
     let size = 200 * MIB + 7;
     let job = || ObjectJob { name: "big.bin".into(), size, content: Content::Stream { stream: 1, offset: 0 } };

@@ -160,6 +160,8 @@ pub trait Store: Send + Sync + 'static {
     fn complete(&self, name: &str, upload: &str, parts: Vec<PartTag>) -> impl Future<Output = Result<()>> + Send;
     /// Drops an upload's parts.
     fn abort(&self, name: &str, upload: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The uploads open for exactly this object: a start whose reply was lost still left one.
+    fn uploads(&self, name: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     fn delete(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     fn size(&self, name: &str) -> impl Future<Output = Result<u64>> + Send;
     /// `len` bytes from `offset` (a ranged GET).
@@ -192,6 +194,8 @@ impl std::str::FromStr for Concurrency {
 pub struct CloudOptions {
     /// Part size; chosen from each object's size when absent.
     pub part_size: Option<u64>,
+    /// Objects up to this size go in one request; default: the part size (at least 5 MiB).
+    pub multipart_threshold: Option<u64>,
     pub concurrency: Concurrency,
     /// Send a CRC32C with every request, for the store to check.
     pub checksum: bool,
@@ -199,7 +203,7 @@ pub struct CloudOptions {
 
 impl Default for CloudOptions {
     fn default() -> Self {
-        CloudOptions { part_size: None, concurrency: Concurrency::Auto, checksum: true }
+        CloudOptions { part_size: None, multipart_threshold: None, concurrency: Concurrency::Auto, checksum: true }
     }
 }
 
@@ -279,7 +283,11 @@ impl<S: Store> CloudSink<S> {
             c => c,
         };
         // Small objects go in one request (from one or a few buffers).
-        let single = chunk.max(l.min_part).max(self.opts.part_size.unwrap_or(0)).min(l.max_single);
+        let single = self
+            .opts
+            .multipart_threshold
+            .unwrap_or_else(|| chunk.max(l.min_part).max(self.opts.part_size.unwrap_or(0)))
+            .min(l.max_single);
         if size <= single {
             return Ok(Layout::Single);
         }
@@ -373,6 +381,8 @@ enum Layout {
 #[derive(Default)]
 struct Shared {
     upload: OnceCell<String>,
+    /// A start was sent: even if it failed, the store may have opened an upload.
+    start_sent: AtomicBool,
     tags: Mutex<Vec<PartTag>>,
     /// Set by abort: parts not yet sent are not sent.
     stop: AtomicBool,
@@ -468,7 +478,13 @@ impl<S: Store> CloudWriter<'_, S> {
                         shared.stored.store(true, Ordering::Relaxed);
                     }
                     Layout::Multi { .. } => {
-                        let upload = shared.upload.get_or_try_init(|| store.start(&name)).await?;
+                        let upload = shared
+                            .upload
+                            .get_or_try_init(|| {
+                                shared.start_sent.store(true, Ordering::Relaxed);
+                                store.start(&name)
+                            })
+                            .await?;
                         let number = index as u32 + 1;
                         let tag = store.put_part(&name, upload, number, body, crc).await?;
                         shared.tags.lock().unwrap().push(PartTag { number, tag, crc32c: crc });
@@ -494,6 +510,41 @@ impl<S: Store> CloudWriter<'_, S> {
         });
     }
 
+    /// Aborts this object's upload — and, when a start may have opened one whose reply never came
+    /// back (the connection dropped), whatever uploads the store lists for the object.
+    fn abort_uploads(&self) {
+        let store = &*self.sink.store;
+        let mut ids: Vec<String> = self.shared.upload.get().cloned().into_iter().collect();
+        if ids.is_empty() && self.shared.start_sent.load(Ordering::Relaxed) {
+            let listed = self.sink.rt.block_on(async {
+                let started = Instant::now();
+                loop {
+                    match store.uploads(&self.name).await {
+                        Err(_) if started.elapsed() < ABORT_PATIENCE => {
+                            tokio::time::sleep(Duration::from_secs(1)).await
+                        }
+                        r => return r,
+                    }
+                }
+            });
+            match listed {
+                Ok(found) => ids = found,
+                Err(e) => self.sink.warnings.lock().unwrap().push(format!(
+                    "warning: could not list the uploads of {} to abort them; any that were opened remain: {e}",
+                    self.url()
+                )),
+            }
+        }
+        for upload in ids {
+            if let Err(e) = self.sink.rt.block_on(abort_persistently(store, &self.name, &upload)) {
+                self.sink.warnings.lock().unwrap().push(format!(
+                    "warning: could not abort the upload {upload} of {}; its parts remain until aborted: {e}",
+                    self.url()
+                ));
+            }
+        }
+    }
+
     fn abort_now(&mut self) {
         if self.closed {
             return;
@@ -510,14 +561,7 @@ impl<S: Store> CloudWriter<'_, S> {
         // Requests already sent end first; then the upload (with every part that made it) is dropped.
         self.join_tasks();
         let store = &self.sink.store;
-        if let Some(upload) = self.shared.upload.get() {
-            if let Err(e) = self.sink.rt.block_on(abort_persistently(&**store, &self.name, upload)) {
-                self.sink.warnings.lock().unwrap().push(format!(
-                    "warning: could not abort the upload {upload} of {}; its parts remain until aborted: {e}",
-                    self.url()
-                ));
-            }
-        }
+        self.abort_uploads();
         if self.shared.stored.load(Ordering::Relaxed) {
             let _ = self.sink.rt.block_on(store.delete(&self.name));
         }
@@ -573,9 +617,7 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
             Layout::Single if self.shared.stored.load(Ordering::Relaxed) => Ok(()),
             Layout::Single => Err(Error::sink(self.url(), "finished before it was written")),
             Layout::Multi { part } => {
-                let abort = |upload: &str| {
-                    let _ = self.sink.rt.block_on(abort_persistently(&*store, &self.name, upload));
-                };
+                let abort = |_: &str| self.abort_uploads();
                 let mut tags = std::mem::take(&mut *self.shared.tags.lock().unwrap());
                 tags.sort_by_key(|t| t.number);
                 let want = size.div_ceil(part) as usize;
@@ -591,7 +633,10 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
                         abort(upload);
                         Err(Error::sink(self.url(), format!("{} of {want} parts were uploaded", tags.len())))
                     }
-                    None => Err(Error::sink(self.url(), "finished before it was written")),
+                    None => {
+                        self.abort_uploads();
+                        Err(Error::sink(self.url(), "finished before it was written"))
+                    }
                 }
             }
         };

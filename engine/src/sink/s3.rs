@@ -329,6 +329,19 @@ impl Store for S3Store {
         }
     }
 
+    async fn uploads(&self, name: &str) -> Result<Vec<String>> {
+        let key = self.key(name);
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(&key)
+            .send()
+            .await
+            .map_err(|e| self.fail(name, "list multipart uploads", e))?;
+        Ok(out.uploads().iter().filter(|u| u.key() == Some(key.as_str())).filter_map(|u| u.upload_id.clone()).collect())
+    }
+
     async fn delete(&self, name: &str) -> Result<()> {
         self.client
             .delete_object()
