@@ -106,9 +106,9 @@ def run_fio(size, d, c, threads):
     return json.loads(out[out.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 1e9
 
 
-def run_and_measure(args):
+def run_and_measure(args, env=None):
     """Like timed(), but reaps the process itself so that its own peak RSS is reported."""
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     out = p.stdout.read()
     err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
@@ -271,7 +271,7 @@ def s3_bench(binary, rounds, count, size, endpoint):
     report = "/tmp/dgen-s3-bench.json"
 
     def engine(r, checksum=True, single=True):
-        _, _, rss = run_and_measure_env(
+        _, _, rss = run_and_measure(
             [binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", "--json-report", report,
              "--set", f"target.uri=s3://bench/dgen-{r}", "--set", "data.dedup=1", "--set", "data.compress=1",
              "--set", "pipeline.buffer_size=8MiB", "--set", "pipeline.buffers=16",
@@ -282,7 +282,7 @@ def s3_bench(binary, rounds, count, size, endpoint):
         return json.load(open(report))["gbps"], rss
 
     def s3dlio(r):
-        out, _, rss = run_and_measure_env([sys.executable, "-c", PY_S3DLIO, f"s3://bench/s3dlio-{r}/", str(count),
+        out, _, rss = run_and_measure([sys.executable, "-c", PY_S3DLIO, f"s3://bench/s3dlio-{r}/", str(count),
                                            str(size)], env)
         return float(out.strip().splitlines()[-1]), rss
 
@@ -313,16 +313,6 @@ def s3_bench(binary, rounds, count, size, endpoint):
           f"no checksum); {med['dgen-engine+crc'] / med['s3dlio']:.2f}x with CRC32C; "
           f"{med['dgen-engine-mpu'] / med['s3dlio']:.2f}x as 8 MiB multipart parts with CRC32C "
           f"(dgen-engine pool: 128 MiB)")
-
-
-def run_and_measure_env(args, env):
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    out = p.stdout.read()
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        sys.exit(f"{args[0]} failed: {err.strip()}")
-    return out, err, usage.ru_maxrss / 1024
 
 
 def run_engine_profile(binary, size, d, c):

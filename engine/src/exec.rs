@@ -581,9 +581,7 @@ impl<'e, 's> Run<'e, 's> {
         let done = Box::new(move |result: Result<()>| {
             let _ = tx.send(Event::Written { obj, len, result, took: submitted.elapsed() });
         });
-        if let Some(w) = o.writer.as_mut() {
-            w.submit(WriteReq { offset: chunk, len, buf, done });
-        }
+        o.writer.as_mut().expect("a writer until stopping").submit(WriteReq { offset: chunk, len, buf, done });
     }
 
     fn written(&mut self, obj: usize, len: usize, result: Result<()>, took: Duration, fin_tx: &Sender<ToFinish<'s>>) {

@@ -9,7 +9,7 @@ use crate::plugin::Limits;
 use crate::sink::cloud::{CloudOptions, Concurrency};
 use crate::sink::s3::S3Options;
 use crate::sink::FileEngine;
-use crate::size::parse_size;
+use crate::size::{format_size, parse_size};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -237,6 +237,11 @@ fn size_of(v: &Option<SizeValue>, default: u64, file: &Path, text: &str, table: 
     }
 }
 
+/// A size key that has no default: absent stays `None`.
+fn optional_size(v: &Option<SizeValue>, file: &Path, text: &str, table: &str, key: &str) -> Result<Option<u64>> {
+    v.as_ref().map(|_| size_of(v, 0, file, text, table, key)).transpose()
+}
+
 fn at_key(file: &Path, text: &str, table: &str, key: &str, message: impl std::fmt::Display) -> Error {
     let at = match locate(text, table, key) {
         Some(line) => format!("{}:{line}", file.display()),
@@ -317,7 +322,12 @@ impl Plan {
         } else if uri == "null://" {
             TargetPlan::Null
         } else if uri.starts_with("s3://") {
-            crate::sink::s3::parse_uri(&uri).map_err(|e| at_key(file, text, "target", "uri", e))?;
+            crate::sink::s3::parse_uri(&uri).map_err(|e| match e {
+                Error::InvalidValue { value, reason, .. } => {
+                    at_key(file, text, "target", "uri", format!("'{value}' {reason}"))
+                }
+                other => other,
+            })?;
             let t = &spec.target;
             let concurrency = match &t.concurrency {
                 None => Ok(Concurrency::Auto),
@@ -325,21 +335,17 @@ impl Plan {
                 Some(CountOrAuto::Text(s)) => s.parse(),
             }
             .map_err(|m: String| at_key(file, text, "target", "concurrency", m))?;
-            let part_size = match &t.part_size {
-                None => None,
-                Some(_) => Some(size_of(&t.part_size, 0, file, text, "target", "part_size")?),
-            };
-            if let Some(p) = part_size {
-                if !((5 << 20)..=(5 << 30)).contains(&p) {
-                    return Err(at_key(file, text, "target", "part_size", "must be from 5 MiB to 5 GiB"));
-                }
+            let limits = crate::sink::s3::LIMITS;
+            let part_size = optional_size(&t.part_size, file, text, "target", "part_size")?;
+            if part_size.is_some_and(|p| !(limits.min_part..=limits.max_part).contains(&p)) {
+                let why = format!("must be from {} to {}", format_size(limits.min_part), format_size(limits.max_part));
+                return Err(at_key(file, text, "target", "part_size", why));
             }
-            let multipart_threshold = match &t.multipart_threshold {
-                None => None,
-                Some(_) => Some(size_of(&t.multipart_threshold, 0, file, text, "target", "multipart_threshold")?),
-            };
-            if multipart_threshold.is_some_and(|m| m > 5 << 30) {
-                return Err(at_key(file, text, "target", "multipart_threshold", "must be at most 5 GiB"));
+            let multipart_threshold =
+                optional_size(&t.multipart_threshold, file, text, "target", "multipart_threshold")?;
+            if multipart_threshold.is_some_and(|m| m > limits.max_single) {
+                let why = format!("must be at most {}", format_size(limits.max_single));
+                return Err(at_key(file, text, "target", "multipart_threshold", why));
             }
             if let Some(ep) = &t.endpoint {
                 if !(ep.starts_with("http://") || ep.starts_with("https://")) {

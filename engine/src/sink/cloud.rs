@@ -218,7 +218,7 @@ pub struct CloudSink<S: Store> {
     limiter: Arc<Limiter>,
     /// The pool's buffer size (the executor's write size), from `use_pool`.
     chunk: AtomicU64,
-    warnings: Arc<Mutex<Vec<String>>>,
+    warnings: Mutex<Vec<String>>,
 }
 
 /// The runtime that carries object-store requests (a few threads: they mostly wait on the network).
@@ -252,24 +252,26 @@ impl<S: Store> CloudSink<S> {
         }
         rt.block_on(store.check())?;
         let limiter = Arc::new(Limiter::new(opts.concurrency));
-        Ok(CloudSink { store: Arc::new(store), rt, opts, limiter, chunk: AtomicU64::new(0), warnings: Arc::default() })
+        Ok(CloudSink {
+            store: Arc::new(store),
+            rt,
+            opts,
+            limiter,
+            chunk: AtomicU64::new(0),
+            warnings: Mutex::default(),
+        })
     }
 
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    /// Runs a future on the sink's runtime (tests and tools use it to look at the store).
-    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+    /// An object's address, for messages.
+    fn url(&self, name: &str) -> String {
+        format!("{}/{name}", self.store.describe())
     }
 
     fn layout(&self, name: &str, size: u64) -> Result<Layout> {
         let l = self.store.limits();
-        let url = || format!("{}/{name}", self.store.describe());
         if size > l.max_object {
             return Err(Error::sink(
-                url(),
+                self.url(name),
                 format!(
                     "{} is more than {} allows ({})",
                     format_size(size),
@@ -299,7 +301,7 @@ impl<S: Store> CloudSink<S> {
         let part = k * chunk;
         if part > l.max_part {
             return Err(Error::sink(
-                url(),
+                self.url(name),
                 format!(
                     "{} in at most {} parts needs parts of {}, more than the {} allowed",
                     format_size(size),
@@ -442,7 +444,7 @@ struct CloudWriter<'a, S: Store> {
 
 impl<S: Store> CloudWriter<'_, S> {
     fn url(&self) -> String {
-        format!("{}/{}", self.sink.store.describe(), self.name)
+        self.sink.url(&self.name)
     }
 
     fn part_len(&self) -> u64 {
@@ -471,7 +473,7 @@ impl<S: Store> CloudWriter<'_, S> {
                     return Err(Error::Cancelled);
                 }
                 let crc = checksum.then(|| body.crc32c());
-                let (bytes, started) = (body.len(), Instant::now());
+                let bytes = body.len();
                 match layout {
                     Layout::Single => {
                         store.put(&name, body, crc).await?;
@@ -490,7 +492,7 @@ impl<S: Store> CloudWriter<'_, S> {
                         shared.tags.lock().unwrap().push(PartTag { number, tag, crc32c: crc });
                     }
                 }
-                limiter.record(bytes, started.elapsed());
+                limiter.record(bytes);
                 Ok(())
             }
             .await;
@@ -516,18 +518,7 @@ impl<S: Store> CloudWriter<'_, S> {
         let store = &*self.sink.store;
         let mut ids: Vec<String> = self.shared.upload.get().cloned().into_iter().collect();
         if ids.is_empty() && self.shared.start_sent.load(Ordering::Relaxed) {
-            let listed = self.sink.rt.block_on(async {
-                let started = Instant::now();
-                loop {
-                    match store.uploads(&self.name).await {
-                        Err(_) if started.elapsed() < ABORT_PATIENCE => {
-                            tokio::time::sleep(Duration::from_secs(1)).await
-                        }
-                        r => return r,
-                    }
-                }
-            });
-            match listed {
+            match self.sink.rt.block_on(patiently(|| store.uploads(&self.name))) {
                 Ok(found) => ids = found,
                 Err(e) => self.sink.warnings.lock().unwrap().push(format!(
                     "warning: could not list the uploads of {} to abort them; any that were opened remain: {e}",
@@ -536,7 +527,7 @@ impl<S: Store> CloudWriter<'_, S> {
             }
         }
         for upload in ids {
-            if let Err(e) = self.sink.rt.block_on(abort_persistently(store, &self.name, &upload)) {
+            if let Err(e) = self.sink.rt.block_on(patiently(|| store.abort(&self.name, &upload))) {
                 self.sink.warnings.lock().unwrap().push(format!(
                     "warning: could not abort the upload {upload} of {}; its parts remain until aborted: {e}",
                     self.url()
@@ -560,10 +551,9 @@ impl<S: Store> CloudWriter<'_, S> {
         }
         // Requests already sent end first; then the upload (with every part that made it) is dropped.
         self.join_tasks();
-        let store = &self.sink.store;
         self.abort_uploads();
         if self.shared.stored.load(Ordering::Relaxed) {
-            let _ = self.sink.rt.block_on(store.delete(&self.name));
+            let _ = self.sink.rt.block_on(self.sink.store.delete(&self.name));
         }
     }
 }
@@ -609,7 +599,7 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
         self.closed = true;
         self.join_tasks();
         let store = self.sink.store.clone();
-        let result = match self.layout {
+        match self.layout {
             Layout::Single if size == 0 && !self.shared.stored.load(Ordering::Relaxed) => {
                 let crc = self.sink.opts.checksum.then(|| Body::default().crc32c());
                 self.sink.rt.block_on(store.put(&self.name, Body::default(), crc))
@@ -617,30 +607,22 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
             Layout::Single if self.shared.stored.load(Ordering::Relaxed) => Ok(()),
             Layout::Single => Err(Error::sink(self.url(), "finished before it was written")),
             Layout::Multi { part } => {
-                let abort = |_: &str| self.abort_uploads();
                 let mut tags = std::mem::take(&mut *self.shared.tags.lock().unwrap());
                 tags.sort_by_key(|t| t.number);
                 let want = size.div_ceil(part) as usize;
-                match self.shared.upload.get() {
+                let result = match self.shared.upload.get() {
                     Some(upload) if tags.len() == want => {
-                        let r = self.sink.rt.block_on(store.complete(&self.name, upload, tags));
-                        if r.is_err() {
-                            abort(upload);
-                        }
-                        r
+                        self.sink.rt.block_on(store.complete(&self.name, upload, tags))
                     }
-                    Some(upload) => {
-                        abort(upload);
-                        Err(Error::sink(self.url(), format!("{} of {want} parts were uploaded", tags.len())))
-                    }
-                    None => {
-                        self.abort_uploads();
-                        Err(Error::sink(self.url(), "finished before it was written"))
-                    }
+                    Some(_) => Err(Error::sink(self.url(), format!("{} of {want} parts were uploaded", tags.len()))),
+                    None => Err(Error::sink(self.url(), "finished before it was written")),
+                };
+                if result.is_err() {
+                    self.abort_uploads();
                 }
+                result
             }
-        };
-        result
+        }
     }
 
     fn abort(mut self: Box<Self>) {
@@ -652,17 +634,17 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
     }
 }
 
-/// How long an abort keeps trying: a store that went away for a moment (the usual cause of the
+/// How long clean-up keeps trying: a store that went away for a moment (the usual cause of the
 /// failure being cleaned up) should not be left holding parts.
 const ABORT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Aborts an upload, retrying with backoff for up to [`ABORT_PATIENCE`].
-async fn abort_persistently<S: Store>(store: &S, name: &str, upload: &str) -> Result<()> {
+/// Runs a clean-up request (list or abort uploads), retrying with backoff for up to [`ABORT_PATIENCE`].
+async fn patiently<T, F: Future<Output = Result<T>>>(request: impl Fn() -> F) -> Result<T> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(200);
     loop {
-        match store.abort(name, upload).await {
-            Ok(()) => return Ok(()),
+        match request().await {
+            Ok(v) => return Ok(v),
             Err(e) if started.elapsed() + pause > ABORT_PATIENCE => return Err(e),
             Err(_) => {
                 tokio::time::sleep(pause).await;
@@ -781,7 +763,7 @@ impl Limiter {
         }
     }
 
-    fn record(&self, bytes: u64, _took: Duration) {
+    fn record(&self, bytes: u64) {
         if !self.auto {
             return;
         }
@@ -865,7 +847,7 @@ mod tests {
             let rate = (t.min(10) as u64 * 100) << 20;
             l.state.lock().unwrap().window -= WINDOW;
             for _ in 0..t {
-                l.record(rate / t as u64 * WINDOW.as_millis() as u64 / 1000, Duration::ZERO);
+                l.record(rate / t as u64 * WINDOW.as_millis() as u64 / 1000);
             }
         }
         let t = l.state.lock().unwrap().target;

@@ -21,6 +21,16 @@ use base64::Engine as _;
 use bytes::Bytes;
 use std::time::Duration;
 
+/// S3's upload rules (the largest object is what 10,000 parts of the largest size allow; the service
+/// decides the rest).
+pub const LIMITS: PartLimits = PartLimits {
+    min_part: 5 << 20,
+    max_part: 5 << 30,
+    max_parts: 10_000,
+    max_object: 10_000 * (5 << 30),
+    max_single: 5 << 30,
+};
+
 /// What a workload can say about an S3 target besides its URI.
 #[derive(Clone, Debug, Default)]
 pub struct S3Options {
@@ -163,7 +173,7 @@ impl S3Store {
                     _ => String::new(),
                 };
                 match status {
-                    403 if !what.contains("AccessDenied") || what.is_empty() => {
+                    403 if !what.contains("AccessDenied") => {
                         format!("access denied (HTTP 403; check the credentials) {what}").trim().to_string()
                     }
                     _ if what.is_empty() => {
@@ -212,13 +222,7 @@ impl Store for S3Store {
     }
 
     fn limits(&self) -> PartLimits {
-        PartLimits {
-            min_part: 5 << 20,
-            max_part: 5 << 30,
-            max_parts: 10_000,
-            max_object: 10_000 * (5 << 30),
-            max_single: 5 << 30,
-        }
+        LIMITS
     }
 
     async fn check(&self) -> Result<()> {
@@ -377,16 +381,6 @@ impl Store for S3Store {
         let data =
             out.body.collect().await.map_err(|e| Error::sink(self.url(name), format!("GET: {}", root_cause(&e))))?;
         Ok(data.into_bytes())
-    }
-}
-
-impl S3Store {
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
     }
 }
 
