@@ -51,6 +51,7 @@ pub fn open_sink(plan: &Plan) -> Result<(Arc<dyn Sink>, Option<String>)> {
         }
         TargetPlan::Null => Ok((Arc::new(crate::sink::NullSink), None)),
         TargetPlan::S3 { uri, options } => Ok((Arc::new(crate::sink::s3::open(uri, options.clone())?), None)),
+        TargetPlan::Azure { uri, options } => Ok((Arc::new(crate::sink::azure::open(uri, options.clone())?), None)),
     }
 }
 

@@ -6,6 +6,8 @@
 use crate::error::{Error, Result};
 use crate::gen::Profile;
 use crate::plugin::Limits;
+use crate::sink::azure::AzureOptions;
+use crate::sink::cloud::PartLimits;
 use crate::sink::cloud::{CloudOptions, Concurrency};
 use crate::sink::s3::S3Options;
 use crate::sink::FileEngine;
@@ -65,6 +67,10 @@ struct TargetSpec {
     multipart_threshold: Option<SizeValue>,
     concurrency: Option<CountOrAuto>,
     checksum: Option<bool>,
+    // Azure.
+    account: Option<String>,
+    api_version: Option<String>,
+    block_size: Option<SizeValue>,
 }
 
 /// `concurrency = 16` or `concurrency = "auto"`.
@@ -125,6 +131,11 @@ pub enum TargetPlan {
     S3 {
         uri: String,
         options: S3Options,
+    },
+    /// `az://container/prefix`.
+    Azure {
+        uri: String,
+        options: AzureOptions,
     },
 }
 
@@ -237,6 +248,42 @@ fn size_of(v: &Option<SizeValue>, default: u64, file: &Path, text: &str, table: 
     }
 }
 
+/// The kinds of target, for telling which keys belong to which.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Null,
+    S3,
+    Azure,
+}
+
+/// The part-size, threshold, concurrency and checksum keys object stores share, checked against the
+/// store's limits. Azure names its part size `block_size`.
+fn cloud_options(t: &TargetSpec, azure: bool, file: &Path, text: &str) -> Result<CloudOptions> {
+    let concurrency = match &t.concurrency {
+        None => Ok(Concurrency::Auto),
+        Some(CountOrAuto::Count(n)) => n.to_string().parse(),
+        Some(CountOrAuto::Text(s)) => s.parse(),
+    }
+    .map_err(|m: String| at_key(file, text, "target", "concurrency", m))?;
+    let (limits, part_key, part_value): (PartLimits, _, _) = if azure {
+        (crate::sink::azure::LIMITS, "block_size", &t.block_size)
+    } else {
+        (crate::sink::s3::LIMITS, "part_size", &t.part_size)
+    };
+    let part_size = optional_size(part_value, file, text, "target", part_key)?;
+    if part_size.is_some_and(|p| !(limits.min_part..=limits.max_part).contains(&p)) {
+        let why = format!("must be from {} to {}", format_size(limits.min_part), format_size(limits.max_part));
+        return Err(at_key(file, text, "target", part_key, why));
+    }
+    let multipart_threshold = optional_size(&t.multipart_threshold, file, text, "target", "multipart_threshold")?;
+    if multipart_threshold.is_some_and(|m| m > limits.max_single) {
+        let why = format!("must be at most {}", format_size(limits.max_single));
+        return Err(at_key(file, text, "target", "multipart_threshold", why));
+    }
+    Ok(CloudOptions { part_size, multipart_threshold, concurrency, checksum: t.checksum.unwrap_or(true) })
+}
+
 /// A size key that has no default: absent stays `None`.
 fn optional_size(v: &Option<SizeValue>, file: &Path, text: &str, table: &str, key: &str) -> Result<Option<u64>> {
     v.as_ref().map(|_| size_of(v, 0, file, text, table, key)).transpose()
@@ -321,32 +368,17 @@ impl Plan {
             }
         } else if uri == "null://" {
             TargetPlan::Null
-        } else if uri.starts_with("s3://") {
-            crate::sink::s3::parse_uri(&uri).map_err(|e| match e {
+        } else if uri.starts_with("s3://") || uri.starts_with("az://") {
+            let azure = uri.starts_with("az://");
+            let parsed = if azure { crate::sink::azure::parse_uri(&uri) } else { crate::sink::s3::parse_uri(&uri) };
+            parsed.map_err(|e| match e {
                 Error::InvalidValue { value, reason, .. } => {
                     at_key(file, text, "target", "uri", format!("'{value}' {reason}"))
                 }
                 other => other,
             })?;
             let t = &spec.target;
-            let concurrency = match &t.concurrency {
-                None => Ok(Concurrency::Auto),
-                Some(CountOrAuto::Count(n)) => n.to_string().parse(),
-                Some(CountOrAuto::Text(s)) => s.parse(),
-            }
-            .map_err(|m: String| at_key(file, text, "target", "concurrency", m))?;
-            let limits = crate::sink::s3::LIMITS;
-            let part_size = optional_size(&t.part_size, file, text, "target", "part_size")?;
-            if part_size.is_some_and(|p| !(limits.min_part..=limits.max_part).contains(&p)) {
-                let why = format!("must be from {} to {}", format_size(limits.min_part), format_size(limits.max_part));
-                return Err(at_key(file, text, "target", "part_size", why));
-            }
-            let multipart_threshold =
-                optional_size(&t.multipart_threshold, file, text, "target", "multipart_threshold")?;
-            if multipart_threshold.is_some_and(|m| m > limits.max_single) {
-                let why = format!("must be at most {}", format_size(limits.max_single));
-                return Err(at_key(file, text, "target", "multipart_threshold", why));
-            }
+            let cloud = cloud_options(t, azure, file, text)?;
             if let Some(ep) = &t.endpoint {
                 if !(ep.starts_with("http://") || ep.starts_with("https://")) {
                     return Err(at_key(file, text, "target", "endpoint", format!("'{ep}' is not an http(s):// URL")));
@@ -355,46 +387,95 @@ impl Plan {
             if t.retries.is_some_and(|r| r > 100) {
                 return Err(at_key(file, text, "target", "retries", "must be at most 100"));
             }
-            TargetPlan::S3 {
-                uri: uri.clone(),
-                options: S3Options {
-                    endpoint: t.endpoint.clone(),
-                    region: t.region.clone(),
-                    path_style: t.path_style,
-                    retries: t.retries,
-                    credentials: None,
-                    cloud: CloudOptions {
-                        part_size,
-                        multipart_threshold,
-                        concurrency,
-                        checksum: t.checksum.unwrap_or(true),
+            if azure {
+                if let Some(a) = &t.account {
+                    let ok =
+                        (3..=24).contains(&a.len()) && a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+                    if !ok {
+                        let why = format!("'{a}' is not a storage account name (3 to 24 lowercase letters and digits)");
+                        return Err(at_key(file, text, "target", "account", why));
+                    }
+                }
+                if let Some(v) = &t.api_version {
+                    let ok = v.len() == 10 && v.chars().all(|c| c.is_ascii_digit() || c == '-');
+                    if !ok {
+                        return Err(at_key(
+                            file,
+                            text,
+                            "target",
+                            "api_version",
+                            format!("'{v}' is not a date like 2025-11-05"),
+                        ));
+                    }
+                }
+                TargetPlan::Azure {
+                    uri: uri.clone(),
+                    options: AzureOptions {
+                        endpoint: t.endpoint.clone(),
+                        account: t.account.clone(),
+                        api_version: t.api_version.clone(),
+                        retries: t.retries,
+                        credential: None,
+                        cloud,
                     },
-                },
+                }
+            } else {
+                TargetPlan::S3 {
+                    uri: uri.clone(),
+                    options: S3Options {
+                        endpoint: t.endpoint.clone(),
+                        region: t.region.clone(),
+                        path_style: t.path_style,
+                        retries: t.retries,
+                        credentials: None,
+                        cloud,
+                    },
+                }
             }
-        } else if uri.starts_with("az://") {
-            return Err(at_key(file, text, "target", "uri", format!("'{uri}': Azure targets are not built yet")));
         } else {
-            return Err(at_key(file, text, "target", "uri", format!("'{uri}' is not a file://, s3:// or null:// URI")));
+            let why = format!("'{uri}' is not a file://, s3://, az:// or null:// URI");
+            return Err(at_key(file, text, "target", "uri", why));
         };
         // Keys of one kind of target given to another are mistakes worth naming.
-        let is_file = matches!(target, TargetPlan::File { .. });
+        let kind = match target {
+            TargetPlan::File { .. } => Kind::File,
+            TargetPlan::S3 { .. } => Kind::S3,
+            TargetPlan::Azure { .. } => Kind::Azure,
+            TargetPlan::Null => Kind::Null,
+        };
         let t = &spec.target;
-        for (key, given, file_key) in [
-            ("engine", t.engine.is_some(), true),
-            ("direct", t.direct, true),
-            ("queue_depth", t.queue_depth.is_some(), true),
-            ("endpoint", t.endpoint.is_some(), false),
-            ("region", t.region.is_some(), false),
-            ("path_style", t.path_style.is_some(), false),
-            ("retries", t.retries.is_some(), false),
-            ("part_size", t.part_size.is_some(), false),
-            ("multipart_threshold", t.multipart_threshold.is_some(), false),
-            ("concurrency", t.concurrency.is_some(), false),
-            ("checksum", t.checksum.is_some(), false),
+        const F: &[Kind] = &[Kind::File];
+        const OBJ: &[Kind] = &[Kind::S3, Kind::Azure];
+        const S3: &[Kind] = &[Kind::S3];
+        const AZ: &[Kind] = &[Kind::Azure];
+        for (key, given, kinds) in [
+            ("engine", t.engine.is_some(), F),
+            ("direct", t.direct, F),
+            ("queue_depth", t.queue_depth.is_some(), F),
+            ("endpoint", t.endpoint.is_some(), OBJ),
+            ("retries", t.retries.is_some(), OBJ),
+            ("concurrency", t.concurrency.is_some(), OBJ),
+            ("checksum", t.checksum.is_some(), OBJ),
+            ("multipart_threshold", t.multipart_threshold.is_some(), OBJ),
+            ("part_size", t.part_size.is_some(), S3),
+            ("region", t.region.is_some(), S3),
+            ("path_style", t.path_style.is_some(), S3),
+            ("block_size", t.block_size.is_some(), AZ),
+            ("account", t.account.is_some(), AZ),
+            ("api_version", t.api_version.is_some(), AZ),
         ] {
-            if given && file_key != is_file {
-                let kind = if file_key { "a file://" } else { "an object-store" };
-                return Err(at_key(file, text, "target", key, format!("is {kind} key; the target is '{uri}'")));
+            if given && !kinds.contains(&kind) {
+                let what = match kinds {
+                    F => "a file:// key".to_string(),
+                    OBJ => "an object-store key".to_string(),
+                    S3 if kind == Kind::Azure && key == "part_size" => {
+                        "an s3:// key (Azure calls it block_size)".into()
+                    }
+                    S3 => "an s3:// key".into(),
+                    _ if kind == Kind::S3 && key == "block_size" => "an az:// key (S3 calls it part_size)".into(),
+                    _ => "an az:// key".into(),
+                };
+                return Err(at_key(file, text, "target", key, format!("is {what}; the target is '{uri}'")));
             }
         }
         let buffer_size = size_of(&spec.pipeline.buffer_size, 8 << 20, file, text, "pipeline", "buffer_size")?;

@@ -1,8 +1,15 @@
-//! Helpers shared by the test modules: measuring what a storage array or a compressor would see.
+//! Helpers shared by the test modules: measuring what a storage array or a compressor would see,
+//! running the binary, and the servers (and a relay in front of them) the object-store tests use.
 
 use dgen_engine::{Generator, Profile};
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What a user would measure on a stream.
 #[derive(Debug, Clone, Copy)]
@@ -119,4 +126,156 @@ pub fn tempdir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// A path in the repository's `workloads/`.
+pub fn workload(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads").join(name).display().to_string()
+}
+
+pub const MIB: u64 = 1 << 20;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server process the tests start (moto, Azurite), killed when it is dropped or the test process
+/// exits.
+pub struct Server {
+    pid: i32,
+}
+
+impl Server {
+    /// Spawns `cmd` and waits until it listens on `port`; `installed` tells a missing program from a
+    /// slow one, `hint` says how to install it.
+    pub fn start(mut cmd: Command, port: u16, installed: &dyn Fn() -> bool, hint: &str) -> Server {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The server is spawned from a thread that lives as long as the process: PR_SET_PDEATHSIG
+        // fires when the spawning thread ends, so the server goes when the tests do.
+        std::thread::spawn(move || {
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            match cmd.spawn() {
+                Ok(mut child) => {
+                    tx.send(Ok(child.id() as i32)).unwrap();
+                    // Reaped here when it ends (killed by a test, or dying): no zombie holds the port.
+                    let _ = child.wait();
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(e) => tx.send(Err(e)).unwrap(),
+            }
+        });
+        let pid = match rx.recv().unwrap() {
+            Ok(pid) => pid,
+            Err(e) => panic!("cannot start {program} ({e}): {hint}"),
+        };
+        let server = Server { pid };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(installed(), "{program} is not installed: {hint}");
+            assert!(Instant::now() < deadline, "{program} did not start listening on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// Stops the server at once (SIGKILL: no clean shutdown, as when a machine or process dies).
+    pub fn kill(&self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// Asks the server to stop (SIGTERM, as `docker stop` or a service manager does).
+    pub fn stop(&self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGTERM);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP relay in front of a server that counts the bytes sent to it and can drop every connection
+/// and refuse new ones for a while: the server "goes away" mid-run and comes back, with its state
+/// intact.
+pub struct Relay {
+    port: u16,
+    pub relayed: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    pub fn start(upstream: &str) -> Relay {
+        let upstream = upstream.trim_start_matches("http://").split('/').next().unwrap().to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relay = Relay { port, relayed: Arc::default(), down: Arc::default(), conns: Arc::default() };
+        let (relayed, down, conns) = (relay.relayed.clone(), relay.down.clone(), relay.conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if down.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is reset
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                conns.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let pipe = |mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>| {
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 256 << 10];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            if let Some(c) = &count {
+                                c.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(relayed.clone()));
+                pipe(server, client, None);
+            }
+        });
+        relay
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection and refuses new ones for `outage`, then serves again.
+    pub fn outage(&self, outage: Duration) {
+        self.down.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::sleep(outage);
+        self.down.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits until `bytes` have gone through (the run is well under way).
+    pub fn wait_for(&self, bytes: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.relayed.load(Ordering::Relaxed) < bytes {
+            assert!(Instant::now() < deadline, "the run did not get going");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, a module per area.
 
+mod azure;
 mod cli;
 mod common;
 mod determinism;

@@ -10,68 +10,29 @@ use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob};
 use dgen_engine::sink::cloud::{CloudOptions, CloudSink, Concurrency};
 use dgen_engine::sink::s3::{S3Options, S3Store};
 use dgen_engine::Generator;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A moto server on a free loopback port, killed when the test process exits.
 pub struct Moto {
     pub endpoint: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    _server: Server,
 }
 
 fn start_moto(auth: bool) -> Moto {
     let port = free_port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // The server is spawned from a thread that lives as long as the process: PR_SET_PDEATHSIG fires
-    // when the spawning thread ends, so the server goes when the tests do.
-    std::thread::spawn(move || {
-        let mut cmd = Command::new("python3");
-        cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if auth {
-            // Every request is checked against moto's IAM: unknown access keys are refused.
-            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
-        }
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        match cmd.spawn() {
-            Ok(child) => {
-                tx.send(Ok(())).unwrap();
-                let _keep = child;
-                loop {
-                    std::thread::park();
-                }
-            }
-            Err(e) => tx.send(Err(e)).unwrap(),
-        }
-    });
-    if let Err(e) = rx.recv().unwrap() {
-        panic!("cannot start moto_server ({e}): run scripts/test, which installs it, or `pip install 'moto[server]'`");
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]);
+    if auth {
+        // Every request is checked against moto's IAM: unknown access keys are refused.
+        cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if !has_moto() {
-            panic!("moto is not installed: run scripts/test, which installs it, or `pip install 'moto[server]'`");
-        }
-        assert!(Instant::now() < deadline, "moto_server did not start listening on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto { endpoint: format!("http://127.0.0.1:{port}") }
+    let hint = "run scripts/test, which installs it, or `pip install 'moto[server]'`";
+    let server = Server::start(cmd, port, &|| has_moto(), hint);
+    Moto { endpoint: format!("http://127.0.0.1:{port}"), _server: server }
 }
 
 fn has_moto() -> bool {
@@ -182,12 +143,6 @@ fn bin_s3(endpoint: &str) -> Command {
         .env_remove("AWS_SESSION_TOKEN");
     c
 }
-
-fn workload(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads").join(name).display().to_string()
-}
-
-const MIB: u64 = 1 << 20;
 
 #[test]
 fn part_boundaries_store_the_exact_bytes() {
@@ -310,66 +265,6 @@ fn unusable_targets_fail_with_one_clear_line() {
     }
 }
 
-/// A TCP relay in front of the server that can drop every connection and refuse new ones for a
-/// while: the server "goes away" mid-run and comes back, with its state (and open uploads) intact.
-struct Relay {
-    port: u16,
-    relayed: Arc<AtomicU64>,
-    down: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Relay {
-    fn start(upstream: &str) -> Relay {
-        let upstream = upstream.trim_start_matches("http://").to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let relay = Relay { port, relayed: Arc::default(), down: Arc::default(), conns: Arc::default() };
-        let (relayed, down, conns) = (relay.relayed.clone(), relay.down.clone(), relay.conns.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                if down.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is reset
-                }
-                let Ok(server) = TcpStream::connect(&upstream) else { continue };
-                conns.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                let pipe = |mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>| {
-                    std::thread::spawn(move || {
-                        let mut buf = vec![0u8; 256 << 10];
-                        while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 || to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                            if let Some(c) = &count {
-                                c.fetch_add(n as u64, Ordering::Relaxed);
-                            }
-                        }
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                };
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(relayed.clone()));
-                pipe(server, client, None);
-            }
-        });
-        relay
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Cuts every connection and refuses new ones for `outage`, then serves again.
-    fn outage(&self, outage: Duration) {
-        self.down.store(true, Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-        std::thread::sleep(outage);
-        self.down.store(false, Ordering::SeqCst);
-    }
-}
-
 /// The big-object workload the failure tests interrupt: 24 objects of 24 MiB (5 parts each).
 fn interrupted_run(endpoint: &str, uri: &str) -> std::process::Child {
     bin_s3(endpoint)
@@ -386,11 +281,7 @@ fn a_server_that_goes_away_mid_run_fails_the_run_and_leaves_no_upload_open() {
     let bucket = Bucket::new("outage");
     let relay = Relay::start(&moto().endpoint);
     let child = interrupted_run(&relay.endpoint(), &bucket.uri("o"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while relay.relayed.load(Ordering::Relaxed) < 100 * MIB {
-        assert!(Instant::now() < deadline, "the run did not get going");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    relay.wait_for(100 * MIB);
     // Open uploads exist now; the server goes away for 3 s and comes back.
     relay.outage(Duration::from_secs(3));
     let out = child.wait_with_output().unwrap();

@@ -1,6 +1,7 @@
 //! The sink conformance suite: every sink, driven by the real executor, must store exactly the
 //! generator's bytes, leave nothing behind when aborted, and give every buffer back to the pool.
 
+use crate::azure::{azure_sink, Container};
 use crate::common::*;
 use crate::s3::{s3_sink, Bucket};
 use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob};
@@ -13,14 +14,16 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 
 /// A sink under test, with a way to list what it stores (names below its root; open S3 uploads show
-/// as `upload:KEY`, so leftovers are caught too). The null sink stores nothing and lists nothing.
+/// as `upload:KEY` and Azure blobs with only uncommitted blocks as `staged:NAME`, so leftovers are
+/// caught too). The null sink stores nothing and lists nothing.
 struct Case {
     name: String,
     sink: Box<dyn Sink>,
     list: Option<Box<dyn Fn() -> Vec<String>>>,
 }
 
-/// Every sink: null, files (pwrite and io_uring, with and without O_DIRECT), S3 (moto on loopback).
+/// Every sink: null, files (pwrite and io_uring, with and without O_DIRECT), S3 (moto on loopback),
+/// Azure (Azurite on loopback).
 fn cases(dir: &Path, test: &str) -> Vec<Case> {
     let mut v = vec![Case { name: "null".into(), sink: Box::new(NullSink), list: None }];
     for (engine, ename) in [(FileEngine::Pwrite, "pwrite"), (FileEngine::IoUring, "io_uring")] {
@@ -41,6 +44,16 @@ fn cases(dir: &Path, test: &str) -> Vec<Case> {
         names
     };
     v.push(Case { name: "s3".into(), sink: Box::new(sink), list: Some(Box::new(list)) });
+    let container = Arc::new(Container::new(&test.replace('_', "-")));
+    let sink = azure_sink(&container, "root", CloudOptions::default());
+    let list = move || {
+        let mut names: Vec<String> =
+            container.list("root/").into_iter().map(|(k, _)| k.trim_start_matches("root/").to_string()).collect();
+        // Staged blocks make no blob a reader sees, but they are leftovers: aborts discard them too.
+        names.extend(container.uncommitted("root/").into_iter().map(|k| format!("staged:{k}")));
+        names
+    };
+    v.push(Case { name: "azure".into(), sink: Box::new(sink), list: Some(Box::new(list)) });
     v
 }
 
@@ -132,7 +145,8 @@ fn aborted_and_dropped_objects_leave_nothing() {
     let dir = tempdir("abort");
     for Case { name, sink, list } in cases(&dir, "abort") {
         let align = sink.capabilities().alignment.max(4096);
-        // 5 MiB buffers: the first write is a whole S3 part, so an upload is really open.
+        // 5 MiB buffers: the first write is a whole S3 part or Azure block, so an upload is really
+        // open (and a block staged).
         let pool = BufferPool::new(2, 5 << 20, align).unwrap();
         sink.use_pool(&pool);
         for finish_by_drop in [false, true] {

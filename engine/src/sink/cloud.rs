@@ -47,7 +47,7 @@ pub struct Body {
 }
 
 impl Body {
-    fn new(chunks: Vec<Bytes>) -> Body {
+    pub fn new(chunks: Vec<Bytes>) -> Body {
         let len = chunks.iter().map(|c| c.len() as u64).sum();
         Body { chunks, len }
     }
@@ -75,11 +75,26 @@ impl Body {
     }
 
     pub fn crc32c(&self) -> u32 {
-        let mut d = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        self.digest(crc_fast::CrcAlgorithm::Crc32Iscsi) as u32
+    }
+
+    /// Azure Storage's CRC64 — the same function as CRC-64/NVME (reflected polynomial
+    /// 0x9A6C9329AC4BC9B5, all-ones start and final xor).
+    pub fn crc64(&self) -> u64 {
+        self.digest(crc_fast::CrcAlgorithm::Crc64Nvme)
+    }
+
+    fn digest(&self, algorithm: crc_fast::CrcAlgorithm) -> u64 {
+        let mut d = crc_fast::Digest::new(algorithm);
         for c in &self.chunks {
             d.update(c);
         }
-        d.finalize() as u32
+        d.finalize()
+    }
+
+    /// The buffers, in order.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
     }
 }
 
@@ -131,6 +146,7 @@ pub struct PartTag {
     pub number: u32,
     /// The store's token for the part (S3 ETag, Azure block id).
     pub tag: String,
+    /// The part's CRC32C, when the store wants it again at the commit (S3).
     pub crc32c: Option<u32>,
 }
 
@@ -141,21 +157,23 @@ pub trait Store: Send + Sync + 'static {
     /// The target, for messages (`s3://bucket/prefix`).
     fn describe(&self) -> String;
     fn limits(&self) -> PartLimits;
+    /// What becomes of an upload's parts when it cannot be aborted, for the warning.
+    fn leftovers(&self, upload: &str) -> String;
     /// Fails fast, before anything is generated, when the bucket or container is missing, the
     /// credentials are refused or the endpoint cannot be reached.
     fn check(&self) -> impl Future<Output = Result<()>> + Send;
-    /// Writes a whole object in one request.
-    fn put(&self, name: &str, body: Body, crc32c: Option<u32>) -> impl Future<Output = Result<()>> + Send;
+    /// Writes a whole object in one request (with the store's checksum, when they are on).
+    fn put(&self, name: &str, body: Body) -> impl Future<Output = Result<()>> + Send;
     /// Starts a multipart upload; returns its id.
     fn start(&self, name: &str) -> impl Future<Output = Result<String>> + Send;
+    /// Sends part `number` (1-based) of an upload; returns what the commit needs to name it.
     fn put_part(
         &self,
         name: &str,
         upload: &str,
         number: u32,
         body: Body,
-        crc32c: Option<u32>,
-    ) -> impl Future<Output = Result<String>> + Send;
+    ) -> impl Future<Output = Result<PartTag>> + Send;
     /// Makes the object visible from its parts (sorted by number).
     fn complete(&self, name: &str, upload: &str, parts: Vec<PartTag>) -> impl Future<Output = Result<()>> + Send;
     /// Drops an upload's parts.
@@ -197,7 +215,7 @@ pub struct CloudOptions {
     /// Objects up to this size go in one request; default: the part size (at least 5 MiB).
     pub multipart_threshold: Option<u64>,
     pub concurrency: Concurrency,
-    /// Send a CRC32C with every request, for the store to check.
+    /// Send a checksum with every request, for the store to check (S3: CRC32C, Azure: CRC64).
     pub checksum: bool,
 }
 
@@ -219,6 +237,7 @@ pub struct CloudSink<S: Store> {
     /// The pool's buffer size (the executor's write size), from `use_pool`.
     chunk: AtomicU64,
     warnings: Mutex<Vec<String>>,
+    patience: Patience,
 }
 
 /// The runtime that carries object-store requests (a few threads: they mostly wait on the network).
@@ -259,6 +278,7 @@ impl<S: Store> CloudSink<S> {
             limiter,
             chunk: AtomicU64::new(0),
             warnings: Mutex::default(),
+            patience: Patience::default(),
         })
     }
 
@@ -268,51 +288,51 @@ impl<S: Store> CloudSink<S> {
     }
 
     fn layout(&self, name: &str, size: u64) -> Result<Layout> {
-        let l = self.store.limits();
-        if size > l.max_object {
-            return Err(Error::sink(
-                self.url(name),
-                format!(
-                    "{} is more than {} allows ({})",
-                    format_size(size),
-                    self.store.engine(),
-                    format_size(l.max_object)
-                ),
-            ));
-        }
         let chunk = match self.chunk.load(Ordering::Relaxed) {
             0 => self.opts.part_size.unwrap_or(8 << 20),
             c => c,
         };
-        // Small objects go in one request (from one or a few buffers).
-        let single = self
-            .opts
-            .multipart_threshold
-            .unwrap_or_else(|| chunk.max(l.min_part).max(self.opts.part_size.unwrap_or(0)))
-            .min(l.max_single);
-        if size <= single {
-            return Ok(Layout::Single);
-        }
-        // Whole buffers per part: enough for the store's minimum, the requested size and its part count.
-        let mut k = l.min_part.div_ceil(chunk).max(size.div_ceil(chunk * l.max_parts)).max(1);
-        if let Some(p) = self.opts.part_size {
-            k = k.max(p.div_ceil(chunk));
-        }
-        let part = k * chunk;
-        if part > l.max_part {
-            return Err(Error::sink(
-                self.url(name),
-                format!(
-                    "{} in at most {} parts needs parts of {}, more than the {} allowed",
-                    format_size(size),
-                    l.max_parts,
-                    format_size(part),
-                    format_size(l.max_part)
-                ),
-            ));
-        }
-        Ok(Layout::Multi { part })
+        plan_layout(&self.store.limits(), self.store.engine(), &self.opts, chunk, size)
+            .map_err(|why| Error::sink(self.url(name), why))
     }
+}
+
+/// How an object of `size` bytes is sent, given the store's limits, the options and the pool's
+/// buffer size (`chunk`).
+fn plan_layout(
+    l: &PartLimits,
+    engine: &str,
+    opts: &CloudOptions,
+    chunk: u64,
+    size: u64,
+) -> std::result::Result<Layout, String> {
+    if size > l.max_object {
+        return Err(format!("{} is more than {engine} allows ({})", format_size(size), format_size(l.max_object)));
+    }
+    // Small objects go in one request (from one or a few buffers).
+    let single = opts
+        .multipart_threshold
+        .unwrap_or_else(|| chunk.max(l.min_part).max(opts.part_size.unwrap_or(0)))
+        .min(l.max_single);
+    if size <= single {
+        return Ok(Layout::Single);
+    }
+    // Whole buffers per part: enough for the store's minimum, the requested size and its part count.
+    let mut k = l.min_part.div_ceil(chunk).max(size.div_ceil(chunk * l.max_parts)).max(1);
+    if let Some(p) = opts.part_size {
+        k = k.max(p.div_ceil(chunk));
+    }
+    let part = k * chunk;
+    if part > l.max_part {
+        return Err(format!(
+            "{} in at most {} parts needs parts of {}, more than the {} allowed",
+            format_size(size),
+            l.max_parts,
+            format_size(part),
+            format_size(l.max_part)
+        ));
+    }
+    Ok(Layout::Multi { part })
 }
 
 impl<S: Store> Sink for CloudSink<S> {
@@ -465,18 +485,17 @@ impl<S: Store> CloudWriter<'_, S> {
         let body = Body::new(chunks);
         let completions = Completions(dones);
         let (store, shared, limiter) = (self.sink.store.clone(), self.shared.clone(), self.sink.limiter.clone());
-        let (name, layout, checksum) = (self.name.clone(), self.layout, self.sink.opts.checksum);
+        let (name, layout) = (self.name.clone(), self.layout);
         let task = async move {
             let result = async {
                 let _permit = limiter.acquire().await;
                 if shared.stop.load(Ordering::Relaxed) {
                     return Err(Error::Cancelled);
                 }
-                let crc = checksum.then(|| body.crc32c());
                 let bytes = body.len();
                 match layout {
                     Layout::Single => {
-                        store.put(&name, body, crc).await?;
+                        store.put(&name, body).await?;
                         shared.stored.store(true, Ordering::Relaxed);
                     }
                     Layout::Multi { .. } => {
@@ -488,8 +507,8 @@ impl<S: Store> CloudWriter<'_, S> {
                             })
                             .await?;
                         let number = index as u32 + 1;
-                        let tag = store.put_part(&name, upload, number, body, crc).await?;
-                        shared.tags.lock().unwrap().push(PartTag { number, tag, crc32c: crc });
+                        let tag = store.put_part(&name, upload, number, body).await?;
+                        shared.tags.lock().unwrap().push(tag);
                     }
                 }
                 limiter.record(bytes);
@@ -518,7 +537,7 @@ impl<S: Store> CloudWriter<'_, S> {
         let store = &*self.sink.store;
         let mut ids: Vec<String> = self.shared.upload.get().cloned().into_iter().collect();
         if ids.is_empty() && self.shared.start_sent.load(Ordering::Relaxed) {
-            match self.sink.rt.block_on(patiently(|| store.uploads(&self.name))) {
+            match self.sink.rt.block_on(self.sink.patience.run(|| store.uploads(&self.name))) {
                 Ok(found) => ids = found,
                 Err(e) => self.sink.warnings.lock().unwrap().push(format!(
                     "warning: could not list the uploads of {} to abort them; any that were opened remain: {e}",
@@ -527,11 +546,8 @@ impl<S: Store> CloudWriter<'_, S> {
             }
         }
         for upload in ids {
-            if let Err(e) = self.sink.rt.block_on(patiently(|| store.abort(&self.name, &upload))) {
-                self.sink.warnings.lock().unwrap().push(format!(
-                    "warning: could not abort the upload {upload} of {}; its parts remain until aborted: {e}",
-                    self.url()
-                ));
+            if let Err(e) = self.sink.rt.block_on(self.sink.patience.run(|| store.abort(&self.name, &upload))) {
+                self.sink.warnings.lock().unwrap().push(format!("warning: {e} — {}", store.leftovers(&upload)));
             }
         }
     }
@@ -601,8 +617,7 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
         let store = self.sink.store.clone();
         match self.layout {
             Layout::Single if size == 0 && !self.shared.stored.load(Ordering::Relaxed) => {
-                let crc = self.sink.opts.checksum.then(|| Body::default().crc32c());
-                self.sink.rt.block_on(store.put(&self.name, Body::default(), crc))
+                self.sink.rt.block_on(store.put(&self.name, Body::default()))
             }
             Layout::Single if self.shared.stored.load(Ordering::Relaxed) => Ok(()),
             Layout::Single => Err(Error::sink(self.url(), "finished before it was written")),
@@ -635,20 +650,32 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
 }
 
 /// How long clean-up keeps trying: a store that went away for a moment (the usual cause of the
-/// failure being cleaned up) should not be left holding parts.
+/// failure being cleaned up) should not be left holding parts. The window is shared by every object
+/// of the sink — a store that is gone for good costs one window, not one per open object.
 const ABORT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Runs a clean-up request (list or abort uploads), retrying with backoff for up to [`ABORT_PATIENCE`].
-async fn patiently<T, F: Future<Output = Result<T>>>(request: impl Fn() -> F) -> Result<T> {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(200);
-    loop {
-        match request().await {
-            Ok(v) => return Ok(v),
-            Err(e) if started.elapsed() + pause > ABORT_PATIENCE => return Err(e),
-            Err(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(4));
+/// When clean-up gives up, once a clean-up request has failed (cleared when one succeeds).
+#[derive(Default)]
+struct Patience(Mutex<Option<Instant>>);
+
+impl Patience {
+    /// Runs a clean-up request (list or abort uploads), retrying with backoff until the window closes.
+    async fn run<T, F: Future<Output = Result<T>>>(&self, request: impl Fn() -> F) -> Result<T> {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match request().await {
+                Ok(v) => {
+                    *self.0.lock().unwrap() = None;
+                    return Ok(v);
+                }
+                Err(e) => {
+                    let give_up = *self.0.lock().unwrap().get_or_insert_with(|| Instant::now() + ABORT_PATIENCE);
+                    if Instant::now() + pause > give_up {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(4));
+                }
             }
         }
     }
@@ -835,6 +862,36 @@ mod tests {
         assert_eq!("16".parse::<Concurrency>(), Ok(Concurrency::Fixed(16)));
         assert!("0".parse::<Concurrency>().is_err());
         assert!("lots".parse::<Concurrency>().is_err());
+    }
+
+    fn part(l: &PartLimits, opts: &CloudOptions, chunk: u64, size: u64) -> Option<u64> {
+        match plan_layout(l, "store", opts, chunk, size).unwrap() {
+            Layout::Single => None,
+            Layout::Multi { part } => Some(part),
+        }
+    }
+
+    #[test]
+    fn parts_stay_within_each_stores_limits() {
+        const MIB: u64 = 1 << 20;
+        let (az, s3, d) = (super::super::azure::LIMITS, super::super::s3::LIMITS, CloudOptions::default());
+        // Azure: a block per buffer, until 50,000 of them would not hold the blob.
+        assert_eq!(part(&az, &d, 8 * MIB, 8 * MIB), None);
+        assert_eq!(part(&az, &d, 8 * MIB, 8 * MIB + 1), Some(8 * MIB));
+        assert_eq!(part(&az, &d, 8 * MIB, 50_000 * 8 * MIB), Some(8 * MIB));
+        assert_eq!(part(&az, &d, 8 * MIB, 50_000 * 8 * MIB + 1), Some(16 * MIB));
+        assert_eq!(part(&az, &d, 8 * MIB, 1 << 40), Some(24 * MIB));
+        // S3: at least 5 MiB a part, whatever the buffer.
+        assert_eq!(part(&s3, &d, MIB, 5 * MIB + 1), Some(5 * MIB));
+        assert_eq!(part(&s3, &d, 8 * MIB, 10_000 * 8 * MIB + 1), Some(16 * MIB));
+        // An explicit part size and threshold.
+        let o = CloudOptions { part_size: Some(96 * MIB), multipart_threshold: Some(MIB), ..CloudOptions::default() };
+        assert_eq!(part(&az, &o, 8 * MIB, 2 * MIB), Some(96 * MIB));
+        // Beyond what the store can hold: a message, not a panic.
+        let e = plan_layout(&az, "azure", &d, 8 * MIB, az.max_object + 1).unwrap_err();
+        assert!(e.contains("more than azure allows"), "{e}");
+        let e = plan_layout(&s3, "s3", &d, 8 * MIB, s3.max_object).unwrap();
+        assert!(matches!(e, Layout::Multi { part } if part <= s3.max_part));
     }
 
     #[test]

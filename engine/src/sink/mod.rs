@@ -1,4 +1,4 @@
-//! Where the bytes go. A [`Sink`] is one storage target (a directory of files, later a bucket or a
+//! Where the bytes go. A [`Sink`] is one storage target (a directory of files, a bucket or a
 //! container); it makes [`ObjectWriter`]s, each of which takes buffer-sized writes at offsets and reports
 //! their completion asynchronously, then either finishes (the object becomes durable and visible) or
 //! aborts (nothing that looks complete is left).
@@ -6,9 +6,10 @@
 //! Each sink declares its [`Capabilities`] — alignment, writes in flight, part-size limits — the way an
 //! fio ioengine does, so the executor sizes its buffers and queue from them instead of guessing.
 //! Backends: [`null`] (discards: measures the engine itself), [`file`] (pwrite worker threads or an
-//! io_uring ring, optionally O_DIRECT), [`s3`] (multipart uploads); what object stores share —
-//! parts, concurrency, abort — is in [`cloud`].
+//! io_uring ring, optionally O_DIRECT), [`s3`] (multipart uploads), [`azure`] (block blobs); what
+//! object stores share — parts, concurrency, abort — is in [`cloud`].
 
+pub mod azure;
 pub mod cloud;
 pub mod file;
 pub mod null;

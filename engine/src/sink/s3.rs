@@ -225,6 +225,10 @@ impl Store for S3Store {
         LIMITS
     }
 
+    fn leftovers(&self, upload: &str) -> String {
+        format!("upload {upload} keeps its parts (and their space) until it is aborted or a lifecycle rule removes it")
+    }
+
     async fn check(&self) -> Result<()> {
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
@@ -247,7 +251,8 @@ impl Store for S3Store {
         }
     }
 
-    async fn put(&self, name: &str, body: Body, crc32c: Option<u32>) -> Result<()> {
+    async fn put(&self, name: &str, body: Body) -> Result<()> {
+        let crc32c = self.checksum.then(|| body.crc32c());
         let req = self
             .client
             .put_object()
@@ -273,7 +278,8 @@ impl Store for S3Store {
         out.upload_id.ok_or_else(|| Error::sink(self.url(name), "create multipart upload: no upload id in the reply"))
     }
 
-    async fn put_part(&self, name: &str, upload: &str, number: u32, body: Body, crc32c: Option<u32>) -> Result<String> {
+    async fn put_part(&self, name: &str, upload: &str, number: u32, body: Body) -> Result<PartTag> {
+        let crc32c = self.checksum.then(|| body.crc32c());
         let req = self
             .client
             .upload_part()
@@ -290,7 +296,10 @@ impl Store for S3Store {
             .send()
             .await
             .map_err(|e| self.fail(name, &format!("upload part {number}"), e))?;
-        out.e_tag.ok_or_else(|| Error::sink(self.url(name), format!("upload part {number}: no ETag in the reply")))
+        let tag = out
+            .e_tag
+            .ok_or_else(|| Error::sink(self.url(name), format!("upload part {number}: no ETag in the reply")))?;
+        Ok(PartTag { number, tag, crc32c })
     }
 
     async fn complete(&self, name: &str, upload: &str, parts: Vec<PartTag>) -> Result<()> {
