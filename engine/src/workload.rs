@@ -71,6 +71,7 @@ struct TargetSpec {
     account: Option<String>,
     api_version: Option<String>,
     block_size: Option<SizeValue>,
+    create_container: Option<bool>,
 }
 
 /// `concurrency = 16` or `concurrency = "auto"`.
@@ -415,6 +416,7 @@ impl Plan {
                         account: t.account.clone(),
                         api_version: t.api_version.clone(),
                         retries: t.retries,
+                        create_container: t.create_container.unwrap_or(false),
                         credential: None,
                         cloud,
                     },
@@ -463,6 +465,7 @@ impl Plan {
             ("block_size", t.block_size.is_some(), AZ),
             ("account", t.account.is_some(), AZ),
             ("api_version", t.api_version.is_some(), AZ),
+            ("create_container", t.create_container.is_some(), AZ),
         ] {
             if given && !kinds.contains(&kind) {
                 let what = match kinds {

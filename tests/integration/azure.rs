@@ -348,6 +348,24 @@ fn unusable_targets_fail_with_one_clear_line() {
     }
 }
 
+#[test]
+fn a_missing_container_is_created_when_asked() {
+    let name = format!("created-{}", std::process::id());
+    let uri = format!("target.uri=az://{name}/p");
+    let conn = azurite().connection_string();
+    let args = ["--set", "params.count=3", "--set", "params.size=100000", "-q"];
+    let out = bin_az(&conn).args(["run", &workload("objects.toml"), "--set", &uri]).args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("target.create_container = true creates it"), "{}", stderr(&out));
+    let out = bin_az(&conn)
+        .args(["run", &workload("objects.toml"), "--set", &uri, "--set", "target.create_container=true"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(Container::open(azurite(), &name).list("p/").len(), 3);
+}
+
 /// The big-object workload the failure tests interrupt: 24 blobs of 24 MiB (6 blocks each).
 fn interrupted_run(conn: &str, uri: &str) -> std::process::Child {
     bin_az(conn)

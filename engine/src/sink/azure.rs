@@ -83,6 +83,8 @@ pub struct AzureOptions {
     pub api_version: Option<String>,
     /// Retries per request after the first attempt (exponential backoff); default 3.
     pub retries: Option<u32>,
+    /// Create the container when it does not exist (instead of failing).
+    pub create_container: bool,
     /// A credential instead of the environment (for embedding and tests; workload files
     /// deliberately cannot hold secrets).
     pub credential: Option<Credential>,
@@ -245,6 +247,7 @@ pub struct AzureStore {
     /// Where requests go, for messages.
     endpoint: String,
     checksum: bool,
+    create_container: bool,
 }
 
 /// Opens an `az://` target: resolves the account, then checks the container can be reached.
@@ -285,6 +288,7 @@ pub fn open(uri: &str, opts: AzureOptions) -> Result<CloudSink<AzureStore>> {
         account: account.name,
         endpoint: account.endpoint,
         checksum: opts.cloud.checksum,
+        create_container: opts.create_container,
     };
     CloudSink::new(store, rt, opts.cloud)
 }
@@ -393,6 +397,10 @@ impl AzureStore {
                 let code = error_code.clone().unwrap_or_else(|| format!("HTTP {}", u16::from(*status)));
                 let message = raw_response.as_ref().and_then(|r| service_message(r.body()));
                 match (*status, message) {
+                    (_, Some(m)) if m.contains("x-ms-content-crc64") => format!(
+                        "{code}: the server refuses block checksums (Azurite: start it with --loose, or set \
+                         target.checksum = false)"
+                    ),
                     (StatusCode::Forbidden, m) => format!(
                         "access denied (HTTP 403 {code}; check the account key or SAS){}",
                         m.map(|m| format!(": {m}")).unwrap_or_default()
@@ -435,10 +443,19 @@ impl Store for AzureStore {
     async fn check(&self) -> Result<()> {
         match self.container.get_properties(None).await {
             Ok(_) => Ok(()),
+            Err(e) if self.create_container && e.http_status() == Some(StatusCode::NotFound) => {
+                match self.container.create(None).await {
+                    Ok(_) => Ok(()),
+                    // Created meanwhile by someone else: as good.
+                    Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
+                    Err(e) => Err(Error::sink(self.describe(), format!("create container: {}", self.explain(&e)))),
+                }
+            }
             Err(e) => {
                 let message = match e.http_status() {
                     Some(StatusCode::NotFound) => format!(
-                        "container '{}' does not exist in account '{}' at {}",
+                        "container '{}' does not exist in account '{}' at {} (target.create_container = true \
+                         creates it)",
                         self.container_name, self.account, self.endpoint
                     ),
                     Some(StatusCode::Forbidden) => format!(
