@@ -4,8 +4,8 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|plugin|s3|all] [--size 8GiB] [--write-size 16GiB] [--rounds 5]
-        [--objects 64] [--object-size 64MiB] [--endpoint URL]
+    python3 benches/side_by_side.py [gen|write|plugin|s3|sinks|all] [--size 8GiB] [--write-size 16GiB]
+        [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL]
 
 gen — the generator alone, per core and with all cores:
 - dgen-engine: `gen --size S -o /dev/null --threads T` (null sink), its own reported GB/s.
@@ -31,6 +31,12 @@ here on a free port unless --endpoint is given), incompressible data:
   writer, 64 requests in flight), timed in-process.
 The server is the likely bottleneck on loopback; the ratio says whether dgen-engine keeps up with a
 native peer, and peak RSS whether memory stays at the pool.
+
+sinks — one workload through each sink in turn: the same N objects of S bytes (`run
+workloads/objects.toml`, incompressible, 8 MiB buffers, a 128 MiB pool, checksums on, concurrency auto)
+written to files (a directory on the root disk, fsynced), to S3 (moto on loopback) and to Azure
+(Azurite on loopback, in memory, `--loose` so it accepts the CRC64 headers), alternating per round;
+throughput as dgen-engine reports it and the engine's peak RSS for each.
 
 plugin — the cost of scripting a layout in a Wasm plugin: `run workloads/ckpt.toml` (llama3-8b, 8 ranks,
 1 step, into `null://`) against `gen` of the same number of bytes into the null sink, same profile.
@@ -315,6 +321,96 @@ def s3_bench(binary, rounds, count, size, endpoint):
           f"(dgen-engine pool: 128 MiB)")
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    import socket
+    for _ in range(600):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    sys.exit(f"{what} did not start")
+
+
+def start_azurite():
+    """Azurite's blob service on a free port: from the PATH or where scripts/test installs it."""
+    program = shutil.which("azurite-blob") or os.path.expanduser(
+        "~/.cache/dgen-engine/azurite/node_modules/.bin/azurite-blob")
+    if not os.path.exists(program):
+        sys.exit("azurite-blob not found: run scripts/test (it installs it) or `npm install -g azurite`")
+    port = free_port()
+    proc = subprocess.Popen([program, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+                             "--loose", "--silent", "--disableTelemetry"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc, "azurite-blob")
+    return proc, f"http://127.0.0.1:{port}/devstoreaccount1"
+
+
+def sinks_bench(binary, rounds, count, size):
+    import tempfile
+    moto, s3_endpoint = start_moto()
+    azurite, az_endpoint = start_azurite()
+    env = dict(os.environ, AWS_ENDPOINT_URL=s3_endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_REGION="us-east-1")
+    for k in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY",
+              "AZURE_STORAGE_SAS_TOKEN", "AWS_PROFILE"):
+        env.pop(k, None)
+    import boto3
+    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                 region_name="us-east-1").create_bucket(Bucket="bench")
+    payload = size - 28  # the objects plugin adds a 24-byte header and a 4-byte CRC footer
+    report = "/tmp/dgen-sinks-bench.json"
+    base = os.path.join(tempfile.gettempdir(), f"dgen-sinks-bench-{os.getpid()}")
+
+    def engine(r, target):
+        extra = {"file": [f"target.uri=file://{base}/r{r}"],
+                 "s3": [f"target.uri=s3://bench/r{r}"],
+                 "azure": [f"target.uri=az://bench/r{r}", "target.account=devstoreaccount1",
+                           f"target.endpoint={az_endpoint}", "target.create_container=true"]}[target]
+        args = [binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", "--json-report", report,
+                "--set", "data.dedup=1", "--set", "data.compress=1",
+                "--set", "pipeline.buffer_size=8MiB", "--set", "pipeline.buffers=16",
+                "--set", f"params.count={count}", "--set", 'params.distribution="fixed"',
+                "--set", f"params.size={payload}"]
+        for e in extra:
+            args += ["--set", e]
+        t = time.perf_counter()
+        _, _, rss = run_and_measure(args, env)
+        print(f"  {target}: {time.perf_counter() - t:.1f} s wall", file=sys.stderr)
+        shutil.rmtree(base, ignore_errors=True)
+        return json.load(open(report))["gbps"], rss
+
+    tools = ["file", "s3", "azure"]
+    res = {}
+    try:
+        for r in range(rounds):
+            for name in tools[r % 3:] + tools[:r % 3]:
+                res.setdefault(name, []).append(engine(r, name))
+            print(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {res[n][-1][0]:.2f} GB/s" for n in tools),
+                  file=sys.stderr)
+    finally:
+        moto.terminate()
+        azurite.terminate()
+    med = {n: statistics.median(g for g, _ in v) for n, v in res.items()}
+    rss = {n: max(m for _, m in v) for n, v in res.items()}
+    print(f"\nOne workload through each sink: {count} objects of {size >> 20} MiB, 128 MiB pool, checksums on, "
+          f"median of {rounds} alternating rounds ({time.strftime('%Y-%m-%d')}):")
+    where = {"file": f"files under {tempfile.gettempdir()}", "s3": f"moto at {s3_endpoint}",
+             "azure": f"Azurite at {az_endpoint}"}
+    for n in tools:
+        print(f"  {n:<6} {med[n]:.3f} GB/s   peak RSS {rss[n]:.0f} MiB   ({where[n]})")
+    print(f"  azure / s3: {med['azure'] / med['s3']:.2f}x; azure / file: {med['azure'] / med['file']:.2f}x")
+
+
 def run_engine_profile(binary, size, d, c):
     return run_engine(binary, size, d, c, os.cpu_count() or 1)
 
@@ -348,9 +444,9 @@ def ensure_peers():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "plugin", "s3", "all"])
-    ap.add_argument("--objects", type=int, default=64, help="objects per S3 run (default 64)")
-    ap.add_argument("--object-size", default="64MiB", help="bytes per S3 object (default 64MiB)")
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "plugin", "s3", "sinks", "all"])
+    ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
+    ap.add_argument("--object-size", default="64MiB", help="bytes per S3/sinks object (default 64MiB)")
     ap.add_argument("--endpoint", help="an S3-compatible endpoint to use instead of a local moto server")
     ap.add_argument("--size", default="8GiB", help="bytes per generator run (default 8GiB)")
     ap.add_argument("--write-size", default="16GiB", help="bytes per file write (default 16GiB)")
@@ -358,6 +454,10 @@ def main():
     args = ap.parse_args()
     size = parse_size(args.size)
     binary = engine_binary()
+    if args.what in ("sinks", "all"):
+        sinks_bench(binary, args.rounds, args.objects, parse_size(args.object_size))
+        if args.what == "sinks":
+            return
     if args.what in ("s3", "all"):
         s3_bench(binary, args.rounds, args.objects, parse_size(args.object_size), args.endpoint)
         if args.what == "s3":

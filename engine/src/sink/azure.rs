@@ -596,8 +596,9 @@ mod tests {
         assert_eq!(body.crc64(), 0xAE8B_1486_0A79_9888);
     }
 
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
     fn now() -> OffsetDateTime {
@@ -615,9 +616,8 @@ mod tests {
         // A full connection string with an explicit endpoint.
         let conn =
             "DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://10.0.0.1:10000/acct/";
-        let env = [("AZURE_STORAGE_CONNECTION_STRING", conn)];
-        let env: &'static [(&str, &str)] = Box::leak(Box::new(env));
-        let a = resolve(&opts, &env_of(env), now()).unwrap();
+        let env = env_of(&[("AZURE_STORAGE_CONNECTION_STRING", conn)]);
+        let a = resolve(&opts, &env, now()).unwrap();
         assert_eq!((a.name.as_str(), a.endpoint.as_str()), ("acct", "http://10.0.0.1:10000/acct"));
         // Account and SAS from the environment; the endpoint is the public one.
         let a = resolve(
@@ -636,7 +636,7 @@ mod tests {
         );
         // The workload's account wins; a connection string for another account is not used.
         let opts = AzureOptions { account: Some("other".into()), ..Default::default() };
-        let e = resolve(&opts, &env_of(env), now()).unwrap_err().to_string();
+        let e = resolve(&opts, &env, now()).unwrap_err().to_string();
         assert!(e.contains("no credentials for storage account 'other'"), "{e}");
         // The development account needs nothing.
         let opts = AzureOptions { account: Some(DEV_ACCOUNT.into()), ..Default::default() };
