@@ -5,14 +5,13 @@
 //! upload left open afterwards.
 
 use crate::common::*;
+use crate::objects::*;
 use aws_sdk_s3::Client;
-use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob};
 use dgen_engine::sink::cloud::{CloudOptions, CloudSink, Concurrency};
 use dgen_engine::sink::s3::{S3Options, S3Store};
 use dgen_engine::Generator;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -80,12 +79,24 @@ impl Bucket {
         Bucket { rt, client, name }
     }
 
-    pub fn uri(&self, prefix: &str) -> String {
+    /// Multipart uploads still open (their parts take space and cost money).
+    pub fn uploads(&self) -> Vec<String> {
+        let out = self.rt.block_on(self.client.list_multipart_uploads().bucket(&self.name).send()).unwrap();
+        out.uploads().iter().map(|u| u.key().unwrap_or("?").to_string()).collect()
+    }
+
+    pub fn etag(&self, key: &str) -> String {
+        let out = self.rt.block_on(self.client.head_object().bucket(&self.name).key(key).send()).expect(key);
+        out.e_tag().unwrap_or("").trim_matches('"').to_string()
+    }
+}
+
+impl Remote for Bucket {
+    fn uri(&self, prefix: &str) -> String {
         format!("s3://{}/{prefix}", self.name)
     }
 
-    /// Keys under `prefix` with their sizes.
-    pub fn list(&self, prefix: &str) -> Vec<(String, u64)> {
+    fn list(&self, prefix: &str) -> Vec<(String, u64)> {
         let out = self.rt.block_on(self.client.list_objects_v2().bucket(&self.name).prefix(prefix).send()).unwrap();
         let mut v: Vec<(String, u64)> =
             out.contents().iter().map(|o| (o.key().unwrap().to_string(), o.size().unwrap_or(0) as u64)).collect();
@@ -93,23 +104,12 @@ impl Bucket {
         v
     }
 
-    /// Multipart uploads still open (their parts take space and cost money).
-    pub fn uploads(&self) -> Vec<String> {
-        let out = self.rt.block_on(self.client.list_multipart_uploads().bucket(&self.name).send()).unwrap();
-        out.uploads().iter().map(|u| u.key().unwrap_or("?").to_string()).collect()
-    }
-
-    pub fn get(&self, key: &str) -> Vec<u8> {
+    fn get(&self, key: &str) -> Vec<u8> {
         let out = self.rt.block_on(self.client.get_object().bucket(&self.name).key(key).send()).expect(key);
         self.rt.block_on(out.body.collect()).unwrap().into_bytes().to_vec()
     }
 
-    pub fn etag(&self, key: &str) -> String {
-        let out = self.rt.block_on(self.client.head_object().bucket(&self.name).key(key).send()).expect(key);
-        out.e_tag().unwrap_or("").trim_matches('"').to_string()
-    }
-
-    pub fn put(&self, key: &str, data: Vec<u8>) {
+    fn put(&self, key: &str, data: Vec<u8>) {
         let body = aws_sdk_s3::primitives::ByteStream::from(data);
         self.rt.block_on(self.client.put_object().bucket(&self.name).key(key).body(body).send()).unwrap();
     }
@@ -151,29 +151,14 @@ fn part_boundaries_store_the_exact_bytes() {
     let sizes = [5 * MIB - 1, 5 * MIB, 5 * MIB + 1, 3 * 5 * MIB + 123];
     // One buffer per part, and parts assembled from five 1 MiB buffers: the same parts either way.
     for buffer in [5 * MIB, MIB] {
-        let sink = s3_sink(&bucket, &format!("b{buffer}"), CloudOptions::default());
-        let cfg = ExecConfig { buffer_size: buffer as usize, buffers: 8, threads: 2, open_objects: 2, crc: true };
-        let exec = Executor::new(&sink, gen.clone(), cfg).unwrap();
-        let jobs = sizes.iter().enumerate().map(|(i, &size)| ObjectJob {
-            name: format!("o{i}"),
-            size,
-            content: Content::Stream { stream: i as u64, offset: 0 },
-        });
-        let stats = exec.run(jobs, &mut (), &AtomicBool::new(false)).unwrap();
-        assert_eq!(exec.pool().available(), exec.pool().count(), "buffers not returned");
+        let prefix = format!("b{buffer}/");
+        let sink = s3_sink(&bucket, &prefix, CloudOptions::default());
+        write_and_compare(&sink, &bucket, &prefix, &gen, &sizes, buffer);
         for (i, &size) in sizes.iter().enumerate() {
-            let key = format!("b{buffer}/o{i}");
-            let mut want = vec![0u8; size as usize];
-            gen.fill(i as u64, 0, &mut want);
-            let got = bucket.get(&key);
-            assert_eq!(got.len(), want.len(), "{key}");
-            assert!(got == want, "{key}: bytes differ");
-            let crc = stats.objects.iter().find(|o| o.name == format!("o{i}")).unwrap().crc32c;
-            assert_eq!(crc, Some(crc32c::crc32c(&want)), "{key}");
             // Up to 5 MiB: one PUT (a plain MD5 ETag); beyond: 5 MiB parts ("md5-N").
             let parts = if size <= 5 * MIB { None } else { Some(size.div_ceil(5 * MIB)) };
-            let etag = bucket.etag(&key);
-            assert_eq!(etag.split_once('-').map(|(_, n)| n.parse::<u64>().unwrap()), parts, "{key}: ETag {etag}");
+            let etag = bucket.etag(&format!("{prefix}o{i}"));
+            assert_eq!(etag.split_once('-').map(|(_, n)| n.parse::<u64>().unwrap()), parts, "o{i}: ETag {etag}");
         }
     }
     assert_eq!(bucket.uploads(), Vec::<String>::new());
@@ -182,65 +167,17 @@ fn part_boundaries_store_the_exact_bytes() {
 #[test]
 fn large_parts_are_built_from_many_buffers_within_the_pool() {
     let bucket = Bucket::new("bigparts");
-    let gen = Generator::new(9, profile(1.0, 1.0, 4096));
     let opts =
         CloudOptions { part_size: Some(96 * MIB), concurrency: Concurrency::Fixed(2), ..CloudOptions::default() };
-    let sink = s3_sink(&bucket, "", opts);
-    let size = 200 * MIB + 7;
-    let job = || ObjectJob { name: "big.bin".into(), size, content: Content::Stream { stream: 1, offset: 0 } };
-    // 96 MiB parts from 8 MiB buffers: twelve buffers a part.
-    let cfg = ExecConfig { buffer_size: 8 << 20, buffers: 16, threads: 2, open_objects: 2, crc: false };
-    let exec = Executor::new(&sink, gen.clone(), cfg).unwrap();
-    exec.run([job()], &mut (), &AtomicBool::new(false)).unwrap();
-    let mut want = vec![0u8; size as usize];
-    gen.fill(1, 0, &mut want);
-    assert!(bucket.get("big.bin") == want, "bytes differ");
+    big_parts_from_many_buffers(&s3_sink(&bucket, "", opts), &bucket);
     assert!(bucket.etag("big.bin").ends_with("-3"), "{}", bucket.etag("big.bin"));
-    // A pool smaller than one part is refused with a message that says what to change.
-    let cfg = ExecConfig { buffer_size: 8 << 20, buffers: 4, threads: 2, open_objects: 2, crc: false };
-    let exec = Executor::new(&sink, gen.clone(), cfg).unwrap();
-    let err = exec.run([job()], &mut (), &AtomicBool::new(false)).unwrap_err().to_string();
-    assert!(err.contains("needs parts of 96 MiB") && err.contains("pipeline.buffers"), "{err}");
     assert_eq!(bucket.uploads(), Vec::<String>::new());
 }
 
 #[test]
 fn a_workload_on_s3_stores_the_file_sinks_bytes_and_verifies() {
     let bucket = Bucket::new("same-bytes");
-    let dir = tempdir("s3-vs-file");
-    let wl = workload("objects.toml");
-    let file_uri = format!("target.uri=file://{}", dir.display());
-    let s3_uri = format!("target.uri={}", bucket.uri("objs"));
-    // The objects plugin reserves each header and patches it in last.
-    let common = ["--set", "params.count=12", "--set", "params.size=9000000", "-q"];
-    let out = bin().args(["run", &wl, "--set", &file_uri]).args(common).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let endpoint = &moto().endpoint;
-    let out = bin_s3(endpoint).args(["run", &wl, "--set", &s3_uri]).args(common).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let files = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap());
-    let mut files: Vec<String> = files.collect();
-    files.sort();
-    let keys: Vec<String> =
-        bucket.list("objs/").into_iter().map(|(k, _)| k.trim_start_matches("objs/").into()).collect();
-    assert_eq!(keys, files);
-    assert!(keys.len() == 12, "{keys:?}");
-    for f in &files {
-        let want = std::fs::read(dir.join(f)).unwrap();
-        assert!(bucket.get(&format!("objs/{f}")) == want, "{f} differs between file and S3");
-    }
-    // verify reads every object back with ranged GETs; a changed object fails it.
-    let out = bin_s3(endpoint).args(["verify", &wl, "--set", &s3_uri]).args(common).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let biggest = files.iter().max_by_key(|f| std::fs::metadata(dir.join(f)).unwrap().len()).unwrap();
-    let mut bad = bucket.get(&format!("objs/{biggest}"));
-    let at = bad.len() / 2;
-    bad[at] ^= 1;
-    bucket.put(&format!("objs/{biggest}"), bad);
-    let out = bin_s3(endpoint).args(["verify", &wl, "--set", &s3_uri]).args(common).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("differs at byte offset {at}")), "{}", stderr(&out));
-    std::fs::remove_dir_all(dir).ok();
+    same_bytes_as_files(&bucket, "s3-vs-file", &|| bin_s3(&moto().endpoint));
 }
 
 #[test]
@@ -265,22 +202,11 @@ fn unusable_targets_fail_with_one_clear_line() {
     }
 }
 
-/// The big-object workload the failure tests interrupt: 24 objects of 24 MiB (5 parts each).
-fn interrupted_run(endpoint: &str, uri: &str) -> std::process::Child {
-    bin_s3(endpoint)
-        .args(["run", &workload("objects.toml"), "-q", "--set", &format!("target.uri={uri}")])
-        .args(["--set", "params.count=24", "--set", "params.distribution=\"fixed\"", "--set", "params.size=25165824"])
-        .args(["--set", "target.retries=0", "--set", "target.concurrency=4"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn a_server_that_goes_away_mid_run_fails_the_run_and_leaves_no_upload_open() {
     let bucket = Bucket::new("outage");
     let relay = Relay::start(&moto().endpoint);
-    let child = interrupted_run(&relay.endpoint(), &bucket.uri("o"));
+    let child = interrupted_run(bin_s3(&relay.endpoint()), &bucket.uri("o"));
     relay.wait_for(100 * MIB);
     // Open uploads exist now; the server goes away for 3 s and comes back.
     relay.outage(Duration::from_secs(3));
@@ -290,17 +216,14 @@ fn a_server_that_goes_away_mid_run_fails_the_run_and_leaves_no_upload_open() {
     let last = err.trim().lines().last().unwrap_or("");
     assert!(last.starts_with("error: s3://") && last.contains("cannot reach"), "{err}");
     assert_eq!(bucket.uploads(), Vec::<String>::new(), "multipart uploads left open");
-    // Whatever objects completed before the outage are whole.
-    for (key, size) in bucket.list("o/") {
-        assert_eq!(size, 24 + 25165824 + 4, "{key} is partial");
-    }
+    only_whole_objects(&bucket, "o/");
 }
 
 #[test]
 fn ctrl_c_aborts_every_open_upload() {
     let bucket = Bucket::new("ctrlc");
     let relay = Relay::start(&moto().endpoint);
-    let child = interrupted_run(&relay.endpoint(), &bucket.uri("c"));
+    let child = interrupted_run(bin_s3(&relay.endpoint()), &bucket.uri("c"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while bucket.uploads().is_empty() || relay.relayed.load(Ordering::Relaxed) < 60 * MIB {
         assert!(Instant::now() < deadline, "no upload was started");
@@ -311,28 +234,28 @@ fn ctrl_c_aborts_every_open_upload() {
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
     assert_eq!(bucket.uploads(), Vec::<String>::new(), "multipart uploads left open");
-    for (key, size) in bucket.list("c/") {
-        assert_eq!(size, 24 + 25165824 + 4, "{key} is partial");
-    }
+    only_whole_objects(&bucket, "c/");
 }
 
 #[test]
 fn s3_keys_are_checked_in_the_workload() {
-    let dir = tempdir("s3-keys");
-    let cases = [
-        ("[target]\nuri = \"file://./x\"\nendpoint = \"http://h\"\n", ":8: target.endpoint: is an object-store key"),
-        ("[target]\nuri = \"s3://bkt/p\"\nconcurrency = \"lots\"\n", ":8: target.concurrency: 'lots' is not 'auto'"),
-        ("[target]\nuri = \"s3://bkt/p\"\npart_size = \"1MiB\"\n", ":8: target.part_size: must be from 5 MiB to 5 GiB"),
-        ("[target]\nuri = \"s3://B/p\"\n", ":7: target.uri:"),
-        ("[target]\nuri = \"s3://bkt\"\nengine = \"pwrite\"\n", ":8: target.engine: is a file:// key"),
-    ];
-    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/objects");
-    for (i, (target, want)) in cases.iter().enumerate() {
-        let f = dir.join(format!("w{i}.toml"));
-        std::fs::write(&f, format!("name = \"t\"\nplugin = \"{}\"\n\n\n\n{target}", plugin.display())).unwrap();
-        let out = run(&["run", f.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(2), "{target}: {}", stderr(&out));
-        assert!(stderr(&out).contains(want), "{target}: {}", stderr(&out));
-    }
-    std::fs::remove_dir_all(dir).ok();
+    target_tables_are_refused(
+        "s3-keys",
+        &[
+            (
+                "[target]\nuri = \"file://./x\"\nendpoint = \"http://h\"\n",
+                ":8: target.endpoint: is an object-store key",
+            ),
+            (
+                "[target]\nuri = \"s3://bkt/p\"\nconcurrency = \"lots\"\n",
+                ":8: target.concurrency: 'lots' is not 'auto'",
+            ),
+            (
+                "[target]\nuri = \"s3://bkt/p\"\npart_size = \"1MiB\"\n",
+                ":8: target.part_size: must be from 5 MiB to 5 GiB",
+            ),
+            ("[target]\nuri = \"s3://B/p\"\n", ":7: target.uri:"),
+            ("[target]\nuri = \"s3://bkt\"\nengine = \"pwrite\"\n", ":8: target.engine: is a file:// key"),
+        ],
+    );
 }

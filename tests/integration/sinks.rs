@@ -3,6 +3,7 @@
 
 use crate::azure::{azure_sink, Container};
 use crate::common::*;
+use crate::objects::Remote;
 use crate::s3::{s3_sink, Bucket};
 use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob};
 use dgen_engine::pool::BufferPool;

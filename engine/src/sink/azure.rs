@@ -16,7 +16,7 @@
 //! no blob of that name existed, the abort discards them too (see [`AzureStore`]'s `abort`). Blocks carry Azure's CRC64 (`x-ms-content-crc64`) when
 //! checksums are on.
 
-use super::cloud::{Body, CloudOptions, CloudSink, PartLimits, PartTag, Store};
+use super::cloud::{root_cause, Body, CloudOptions, CloudSink, Location, PartLimits, PartTag, Store};
 use crate::error::{Error, Result};
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RequestContent, RetryOptions, StatusCode, Url};
@@ -241,8 +241,8 @@ pub fn account_sas(account: &str, key: &str, now: OffsetDateTime) -> Result<Stri
 
 pub struct AzureStore {
     container: BlobContainerClient,
-    container_name: String,
-    prefix: String,
+    /// The container and prefix.
+    loc: Location,
     account: String,
     /// Where requests go, for messages.
     endpoint: String,
@@ -283,8 +283,7 @@ pub fn open(uri: &str, opts: AzureOptions) -> Result<CloudSink<AzureStore>> {
         .map_err(|e| Error::sink(format!("az://{container_name}"), e.to_string()))?;
     let store = AzureStore {
         container,
-        container_name,
-        prefix,
+        loc: Location::new("az", container_name, prefix),
         account: account.name,
         endpoint: account.endpoint,
         checksum: opts.cloud.checksum,
@@ -354,17 +353,6 @@ fn content<T>(body: Body) -> RequestContent<Bytes, T> {
     }
 }
 
-/// The innermost cause of an error (a refused connection, a DNS failure) without the wrappers' noise.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        last = s.to_string();
-        cur = s.source();
-    }
-    last
-}
-
 /// The service's `<Message>` from an error body, first line only.
 fn service_message(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
@@ -375,15 +363,11 @@ fn service_message(body: &[u8]) -> Option<String> {
 
 impl AzureStore {
     fn key(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}/{name}", self.prefix)
-        }
+        self.loc.key(name)
     }
 
     fn url(&self, name: &str) -> String {
-        format!("az://{}/{}", self.container_name, self.key(name))
+        self.loc.url(name)
     }
 
     fn blob(&self, name: &str) -> azure_storage_blob::BlobClient {
@@ -425,11 +409,7 @@ impl Store for AzureStore {
     }
 
     fn describe(&self) -> String {
-        if self.prefix.is_empty() {
-            format!("az://{}", self.container_name)
-        } else {
-            format!("az://{}/{}", self.container_name, self.prefix)
-        }
+        self.loc.describe()
     }
 
     fn limits(&self) -> PartLimits {
@@ -456,11 +436,11 @@ impl Store for AzureStore {
                     Some(StatusCode::NotFound) => format!(
                         "container '{}' does not exist in account '{}' at {} (target.create_container = true \
                          creates it)",
-                        self.container_name, self.account, self.endpoint
+                        self.loc.root, self.account, self.endpoint
                     ),
                     Some(StatusCode::Forbidden) => format!(
                         "access to container '{}' denied (HTTP 403): check the account key or SAS for '{}'",
-                        self.container_name, self.account
+                        self.loc.root, self.account
                     ),
                     _ => self.explain(&e),
                 };

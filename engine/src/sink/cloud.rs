@@ -139,6 +139,55 @@ impl AsRef<[u8]> for Lent {
     }
 }
 
+/// `scheme://root/prefix`: a bucket or container and the prefix below it, and how object names
+/// become keys and addresses there.
+pub struct Location {
+    scheme: &'static str,
+    /// The bucket or container.
+    pub root: String,
+    prefix: String,
+}
+
+impl Location {
+    pub fn new(scheme: &'static str, root: String, prefix: String) -> Location {
+        Location { scheme, root, prefix }
+    }
+
+    /// The store's key for an object name.
+    pub fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    /// An object's address, for messages.
+    pub fn url(&self, name: &str) -> String {
+        format!("{}://{}/{}", self.scheme, self.root, self.key(name))
+    }
+
+    /// The target's address.
+    pub fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("{}://{}", self.scheme, self.root)
+        } else {
+            format!("{}://{}/{}", self.scheme, self.root, self.prefix)
+        }
+    }
+}
+
+/// The innermost cause of an error (a refused connection, a DNS failure) without the wrappers' noise.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        last = s.to_string();
+        cur = s.source();
+    }
+    last
+}
+
 /// One uploaded part, for the commit.
 #[derive(Clone, Debug)]
 pub struct PartTag {

@@ -8,7 +8,7 @@
 //! checksum already protects them) so no SHA-256 pass over the data is needed. Part sizing,
 //! concurrency and abort-on-failure live in [`super::cloud`].
 
-use super::cloud::{Body, CloudOptions, CloudSink, PartLimits, PartTag, Store};
+use super::cloud::{root_cause, Body, CloudOptions, CloudSink, Location, PartLimits, PartTag, Store};
 use crate::error::{Error, Result};
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -50,8 +50,8 @@ pub struct S3Options {
 
 pub struct S3Store {
     client: Client,
-    bucket: String,
-    prefix: String,
+    /// The bucket and prefix.
+    loc: Location,
     /// Where requests go, for messages.
     endpoint: String,
     checksum: bool,
@@ -122,8 +122,7 @@ pub fn open(uri: &str, opts: S3Options) -> Result<CloudSink<S3Store>> {
     let region = opts.region.clone().or_else(|| sdk.region().map(|r| r.to_string())).unwrap_or("us-east-1".into());
     let store = S3Store {
         client: Client::from_conf(b.build()),
-        bucket,
-        prefix,
+        loc: Location::new("s3", bucket, prefix),
         endpoint: endpoint.unwrap_or_else(|| format!("AWS S3 ({region})")),
         checksum: opts.cloud.checksum,
     };
@@ -134,28 +133,13 @@ fn b64(crc: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
-/// The innermost cause of an error (a refused connection, a DNS failure) without the wrappers' noise.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        last = s.to_string();
-        cur = s.source();
-    }
-    last
-}
-
 impl S3Store {
     fn key(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}/{name}", self.prefix)
-        }
+        self.loc.key(name)
     }
 
     fn url(&self, name: &str) -> String {
-        format!("s3://{}/{}", self.bucket, self.key(name))
+        self.loc.url(name)
     }
 
     /// One line for an SDK error: the service's code and message, or why the server was not reached.
@@ -214,11 +198,7 @@ impl Store for S3Store {
     }
 
     fn describe(&self) -> String {
-        if self.prefix.is_empty() {
-            format!("s3://{}", self.bucket)
-        } else {
-            format!("s3://{}/{}", self.bucket, self.prefix)
-        }
+        self.loc.describe()
     }
 
     fn limits(&self) -> PartLimits {
@@ -230,7 +210,7 @@ impl Store for S3Store {
     }
 
     async fn check(&self) -> Result<()> {
-        match self.client.head_bucket().bucket(&self.bucket).send().await {
+        match self.client.head_bucket().bucket(&self.loc.root).send().await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let status = match &e {
@@ -238,12 +218,12 @@ impl Store for S3Store {
                     _ => None,
                 };
                 let message = match status {
-                    Some(404) => format!("bucket '{}' does not exist at {}", self.bucket, self.endpoint),
+                    Some(404) => format!("bucket '{}' does not exist at {}", self.loc.root, self.endpoint),
                     Some(403) => format!(
                         "access to bucket '{}' denied (HTTP 403): check the credentials and their permissions",
-                        self.bucket
+                        self.loc.root
                     ),
-                    Some(301) => format!("bucket '{}' is in another region: set target.region", self.bucket),
+                    Some(301) => format!("bucket '{}' is in another region: set target.region", self.loc.root),
                     _ => self.explain(&e),
                 };
                 Err(Error::sink(self.describe(), message))
@@ -256,7 +236,7 @@ impl Store for S3Store {
         let req = self
             .client
             .put_object()
-            .bucket(&self.bucket)
+            .bucket(&self.loc.root)
             .key(self.key(name))
             .content_length(body.len() as i64)
             .set_checksum_crc32_c(crc32c.map(b64))
@@ -269,7 +249,7 @@ impl Store for S3Store {
         let out = self
             .client
             .create_multipart_upload()
-            .bucket(&self.bucket)
+            .bucket(&self.loc.root)
             .key(self.key(name))
             .set_checksum_algorithm(self.checksum.then_some(ChecksumAlgorithm::Crc32C))
             .send()
@@ -283,7 +263,7 @@ impl Store for S3Store {
         let req = self
             .client
             .upload_part()
-            .bucket(&self.bucket)
+            .bucket(&self.loc.root)
             .key(self.key(name))
             .upload_id(upload)
             .part_number(number as i32)
@@ -315,7 +295,7 @@ impl Store for S3Store {
             .collect();
         self.client
             .complete_multipart_upload()
-            .bucket(&self.bucket)
+            .bucket(&self.loc.root)
             .key(self.key(name))
             .upload_id(upload)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
@@ -329,7 +309,7 @@ impl Store for S3Store {
         match self
             .client
             .abort_multipart_upload()
-            .bucket(&self.bucket)
+            .bucket(&self.loc.root)
             .key(self.key(name))
             .upload_id(upload)
             .send()
@@ -347,7 +327,7 @@ impl Store for S3Store {
         let out = self
             .client
             .list_multipart_uploads()
-            .bucket(&self.bucket)
+            .bucket(&self.loc.root)
             .prefix(&key)
             .send()
             .await
@@ -358,7 +338,7 @@ impl Store for S3Store {
     async fn delete(&self, name: &str) -> Result<()> {
         self.client
             .delete_object()
-            .bucket(&self.bucket)
+            .bucket(&self.loc.root)
             .key(self.key(name))
             .send()
             .await
@@ -367,7 +347,7 @@ impl Store for S3Store {
     }
 
     async fn size(&self, name: &str) -> Result<u64> {
-        match self.client.head_object().bucket(&self.bucket).key(self.key(name)).send().await {
+        match self.client.head_object().bucket(&self.loc.root).key(self.key(name)).send().await {
             Ok(out) => Ok(out.content_length.unwrap_or(0).max(0) as u64),
             Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 404 => {
                 Err(Error::sink(self.url(name), "no such object"))
@@ -381,7 +361,7 @@ impl Store for S3Store {
         let out = self
             .client
             .get_object()
-            .bucket(&self.bucket)
+            .bucket(&self.loc.root)
             .key(self.key(name))
             .range(range)
             .send()
