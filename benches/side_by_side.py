@@ -237,20 +237,32 @@ print(n * size / (time.perf_counter() - t) / 1e9)
 """
 
 
-def start_moto():
+def free_port():
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    import socket
+    for _ in range(600):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"http://127.0.0.1:{port}"
+            return
         except OSError:
+            if proc.poll() is not None:
+                break
             time.sleep(0.1)
-    sys.exit("moto server did not start (pip install 'moto[server]')")
+    sys.exit(f"{what} did not start")
+
+
+def start_moto():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc, "moto server (pip install 'moto[server]')")
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def s3_bench(binary, rounds, count, size, endpoint):
@@ -319,26 +331,6 @@ def s3_bench(binary, rounds, count, size, endpoint):
           f"no checksum); {med['dgen-engine+crc'] / med['s3dlio']:.2f}x with CRC32C; "
           f"{med['dgen-engine-mpu'] / med['s3dlio']:.2f}x as 8 MiB multipart parts with CRC32C "
           f"(dgen-engine pool: 128 MiB)")
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what):
-    import socket
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    sys.exit(f"{what} did not start")
 
 
 def start_azurite():

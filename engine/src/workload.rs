@@ -469,16 +469,18 @@ impl Plan {
         ] {
             if given && !kinds.contains(&kind) {
                 let what = match kinds {
-                    F => "a file:// key".to_string(),
-                    OBJ => "an object-store key".to_string(),
-                    S3 if kind == Kind::Azure && key == "part_size" => {
-                        "an s3:// key (Azure calls it block_size)".into()
-                    }
-                    S3 => "an s3:// key".into(),
-                    _ if kind == Kind::S3 && key == "block_size" => "an az:// key (S3 calls it part_size)".into(),
-                    _ => "an az:// key".into(),
+                    F => "a file://",
+                    OBJ => "an object-store",
+                    S3 => "an s3://",
+                    _ => "an az://",
                 };
-                return Err(at_key(file, text, "target", key, format!("is {what}; the target is '{uri}'")));
+                // The two stores' names for the same thing.
+                let hint = match (key, kind) {
+                    ("part_size", Kind::Azure) => " (Azure calls it block_size)",
+                    ("block_size", Kind::S3) => " (S3 calls it part_size)",
+                    _ => "",
+                };
+                return Err(at_key(file, text, "target", key, format!("is {what} key{hint}; the target is '{uri}'")));
             }
         }
         let buffer_size = size_of(&spec.pipeline.buffer_size, 8 << 20, file, text, "pipeline", "buffer_size")?;

@@ -144,18 +144,20 @@ fn resolve(opts: &AzureOptions, env: &dyn Fn(&str) -> Option<String>, now: Offse
                 )
             },
         )?;
+    // The connection string counts only when it is for this account.
     let conn_applies = conn_account.as_deref() == Some(name.as_str());
+    let from_conn = |k: &str| if conn_applies { get(k) } else { None };
     let is_dev = name == DEV_ACCOUNT;
     let credential = opts
         .credential
         .clone()
         .or_else(|| {
-            if !conn_applies {
-                None
-            } else if dev_storage {
+            if dev_storage && conn_applies {
                 Some(Credential::Key(DEV_KEY.into()))
             } else {
-                get("accountkey").map(Credential::Key).or_else(|| get("sharedaccesssignature").map(Credential::Sas))
+                from_conn("accountkey")
+                    .map(Credential::Key)
+                    .or_else(|| from_conn("sharedaccesssignature").map(Credential::Sas))
             }
         })
         .or_else(|| env("AZURE_STORAGE_KEY").map(Credential::Key))
@@ -173,17 +175,11 @@ fn resolve(opts: &AzureOptions, env: &dyn Fn(&str) -> Option<String>, now: Offse
     let endpoint = opts
         .endpoint
         .clone()
-        .or_else(|| conn_applies.then(|| get("blobendpoint")).flatten())
+        .or_else(|| from_conn("blobendpoint"))
         .or_else(|| (is_dev && (dev_storage || !conn_applies)).then(|| DEV_ENDPOINT.to_string()))
         .unwrap_or_else(|| {
-            let (proto, suffix) = if conn_applies {
-                (
-                    get("defaultendpointsprotocol").unwrap_or_else(|| "https".into()),
-                    get("endpointsuffix").unwrap_or_else(|| "core.windows.net".into()),
-                )
-            } else {
-                ("https".into(), "core.windows.net".into())
-            };
+            let proto = from_conn("defaultendpointsprotocol").unwrap_or_else(|| "https".into());
+            let suffix = from_conn("endpointsuffix").unwrap_or_else(|| "core.windows.net".into());
             format!("{proto}://{name}.blob.{suffix}")
         });
     let endpoint = endpoint.trim_end_matches('/').to_string();
@@ -362,16 +358,8 @@ fn service_message(body: &[u8]) -> Option<String> {
 }
 
 impl AzureStore {
-    fn key(&self, name: &str) -> String {
-        self.loc.key(name)
-    }
-
-    fn url(&self, name: &str) -> String {
-        self.loc.url(name)
-    }
-
     fn blob(&self, name: &str) -> azure_storage_blob::BlobClient {
-        self.container.blob_client(&self.key(name))
+        self.container.blob_client(&self.loc.key(name))
     }
 
     /// One line for an SDK error: the service's code and message, or why the server was not reached.
@@ -399,7 +387,7 @@ impl AzureStore {
     }
 
     fn fail(&self, name: &str, op: &str, e: azure_core::Error) -> Error {
-        Error::sink(self.url(name), format!("{op}: {}", self.explain(&e)))
+        Error::sink(self.loc.url(name), format!("{op}: {}", self.explain(&e)))
     }
 }
 
@@ -539,7 +527,9 @@ impl Store for AzureStore {
     async fn size(&self, name: &str) -> Result<u64> {
         match self.blob(name).get_properties(None).await {
             Ok(r) => Ok(r.content_length().ok().flatten().unwrap_or(0)),
-            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Err(Error::sink(self.url(name), "no such blob")),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
+                Err(Error::sink(self.loc.url(name), "no such blob"))
+            }
             Err(e) => Err(self.fail(name, "Get Blob Properties", e)),
         }
     }

@@ -134,14 +134,6 @@ fn b64(crc: u32) -> String {
 }
 
 impl S3Store {
-    fn key(&self, name: &str) -> String {
-        self.loc.key(name)
-    }
-
-    fn url(&self, name: &str) -> String {
-        self.loc.url(name)
-    }
-
     /// One line for an SDK error: the service's code and message, or why the server was not reached.
     fn explain<E>(&self, e: &SdkError<E>) -> String
     where
@@ -181,7 +173,7 @@ impl S3Store {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        Error::sink(self.url(name), format!("{op}: {}", self.explain(&e)))
+        Error::sink(self.loc.url(name), format!("{op}: {}", self.explain(&e)))
     }
 
     fn stream(body: Body) -> ByteStream {
@@ -237,7 +229,7 @@ impl Store for S3Store {
             .client
             .put_object()
             .bucket(&self.loc.root)
-            .key(self.key(name))
+            .key(self.loc.key(name))
             .content_length(body.len() as i64)
             .set_checksum_crc32_c(crc32c.map(b64))
             .body(Self::stream(body));
@@ -250,12 +242,13 @@ impl Store for S3Store {
             .client
             .create_multipart_upload()
             .bucket(&self.loc.root)
-            .key(self.key(name))
+            .key(self.loc.key(name))
             .set_checksum_algorithm(self.checksum.then_some(ChecksumAlgorithm::Crc32C))
             .send()
             .await
             .map_err(|e| self.fail(name, "create multipart upload", e))?;
-        out.upload_id.ok_or_else(|| Error::sink(self.url(name), "create multipart upload: no upload id in the reply"))
+        out.upload_id
+            .ok_or_else(|| Error::sink(self.loc.url(name), "create multipart upload: no upload id in the reply"))
     }
 
     async fn put_part(&self, name: &str, upload: &str, number: u32, body: Body) -> Result<PartTag> {
@@ -264,7 +257,7 @@ impl Store for S3Store {
             .client
             .upload_part()
             .bucket(&self.loc.root)
-            .key(self.key(name))
+            .key(self.loc.key(name))
             .upload_id(upload)
             .part_number(number as i32)
             .content_length(body.len() as i64)
@@ -278,7 +271,7 @@ impl Store for S3Store {
             .map_err(|e| self.fail(name, &format!("upload part {number}"), e))?;
         let tag = out
             .e_tag
-            .ok_or_else(|| Error::sink(self.url(name), format!("upload part {number}: no ETag in the reply")))?;
+            .ok_or_else(|| Error::sink(self.loc.url(name), format!("upload part {number}: no ETag in the reply")))?;
         Ok(PartTag { number, tag, crc32c })
     }
 
@@ -296,7 +289,7 @@ impl Store for S3Store {
         self.client
             .complete_multipart_upload()
             .bucket(&self.loc.root)
-            .key(self.key(name))
+            .key(self.loc.key(name))
             .upload_id(upload)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
@@ -310,7 +303,7 @@ impl Store for S3Store {
             .client
             .abort_multipart_upload()
             .bucket(&self.loc.root)
-            .key(self.key(name))
+            .key(self.loc.key(name))
             .upload_id(upload)
             .send()
             .await
@@ -323,7 +316,7 @@ impl Store for S3Store {
     }
 
     async fn uploads(&self, name: &str) -> Result<Vec<String>> {
-        let key = self.key(name);
+        let key = self.loc.key(name);
         let out = self
             .client
             .list_multipart_uploads()
@@ -339,7 +332,7 @@ impl Store for S3Store {
         self.client
             .delete_object()
             .bucket(&self.loc.root)
-            .key(self.key(name))
+            .key(self.loc.key(name))
             .send()
             .await
             .map_err(|e| self.fail(name, "DELETE", e))?;
@@ -347,10 +340,10 @@ impl Store for S3Store {
     }
 
     async fn size(&self, name: &str) -> Result<u64> {
-        match self.client.head_object().bucket(&self.loc.root).key(self.key(name)).send().await {
+        match self.client.head_object().bucket(&self.loc.root).key(self.loc.key(name)).send().await {
             Ok(out) => Ok(out.content_length.unwrap_or(0).max(0) as u64),
             Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 404 => {
-                Err(Error::sink(self.url(name), "no such object"))
+                Err(Error::sink(self.loc.url(name), "no such object"))
             }
             Err(e) => Err(self.fail(name, "HEAD", e)),
         }
@@ -362,13 +355,16 @@ impl Store for S3Store {
             .client
             .get_object()
             .bucket(&self.loc.root)
-            .key(self.key(name))
+            .key(self.loc.key(name))
             .range(range)
             .send()
             .await
             .map_err(|e| self.fail(name, "GET", e))?;
-        let data =
-            out.body.collect().await.map_err(|e| Error::sink(self.url(name), format!("GET: {}", root_cause(&e))))?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::sink(self.loc.url(name), format!("GET: {}", root_cause(&e))))?;
         Ok(data.into_bytes())
     }
 }
