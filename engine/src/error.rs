@@ -24,9 +24,10 @@ pub enum Error {
     #[error("{0}")]
     Resource(String),
 
-    /// A plugin misbehaved or could not be loaded: trap, panic, limit, bad name, wrong contract.
+    /// A plugin misbehaved or could not be loaded: trap, panic, limit, bad name, wrong contract. The
+    /// message is one line; `detail` (a Wasm backtrace) is for the JSON report and `-v`.
     #[error("plugin '{plugin}': {message}")]
-    Plugin { plugin: String, message: String },
+    Plugin { plugin: String, message: String, detail: Option<String> },
 
     /// A workload file is malformed; `at` is `file:line` (or `--set KEY`).
     #[error("{at}: {message}")]
@@ -47,7 +48,15 @@ impl Error {
     }
 
     pub fn plugin(plugin: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Plugin { plugin: plugin.into(), message: message.into() }
+        Error::Plugin { plugin: plugin.into(), message: message.into(), detail: None }
+    }
+
+    /// What goes beyond the one-line message (a plugin trap's backtrace), if anything.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Error::Plugin { detail, .. } => detail.as_deref(),
+            _ => None,
+        }
     }
 
     /// Whether this is bad input from the user (as opposed to a failure of the storage or the machine).

@@ -74,13 +74,16 @@ pub enum Segment {
     Bytes(Arc<[u8]>),
     /// `len` bytes of `stream` from `offset`, made by `gen`.
     Fill { gen: Arc<Generator>, stream: u64, offset: u64, len: u64 },
+    /// `len` zero bytes held as a count, not as memory: a reserved region or a host-computed field
+    /// before it is resolved.
+    Zeros(u64),
 }
 
 impl Segment {
     pub fn len(&self) -> u64 {
         match self {
             Segment::Bytes(b) => b.len() as u64,
-            Segment::Fill { len, .. } => *len,
+            Segment::Fill { len, .. } | Segment::Zeros(len) => *len,
         }
     }
 
@@ -106,6 +109,32 @@ impl Recipe {
         }
         self.segments.push((self.size, seg));
         self.size += len;
+    }
+
+    /// Appends `len` bytes of `stream` from `offset`; when the last segment is a fill of the same
+    /// stream that ends exactly at `offset`, it grows instead, so a run of consecutive fills costs one
+    /// segment however many calls made it. True if it merged.
+    pub fn push_fill(&mut self, gen: &Arc<Generator>, stream: u64, offset: u64, len: u64) -> bool {
+        if len == 0 {
+            return false;
+        }
+        if let Some((_, Segment::Fill { stream: s, offset: o, len: l, .. })) = self.segments.last_mut() {
+            if *s == stream && *o + *l == offset {
+                *l += len;
+                self.size += len;
+                return true;
+            }
+        }
+        self.push(Segment::Fill { gen: gen.clone(), stream, offset, len });
+        false
+    }
+
+    /// The last segment, if it is a fill: (stream, end offset in the stream).
+    pub fn trailing_fill(&self) -> Option<(u64, u64)> {
+        match self.segments.last() {
+            Some((_, Segment::Fill { stream, offset, len, .. })) => Some((*stream, offset + len)),
+            _ => None,
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -147,6 +176,7 @@ impl Recipe {
             match seg {
                 Segment::Bytes(b) => out.copy_from_slice(&b[within as usize..(within as usize + out.len())]),
                 Segment::Fill { gen, stream, offset, .. } => gen.fill(*stream, offset + within, out),
+                Segment::Zeros(_) => out.fill(0),
             }
         }
     }
@@ -185,6 +215,7 @@ pub struct RunStats {
     pub buffer_wait: Duration,
     /// Per-write latency, microseconds.
     pub op_latency: Histogram<u64>,
+    /// Finished objects, when nobody listens for them on a `done` channel.
     pub objects: Vec<ObjectResult>,
     pub pool_bytes: u64,
 }
@@ -211,8 +242,33 @@ struct Open<'s> {
     next: u64,
     in_flight: usize,
     written: u64,
-    crcs: Vec<Option<u32>>,
+    crc: CrcChain,
     started: Instant,
+}
+
+/// An object's CRC32C, built from its chunks' CRCs as they arrive in any order: the CRC of the
+/// contiguous prefix so far, plus the chunks that arrived ahead of it (at most the chunks in flight).
+/// Memory stays the same whatever the object's size.
+#[derive(Default)]
+struct CrcChain {
+    prefix: u32,
+    done: u64,
+    ahead: std::collections::BTreeMap<u64, (u32, u64)>,
+}
+
+impl CrcChain {
+    fn add(&mut self, offset: u64, crc: u32, len: u64) {
+        self.ahead.insert(offset, (crc, len));
+        while let Some((crc, len)) = self.ahead.remove(&self.done) {
+            self.prefix = if self.done == 0 {
+                crc
+            } else {
+                crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc32Iscsi, self.prefix as u64, crc as u64, len)
+                    as u32
+            };
+            self.done += len;
+        }
+    }
 }
 
 /// An object whose writes are done, on its way to `finish` (fsync, rename, commit) on the finisher.
@@ -442,12 +498,13 @@ impl<'e, 's> Run<'e, 's> {
                 Some(Event::Finished { result }) => {
                     self.finishing -= 1;
                     match result {
-                        Ok(r) => {
-                            if let Some(d) = done {
-                                let _ = d.send(r.clone());
+                        // With a listener (a plugin's host), the listener keeps the record: one copy.
+                        Ok(r) => match done {
+                            Some(d) => {
+                                let _ = d.send(r);
                             }
-                            self.stats.objects.push(r)
-                        }
+                            None => self.stats.objects.push(r),
+                        },
                         Err(e) => self.fail(e),
                     }
                 }
@@ -470,9 +527,20 @@ impl<'e, 's> Run<'e, 's> {
 
     fn open_object(&mut self, job: ObjectJob, fin_tx: &Sender<ToFinish<'s>>) {
         let exec = self.exec;
+        let max = exec.sink.capabilities().max_object;
+        if job.size > max {
+            return self.fail(Error::sink(
+                exec.sink.describe(),
+                format!(
+                    "{}: {} is more than the {} this target takes for one object",
+                    crate::report::sanitize(&job.name, 200),
+                    crate::size::format_size(job.size),
+                    crate::size::format_size(max)
+                ),
+            ));
+        }
         match exec.sink.create(&job.name, Some(job.size)) {
             Ok(writer) => {
-                let chunks = job.size.div_ceil(exec.chunk as u64) as usize;
                 // A part the pool cannot hold whole could never be completed: say so instead of hanging.
                 let part = writer.part_size().filter(|&p| p > exec.chunk as u64).unwrap_or(0);
                 let needed = part.div_ceil(exec.chunk as u64);
@@ -492,7 +560,7 @@ impl<'e, 's> Run<'e, 's> {
                 let o = Open {
                     part,
                     id: self.next_id,
-                    crcs: if exec.cfg.crc { vec![None; chunks] } else { Vec::new() },
+                    crc: CrcChain::default(),
                     job,
                     writer: Some(writer),
                     next: 0,
@@ -561,7 +629,6 @@ impl<'e, 's> Run<'e, 's> {
         self.in_gen -= 1;
         self.stats.generate += took;
         let stopping = self.stopping(cancel);
-        let chunk_size = self.exec.chunk as u64;
         let Some(o) = self.open.iter_mut().find(|o| o.id == obj) else {
             return;
         };
@@ -570,7 +637,7 @@ impl<'e, 's> Run<'e, 's> {
             return; // dropping `buf` returns it to the pool
         }
         if let Some(c) = crc {
-            o.crcs[(chunk / chunk_size) as usize] = Some(c);
+            o.crc.add(chunk, c, len as u64);
         }
         self.in_io += 1;
         if self.in_io == 1 {
@@ -614,7 +681,7 @@ impl<'e, 's> Run<'e, 's> {
     fn hand_to_finisher(&mut self, mut o: Open<'s>, fin_tx: &Sender<ToFinish<'s>>) {
         let exec = self.exec;
         let writer = o.writer.take().expect("open object has a writer");
-        let crc32c = exec.cfg.crc.then(|| combine_crcs(&o.crcs, o.job.size, exec.chunk as u64));
+        let crc32c = exec.cfg.crc.then_some(o.crc.prefix);
         let result = ObjectResult { name: o.job.name, size: o.job.size, crc32c, latency: Duration::ZERO };
         self.finishing += 1;
         if let Err(e) = fin_tx.send(ToFinish { writer, result, started: o.started }) {
@@ -625,16 +692,38 @@ impl<'e, 's> Run<'e, 's> {
     }
 }
 
-/// The CRC32C of a whole object from the CRCs of its fixed-size chunks.
-fn combine_crcs(crcs: &[Option<u32>], size: u64, chunk: u64) -> u32 {
-    let mut acc: Option<u64> = None;
-    for (i, c) in crcs.iter().enumerate() {
-        let c = c.expect("every chunk was checksummed") as u64;
-        let len = chunk.min(size - i as u64 * chunk);
-        acc = Some(match acc {
-            None => c,
-            Some(a) => crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc32Iscsi, a, c, len),
-        });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_chain_in_any_order_is_the_whole_objects_crc() {
+        let data: Vec<u8> = (0..100_003u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let whole = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &data) as u32;
+        let chunk = 4096;
+        let mut pieces: Vec<(u64, &[u8])> =
+            data.chunks(chunk).enumerate().map(|(i, c)| ((i * chunk) as u64, c)).collect();
+        // Arrival order: reversed pairs, so most chunks come ahead of their predecessor.
+        pieces.chunks_mut(2).for_each(|p| p.reverse());
+        let mut chain = CrcChain::default();
+        for (at, c) in pieces {
+            chain.add(at, crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, c) as u32, c.len() as u64);
+            assert!(chain.ahead.len() <= 1, "more held back than the chunks in flight");
+        }
+        assert_eq!(chain.done, data.len() as u64);
+        assert_eq!(chain.prefix, whole);
     }
-    acc.unwrap_or(0) as u32
+
+    #[test]
+    fn consecutive_fills_merge_into_one_segment() {
+        let gen = Arc::new(Generator::new(1, crate::Profile::default()));
+        let mut r = Recipe::default();
+        for i in 0..1000 {
+            r.push_fill(&gen, 0, i, 1);
+        }
+        assert_eq!(r.segment_count(), 1);
+        assert!(!r.push_fill(&gen, 0, 4096, 10), "a gap in the stream is a new segment");
+        assert!(!r.push_fill(&gen, 1, 4106, 10), "another stream is a new segment");
+        assert_eq!((r.segment_count(), r.size()), (3, 1020));
+    }
 }

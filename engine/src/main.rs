@@ -59,6 +59,9 @@ struct RunArgs {
     /// No progress bar, no plugin info lines, no table (errors and failed checks still print).
     #[arg(short, long)]
     quiet: bool,
+    /// Also print what goes beyond a one-line error (a plugin trap's Wasm backtrace).
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -96,7 +99,7 @@ struct GenArgs {
     #[arg(long, allow_hyphen_values = true)]
     seed: Option<u64>,
     /// Generator threads (default: all cores).
-    #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: Option<u32>,
     /// Output path; `-` is stdout. A file is written under a temporary name and renamed when complete.
     #[arg(short, long, default_value = "-")]
@@ -114,7 +117,7 @@ struct GenArgs {
     #[arg(long, allow_hyphen_values = true, default_value = "16", value_parser = clap::value_parser!(u32).range(1..=65536))]
     buffers: u32,
     /// Writes in flight (io_uring queue depth, or pwrite threads).
-    #[arg(long, allow_hyphen_values = true, default_value = "8", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, allow_hyphen_values = true, default_value = "8", value_parser = clap::value_parser!(u32).range(1..=1024))]
     queue_depth: u32,
     /// Read the output back and compare it with the stream: exit 1 at the first difference.
     #[arg(long)]
@@ -267,6 +270,16 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
         let flag = if args.verify { "--verify" } else { "--verify-only" };
         return Err(Failure::usage(anyhow::anyhow!("'{flag}' needs a regular file for '--output'")));
     }
+    // Refused before anything is allocated or created.
+    dgen_engine::workload::pool_fits(args.buffers as u64, args.buffer_size)
+        .map_err(|m| Failure::usage(anyhow::anyhow!("--buffers {}: {m}", args.buffers)))?;
+    if matches!(output, Output::File { .. }) && args.size > i64::MAX as u64 {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--size {}: more than a file can hold ({})",
+            format_size(args.size),
+            format_size(i64::MAX as u64)
+        )));
+    }
     let cancel_flag = install_cancel();
     let cancel = &*cancel_flag;
     let headline = |bytes: u64, target: &str, elapsed: std::time::Duration| {
@@ -328,8 +341,10 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
                         f.error = f.error.context(format!("cannot write {}", args.output.display()));
                         f
                     })?;
-                    if let (Some(note), false) = (sink.note(), args.quiet) {
-                        eprintln!("note: {note}");
+                    if !args.quiet {
+                        for note in sink.opening_notes() {
+                            eprintln!("note: {note}");
+                        }
                     }
                     let name = if args.output_compress.is_some() { format!("{name}.zst") } else { name.clone() };
                     (Box::new(sink), name)
@@ -409,9 +424,9 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
                     let dec = zstd::stream::read::Decoder::new(verify::ObjectRead::new(reader))
                         .with_context(|| format!("reading {target}"))
                         .map_err(Failure::io)?;
-                    verify::compare(verify::sequential(dec), None, &gen, &content, args.size, exec.pool())
+                    verify::compare(verify::sequential(dec), None, &gen, &content, args.size, exec.pool(), cancel)
                 } else {
-                    verify::compare_object(reader, &gen, &content, args.size, exec.pool())
+                    verify::compare_object(reader, &gen, &content, args.size, exec.pool(), cancel)
                 };
                 let v = v.map_err(lib_error)?;
                 lines.push(format!("verify: {target}: {v}"));
@@ -443,12 +458,12 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     let lines = report::outcome_lines(&plan, &outcome);
     if !args.quiet || code != 0 {
         for l in &lines {
-            eprintln!("{l}");
+            say(l);
         }
     } else {
         // Warnings (an upload that could not be aborted) are printed even when quiet.
         for n in outcome.notes.iter().filter(|n| n.starts_with("warning:")) {
-            eprintln!("{n}");
+            say(n);
         }
     }
     if let Some(path) = &args.json_report {
@@ -459,7 +474,14 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
             .map_err(Failure::io)?;
     }
     match (outcome.error, code) {
-        (Some(e), _) => Err(lib_error(e)),
+        (Some(e), _) => {
+            if let (true, Some(d)) = (args.verbose, e.detail()) {
+                for l in d.lines() {
+                    say(&format!("detail: {l}"));
+                }
+            }
+            Err(lib_error(e))
+        }
         (None, 0) => Ok(()),
         (None, code) => {
             let failed: Vec<String> = outcome
@@ -488,12 +510,13 @@ fn plugin_build(dir: &Path, output: Option<&Path>) -> Result<(), Failure> {
 fn plugin_inspect(file: &Path) -> Result<(), Failure> {
     let plugin = dgen_engine::plugin::load(file, None).map_err(lib_error)?;
     let m = &plugin.meta;
-    println!("name:     {}", m.name);
-    println!("version:  {}", m.version);
-    println!("contract: {}", m.contract);
-    println!("sdk:      {}", m.sdk);
+    let text = |s: &str| report::sanitize(s, 4000);
+    println!("name:     {}", text(&m.name));
+    println!("version:  {}", text(&m.version));
+    println!("contract: {}", text(&m.contract));
+    println!("sdk:      {}", text(&m.sdk));
     println!("sha256:   {}", plugin.sha256);
-    println!("params:   {}", m.params);
+    println!("params:   {}", text(&m.params));
     Ok(())
 }
 
@@ -572,6 +595,12 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
+/// One line to the terminal. Lines carry text from plugins and storage (names, messages): control
+/// characters are escaped however they got in, so nothing can drive the terminal.
+fn say(line: &str) {
+    eprintln!("{}", report::sanitize(line, 100_000));
+}
+
 /// Clap's message up to its first blank line, on one line.
 fn one_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
@@ -608,7 +637,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            say(&format!("error: {:#}", f.error));
             ExitCode::from(f.code)
         }
     }

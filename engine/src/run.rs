@@ -20,38 +20,27 @@ use std::time::{Duration, Instant};
 
 /// Builds (if a crate) and loads the workload's plugin, checking a pinned hash.
 pub fn load_plugin(plan: &Plan, quiet: bool) -> Result<LoadedPlugin> {
-    let cache = build::cache_dir();
-    let path = match &plan.plugin {
-        PluginSource::Crate(dir) => build::build(dir, None, quiet)?,
-        PluginSource::Wasm { path, sha256 } => {
-            if let Some(want) = sha256 {
-                let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-                let got = crate::plugin::sha256_hex(&bytes);
-                if &got != want {
-                    return Err(Error::plugin(
-                        path.display().to_string(),
-                        format!("has sha256 {got}, but the workload pins {want}: refusing to run a different plugin"),
-                    ));
-                }
-            }
-            path.clone()
-        }
-    };
-    crate::plugin::load(&path, Some(&cache.join("compiled")))
+    let cache = build::cache_dir().join("compiled");
+    match &plan.plugin {
+        PluginSource::Crate(dir) => crate::plugin::load(&build::build(dir, None, quiet)?, Some(&cache)),
+        PluginSource::Wasm { path, sha256 } => crate::plugin::load_pinned(path, sha256.as_deref(), Some(&cache)),
+    }
 }
 
 /// Opens the workload's target.
-pub fn open_sink(plan: &Plan) -> Result<(Arc<dyn Sink>, Option<String>)> {
+pub fn open_sink(plan: &Plan) -> Result<(Arc<dyn Sink>, Vec<String>)> {
     match &plan.target {
         TargetPlan::File { root, engine, direct, queue_depth } => {
             let opts = FileOptions { engine: *engine, direct: *direct, queue_depth: *queue_depth, create_root: true };
             let sink = FileSink::new(root, opts)?;
-            let note = sink.note().map(str::to_string);
-            Ok((Arc::new(sink), note))
+            let notes = sink.opening_notes().to_vec();
+            Ok((Arc::new(sink), notes))
         }
-        TargetPlan::Null => Ok((Arc::new(crate::sink::NullSink), None)),
-        TargetPlan::S3 { uri, options } => Ok((Arc::new(crate::sink::s3::open(uri, options.clone())?), None)),
-        TargetPlan::Azure { uri, options } => Ok((Arc::new(crate::sink::azure::open(uri, options.clone())?), None)),
+        TargetPlan::Null => Ok((Arc::new(crate::sink::NullSink), Vec::new())),
+        TargetPlan::S3 { uri, options } => Ok((Arc::new(crate::sink::s3::open(uri, options.clone())?), Vec::new())),
+        TargetPlan::Azure { uri, options } => {
+            Ok((Arc::new(crate::sink::azure::open(uri, options.clone())?), Vec::new()))
+        }
     }
 }
 
@@ -102,9 +91,11 @@ pub fn execute(
     observer: &mut (dyn Observer + Send),
     cancel: Arc<AtomicBool>,
 ) -> Result<Outcome> {
-    let (sink, note) = open_sink(plan)?;
-    if let (Some(n), false) = (note, quiet) {
-        eprintln!("note: {n}");
+    let (sink, notes) = open_sink(plan)?;
+    if !quiet {
+        for n in notes {
+            eprintln!("note: {n}");
+        }
     }
     let mut started = Instant::now();
     let config = RunConfig { seed, params: plan.params_json.clone(), verify_only: mode == Mode::Verify };
@@ -166,6 +157,7 @@ pub fn execute(
                 state.close_jobs();
                 let exec_result =
                     handle.join().unwrap_or_else(|_| Err(Error::Resource("the executor panicked".into())));
+                state.collect_finished();
                 (state, result, Some(exec_result))
             })
         }
@@ -178,15 +170,16 @@ pub fn execute(
             (state, result, None)
         }
     };
+    let mut state = state;
     outcome.elapsed = started.elapsed();
     outcome.notes = sink.notes();
-    outcome.metrics = state.metrics.clone();
-    outcome.verdicts = state.verdicts.clone();
-    outcome.objects = state.finished.clone();
+    outcome.notes.extend(state.log_summary());
+    outcome.metrics = std::mem::take(&mut state.metrics);
+    outcome.verdicts = std::mem::take(&mut state.verdicts);
+    outcome.objects = std::mem::take(&mut state.finished);
     // Storage errors and Ctrl-C come first: they explain whatever the plugin saw afterwards.
     match exec_result {
         Some(Ok(stats)) => {
-            outcome.objects = stats.objects.clone();
             outcome.stats = Some(stats);
         }
         Some(Err(e)) => outcome.error = Some(e),

@@ -42,7 +42,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Exact binary form when there is one (`4 KiB`, `3 MiB`), else two decimals (`1.50 GiB`) or bytes.
 pub fn format_size(n: u64) -> String {
-    const NAMES: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    const NAMES: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut i = 0;
     while i + 1 < NAMES.len() && n >= 1 << (10 * (i + 1)) {
         i += 1;

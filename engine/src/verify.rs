@@ -7,6 +7,7 @@ use crate::gen::Generator;
 use crate::pool::BufferPool;
 use crate::sink::ObjectReader;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The outcome of a comparison.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,7 @@ impl std::fmt::Display for Verdict {
 /// Compares bytes pulled from a source with `content` of `size` bytes. `read(offset, buf)` fills as
 /// much of `buf` as it can and returns the count, 0 at the end; `source_size` is the source's length
 /// when known (files), else the source is read to its end to tell. Two `pool` buffers are used.
+/// Ctrl-C (`cancel`) stops it between chunks with [`Error::Cancelled`].
 pub fn compare(
     mut read: impl FnMut(u64, &mut [u8]) -> Result<usize> + Send,
     source_size: Option<u64>,
@@ -52,6 +54,7 @@ pub fn compare(
     content: &Content,
     size: u64,
     pool: &BufferPool,
+    cancel: &AtomicBool,
 ) -> Result<Verdict> {
     let mut got = pool.take();
     let mut want = pool.take();
@@ -59,6 +62,9 @@ pub fn compare(
     let mut pos = 0u64;
     let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
     loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
         // Fill `got` completely unless the source ends.
         let (filled, expected_len) = {
             let expected_len = (chunk as u64).min(size.saturating_sub(pos)) as usize;
@@ -106,6 +112,9 @@ pub fn compare(
                 None => {
                     let mut found = pos + (filled - common) as u64;
                     loop {
+                        if cancel.load(Ordering::Relaxed) {
+                            return Err(Error::Cancelled);
+                        }
                         let n = read(found, got.as_mut_slice())?;
                         if n == 0 {
                             break found;
@@ -129,9 +138,10 @@ pub fn compare_object(
     content: &Content,
     size: u64,
     pool: &BufferPool,
+    cancel: &AtomicBool,
 ) -> Result<Verdict> {
     let found = reader.size();
-    compare(|off, buf| reader.read_at(off, buf), Some(found), gen, content, size, pool)
+    compare(|off, buf| reader.read_at(off, buf), Some(found), gen, content, size, pool, cancel)
 }
 
 /// An object read back front to back, as an `io::Read` (for a decompressor).

@@ -57,12 +57,12 @@ struct TargetSpec {
     engine: Option<String>,
     #[serde(default)]
     direct: bool,
-    queue_depth: Option<u32>,
+    queue_depth: Option<i64>,
     // Object stores.
     endpoint: Option<String>,
     region: Option<String>,
     path_style: Option<bool>,
-    retries: Option<u32>,
+    retries: Option<i64>,
     part_size: Option<SizeValue>,
     multipart_threshold: Option<SizeValue>,
     concurrency: Option<CountOrAuto>,
@@ -94,9 +94,9 @@ struct DataSpec {
 #[serde(deny_unknown_fields)]
 struct PipelineSpec {
     buffer_size: Option<SizeValue>,
-    buffers: Option<u32>,
-    concurrency: Option<u32>,
-    threads: Option<u32>,
+    buffers: Option<i64>,
+    concurrency: Option<i64>,
+    threads: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,12 +191,27 @@ fn locate(text: &str, table: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// The key written on the line where byte `offset` falls (`buffers` in `buffers = 1.5`), if the line
+/// is a `key = value` line and `offset` is in its value or its key.
+fn key_on_line(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let ok = !key.is_empty() && !key.starts_with('[') && !key.starts_with('#') && key.len() < 60;
+    ok.then(|| key.to_string())
+}
+
 fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Error {
     let message = e.message().trim().to_string();
     let (at, key) = match e.span() {
         Some(span) => {
             let line = line_of(text, span.start);
             let snippet = text.get(span.clone()).unwrap_or("").trim();
+            // Name the key, not the value: the span of a bad value covers the value.
+            let snippet = key_on_line(text, span.start).unwrap_or_else(|| snippet.to_string());
+            let snippet = snippet.as_str();
             let key = if !snippet.is_empty() && snippet.len() < 60 && !snippet.contains('\n') {
                 let table = table_at(text, span.start);
                 let bare = snippet.trim_matches('"');
@@ -290,6 +305,74 @@ fn optional_size(v: &Option<SizeValue>, file: &Path, text: &str, table: &str, ke
     v.as_ref().map(|_| size_of(v, 0, file, text, table, key)).transpose()
 }
 
+/// An integer key within `range` (documented in the README), or its default.
+fn count(
+    v: Option<i64>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    file: &Path,
+    text: &str,
+    table: &str,
+    key: &str,
+) -> Result<usize> {
+    let n = v.unwrap_or(default);
+    if !range.contains(&n) {
+        let why = format!("{n} is out of range: must be from {} to {}", range.start(), range.end());
+        return Err(at_key(file, text, table, key, why));
+    }
+    Ok(n as usize)
+}
+
+/// Physical memory of this machine, bytes (0 if unknown).
+pub fn machine_memory() -> u64 {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages > 0 && page > 0 {
+        pages as u64 * page as u64
+    } else {
+        0
+    }
+}
+
+/// Whether a pool of `buffers` × `size` fits this machine: at most three quarters of its memory,
+/// so the pool is refused before it is allocated rather than when the kernel runs out.
+pub fn pool_fits(buffers: u64, size: u64) -> std::result::Result<(), String> {
+    let total = buffers.saturating_mul(size);
+    let ram = machine_memory();
+    if ram > 0 && total > ram / 4 * 3 {
+        return Err(format!(
+            "a pool of {buffers} × {} = {} is more than three quarters of this machine's {} of memory",
+            format_size(size),
+            format_size(total),
+            format_size(ram)
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a file that must be a regular file of at most `max` bytes (a FIFO or a device would block
+/// or never end).
+pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("is not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(std::io::Error::other(format!("is larger than the {} allowed", format_size(max))));
+    }
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!("is larger than the {} allowed", format_size(max))));
+    }
+    Ok(bytes)
+}
+
+/// The largest workload file read.
+pub const MAX_WORKLOAD_FILE: u64 = 16 << 20;
+
 fn at_key(file: &Path, text: &str, table: &str, key: &str, message: impl std::fmt::Display) -> Error {
     let at = match locate(text, table, key) {
         Some(line) => format!("{}:{line}", file.display()),
@@ -302,10 +385,12 @@ fn at_key(file: &Path, text: &str, table: &str, key: &str, message: impl std::fm
 impl Plan {
     /// Reads and checks a workload file, with `--set` overrides applied in order.
     pub fn load(file: &Path, sets: &[String]) -> Result<Plan> {
-        let text = std::fs::read_to_string(file).map_err(|e| Error::Workload {
+        let cannot = |e: String| Error::Workload {
             at: file.display().to_string(),
             message: format!("cannot read the workload: {e}"),
-        })?;
+        };
+        let bytes = read_regular(file, MAX_WORKLOAD_FILE).map_err(|e| cannot(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
         // The file alone first, so its errors carry line numbers.
         let mut spec: Spec = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
         if !sets.is_empty() {
@@ -333,14 +418,28 @@ impl Plan {
                 }
             }
             PluginRef::Pinned { path, sha256 } => {
+                if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                    let why = format!(
+                        "sha256 must be 64 hexadecimal digits (the output of `sha256sum`), not {} characters",
+                        sha256.chars().count()
+                    );
+                    return Err(at_key(file, text, "", "plugin", why));
+                }
                 PluginSource::Wasm { path: base.join(path), sha256: Some(sha256.to_lowercase()) }
             }
         };
-        let plugin_path = match &plugin {
-            PluginSource::Crate(p) | PluginSource::Wasm { path: p, .. } => p.clone(),
-        };
-        if !plugin_path.exists() {
-            return Err(at_key(file, text, "", "plugin", format!("{} does not exist", plugin_path.display())));
+        match &plugin {
+            PluginSource::Crate(p) | PluginSource::Wasm { path: p, .. } if !p.exists() => {
+                return Err(at_key(file, text, "", "plugin", format!("{} does not exist", p.display())));
+            }
+            PluginSource::Crate(p) if !p.is_dir() => {
+                let why = format!("{} is neither a .wasm file nor a plugin crate directory", p.display());
+                return Err(at_key(file, text, "", "plugin", why));
+            }
+            PluginSource::Wasm { path, .. } if !path.is_file() => {
+                return Err(at_key(file, text, "", "plugin", format!("{} is not a regular file", path.display())));
+            }
+            _ => {}
         }
         let unit = size_of(&spec.data.dedup_unit, crate::gen::DEFAULT_UNIT, file, text, "data", "dedup_unit")?;
         let profile = Profile::new(spec.data.dedup.unwrap_or(1.0), spec.data.compress.unwrap_or(1.0), unit).map_err(
@@ -365,7 +464,7 @@ impl Plan {
                 root: PathBuf::from(path),
                 engine,
                 direct: spec.target.direct,
-                queue_depth: spec.target.queue_depth.unwrap_or(8).max(1) as usize,
+                queue_depth: count(spec.target.queue_depth, 8, 1..=1024, file, text, "target", "queue_depth")?,
             }
         } else if uri == "null://" {
             TargetPlan::Null
@@ -385,9 +484,7 @@ impl Plan {
                     return Err(at_key(file, text, "target", "endpoint", format!("'{ep}' is not an http(s):// URL")));
                 }
             }
-            if t.retries.is_some_and(|r| r > 100) {
-                return Err(at_key(file, text, "target", "retries", "must be at most 100"));
-            }
+            let retries = t.retries.map(|r| count(Some(r), 0, 0..=100, file, text, "target", "retries")).transpose()?;
             if azure {
                 if let Some(a) = &t.account {
                     let ok =
@@ -415,7 +512,7 @@ impl Plan {
                         endpoint: t.endpoint.clone(),
                         account: t.account.clone(),
                         api_version: t.api_version.clone(),
-                        retries: t.retries,
+                        retries: retries.map(|r| r as u32),
                         create_container: t.create_container.unwrap_or(false),
                         credential: None,
                         cloud,
@@ -428,7 +525,7 @@ impl Plan {
                         endpoint: t.endpoint.clone(),
                         region: t.region.clone(),
                         path_style: t.path_style,
-                        retries: t.retries,
+                        retries: retries.map(|r| r as u32),
                         credentials: None,
                         cloud,
                     },
@@ -487,14 +584,30 @@ impl Plan {
         if buffer_size == 0 || buffer_size > 1 << 30 {
             return Err(at_key(file, text, "pipeline", "buffer_size", "must be from 1 byte to 1 GiB"));
         }
+        let p = &spec.pipeline;
+        let buffers = count(p.buffers, 16, 1..=65536, file, text, "pipeline", "buffers")?;
+        let concurrency = count(p.concurrency, 8, 1..=4096, file, text, "pipeline", "concurrency")?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+        let threads = count(p.threads, cores.min(1024), 1..=1024, file, text, "pipeline", "threads")?;
+        pool_fits(buffers as u64, buffer_size).map_err(|m| at_key(file, text, "pipeline", "buffers", m))?;
         let memory = size_of(&spec.limits.memory, 256 << 20, file, text, "limits", "memory")?;
+        if !(1 << 20..=64 << 30).contains(&memory) {
+            return Err(at_key(file, text, "limits", "memory", "must be from 1 MiB to 64 GiB"));
+        }
         let fuel = spec.limits.fuel.unwrap_or(2e10);
-        if !(1.0..1e19).contains(&fuel) {
-            return Err(at_key(file, text, "limits", "fuel", "must be a positive number"));
+        if !(1.0..=1e19).contains(&fuel) {
+            return Err(at_key(
+                file,
+                text,
+                "limits",
+                "fuel",
+                format!("{fuel} is out of range: must be from 1 to 1e19"),
+            ));
         }
         let deadline = spec.limits.deadline.unwrap_or(600.0);
-        if !(deadline > 0.0 && deadline < 1e9) {
-            return Err(at_key(file, text, "limits", "deadline", "must be a positive number of seconds"));
+        if !(0.01..=1e6).contains(&deadline) {
+            let why = format!("{deadline} is out of range: must be from 0.01 to 1000000 seconds");
+            return Err(at_key(file, text, "limits", "deadline", why));
         }
         let params_json = serde_json::to_string(&spec.params).map_err(|e| at_key(file, text, "params", "", e))?;
         Ok(Plan {
@@ -506,13 +619,9 @@ impl Plan {
             uri,
             profile,
             buffer_size: buffer_size as usize,
-            buffers: spec.pipeline.buffers.unwrap_or(16).max(1) as usize,
-            concurrency: spec.pipeline.concurrency.unwrap_or(8).max(1) as usize,
-            threads: spec
-                .pipeline
-                .threads
-                .map(|t| t.max(1) as usize)
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            buffers,
+            concurrency,
+            threads,
             limits: Limits {
                 memory: memory as usize,
                 fuel: fuel as u64,

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod determinism;
 mod fidelity;
+mod hardening;
 mod objects;
 mod plugins;
 mod s3;

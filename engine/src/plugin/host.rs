@@ -2,30 +2,155 @@
 //!
 //! A target is a [`Recipe`] under construction. Plugin bytes become `Bytes` segments; `fill` becomes a
 //! `Fill` segment that points into the run's data stream (one stream per data profile, so the dedup
-//! domain is the whole run, each fill starting on a dedup-unit boundary); fields and reserved regions
-//! are placeholders resolved at `commit`. A committed recipe goes to the executor as a job and `commit`
-//! returns at once; `wait-all` waits for the executor's finished-object reports. In verify mode a
-//! commit reads the object back and compares it instead of writing.
+//! domain is the whole run; a run of consecutive fills on one target is one segment, starting on a
+//! dedup-unit boundary); fields and reserved regions are zero placeholders resolved at `commit`. A
+//! committed recipe goes to the executor as a job and `commit` returns at once; `wait-all` waits for
+//! the executor's finished-object reports. In verify mode a commit reads the object back and compares
+//! it instead of writing.
 //!
-//! Misuse that a well-behaved plugin never commits — a name outside the target root, a `write` over
-//! the per-call limit, too many open targets or plugin bytes — traps: the message is kept in
-//! [`HostState::violation`] and the run fails naming the plugin.
+//! The plugin is a stranger's code, so the host treats every call as hostile:
+//! - Everything held on its behalf (open targets and their layouts, plugin-made bytes, committed-object
+//!   records, metrics, verdicts) is charged to a [`Budget`] it shares with the plugin's linear memory
+//!   and tables: `[limits] memory` bounds the sum. The charge for an object is O(1) in its size and in
+//!   the number of calls that built it, except for what the plugin really adds (bytes, segments
+//!   between its writes), which is charged as it is added.
+//! - Bytes and strings are looked at in the plugin's memory before anything is copied, so an
+//!   oversized argument is refused without the host ever holding it.
+//! - Nothing read from storage flows back: a read-back tells the plugin identical or not and the byte
+//!   count; the first differing offset and the bytes found go to the user's report only.
+//! - Misuse a well-behaved plugin never commits (a name outside the target root, a quota breach)
+//!   traps: the message is kept in [`HostState::violation`] and the run fails naming the plugin.
 
 use super::dgen::plugin::host::{Host, HostTarget};
 use super::dgen::plugin::types::{self as wit, DataProfile, FieldKind, LogLevel};
 use super::Limits;
+use crate::error::Error;
 use crate::exec::{Content, ObjectJob, ObjectResult, Recipe, Segment};
 use crate::gen::{Generator, Profile};
 use crate::pool::BufferPool;
-use crate::sink::Sink;
+use crate::sink::{Capabilities, Sink};
+use crate::size::format_size;
 use crate::verify::{self, Verdict};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::{Linker, Resource, ResourceTable, WasmList, WasmStr};
+use wasmtime::StoreContextMut;
+
+/// What the host charges, beyond the bytes themselves, for the records it keeps (measured with
+/// generous rounding: map entries, `Vec` growth, allocator overhead).
+mod cost {
+    /// An open target: its table entry, its state, its entry in the run's name map.
+    pub const TARGET: usize = 512;
+    /// One segment of a layout, with `Vec` doubling.
+    pub const SEGMENT: usize = 96;
+    /// A committed object's records: name map entry, recipe, executor job, finished record.
+    pub const OBJECT: usize = 768;
+    /// Copies of an object's name the host keeps (map key, job, finished record, report).
+    pub const NAME_COPIES: usize = 4;
+    /// A metric record.
+    pub const METRIC: usize = 64;
+    /// A verify-mode verdict.
+    pub const VERDICT: usize = 256;
+    /// The allocator's share of one small allocation (an `Arc` of plugin bytes).
+    pub const ALLOCATION: usize = 32;
+    /// A reserved region's or a field's entry, with `Vec` doubling.
+    pub const ENTRY: usize = 32;
+}
+
+/// Longest metric name, bytes.
+pub const MAX_METRIC_NAME: usize = 256;
+/// Longest plugin log line shown, characters (the rest is cut and counted).
+pub const MAX_LOG_LINE: usize = 1000;
+/// Log lines shown at once before the rate limit starts, and lines per second after that.
+pub const LOG_BURST: f64 = 100.0;
+pub const LOG_RATE: f64 = 10.0;
+/// The run's data streams: offsets stay below this, so no sum of an offset and a length overflows.
+pub const MAX_STREAM: u64 = 1 << 62;
+
+/// The plugin's memory account: its linear memory, its tables, and what the host holds for it, all
+/// against one limit (`[limits] memory`). Wasmtime asks it before any memory or table grows.
+pub struct Budget {
+    limit: usize,
+    guest: usize,
+    tables: usize,
+    host: usize,
+    last_grow: usize,
+    /// Why the last growth was refused, for the error message.
+    pub(crate) refused: Option<String>,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget { limit, guest: 0, tables: 0, host: 0, last_grow: 0, refused: None }
+    }
+
+    fn used(&self) -> usize {
+        self.guest + self.tables + self.host
+    }
+
+    fn breach(&self, adding: usize, what: &str) -> String {
+        format!(
+            "exceeded its memory limit of {} ([limits] memory) {what}: its linear memory {}, tables {}, held by \
+             the host for it {}, {} more asked",
+            format_size(self.limit as u64),
+            format_size(self.guest as u64),
+            format_size(self.tables as u64),
+            format_size(self.host as u64),
+            format_size(adding as u64),
+        )
+    }
+
+    /// Bytes the host is holding on the plugin's behalf.
+    pub fn host_bytes(&self) -> usize {
+        self.host
+    }
+}
+
+impl wasmtime::ResourceLimiter for Budget {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let extra = desired.saturating_sub(current);
+        if self.used().saturating_add(extra) > self.limit {
+            let m = self.breach(extra, "growing its memory");
+            self.refused = Some(m.clone());
+            return Err(wasmtime::format_err!("{m}"));
+        }
+        self.guest += extra;
+        self.last_grow = extra;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.guest -= std::mem::take(&mut self.last_grow);
+        Ok(())
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        // Wasmtime keeps a pointer per element; count two for its bookkeeping.
+        let extra = desired.saturating_sub(current).saturating_mul(2 * std::mem::size_of::<usize>());
+        if self.used().saturating_add(extra) > self.limit {
+            let m = self.breach(extra, "growing a table");
+            self.refused = Some(m.clone());
+            return Err(wasmtime::format_err!("{m}"));
+        }
+        self.tables += extra;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        4
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        2
+    }
+}
 
 /// A target being described.
 pub struct TargetState {
@@ -38,18 +163,31 @@ pub struct TargetState {
     reserves: Vec<(usize, u32, bool)>,
     /// (segment index, kind) of host-computed fields, in order.
     fields: Vec<(usize, FieldKind)>,
+    /// Plugin-made bytes held in segments.
+    held: usize,
 }
 
 impl TargetState {
     fn flush(&mut self) {
         if !self.pending.is_empty() {
             let bytes: Arc<[u8]> = std::mem::take(&mut self.pending).into();
+            self.held += bytes.len() + cost::ALLOCATION;
             self.recipe.push(Segment::Bytes(bytes));
         }
     }
 
     fn size(&self) -> u64 {
         self.recipe.size() + self.pending.len() as u64
+    }
+
+    /// What the host holds for this target, as charged to the budget.
+    fn footprint(&self) -> usize {
+        cost::TARGET
+            + 2 * self.name.len()
+            + self.recipe.segment_count() * cost::SEGMENT
+            + self.held
+            + 2 * self.pending.capacity()
+            + cost::ENTRY * (self.reserves.len() + self.fields.len())
     }
 }
 
@@ -78,69 +216,121 @@ pub struct RunContext {
     pub quiet: bool,
 }
 
+/// A name used in this run.
+enum Named {
+    Open,
+    Committed {
+        seq: u64,
+        recipe: Arc<Recipe>,
+        /// What the plugin was told by its first `verify` of it: a second one does not read again.
+        verified: Option<Result<u64, String>>,
+    },
+}
+
+/// Plugin log lines: escaped, cut to a length, and rate-limited (a token bucket); what the limit held
+/// back is counted and summarised.
+struct LogGate {
+    tokens: f64,
+    last: Instant,
+    suppressed: u64,
+    cut: u64,
+}
+
+impl LogGate {
+    fn new() -> LogGate {
+        LogGate { tokens: LOG_BURST, last: Instant::now(), suppressed: 0, cut: 0 }
+    }
+
+    /// Whether a line may be shown now.
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * LOG_RATE).min(LOG_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
 /// The store's data: everything the host functions touch.
 pub struct HostState {
     table: ResourceTable,
-    pub(crate) store_limits: StoreLimits,
+    pub(crate) budget: Budget,
     pub(crate) limits: Limits,
+    caps: Capabilities,
     pub(crate) panic_message: Option<String>,
     pub(crate) violation: Option<String>,
-    /// Wall time spent blocked in `wait-all` and `verify` (not held against the deadline).
+    /// When the plugin started; its own running time is the time since, less `blocked`.
+    pub(crate) clock: Instant,
+    /// Wall time spent blocked waiting for storage (`wait-all`, read-backs): not held against the
+    /// deadline. Host work done for the plugin (resolving fields) is not in it.
     pub(crate) blocked: Duration,
     pub(crate) deadline_hit: bool,
+    /// Ctrl-C stopped the plugin.
+    pub(crate) interrupted: bool,
     ctx: RunContext,
     /// One generator and stream cursor per data profile used.
     gens: Vec<(Profile, Arc<Generator>, u64)>,
     open_targets: usize,
     plugin_bytes: u64,
     committed: u64,
-    recipes: HashMap<String, Arc<Recipe>>,
-    /// Commit order of each name, so `wait-all` reports in a deterministic order.
-    commit_seq: HashMap<String, u64>,
+    /// Every name opened or committed in this run: a name is written once.
+    names: HashMap<String, Named>,
     /// Finished objects not yet returned by `wait-all`.
     unreported: Vec<ObjectResult>,
     pub finished: Vec<ObjectResult>,
     pub metrics: Vec<(String, f64)>,
-    /// Verify mode: each object's verdict, in commit order.
+    /// Each read-back's verdict, in order (every commit in verify mode; `verify` calls in write mode).
     pub verdicts: Vec<(String, Verdict)>,
     /// The executor stopped (an error or Ctrl-C): nothing more will finish.
     pub writes_stopped: bool,
     started: Instant,
+    logs: LogGate,
+    /// Scratch for resolving fields, kept across commits.
+    scratch: Vec<u8>,
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, String>>;
 
+/// A plugin-given text for the terminal or a message: control characters escaped, cut to `max`
+/// characters.
+pub fn plugin_text(s: &str, max: usize) -> String {
+    crate::report::sanitize(s, max)
+}
+
 impl HostState {
     pub fn new(ctx: RunContext, limits: Limits) -> HostState {
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(limits.memory)
-            .instances(4)
-            .tables(16)
-            .memories(2)
-            .trap_on_grow_failure(true)
-            .build();
         let gen = Arc::new(Generator::new(ctx.seed, ctx.profile));
+        let caps = ctx.sink.capabilities();
         HostState {
             table: ResourceTable::new(),
-            store_limits,
+            budget: Budget::new(limits.memory),
             limits,
+            caps,
             panic_message: None,
             violation: None,
+            clock: Instant::now(),
             blocked: Duration::ZERO,
             deadline_hit: false,
+            interrupted: false,
             gens: vec![(ctx.profile, gen, 0)],
             ctx,
             open_targets: 0,
             plugin_bytes: 0,
             committed: 0,
-            recipes: HashMap::new(),
-            commit_seq: HashMap::new(),
+            names: HashMap::new(),
             unreported: Vec::new(),
             finished: Vec::new(),
             metrics: Vec::new(),
             verdicts: Vec::new(),
             writes_stopped: false,
             started: Instant::now(),
+            logs: LogGate::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -149,16 +339,86 @@ impl HostState {
         self.ctx.jobs.take();
     }
 
+    /// Takes the reports of objects that finished after the plugin's last wait (once the executor is
+    /// done), so the run's list is whole.
+    pub fn collect_finished(&mut self) {
+        while let Ok(r) = self.ctx.done.try_recv() {
+            self.finished.push(r);
+        }
+    }
+
     /// Targets still open when the plugin stops are dropped: nothing of them is written.
     pub fn abort_open_targets(&mut self) {
         self.table = ResourceTable::new();
         self.open_targets = 0;
+        self.names.retain(|_, n| !matches!(n, Named::Open));
+    }
+
+    /// What the log rate limit held back, and how many lines were cut, for the end of the run.
+    pub fn log_summary(&self) -> Option<String> {
+        let g = &self.logs;
+        if g.suppressed == 0 && g.cut == 0 {
+            return None;
+        }
+        Some(format!(
+            "[{}] note: {} log lines not shown (more than {LOG_BURST} at once or {LOG_RATE} a second), {} cut to {MAX_LOG_LINE} characters",
+            self.ctx.plugin, g.suppressed, g.cut
+        ))
+    }
+
+    /// Ctrl-C was pressed.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.ctx.cancel.load(Ordering::Relaxed)
+    }
+
+    /// The plugin's own running time so far.
+    pub(crate) fn own_time(&self) -> Duration {
+        self.clock.elapsed().saturating_sub(self.blocked)
     }
 
     /// Traps the plugin with `message` (kept for the error report).
     fn violate(&mut self, message: String) -> wasmtime::Error {
         self.violation.get_or_insert(message.clone());
         wasmtime::format_err!("{message}")
+    }
+
+    /// Charges `bytes` held for the plugin, or traps naming the limit.
+    fn charge(&mut self, bytes: usize, what: &str) -> wasmtime::Result<()> {
+        if self.budget.used().saturating_add(bytes) > self.budget.limit {
+            let m = self.budget.breach(bytes, what);
+            return Err(self.violate(m));
+        }
+        self.budget.host += bytes;
+        Ok(())
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.budget.host = self.budget.host.saturating_sub(bytes);
+    }
+
+    /// Runs `f` on a target, charging the change in what the host holds for it. `growth` is what the
+    /// call may add at most, checked before `f` runs, so nothing is allocated past the limit.
+    fn with_target<R>(
+        &mut self,
+        t: &Resource<TargetState>,
+        growth: usize,
+        what: &str,
+        f: impl FnOnce(&mut TargetState) -> R,
+    ) -> wasmtime::Result<R> {
+        if self.budget.used().saturating_add(growth) > self.budget.limit {
+            let m = self.budget.breach(growth, what);
+            return Err(self.violate(m));
+        }
+        let target = self.table.get_mut(t).map_err(|e| wasmtime::format_err!("bad target handle: {e}"))?;
+        let before = target.footprint();
+        let r = f(target);
+        let after = target.footprint();
+        if after >= before {
+            self.budget.host += after - before;
+        } else {
+            self.release(before - after);
+        }
+        Ok(r)
     }
 
     fn target(&mut self, t: &Resource<TargetState>) -> wasmtime::Result<&mut TargetState> {
@@ -176,6 +436,20 @@ impl HostState {
         // Each extra profile gets its own stream, so its blocks never collide with the run's.
         self.gens.push((p, Arc::new(Generator::new(self.ctx.seed, p)), 0));
         Ok(self.gens.len() - 1)
+    }
+
+    /// Whether a target may grow by `len` bytes: within what the sink takes for one object.
+    fn check_growth(&mut self, t: &Resource<TargetState>, len: u64) -> wasmtime::Result<Result<(), String>> {
+        let max = self.caps.max_object;
+        let target = self.target(t)?;
+        match target.size().checked_add(len) {
+            Some(n) if n <= max => Ok(Ok(())),
+            _ => Ok(Err(format!(
+                "'{}' would be larger than the {} the target takes for one object",
+                plugin_text(&target.name, 200),
+                format_size(max)
+            ))),
+        }
     }
 
     /// Receives finished-object reports until `pred` holds or the executor stops.
@@ -196,103 +470,362 @@ impl HostState {
         }
     }
 
-    fn verify_recipe(&self, name: &str, recipe: &Arc<Recipe>) -> Result<Verdict, String> {
-        let reader = self.ctx.sink.open(name).map_err(|e| e.to_string())?;
-        let content = Content::Recipe(recipe.clone());
-        verify::compare_object(reader, &self.gens[0].1, &content, recipe.size(), &self.ctx.pool)
-            .map_err(|e| e.to_string())
+    /// Reads an object back and compares it with its recipe. The verdict (with the offset and the
+    /// bytes found) is the user's; the caller tells the plugin only identical or not.
+    fn read_back(&mut self, name: &str, recipe: &Arc<Recipe>) -> Result<Verdict, Error> {
+        let t = Instant::now();
+        let result = (|| {
+            let reader = self.ctx.sink.open(name)?;
+            let content = Content::Recipe(recipe.clone());
+            verify::compare_object(reader, &self.gens[0].1, &content, recipe.size(), &self.ctx.pool, &self.ctx.cancel)
+        })();
+        self.blocked += t.elapsed();
+        match result {
+            Err(Error::Cancelled) => Err(Error::Cancelled),
+            Err(e) => Ok(Verdict::Unreadable { reason: e.to_string() }),
+            Ok(v) => Ok(v),
+        }
     }
-}
 
-impl HostState {
-    fn verify_inner(&mut self, name: &str) -> Result<u64, String> {
-        let Some(recipe) = self.recipes.get(name).cloned() else {
-            return Err(format!("'{name}' was not committed in this run"));
+    /// Records a read-back's verdict for the user; what the plugin may learn of it.
+    fn record_verdict(&mut self, name: &str, verdict: Verdict) -> wasmtime::Result<Result<u64, String>> {
+        self.charge(cost::VERDICT + name.len(), "recording a read-back")?;
+        let told = match &verdict {
+            Verdict::Identical { bytes, .. } => Ok(*bytes),
+            _ => Err(format!("'{}' does not match what was written (see the run's report)", plugin_text(name, 200))),
+        };
+        self.verdicts.push((name.to_string(), verdict));
+        Ok(told)
+    }
+
+    fn interrupted_trap(&mut self) -> wasmtime::Error {
+        self.interrupted = true;
+        wasmtime::format_err!("interrupted")
+    }
+
+    fn verify_inner(&mut self, name: &str) -> wasmtime::Result<Result<u64, String>> {
+        let recipe = match self.names.get(name) {
+            Some(Named::Committed { verified: Some(told), .. }) => return Ok(told.clone()),
+            Some(Named::Committed { recipe, .. }) => recipe.clone(),
+            _ => return Ok(Err(format!("'{}' was not committed in this run", plugin_text(name, 200)))),
         };
         if self.ctx.mode == Mode::Write {
+            let t = Instant::now();
             self.wait_until(|s| s.finished.iter().any(|r| r.name == name));
+            self.blocked += t.elapsed();
+            if self.ctx.cancel.load(Ordering::Relaxed) {
+                return Err(self.interrupted_trap());
+            }
             if !self.finished.iter().any(|r| r.name == name) {
-                return Err(format!("'{name}' was not written (the run's writes have stopped)"));
+                return Ok(Err(format!(
+                    "'{}' was not written (the run's writes have stopped)",
+                    plugin_text(name, 200)
+                )));
             }
         }
-        match self.verify_recipe(name, &recipe) {
-            Ok(Verdict::Identical { bytes, .. }) => Ok(bytes),
-            Ok(v) => Err(format!("'{name}': {v}")),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// Computes the fields of a recipe in order: each over all bytes before it (earlier fields included).
-fn resolve_fields(recipe: &mut Recipe, fields: &[(usize, FieldKind)]) {
-    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-    let mut pos = 0u64;
-    let mut buf = Vec::new();
-    for &(idx, kind) in fields {
-        let at = recipe.segment_offset(idx);
-        while pos < at {
-            let n = (at - pos).min(4 << 20) as usize;
-            buf.resize(n, 0);
-            recipe.fill(pos, &mut buf);
-            digest.update(&buf);
-            pos += n as u64;
-        }
-        let crc = digest.finalize() as u32;
-        let value: Vec<u8> = match kind {
-            FieldKind::Crc32cLe => crc.to_le_bytes().to_vec(),
-            FieldKind::Crc32cBe => crc.to_be_bytes().to_vec(),
-            FieldKind::LengthLe => at.to_le_bytes().to_vec(),
-            FieldKind::LengthBe => at.to_be_bytes().to_vec(),
+        let verdict = match self.read_back(name, &recipe) {
+            Ok(v) => v,
+            Err(_) => return Err(self.interrupted_trap()),
         };
-        recipe.replace(idx, Segment::Bytes(value.into()));
+        let told = self.record_verdict(name, verdict)?;
+        if let Some(Named::Committed { verified, .. }) = self.names.get_mut(name) {
+            *verified = Some(told.clone());
+        }
+        Ok(told)
+    }
+
+    /// Computes the fields of a recipe in order, each over all bytes before it (earlier fields
+    /// included). This is host work done for the plugin: it counts against the plugin's deadline and
+    /// stops on Ctrl-C.
+    fn resolve_fields(&mut self, recipe: &mut Recipe, fields: &[(usize, FieldKind)]) -> wasmtime::Result<()> {
+        use rayon::prelude::*;
+        const PIECE: usize = 1 << 20;
+        let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        let mut pos = 0u64;
+        let mut buf = std::mem::take(&mut self.scratch);
+        for &(idx, kind) in fields {
+            let at = recipe.segment_offset(idx);
+            if matches!(kind, FieldKind::Crc32cLe | FieldKind::Crc32cBe) {
+                // Earlier fields are resolved by now, so the digest covers their values.
+                while pos < at {
+                    if self.ctx.cancel.load(Ordering::Relaxed) {
+                        self.scratch = buf;
+                        return Err(self.interrupted_trap());
+                    }
+                    if self.own_time() > self.limits.deadline {
+                        self.deadline_hit = true;
+                        self.scratch = buf;
+                        return Err(wasmtime::format_err!("deadline"));
+                    }
+                    let n = (at - pos).min(8 << 20) as usize;
+                    buf.resize(n, 0);
+                    let r = &*recipe;
+                    buf.par_chunks_mut(PIECE).enumerate().for_each(|(i, c)| r.fill(pos + (i * PIECE) as u64, c));
+                    digest.update(&buf);
+                    pos += n as u64;
+                }
+            }
+            let crc = digest.finalize() as u32;
+            let value: Vec<u8> = match kind {
+                FieldKind::Crc32cLe => crc.to_le_bytes().to_vec(),
+                FieldKind::Crc32cBe => crc.to_be_bytes().to_vec(),
+                FieldKind::LengthLe => at.to_le_bytes().to_vec(),
+                FieldKind::LengthBe => at.to_be_bytes().to_vec(),
+            };
+            recipe.replace(idx, Segment::Bytes(value.into()));
+        }
+        buf.clear();
+        buf.shrink_to(8 << 20);
+        self.scratch = buf;
+        Ok(())
     }
 }
 
-fn field_len(kind: FieldKind) -> usize {
+fn field_len(kind: FieldKind) -> u64 {
     match kind {
         FieldKind::Crc32cLe | FieldKind::Crc32cBe => 4,
         FieldKind::LengthLe | FieldKind::LengthBe => 8,
     }
 }
 
-impl HostTarget for HostState {
-    fn write(&mut self, t: Resource<TargetState>, bytes: Vec<u8>) -> HostResult<()> {
-        if bytes.len() > self.limits.max_write {
-            let m =
-                format!("write of {} bytes exceeds the {} bytes allowed per call", bytes.len(), self.limits.max_write);
-            return Err(self.violate(m));
+/// The calls whose arguments are plugin-sized (`write`, `patch`, `open`, `log`, `metric`, `verify`,
+/// `report-panic`) are defined here over the plugin's memory, replacing the generated ones: the size
+/// is checked before the host copies a byte.
+pub(crate) fn add_guarded_calls(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut host = linker.instance("dgen:plugin/host@1.0.0")?;
+    type Cx<'a> = StoreContextMut<'a, HostState>;
+    host.func_wrap("[method]target.write", |mut store: Cx<'_>, (t, bytes): (Resource<TargetState>, WasmList<u8>)| {
+        let max = store.data().limits.max_write;
+        if bytes.len() > max {
+            let m = format!("write of {} bytes exceeds the {max} bytes allowed per call", bytes.len());
+            return Err(store.data_mut().violate(m));
+        }
+        let data = bytes.as_le_slice(&store).to_vec();
+        Ok((store.data_mut().write_bytes(t, data)?,))
+    })?;
+    host.func_wrap(
+        "[method]target.patch",
+        |mut store: Cx<'_>, (t, region, bytes): (Resource<TargetState>, u32, WasmList<u8>)| {
+            let max = store.data().limits.max_write;
+            if bytes.len() > max {
+                let m = format!("patch of {} bytes exceeds the {max} bytes allowed per call", bytes.len());
+                return Err(store.data_mut().violate(m));
+            }
+            let data = bytes.as_le_slice(&store).to_vec();
+            Ok((store.data_mut().patch_bytes(t, region, data)?,))
+        },
+    )?;
+    host.func_wrap("open", |mut store: Cx<'_>, (name, hint): (WasmStr, Option<u64>)| {
+        let name = guest_str(&mut store, &name, crate::sink::MAX_NAME, "target name")?;
+        Ok((store.data_mut().open_target(name, hint)?,))
+    })?;
+    host.func_wrap("log", |mut store: Cx<'_>, (level, message): (LogLevel, WasmStr)| {
+        // Long lines are cut, not refused: read only what will be shown.
+        let text = {
+            let s = message.to_str(&store)?;
+            let s: &str = &s;
+            let cut = s.len() > 4 * MAX_LOG_LINE;
+            let end = if cut { floor_char(s, 4 * MAX_LOG_LINE) } else { s.len() };
+            (s[..end].to_string(), cut)
+        };
+        store.data_mut().log_line(level, &text.0, text.1);
+        Ok(())
+    })?;
+    host.func_wrap("metric", |mut store: Cx<'_>, (name, value): (WasmStr, f64)| {
+        let name = guest_str(&mut store, &name, MAX_METRIC_NAME, "metric name")?;
+        store.data_mut().add_metric(name, value)?;
+        Ok(())
+    })?;
+    host.func_wrap("verify", |mut store: Cx<'_>, (name,): (WasmStr,)| {
+        let name = guest_str(&mut store, &name, crate::sink::MAX_NAME, "target name")?;
+        Ok((store.data_mut().verify_inner(&name)?,))
+    })?;
+    host.func_wrap("report-panic", |mut store: Cx<'_>, (message,): (WasmStr,)| {
+        let text = {
+            let s = message.to_str(&store)?;
+            let s: &str = &s;
+            s[..floor_char(s, 4 * MAX_LOG_LINE)].to_string()
+        };
+        store.data_mut().panic_message.get_or_insert(plugin_text(&text, MAX_LOG_LINE));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The largest char boundary of `s` at or below `i`.
+fn floor_char(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// A string argument of at most `max` bytes, copied out of the plugin's memory; longer ones trap.
+fn guest_str(
+    store: &mut StoreContextMut<'_, HostState>,
+    s: &WasmStr,
+    max: usize,
+    what: &str,
+) -> wasmtime::Result<String> {
+    let (len, text) = {
+        let t = s.to_str(&*store)?;
+        (t.len(), if t.len() <= max { Some(t.into_owned()) } else { None })
+    };
+    match text {
+        Some(t) => Ok(t),
+        None => {
+            let m = format!("{what} of {len} bytes is longer than the {max} bytes allowed");
+            Err(store.data_mut().violate(m))
+        }
+    }
+}
+
+impl HostState {
+    fn write_bytes(&mut self, t: Resource<TargetState>, bytes: Vec<u8>) -> HostResult<()> {
+        if let Err(e) = self.check_growth(&t, bytes.len() as u64)? {
+            return Ok(Err(e));
         }
         self.plugin_bytes += bytes.len() as u64;
         if self.plugin_bytes > self.limits.max_plugin_bytes {
             let m = format!("wrote more than {} plugin-made bytes in this run", self.limits.max_plugin_bytes);
             return Err(self.violate(m));
         }
-        self.target(&t)?.pending.extend_from_slice(&bytes);
+        let growth = 2 * bytes.len() + cost::SEGMENT;
+        self.with_target(&t, growth, "writing bytes", |target| target.pending.extend_from_slice(&bytes))?;
         Ok(Ok(()))
     }
 
+    fn patch_bytes(&mut self, t: Resource<TargetState>, region: u32, bytes: Vec<u8>) -> HostResult<()> {
+        let target = self.target(&t)?;
+        let Some(r) = target.reserves.get(region as usize) else {
+            return Ok(Err(format!("no reserved region {region}")));
+        };
+        if bytes.len() != r.1 as usize {
+            return Ok(Err(format!("region {region} is {} bytes, the patch {}", r.1, bytes.len())));
+        }
+        self.with_target(&t, 0, "patching a region", |target| {
+            let r = &mut target.reserves[region as usize];
+            let idx = r.0;
+            // The region's bytes were charged when it was reserved.
+            r.2 = true;
+            if !bytes.is_empty() {
+                target.recipe.replace(idx, Segment::Bytes(bytes.into()));
+            }
+        })?;
+        Ok(Ok(()))
+    }
+
+    fn open_target(&mut self, name: String, size_hint: Option<u64>) -> HostResult<Resource<TargetState>> {
+        if let Err(e) = crate::sink::check_name(&name, &self.caps) {
+            let reason = match e {
+                Error::InvalidValue { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            return Err(self.violate(format!("target name '{}' {reason}", plugin_text(&name, 200))));
+        }
+        if self.names.contains_key(&name) {
+            return Ok(Err(format!(
+                "'{}' was already opened in this run: each name is written once per run",
+                plugin_text(&name, 200)
+            )));
+        }
+        if self.open_targets >= self.limits.max_open_targets {
+            let m = format!("more than {} targets open at once", self.limits.max_open_targets);
+            return Err(self.violate(m));
+        }
+        let state = TargetState {
+            name: name.clone(),
+            size_hint,
+            recipe: Recipe::default(),
+            pending: Vec::new(),
+            reserves: Vec::new(),
+            fields: Vec::new(),
+            held: 0,
+        };
+        self.charge(state.footprint(), "opening a target")?;
+        let r = self.table.push(state).map_err(|e| wasmtime::format_err!("{e}"))?;
+        self.names.insert(name, Named::Open);
+        self.open_targets += 1;
+        Ok(Ok(r))
+    }
+
+    fn log_line(&mut self, level: LogLevel, message: &str, cut: bool) {
+        let show = match level {
+            LogLevel::Debug => std::env::var_os("DGEN_DEBUG").is_some(),
+            LogLevel::Info => !self.ctx.quiet,
+            LogLevel::Warn | LogLevel::Error => true,
+        };
+        if !show || !self.logs.admit() {
+            return;
+        }
+        let tag = match level {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warning",
+            LogLevel::Error => "error",
+        };
+        if cut || message.chars().count() > MAX_LOG_LINE {
+            self.logs.cut += 1;
+        }
+        eprintln!("[{}] {tag}: {}", self.ctx.plugin, plugin_text(message, MAX_LOG_LINE));
+    }
+
+    fn add_metric(&mut self, name: String, value: f64) -> wasmtime::Result<()> {
+        self.charge(cost::METRIC + 2 * name.len(), "recording a metric")?;
+        self.metrics.push((name, value));
+        Ok(())
+    }
+}
+
+impl HostTarget for HostState {
+    fn write(&mut self, t: Resource<TargetState>, bytes: Vec<u8>) -> HostResult<()> {
+        self.write_bytes(t, bytes)
+    }
+
     fn fill(&mut self, t: Resource<TargetState>, len: u64, profile: Option<DataProfile>) -> HostResult<()> {
+        if let Err(e) = self.check_growth(&t, len)? {
+            return Ok(Err(e));
+        }
         let g = match self.generator(profile) {
             Ok(g) => g,
             Err(e) => return Ok(Err(e)),
         };
         let unit = self.ctx.profile.unit();
-        let (_, gen, cursor) = &mut self.gens[g];
-        let offset = cursor.div_ceil(unit) * unit;
-        *cursor = offset + len;
-        let seg = Segment::Fill { gen: gen.clone(), stream: g as u64, offset, len };
+        let cursor = self.gens[g].2;
+        // A fill right after a fill of the same stream on this target, with nothing taken from the
+        // stream in between, continues it: consecutive fills are one segment.
         let target = self.target(&t)?;
-        target.flush();
-        target.recipe.push(seg);
+        let continues = target.pending.is_empty() && target.recipe.trailing_fill() == Some((g as u64, cursor));
+        let offset = if continues { cursor } else { cursor.div_ceil(unit) * unit };
+        if offset.checked_add(len).is_none_or(|end| end > MAX_STREAM) {
+            let name = plugin_text(&self.target(&t)?.name, 200);
+            return Ok(Err(format!(
+                "'{name}': a fill of {} would run past the end of the run's data stream ({} per data profile)",
+                format_size(len),
+                format_size(MAX_STREAM)
+            )));
+        }
+        self.gens[g].2 = offset + len;
+        let gen = self.gens[g].1.clone();
+        self.with_target(&t, 2 * cost::SEGMENT, "filling", |target| {
+            target.flush();
+            target.recipe.push_fill(&gen, g as u64, offset, len);
+        })?;
         Ok(Ok(()))
     }
 
     fn write_field(&mut self, t: Resource<TargetState>, kind: FieldKind) -> HostResult<()> {
-        let target = self.target(&t)?;
-        target.flush();
-        let idx = target.recipe.segment_count();
-        target.recipe.push(Segment::Bytes(vec![0u8; field_len(kind)].into()));
-        target.fields.push((idx, kind));
+        if let Err(e) = self.check_growth(&t, field_len(kind))? {
+            return Ok(Err(e));
+        }
+        self.with_target(&t, 3 * cost::SEGMENT, "adding a field", |target| {
+            target.flush();
+            let idx = target.recipe.segment_count();
+            target.recipe.push(Segment::Zeros(field_len(kind)));
+            target.fields.push((idx, kind));
+        })?;
         Ok(Ok(()))
     }
 
@@ -301,31 +834,29 @@ impl HostTarget for HostState {
             let m = format!("reserve of {len} bytes exceeds the {} bytes allowed per call", self.limits.max_write);
             return Err(self.violate(m));
         }
-        self.plugin_bytes += len as u64;
-        let target = self.target(&t)?;
-        target.flush();
-        let idx = target.recipe.segment_count();
-        if len > 0 {
-            target.recipe.push(Segment::Bytes(vec![0u8; len as usize].into()));
+        if let Err(e) = self.check_growth(&t, len as u64)? {
+            return Ok(Err(e));
         }
-        target.reserves.push((idx, len, len == 0));
-        Ok(Ok((target.reserves.len() - 1) as u32))
+        self.plugin_bytes += len as u64;
+        if self.plugin_bytes > self.limits.max_plugin_bytes {
+            let m = format!("wrote more than {} plugin-made bytes in this run", self.limits.max_plugin_bytes);
+            return Err(self.violate(m));
+        }
+        // The region's bytes are charged now: the patch will hold them.
+        let growth = len as usize + 3 * cost::SEGMENT;
+        let region = self.with_target(&t, growth, "reserving a region", |target| {
+            target.flush();
+            let idx = target.recipe.segment_count();
+            target.recipe.push(Segment::Zeros(len as u64));
+            target.reserves.push((idx, len, len == 0));
+            target.held += len as usize;
+            (target.reserves.len() - 1) as u32
+        })?;
+        Ok(Ok(region))
     }
 
     fn patch(&mut self, t: Resource<TargetState>, region: u32, bytes: Vec<u8>) -> HostResult<()> {
-        let target = self.target(&t)?;
-        let Some(r) = target.reserves.get_mut(region as usize) else {
-            return Ok(Err(format!("no reserved region {region}")));
-        };
-        if bytes.len() != r.1 as usize {
-            return Ok(Err(format!("region {region} is {} bytes, the patch {}", r.1, bytes.len())));
-        }
-        r.2 = true;
-        let idx = r.0;
-        if !bytes.is_empty() {
-            target.recipe.replace(idx, Segment::Bytes(bytes.into()));
-        }
-        Ok(Ok(()))
+        self.patch_bytes(t, region, bytes)
     }
 
     fn size(&mut self, t: Resource<TargetState>) -> wasmtime::Result<u64> {
@@ -333,17 +864,15 @@ impl HostTarget for HostState {
     }
 
     fn commit(&mut self, t: Resource<TargetState>) -> HostResult<()> {
-        // Resolving fields and (in verify mode) reading back take host time, not the plugin's.
-        let started = Instant::now();
-        let r = self.commit_inner(t);
-        self.blocked += started.elapsed();
-        r
+        self.commit_inner(t)
     }
 
     fn drop(&mut self, t: Resource<TargetState>) -> wasmtime::Result<()> {
         // Dropped without commit: nothing was handed to the sink, so nothing to undo.
-        if self.table.delete(t).is_ok() {
+        if let Ok(target) = self.table.delete(t) {
             self.open_targets -= 1;
+            self.release(target.footprint());
+            self.names.remove(&target.name);
         }
         Ok(())
     }
@@ -356,29 +885,38 @@ impl HostState {
             Err(e) => return Err(wasmtime::format_err!("bad target handle: {e}")),
         };
         self.open_targets -= 1;
+        let footprint = target.footprint();
         if let Some((i, _)) = target.reserves.iter().enumerate().find(|(_, r)| !r.2) {
-            return Ok(Err(format!("'{}': region {i} was reserved but never patched", target.name)));
+            self.release(footprint);
+            self.names.remove(&target.name);
+            return Ok(Err(format!("'{}': region {i} was reserved but never patched", plugin_text(&target.name, 200))));
         }
         target.flush();
         if let Some(hint) = target.size_hint {
-            if hint != target.recipe.size() && !self.ctx.quiet {
+            if hint != target.recipe.size() && !self.ctx.quiet && self.logs.admit() {
                 eprintln!(
                     "[{}] note: '{}' is {} bytes, its size hint said {hint}",
                     self.ctx.plugin,
-                    target.name,
+                    plugin_text(&target.name, 200),
                     target.recipe.size()
                 );
             }
         }
         let fields = std::mem::take(&mut target.fields);
-        resolve_fields(&mut target.recipe, &fields);
+        self.resolve_fields(&mut target.recipe, &fields)?;
+        // The target's charge becomes the committed object's: its layout, and the records kept of it.
+        let name = target.name;
+        let keep =
+            cost::OBJECT + cost::NAME_COPIES * name.len() + target.recipe.segment_count() * cost::SEGMENT + target.held;
+        self.release(footprint);
+        self.charge(keep, "committing an object")?;
         let recipe = Arc::new(target.recipe);
-        self.recipes.insert(target.name.clone(), recipe.clone());
-        self.commit_seq.insert(target.name.clone(), self.committed);
+        let seq = self.committed;
         self.committed += 1;
+        self.names.insert(name.clone(), Named::Committed { seq, recipe: recipe.clone(), verified: None });
         match self.ctx.mode {
             Mode::Write => {
-                let job = ObjectJob { name: target.name, size: recipe.size(), content: Content::Recipe(recipe) };
+                let job = ObjectJob { name, size: recipe.size(), content: Content::Recipe(recipe) };
                 let sent = self.ctx.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
                 if !sent {
                     self.writes_stopped = true;
@@ -387,20 +925,23 @@ impl HostState {
             }
             Mode::Verify => {
                 let started = Instant::now();
-                let verdict = self.verify_recipe(&target.name, &recipe);
-                let verdict = match verdict {
+                let verdict = match self.read_back(&name, &recipe) {
                     Ok(v) => v,
-                    Err(e) => Verdict::Unreadable { reason: e },
+                    Err(_) => return Err(self.interrupted_trap()),
                 };
-                let crc32c = match &verdict {
-                    Verdict::Identical { crc32c, .. } => Some(*crc32c),
-                    _ => None,
+                // What `wait-all` tells the plugin: for an object that differs, no CRC and no
+                // timing (how long a comparison ran says where it stopped).
+                let (crc32c, latency) = match &verdict {
+                    Verdict::Identical { crc32c, .. } => (Some(*crc32c), started.elapsed()),
+                    _ => (None, Duration::ZERO),
                 };
-                let r =
-                    ObjectResult { name: target.name.clone(), size: recipe.size(), crc32c, latency: started.elapsed() };
+                let r = ObjectResult { name: name.clone(), size: recipe.size(), crc32c, latency };
                 self.finished.push(r.clone());
                 self.unreported.push(r);
-                self.verdicts.push((target.name, verdict));
+                let told = self.record_verdict(&name, verdict)?;
+                if let Some(Named::Committed { verified, .. }) = self.names.get_mut(&name) {
+                    *verified = Some(told);
+                }
             }
         }
         Ok(Ok(()))
@@ -409,28 +950,7 @@ impl HostState {
 
 impl Host for HostState {
     fn open(&mut self, name: String, size_hint: Option<u64>) -> HostResult<Resource<TargetState>> {
-        if let Err(e) = crate::sink::check_name(&name) {
-            let reason = match e {
-                crate::Error::InvalidValue { reason, .. } => reason,
-                other => other.to_string(),
-            };
-            return Err(self.violate(format!("target name '{name}' {reason}")));
-        }
-        if self.open_targets >= self.limits.max_open_targets {
-            let m = format!("more than {} targets open at once", self.limits.max_open_targets);
-            return Err(self.violate(m));
-        }
-        let state = TargetState {
-            name,
-            size_hint,
-            recipe: Recipe::default(),
-            pending: Vec::new(),
-            reserves: Vec::new(),
-            fields: Vec::new(),
-        };
-        let r = self.table.push(state).map_err(|e| wasmtime::format_err!("{e}"))?;
-        self.open_targets += 1;
-        Ok(Ok(r))
+        self.open_target(name, size_hint)
     }
 
     fn wait_all(&mut self) -> HostResult<Vec<wit::ObjectStats>> {
@@ -438,12 +958,19 @@ impl Host for HostState {
         let t = Instant::now();
         self.wait_until(|s| s.finished.len() >= committed);
         self.blocked += t.elapsed();
+        if self.ctx.cancel.load(Ordering::Relaxed) {
+            return Err(self.interrupted_trap());
+        }
         if self.finished.len() < committed {
             return Ok(Err("the run's writes have stopped (see the error report)".into()));
         }
         // Completion order varies from run to run; commit order does not.
-        let seq = &self.commit_seq;
-        self.unreported.sort_by_key(|r| seq.get(&r.name).copied().unwrap_or(u64::MAX));
+        let names = &self.names;
+        let seq = |n: &str| match names.get(n) {
+            Some(Named::Committed { seq, .. }) => *seq,
+            _ => u64::MAX,
+        };
+        self.unreported.sort_by_key(|r| seq(&r.name));
         let out = self
             .unreported
             .drain(..)
@@ -458,10 +985,7 @@ impl Host for HostState {
     }
 
     fn verify(&mut self, name: String) -> HostResult<u64> {
-        let t = Instant::now();
-        let r = self.verify_inner(&name);
-        self.blocked += t.elapsed();
-        Ok(r)
+        self.verify_inner(&name)
     }
 
     fn params(&mut self) -> wasmtime::Result<String> {
@@ -469,26 +993,16 @@ impl Host for HostState {
     }
 
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
-        let show = match level {
-            LogLevel::Debug => std::env::var_os("DGEN_DEBUG").is_some(),
-            LogLevel::Info => !self.ctx.quiet,
-            LogLevel::Warn | LogLevel::Error => true,
-        };
-        if show {
-            let tag = match level {
-                LogLevel::Debug => "debug",
-                LogLevel::Info => "info",
-                LogLevel::Warn => "warning",
-                LogLevel::Error => "error",
-            };
-            eprintln!("[{}] {tag}: {message}", self.ctx.plugin);
-        }
+        self.log_line(level, &message, false);
         Ok(())
     }
 
     fn metric(&mut self, name: String, value: f64) -> wasmtime::Result<()> {
-        self.metrics.push((name, value));
-        Ok(())
+        if name.len() > MAX_METRIC_NAME {
+            let m = format!("metric name of {} bytes is longer than the {MAX_METRIC_NAME} bytes allowed", name.len());
+            return Err(self.violate(m));
+        }
+        self.add_metric(name, value)
     }
 
     fn totals(&mut self) -> wasmtime::Result<wit::RunTotals> {
@@ -500,7 +1014,7 @@ impl Host for HostState {
     }
 
     fn report_panic(&mut self, message: String) -> wasmtime::Result<()> {
-        self.panic_message.get_or_insert(message);
+        self.panic_message.get_or_insert(plugin_text(&message, MAX_LOG_LINE));
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ pub mod build;
 pub mod host;
 
 use crate::error::{Error, Result};
+use crate::size;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use wasmtime::component::{Component, Linker};
@@ -149,9 +150,23 @@ pub(crate) fn foreign_imports(module: &[u8]) -> std::result::Result<Vec<String>,
 /// Loads a plugin file: checks its identity and imports, makes it a component, compiles it (or takes
 /// the compiled form from `cache_dir`).
 pub fn load(path: &Path, cache_dir: Option<&Path>) -> Result<LoadedPlugin> {
+    load_pinned(path, None, cache_dir)
+}
+
+/// The largest plugin file read.
+pub const MAX_PLUGIN_FILE: u64 = 256 << 20;
+
+/// As [`load`], refusing the file before anything else is done with it unless its SHA-256 is `pin`.
+pub fn load_pinned(path: &Path, pin: Option<&str>, cache_dir: Option<&Path>) -> Result<LoadedPlugin> {
     let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::workload::read_regular(path, MAX_PLUGIN_FILE).map_err(|e| Error::io(path, e))?;
     let sha256 = sha256_hex(&bytes);
+    if let Some(want) = pin.filter(|&w| w != sha256) {
+        return Err(Error::plugin(
+            &label,
+            format!("has sha256 {sha256}, but the workload pins {want}: refusing to run a different plugin"),
+        ));
+    }
     let meta = read_meta(&bytes)
         .map_err(|m| Error::plugin(&label, m))?
         .ok_or_else(|| Error::plugin(&label, "has no dgen-plugin section: it was not built with dgen-plugin-sdk"))?;
@@ -241,15 +256,18 @@ impl LoadedPlugin {
         let fuel = state.limits.fuel;
         let deadline = state.limits.deadline;
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.store_limits);
-        // The epoch ticks every TICK; at each tick the plugin's own running time (wall time minus time
-        // blocked in host calls) is held against its deadline.
+        // Linear memory, tables and what the host holds for the plugin share one budget.
+        store.limiter(|s| &mut s.budget);
+        // The epoch ticks every TICK; at each tick Ctrl-C stops the plugin, and its own running time
+        // (wall time minus time blocked waiting for storage) is held against its deadline.
         const TICK: std::time::Duration = std::time::Duration::from_millis(50);
-        let started = std::time::Instant::now();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
-            let own = started.elapsed().saturating_sub(ctx.data().blocked);
-            if own > deadline {
+            if ctx.data().cancelled() {
+                ctx.data_mut().interrupted = true;
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            if ctx.data().own_time() > deadline {
                 ctx.data_mut().deadline_hit = true;
                 return Ok(wasmtime::UpdateDeadline::Interrupt);
             }
@@ -266,14 +284,18 @@ impl LoadedPlugin {
             })
         };
         let label = self.label();
+        store.data_mut().clock = std::time::Instant::now();
         let result = (|| -> Result<std::result::Result<Report, String>> {
             store.set_fuel(fuel).map_err(|e| Error::plugin(&label, format!("{e}")))?;
             let mut linker = Linker::<host::HostState>::new(&self.engine);
             Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+                .and_then(|()| host::add_guarded_calls(&mut linker))
                 .map_err(|e| Error::plugin(&label, format!("{e:#}")))?;
             let instance = Plugin::instantiate(&mut store, &self.component, &linker)
-                .map_err(|e| Error::plugin(&label, format!("cannot be instantiated: {e:#}")))?;
-            instance.call_run(&mut store, &config).map_err(|e| fault(&label, e, store.data()))
+                .map_err(|e| fault(&label, e, store.data(), "cannot be instantiated: "))?;
+            let r = instance.call_run(&mut store, &config).map_err(|e| fault(&label, e, store.data(), ""))?;
+            // What the plugin returns is its own text: keep it to a size a report can show.
+            Ok(r.map_err(|m| host::plugin_text(&m, host::MAX_LOG_LINE)))
         })();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = ticker.join();
@@ -283,37 +305,44 @@ impl LoadedPlugin {
     }
 }
 
-/// Turns a trap into a message a user can act on.
-fn fault(label: &str, e: wasmtime::Error, state: &host::HostState) -> Error {
-    if let Some(m) = &state.violation {
-        return Error::plugin(label, m.clone());
+/// Turns a trap into a one-line message a user can act on; the full error (with its Wasm backtrace)
+/// is kept as the detail.
+fn fault(label: &str, e: wasmtime::Error, state: &host::HostState, prefix: &str) -> Error {
+    if state.interrupted {
+        return Error::Cancelled;
     }
-    if state.deadline_hit {
-        return Error::plugin(
-            label,
-            format!(
-                "ran past its deadline of {} s of its own running time; raise [limits] deadline",
-                state.limits.deadline.as_secs_f64()
-            ),
-        );
-    }
-    if let Some(m) = &state.panic_message {
-        return Error::plugin(label, format!("panicked: {m}"));
-    }
-    let message = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::OutOfFuel) => {
-            format!("ran out of fuel ({} units): an endless loop, or raise [limits] fuel", state.limits.fuel)
-        }
-        Some(wasmtime::Trap::UnreachableCodeReached) => "trapped (unreachable code executed: an abort)".to_string(),
-        Some(t) => format!("trapped: {t}"),
-        None => {
-            let text = format!("{e:#}");
-            if text.contains("forcing trap when growing memory") || text.contains("memory") && text.contains("limit") {
-                format!("exceeded its memory limit of {} MiB", state.limits.memory >> 20)
-            } else {
-                format!("failed: {text}")
+    let message = if let Some(m) = &state.violation {
+        m.clone()
+    } else if let Some(m) = &state.budget.refused {
+        m.clone()
+    } else if state.deadline_hit {
+        format!(
+            "ran past its deadline of {} s of its own running time; raise [limits] deadline",
+            state.limits.deadline.as_secs_f64()
+        )
+    } else if let Some(m) = &state.panic_message {
+        format!("panicked: {m}")
+    } else {
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::OutOfFuel) => {
+                format!("ran out of fuel ({} units): an endless loop, or raise [limits] fuel", state.limits.fuel)
+            }
+            Some(wasmtime::Trap::UnreachableCodeReached) => "trapped (unreachable code executed: an abort)".to_string(),
+            Some(t) => format!("trapped: {t}"),
+            None => {
+                let text = one_line(&e.root_cause().to_string());
+                if text.contains("forcing trap when growing memory")
+                    || text.contains("memory") && text.contains("limit")
+                {
+                    format!(
+                        "exceeded its memory limit of {} ([limits] memory)",
+                        size::format_size(state.limits.memory as u64)
+                    )
+                } else {
+                    format!("failed: {}", host::plugin_text(&text, 300))
+                }
             }
         }
     };
-    Error::plugin(label, message)
+    Error::Plugin { plugin: label.to_string(), message: format!("{prefix}{message}"), detail: Some(format!("{e:#}")) }
 }

@@ -8,6 +8,31 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
 
+/// Text that came from a plugin (or from storage) made safe for a terminal: control characters and
+/// the Unicode controls that reorder text are escaped (`\x1b`, `\n`, `\u{202e}`), so it cannot
+/// move the cursor, clear the screen or fake a line; cut after `max` characters with a note of
+/// how much was left out.
+pub fn sanitize(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 32));
+    for (shown, (i, c)) in text.char_indices().enumerate() {
+        if shown >= max {
+            out.push_str(&format!("… ({} more bytes)", text.len() - i));
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whether colour output is allowed (<https://no-color.org>).
 pub fn color_allowed() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
@@ -140,8 +165,8 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
     lines.push(format!(
         "dgen-engine {verb}: workload '{}' with plugin {} {} (sha256 {}), seed {}, {}; target {}",
         plan.name,
-        o.plugin.name,
-        o.plugin.version,
+        sanitize(&o.plugin.name, 100),
+        sanitize(&o.plugin.version, 50),
         &o.plugin_sha256[..16],
         o.seed,
         plan.profile,
@@ -165,7 +190,7 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
         lines.extend(run_details(stats, o.chunk));
     }
     lines.extend(o.notes.iter().cloned());
-    if o.mode == Mode::Verify {
+    if o.mode == Mode::Verify || !o.verdicts.is_empty() {
         let bad: Vec<&(String, crate::verify::Verdict)> =
             o.verdicts.iter().filter(|(_, v)| !v.is_identical()).collect();
         lines.push(format!(
@@ -175,30 +200,40 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
             bad.len()
         ));
         for (name, v) in bad.iter().take(20) {
-            lines.push(format!("  MISMATCH {name}: {v}"));
+            lines.push(format!("  MISMATCH {}: {}", sanitize(name, 300), sanitize(&v.to_string(), 500)));
         }
     }
-    for (name, value) in &o.metrics {
-        lines.push(format!("metric {name} = {value}"));
+    for (name, value) in o.metrics.iter().take(SHOWN) {
+        lines.push(format!("metric {} = {value}", sanitize(name, 200)));
+    }
+    if o.metrics.len() > SHOWN {
+        lines.push(format!("  … and {} more metrics (all of them are in --json-report)", o.metrics.len() - SHOWN));
     }
     if let Some(r) = &o.report {
         lines.push("checks:".into());
-        for c in &r.checks {
+        for c in r.checks.iter().take(SHOWN) {
             lines.push(format!(
                 "  {} {:<32} {} {} {}",
                 if c.passed { "PASS" } else { "FAIL" },
-                c.name,
+                sanitize(&c.name, 200),
                 c.observed,
-                c.op,
+                sanitize(&c.op, 4),
                 c.threshold
             ));
         }
+        if r.checks.len() > SHOWN {
+            let failed = r.checks.iter().skip(SHOWN).filter(|c| !c.passed).count();
+            lines.push(format!("  … and {} more checks, {failed} of them failed", r.checks.len() - SHOWN));
+        }
         if !r.summary.is_empty() {
-            lines.push(format!("summary: {}", r.summary));
+            lines.push(format!("summary: {}", sanitize(&r.summary, 2000)));
         }
     }
     lines
 }
+
+/// Rows of plugin-made lists (metrics, checks) the table shows; the JSON report has them all.
+const SHOWN: usize = 50;
 
 /// The same content as [`outcome_lines`], as JSON.
 pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> serde_json::Value {
@@ -245,6 +280,20 @@ pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> se
         })).collect::<Vec<_>>()),
         "summary": o.report.as_ref().map(|r| r.summary.clone()),
         "error": o.error.as_ref().map(|e| e.to_string()),
+        "error_detail": o.error.as_ref().and_then(|e| e.detail()),
         "exit_code": o.exit_code(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    #[test]
+    fn plugin_text_is_escaped_and_cut() {
+        assert_eq!(sanitize("\x1b[2Jok\r\nPASS\t\u{7}", 100), "\\x1b[2Jok\\r\\nPASS\\t\\x07");
+        assert_eq!(sanitize("a\u{202e}b\u{9b}c", 100), "a\\u{202e}b\\x9bc");
+        assert_eq!(sanitize("héllo wörld", 5), "héllo… (7 more bytes)");
+        assert_eq!(sanitize("plain text", 100), "plain text");
+    }
 }

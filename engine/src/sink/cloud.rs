@@ -395,6 +395,9 @@ impl<S: Store> Sink for CloudSink<S> {
             min_write: 0,
             max_write: l.max_part,
             preferred_write: self.opts.part_size.filter(|&p| p <= MAX_BUFFER_PART),
+            max_object: l.max_object,
+            // Keys have no directories: only their whole length is limited.
+            max_component: super::MAX_NAME,
         }
     }
 
@@ -403,7 +406,7 @@ impl<S: Store> Sink for CloudSink<S> {
     }
 
     fn create(&self, name: &str, size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
-        super::check_name(name)?;
+        super::check_name(name, &self.capabilities())?;
         let Some(size) = size else {
             return Err(Error::sink(self.describe(), format!("{name}: an object's size must be known before writing")));
         };
@@ -421,7 +424,7 @@ impl<S: Store> Sink for CloudSink<S> {
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>> {
-        super::check_name(name)?;
+        super::check_name(name, &self.capabilities())?;
         let size = self.rt.block_on(self.store.size(name))?;
         Ok(Box::new(CloudReader { store: self.store.clone(), rt: self.rt.handle().clone(), name: name.into(), size }))
     }

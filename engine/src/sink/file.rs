@@ -1,8 +1,11 @@
 //! Local files: a directory is the target root, object names are paths below it.
 //!
-//! An object is written to a hidden temporary name beside its final one (`.NAME.dgen-tmp.PID.N`), then
+//! An object is written to a hidden temporary name beside its final one
+//! (`.NAME.dgen-tmp.HOST.PID.N`, NAME cut so the whole fits in the file system's name limit), then
 //! fsynced, renamed and its directory fsynced: a file under the final name is always complete. Abort,
-//! an error, or a crash leaves at most the temporary, never a short file under the real name.
+//! an error, or a crash leaves at most the temporary, never a short file under the real name; the
+//! next run on the same root removes temporaries of processes of this host that are gone (a
+//! `kill -9`, a crash) and says so.
 //!
 //! Two engines: `pwrite` (a pool of worker threads, one synchronous `pwrite` each, queue depth =
 //! threads) and `io_uring` (one ring, see [`super::uring`]). With O_DIRECT, buffers, offsets and lengths
@@ -149,7 +152,8 @@ pub struct FileSink {
     queue_depth: usize,
     engine: Engine,
     engine_name: &'static str,
-    note: Option<String>,
+    name_max: usize,
+    notes: Vec<String>,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -167,7 +171,15 @@ impl FileSink {
         }
         let align = if opts.direct { direct_alignment(&root)? } else { 1 };
         let queue_depth = opts.queue_depth.max(1);
-        let mut note = None;
+        let mut notes = Vec::new();
+        let swept = sweep_stale(&root, opts.create_root);
+        if swept > 0 {
+            notes.push(format!(
+                "removed {swept} temporary file{} left under {} by dgen-engine processes of this host that are gone",
+                if swept == 1 { "" } else { "s" },
+                root.display()
+            ));
+        }
         let use_uring = match opts.engine {
             FileEngine::Pwrite => false,
             FileEngine::IoUring => {
@@ -179,7 +191,7 @@ impl FileSink {
             FileEngine::Auto => match super::uring::probe() {
                 Ok(()) => true,
                 Err(e) => {
-                    note = Some(format!("io_uring is not available ({e}); using pwrite"));
+                    notes.push(format!("io_uring is not available ({e}); using pwrite"));
                     false
                 }
             },
@@ -201,12 +213,14 @@ impl FileSink {
             }
             (Engine::Pwrite { tx: Some(tx), workers }, "pwrite")
         };
-        Ok(FileSink { root, direct: opts.direct, align, queue_depth, engine, engine_name, note })
+        let name_max = name_max(&root);
+        Ok(FileSink { root, direct: opts.direct, align, queue_depth, engine, engine_name, name_max, notes })
     }
 
-    /// A one-line remark for the user (e.g. io_uring fell back to pwrite).
-    pub fn note(&self) -> Option<&str> {
-        self.note.as_deref()
+    /// One-line remarks for the user made when the sink opened (io_uring fell back to pwrite, stale
+    /// temporaries removed).
+    pub fn opening_notes(&self) -> &[String] {
+        &self.notes
     }
 
     pub fn root(&self) -> &Path {
@@ -220,6 +234,75 @@ impl FileSink {
             0
         }
     }
+}
+
+/// NAME_MAX of the file system under `dir` (255 where it cannot be asked).
+fn name_max(dir: &Path) -> usize {
+    nix::unistd::pathconf(dir, nix::unistd::PathconfVar::NAME_MAX)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n >= 14)
+        .unwrap_or(255)
+}
+
+/// This host, as 8 hex digits in temporary names: a temporary is only ever swept by a process of the
+/// host that made it (a target root on shared storage is written by many hosts at once).
+fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        // FNV-1a: stable across builds and machines, unlike std's hasher.
+        let h = host.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        format!("{:08x}", h as u32)
+    })
+}
+
+/// `.NAME.dgen-tmp.HOST.PID.N`, with NAME cut (at a character boundary) so the whole is at most
+/// `name_max` bytes.
+fn temp_name(file_name: &str, name_max: usize) -> String {
+    let suffix =
+        format!(".dgen-tmp.{}.{}.{}", host_tag(), std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut keep = name_max.saturating_sub(1 + suffix.len()).min(file_name.len());
+    while !file_name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!(".{}{suffix}", &file_name[..keep])
+}
+
+/// The pid in a temporary name of this host, if `name` is one.
+fn temp_owner(name: &str) -> Option<i32> {
+    let mut parts = name.rsplitn(5, '.');
+    let (_n, pid, host, tag) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let tag_ok = tag.ends_with("dgen-tmp") && name.starts_with('.');
+    (tag_ok && host == host_tag()).then(|| pid.parse().ok()).flatten()
+}
+
+/// Removes temporaries under `root` (the whole tree when `tree`, else `root` itself) whose process is
+/// gone; returns how many.
+fn sweep_stale(root: &Path, tree: bool) -> usize {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                if tree {
+                    dirs.push(e.path());
+                }
+                continue;
+            }
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(temp_owner) else { continue };
+            let gone = pid > 0
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH);
+            if gone && fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 /// The direct-I/O alignment of files under `dir`, found by making a small probe file there.
@@ -256,6 +339,8 @@ impl Sink for FileSink {
             min_write: 0,
             max_write: 1 << 30,
             preferred_write: None,
+            max_object: i64::MAX as u64,
+            max_component: self.name_max,
         }
     }
 
@@ -269,25 +354,37 @@ impl Sink for FileSink {
         }
     }
 
-    fn create(&self, name: &str, _size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
-        super::check_name(name)?;
+    fn create(&self, name: &str, size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
+        super::check_name(name, &self.capabilities())?;
         let path = self.root.join(name);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         if dir != self.root {
             fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(
-            ".{file_name}.dgen-tmp.{}.{}",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = dir.join(temp_name(&file_name, self.name_max));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .custom_flags(self.open_flags() | libc::O_CLOEXEC)
             .open(&tmp)
             .map_err(|e| Error::io(&path, e))?;
+        // Whether the file system holds a file this large at all: setting the length of the empty
+        // temporary allocates nothing, and a refusal (EFBIG) comes before a byte is written.
+        if let Some(size) = size.filter(|&s| s > 1 << 30) {
+            let fits = file.set_len(size).and_then(|()| file.set_len(0));
+            if let Err(e) = fits {
+                let _ = fs::remove_file(&tmp);
+                let why = match e.raw_os_error() {
+                    Some(libc::EFBIG) | Some(libc::EINVAL) => io::Error::other(format!(
+                        "the file system does not hold a file of {} ({size} bytes)",
+                        crate::size::format_size(size)
+                    )),
+                    _ => e,
+                };
+                return Err(Error::io(&path, why));
+            }
+        }
         Ok(Box::new(FileObject {
             file: Arc::new(file),
             tmp,
@@ -300,7 +397,7 @@ impl Sink for FileSink {
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>> {
-        super::check_name(name)?;
+        super::check_name(name, &self.capabilities())?;
         let path = self.root.join(name);
         let file = OpenOptions::new()
             .read(true)

@@ -38,7 +38,16 @@ pub struct Capabilities {
     pub max_write: u64,
     /// The write size the sink asks for, overriding the run's buffer size (an explicit S3 part size).
     pub preferred_write: Option<u64>,
+    /// The largest object the target takes (a file system's file size limit, S3's and Azure's object
+    /// limits): a larger one is refused before anything is created.
+    pub max_object: u64,
+    /// The longest `/`-separated component of a name (a file system's NAME_MAX); names as a whole
+    /// are at most [`MAX_NAME`] bytes on every sink.
+    pub max_component: usize,
 }
+
+/// The longest object name, bytes, on every sink (S3's and Azure's key limit).
+pub const MAX_NAME: usize = 1024;
 
 /// Called once when a write completes, from whatever thread the sink completes on. The sink owns the
 /// write's buffer and drops it (back to the pool) before calling this — an object store may have lent
@@ -103,22 +112,35 @@ pub trait ObjectReader: Send {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize>;
 }
 
-/// Rejects object names that could leave the target root: absolute paths, `..`, empty components.
-pub fn check_name(name: &str) -> Result<()> {
-    let bad =
-        |why: &str| Err(Error::InvalidValue { key: "object name", value: name.to_string(), reason: why.to_string() });
+/// Rejects object names that could leave the target root (absolute paths, `..`, empty components),
+/// that the target cannot hold (longer than [`MAX_NAME`] or with a component over
+/// `caps.max_component`), or that would reach a terminal as control characters.
+pub fn check_name(name: &str, caps: &Capabilities) -> Result<()> {
+    let bad = |why: String| {
+        Err(Error::InvalidValue { key: "object name", value: crate::report::sanitize(name, 200), reason: why })
+    };
     if name.is_empty() {
-        return bad("is empty");
+        return bad("is empty".into());
+    }
+    if name.len() > MAX_NAME {
+        return bad(format!("is {} bytes long, more than the {MAX_NAME} allowed", name.len()));
     }
     if name.starts_with('/') || name.starts_with('\\') {
-        return bad("must be relative to the target root");
+        return bad("must be relative to the target root".into());
     }
-    if name.contains('\0') {
-        return bad("contains a NUL byte");
+    if name.chars().any(char::is_control) {
+        return bad("contains a control character".into());
     }
     for part in name.split('/') {
         if part.is_empty() || part == "." || part == ".." {
-            return bad("must not contain empty, '.' or '..' components");
+            return bad("must not contain empty, '.' or '..' components".into());
+        }
+        if part.len() > caps.max_component {
+            return bad(format!(
+                "has a component of {} bytes, more than the {} the target allows",
+                part.len(),
+                caps.max_component
+            ));
         }
     }
     Ok(())
@@ -130,11 +152,17 @@ mod tests {
 
     #[test]
     fn names_stay_below_the_root() {
-        for ok in ["a", "a/b.bin", "step-1/rank_0.safetensors", "..x", "x.."] {
-            assert!(check_name(ok).is_ok(), "{ok}");
+        let caps = Capabilities { max_component: 255, ..NullSink.capabilities() };
+        let long = "x".repeat(300);
+        let c250 = "y".repeat(250);
+        for ok in ["a", "a/b.bin", "step-1/rank_0.safetensors", "..x", "x..", c250.as_str()] {
+            assert!(check_name(ok, &caps).is_ok(), "{ok}");
         }
-        for bad in ["", "/etc/passwd", "../x", "a/../../b", "a//b", "./a", "a/", "a\0b"] {
-            assert!(check_name(bad).is_err(), "{bad}");
+        let too_long = "a/".repeat(600);
+        for bad in
+            ["", "/etc/passwd", "../x", "a/../../b", "a//b", "./a", "a/", "a\0b", "a\x1b[2Jb", "a\nb", &long, &too_long]
+        {
+            assert!(check_name(bad, &caps).is_err(), "{bad}");
         }
     }
 }

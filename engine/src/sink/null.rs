@@ -16,6 +16,8 @@ impl Sink for NullSink {
             min_write: 0,
             max_write: u64::MAX,
             preferred_write: None,
+            max_object: u64::MAX,
+            max_component: super::MAX_NAME,
         }
     }
 
@@ -24,7 +26,7 @@ impl Sink for NullSink {
     }
 
     fn create(&self, name: &str, _size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
-        super::check_name(name)?;
+        super::check_name(name, &self.capabilities())?;
         Ok(Box::new(NullObject))
     }
 

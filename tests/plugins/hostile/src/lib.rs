@@ -1,0 +1,188 @@
+//! A hostile test plugin with one attack per `mode` (a workload param): each tries to make the host
+//! hold memory it never accounted, read storage it did not write, outlive Ctrl-C, or drive the
+//! terminal. The tests check that the host stops every one, naming the limit it hit.
+
+use dgen_plugin_sdk::{export_plugin, log, metric, verify, wait_all, Config, FieldKind, Plugin, Report, Target};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Params {
+    mode: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    count: u64,
+}
+
+struct Hostile;
+
+fn name_of(i: u64, len: usize) -> String {
+    let stem = format!("obj-{i:012}-");
+    format!("{stem}{}", "n".repeat(len.saturating_sub(stem.len())))
+}
+
+impl Plugin for Hostile {
+    #[allow(unreachable_code)]
+    fn run(config: &Config) -> Result<Report, String> {
+        let p: Params = config.params()?;
+        match p.mode.as_str() {
+            // Nothing hostile: what the engine costs on its own (the baseline for memory checks).
+            "noop" => {
+                let mut t = Target::open("noop.bin")?;
+                t.fill(4096)?;
+                t.commit()?;
+                wait_all()?;
+            }
+            // 1 MiB reserves on targets never committed.
+            "reserve" => {
+                let mut held = Vec::new();
+                for i in 0.. {
+                    let mut t = Target::open(&format!("r{i}"))?;
+                    t.reserve(1 << 20)?;
+                    held.push(t);
+                }
+            }
+            // Metrics with long names, without end.
+            "metrics" => {
+                let name = "m".repeat(250);
+                loop {
+                    metric(&name, 1.0);
+                }
+            }
+            // A metric name far over the per-name limit.
+            "metric-name" => metric(&"m".repeat(1000), 1.0),
+            // Millions of 1-byte fills on one target: consecutive fills merge, memory stays flat.
+            "fills" => {
+                let mut t = Target::open("confetti.bin")?;
+                for _ in 0..p.count {
+                    t.fill(1)?;
+                }
+                t.commit()?;
+                let done = wait_all()?;
+                return Ok(Report::new().check_eq("bytes", done[0].size as f64, p.count as f64));
+            }
+            // Alternating 1-byte writes and fills: a segment per call, charged until the limit.
+            "interleave" => {
+                let mut t = Target::open("interleave.bin")?;
+                loop {
+                    t.write(b"x")?;
+                    t.fill(1)?;
+                }
+            }
+            // Fields without end on one target.
+            "fields" => {
+                let mut t = Target::open("fields.bin")?;
+                loop {
+                    t.field(FieldKind::LengthLe)?;
+                }
+            }
+            // Committed objects with 200-byte names, without end (their records are kept).
+            "objects" => {
+                for i in 0.. {
+                    let t = Target::open(&name_of(i, 200))?;
+                    t.commit()?;
+                }
+            }
+            // A 100 KB name.
+            "long-name" => {
+                Target::open(&"a".repeat(100_000))?;
+            }
+            // A legal 250-byte name.
+            "name-250" => {
+                let mut t = Target::open(&"b".repeat(250))?;
+                t.fill(1000)?;
+                t.commit()?;
+                wait_all()?;
+            }
+            // The same name twice.
+            "dup-name" => {
+                let t = Target::open("twice.bin")?;
+                t.commit()?;
+                Target::open("twice.bin")?;
+            }
+            // A write far over the per-call limit, close to the memory limit itself.
+            "big-write" => {
+                let big = vec![7u8; p.size as usize];
+                // Straight to the host, past the SDK's splitting.
+                let t = dgen_plugin_sdk::bindings::dgen::plugin::host::open("big.bin", None)?;
+                t.write(&big)?;
+            }
+            // An object larger than anything can hold, then commit.
+            "huge-fill" => {
+                let mut t = Target::open("huge.bin")?;
+                t.fill(p.size)?;
+                t.commit()?;
+                wait_all()?;
+            }
+            // A CRC over a huge fill: host work done at commit for the plugin.
+            "crc-work" => {
+                let mut t = Target::open("crc.bin")?;
+                t.fill(p.size)?;
+                t.field(FieldKind::Crc32cLe)?;
+                t.commit()?;
+                wait_all()?;
+            }
+            // Re-reads of one object without end: host time the plugin tries to hide in.
+            "verify-loop" => {
+                let mut t = Target::open("loop.bin")?;
+                t.fill(p.size)?;
+                t.commit()?;
+                wait_all()?;
+                loop {
+                    verify("loop.bin")?;
+                }
+            }
+            // Spins after saying so (the test presses Ctrl-C).
+            "spin" => {
+                log!("spinning");
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            // Tries to learn the bytes of a file it did not write, one guess at a time (under
+            // `dgen-engine verify`, a commit compares with what is stored), and hands whatever it
+            // is told to the user's report.
+            "oracle" => {
+                let mut told = Vec::new();
+                for guess in 0u8..=255 {
+                    match Target::open(&p.name) {
+                        Ok(mut t) => {
+                            t.write(&[guess])?;
+                            t.commit()?;
+                            told.push(format!("{:?}", verify(&p.name)));
+                        }
+                        Err(e) => {
+                            told.push(e);
+                            break;
+                        }
+                    }
+                }
+                let stats: Vec<_> =
+                    wait_all().unwrap_or_default().iter().map(|s| (s.size, s.crc32c, s.latency_us)).collect();
+                let text = format!("told {told:?} stats {stats:?}");
+                log!("{text}");
+                return Ok(Report::new().summary(text));
+            }
+            // Escape sequences and a fake verdict in logs, a check name and the summary.
+            "escape" => {
+                log!("\x1b[2J\x1b[Hall clear\r\n  PASS everything verified");
+                return Ok(Report::new()
+                    .check("\x1b[32mfake\x1b[0m", true)
+                    .summary("\x1b]0;owned\x07\u{202e}txet desrever"));
+            }
+            // Log lines without end.
+            "log-flood" => {
+                for i in 0..p.count {
+                    log!("line {i} {}", "z".repeat(5000));
+                }
+            }
+            other => return Err(format!("unknown mode {other}")),
+        }
+        Ok(Report::new().check("survived", true))
+    }
+}
+
+export_plugin!(Hostile, name = "hostile-host", version = "0.1.0", params = "mode");
