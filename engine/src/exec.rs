@@ -533,7 +533,7 @@ impl<'e, 's> Run<'e, 's> {
                 exec.sink.describe(),
                 format!(
                     "{}: {} is more than the {} this target takes for one object",
-                    crate::report::sanitize(&job.name, 200),
+                    crate::input::sanitize(&job.name, 200),
                     crate::size::format_size(job.size),
                     crate::size::format_size(max)
                 ),

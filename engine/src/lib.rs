@@ -20,6 +20,8 @@
 //!   exit code.
 //! - [`output`] — streaming into any `io::Write` (stdout, pipes), generation overlapped with writing.
 //! - [`report`] — progress bar and run summaries.
+//! - [`input`] — what comes from users and strangers, made safe: regular files within a size cap,
+//!   plugin and storage text escaped for the terminal.
 //! - [`size`] — sizes as people write them (`4KiB`, `1.5 GiB`, `10GB`).
 //! - [`error`] — the library's error type; every variant names the key, path or target it concerns.
 //!
@@ -29,6 +31,7 @@
 pub mod error;
 pub mod exec;
 pub mod gen;
+pub mod input;
 pub mod output;
 pub mod plugin;
 pub mod pool;

@@ -271,7 +271,7 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
         return Err(Failure::usage(anyhow::anyhow!("'{flag}' needs a regular file for '--output'")));
     }
     // Refused before anything is allocated or created.
-    dgen_engine::workload::pool_fits(args.buffers as u64, args.buffer_size)
+    dgen_engine::pool::pool_fits(args.buffers as u64, args.buffer_size)
         .map_err(|m| Failure::usage(anyhow::anyhow!("--buffers {}: {m}", args.buffers)))?;
     if matches!(output, Output::File { .. }) && args.size > i64::MAX as u64 {
         return Err(Failure::usage(anyhow::anyhow!(
@@ -510,7 +510,7 @@ fn plugin_build(dir: &Path, output: Option<&Path>) -> Result<(), Failure> {
 fn plugin_inspect(file: &Path) -> Result<(), Failure> {
     let plugin = dgen_engine::plugin::load(file, None).map_err(lib_error)?;
     let m = &plugin.meta;
-    let text = |s: &str| report::sanitize(s, 4000);
+    let text = |s: &str| dgen_engine::input::sanitize(s, 4000);
     println!("name:     {}", text(&m.name));
     println!("version:  {}", text(&m.version));
     println!("contract: {}", text(&m.contract));
@@ -598,7 +598,7 @@ fn random_seed() -> u64 {
 /// One line to the terminal. Lines carry text from plugins and storage (names, messages): control
 /// characters are escaped however they got in, so nothing can drive the terminal.
 fn say(line: &str) {
-    eprintln!("{}", report::sanitize(line, 100_000));
+    eprintln!("{}", dgen_engine::input::sanitize(line, 100_000));
 }
 
 /// Clap's message up to its first blank line, on one line.

@@ -181,6 +181,33 @@ impl BufferPool {
     }
 }
 
+/// Physical memory of this machine, bytes (0 if unknown).
+pub fn machine_memory() -> u64 {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages > 0 && page > 0 {
+        pages as u64 * page as u64
+    } else {
+        0
+    }
+}
+
+/// Whether a pool of `buffers` × `size` fits this machine: at most three quarters of its memory,
+/// so a pool too large is refused before it is allocated, not when the kernel runs out of pages.
+pub fn pool_fits(buffers: u64, size: u64) -> Result<(), String> {
+    let total = buffers.saturating_mul(size);
+    let ram = machine_memory();
+    if ram > 0 && total > ram / 4 * 3 {
+        return Err(format!(
+            "a pool of {buffers} × {} = {} is more than three quarters of this machine's {} of memory",
+            crate::size::format_size(size),
+            crate::size::format_size(total),
+            crate::size::format_size(ram)
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

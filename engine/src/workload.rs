@@ -323,53 +323,6 @@ fn count(
     Ok(n as usize)
 }
 
-/// Physical memory of this machine, bytes (0 if unknown).
-pub fn machine_memory() -> u64 {
-    // SAFETY: sysconf only reads system configuration.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    if pages > 0 && page > 0 {
-        pages as u64 * page as u64
-    } else {
-        0
-    }
-}
-
-/// Whether a pool of `buffers` × `size` fits this machine: at most three quarters of its memory,
-/// so the pool is refused before it is allocated rather than when the kernel runs out.
-pub fn pool_fits(buffers: u64, size: u64) -> std::result::Result<(), String> {
-    let total = buffers.saturating_mul(size);
-    let ram = machine_memory();
-    if ram > 0 && total > ram / 4 * 3 {
-        return Err(format!(
-            "a pool of {buffers} × {} = {} is more than three quarters of this machine's {} of memory",
-            format_size(size),
-            format_size(total),
-            format_size(ram)
-        ));
-    }
-    Ok(())
-}
-
-/// Reads a file that must be a regular file of at most `max` bytes (a FIFO or a device would block
-/// or never end).
-pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("is not a regular file"));
-    }
-    if meta.len() > max {
-        return Err(std::io::Error::other(format!("is larger than the {} allowed", format_size(max))));
-    }
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        return Err(std::io::Error::other(format!("is larger than the {} allowed", format_size(max))));
-    }
-    Ok(bytes)
-}
-
 /// The largest workload file read.
 pub const MAX_WORKLOAD_FILE: u64 = 16 << 20;
 
@@ -389,7 +342,7 @@ impl Plan {
             at: file.display().to_string(),
             message: format!("cannot read the workload: {e}"),
         };
-        let bytes = read_regular(file, MAX_WORKLOAD_FILE).map_err(|e| cannot(e.to_string()))?;
+        let bytes = crate::input::read_regular(file, MAX_WORKLOAD_FILE).map_err(|e| cannot(e.to_string()))?;
         let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
         // The file alone first, so its errors carry line numbers.
         let mut spec: Spec = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
@@ -589,7 +542,8 @@ impl Plan {
         let concurrency = count(p.concurrency, 8, 1..=4096, file, text, "pipeline", "concurrency")?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
         let threads = count(p.threads, cores.min(1024), 1..=1024, file, text, "pipeline", "threads")?;
-        pool_fits(buffers as u64, buffer_size).map_err(|m| at_key(file, text, "pipeline", "buffers", m))?;
+        crate::pool::pool_fits(buffers as u64, buffer_size)
+            .map_err(|m| at_key(file, text, "pipeline", "buffers", m))?;
         let memory = size_of(&spec.limits.memory, 256 << 20, file, text, "limits", "memory")?;
         if !(1 << 20..=64 << 30).contains(&memory) {
             return Err(at_key(file, text, "limits", "memory", "must be from 1 MiB to 64 GiB"));

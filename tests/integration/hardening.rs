@@ -287,6 +287,8 @@ fn names_are_written_once_and_long_legal_names_work() {
     assert_eq!(r.code(), Some(4), "{}", r.err());
     let line = one_error_line(&r);
     assert!(line.contains("'twice.bin' was already opened in this run: each name is written once per run"), "{line}");
+    assert_eq!(r.left, vec!["twice.bin".to_string()], "the first one is written, whole");
+    assert_within_limit("dup-name", &r);
 
     // A 250-byte name is legal: its temporary name must fit the 255-byte limit too.
     let case = Case::new("n250", "name-250", "");
@@ -319,6 +321,28 @@ fn huge_objects_are_refused_without_allocating() {
     assert!(exit_after < Duration::from_secs(3), "took {exit_after:?} to stop");
     assert_within_limit("huge-null", &r);
 
+    // 1 EiB into a file: a file system that cannot hold it says so before a byte is written (ext4:
+    // 16 TiB); one that can starts writing, and Ctrl-C stops it. Either way nothing is left.
+    let case = Case::new("huge-file", "huge-fill", &format!("size = {}", 1u64 << 60));
+    let (child, a, b) = spawn(&mut case.command("run", &["-q"]));
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3)
+        && std::fs::metadata(format!("/proc/{}", child.id())).is_ok_and(|_| {
+            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).is_ok_and(|s| !s.contains(") Z "))
+        })
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
+    let r = case.finish(wait_measured(child, a, b), t.elapsed());
+    match r.code() {
+        Some(3) => assert!(r.err().contains("the file system does not hold a file of 1 EiB"), "{}", r.err()),
+        Some(130) => {}
+        other => panic!("exit {other:?}: {}", r.err()),
+    }
+    assert!(r.left.is_empty(), "left {:?}", r.left);
+    assert_within_limit("huge-file", &r);
+
     // gen: sizes beyond a file, and pools beyond the machine, are refused before anything exists.
     let dir = tempdir("huge-gen");
     let file = dir.join("x.bin");
@@ -348,6 +372,7 @@ fn ctrl_c_stops_a_running_plugin_and_host_work_done_for_it() {
     assert_eq!(r.code(), Some(130), "{}", r.err());
     assert!(exit_after < Duration::from_secs(1), "Ctrl-C took {exit_after:?} to stop the plugin");
     assert!(r.left.is_empty(), "left {:?}", r.left);
+    assert_within_limit("spin", &r);
 
     // Host work done at commit for the plugin (the CRC field over 1 TiB of fill).
     let case = Case::new("crc-int", "crc-work", &format!("size = {}", 1u64 << 40));
@@ -355,6 +380,7 @@ fn ctrl_c_stops_a_running_plugin_and_host_work_done_for_it() {
     assert_eq!(r.code(), Some(130), "{}", r.err());
     assert!(exit_after < Duration::from_secs(1), "Ctrl-C took {exit_after:?} to stop the commit");
     assert!(r.left.is_empty(), "left {:?}", r.left);
+    assert_within_limit("crc-work", &r);
 }
 
 #[test]
@@ -366,6 +392,7 @@ fn host_work_counts_against_the_deadline() {
     assert!(one_error_line(&r).contains("ran past its deadline of 2 s"), "{}", r.err());
     assert!(r.took < Duration::from_secs(15), "took {:?}", r.took);
     assert!(r.left.is_empty(), "left {:?}", r.left);
+    assert_within_limit("crc-deadline", &r);
 
     // Re-reading one object without end: each object is read back once, so the loop is the
     // plugin's own time and the deadline ends it.
@@ -374,6 +401,7 @@ fn host_work_counts_against_the_deadline() {
     assert_eq!(r.code(), Some(4), "{}", r.err());
     assert!(one_error_line(&r).contains("ran past its deadline of 2 s"), "{}", r.err());
     assert!(r.took < Duration::from_secs(15), "took {:?}", r.took);
+    assert_within_limit("verify-loop", &r);
 }
 
 #[test]
@@ -404,6 +432,7 @@ fn verify_tells_the_plugin_nothing_of_what_is_stored() {
     // The user's report has the details.
     assert_eq!(v["verify"][0]["identical"], false);
     assert!(v["verify"][0]["verdict"].as_str().unwrap().contains("differs at byte offset 0"), "{report}");
+    assert_within_limit("oracle", &r);
     // The secret is untouched.
     assert_eq!(std::fs::read_to_string(case.out().join("secret.txt")).unwrap(), secret);
 }
@@ -561,6 +590,16 @@ fn workload_values_out_of_range_are_refused_naming_the_key() {
             "pin.toml:2: plugin: sha256 must be 64 hexadecimal digits (the output of `sha256sum`), not 3 characters",
         ),
         ("fifo.toml", "name = \"x\"\nplugin = \"fifo.wasm\"\n".to_string(), "fifo.toml:2: plugin:"),
+        (
+            "dev.toml",
+            format!("name = \"x\"\nplugin = {{ path = \"/dev/zero\", sha256 = \"{}\" }}\n", "0".repeat(64)),
+            "dev.toml:2: plugin: /dev/zero is not a regular file",
+        ),
+        (
+            "devcrate.toml",
+            "name = \"x\"\nplugin = \"/dev/zero\"\n".to_string(),
+            "is neither a .wasm file nor a plugin crate directory",
+        ),
     ];
     for (file, text, want) in cases {
         let path = dir.join(file);

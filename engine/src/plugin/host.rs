@@ -27,6 +27,7 @@ use super::Limits;
 use crate::error::Error;
 use crate::exec::{Content, ObjectJob, ObjectResult, Recipe, Segment};
 use crate::gen::{Generator, Profile};
+use crate::input::sanitize;
 use crate::pool::BufferPool;
 use crate::sink::{Capabilities, Sink};
 use crate::size::format_size;
@@ -296,12 +297,6 @@ pub struct HostState {
 
 type HostResult<T> = wasmtime::Result<Result<T, String>>;
 
-/// A plugin-given text for the terminal or a message: control characters escaped, cut to `max`
-/// characters.
-pub fn plugin_text(s: &str, max: usize) -> String {
-    crate::report::sanitize(s, max)
-}
-
 impl HostState {
     pub fn new(ctx: RunContext, limits: Limits) -> HostState {
         let gen = Arc::new(Generator::new(ctx.seed, ctx.profile));
@@ -446,7 +441,7 @@ impl HostState {
             Some(n) if n <= max => Ok(Ok(())),
             _ => Ok(Err(format!(
                 "'{}' would be larger than the {} the target takes for one object",
-                plugin_text(&target.name, 200),
+                sanitize(&target.name, 200),
                 format_size(max)
             ))),
         }
@@ -492,7 +487,7 @@ impl HostState {
         self.charge(cost::VERDICT + name.len(), "recording a read-back")?;
         let told = match &verdict {
             Verdict::Identical { bytes, .. } => Ok(*bytes),
-            _ => Err(format!("'{}' does not match what was written (see the run's report)", plugin_text(name, 200))),
+            _ => Err(format!("'{}' does not match what was written (see the run's report)", sanitize(name, 200))),
         };
         self.verdicts.push((name.to_string(), verdict));
         Ok(told)
@@ -507,7 +502,7 @@ impl HostState {
         let recipe = match self.names.get(name) {
             Some(Named::Committed { verified: Some(told), .. }) => return Ok(told.clone()),
             Some(Named::Committed { recipe, .. }) => recipe.clone(),
-            _ => return Ok(Err(format!("'{}' was not committed in this run", plugin_text(name, 200)))),
+            _ => return Ok(Err(format!("'{}' was not committed in this run", sanitize(name, 200)))),
         };
         if self.ctx.mode == Mode::Write {
             let t = Instant::now();
@@ -517,10 +512,7 @@ impl HostState {
                 return Err(self.interrupted_trap());
             }
             if !self.finished.iter().any(|r| r.name == name) {
-                return Ok(Err(format!(
-                    "'{}' was not written (the run's writes have stopped)",
-                    plugin_text(name, 200)
-                )));
+                return Ok(Err(format!("'{}' was not written (the run's writes have stopped)", sanitize(name, 200))));
             }
         }
         let verdict = match self.read_back(name, &recipe) {
@@ -647,7 +639,7 @@ pub(crate) fn add_guarded_calls(linker: &mut Linker<HostState>) -> wasmtime::Res
             let s: &str = &s;
             s[..floor_char(s, 4 * MAX_LOG_LINE)].to_string()
         };
-        store.data_mut().panic_message.get_or_insert(plugin_text(&text, MAX_LOG_LINE));
+        store.data_mut().panic_message.get_or_insert(sanitize(&text, MAX_LOG_LINE));
         Ok(())
     })?;
     Ok(())
@@ -723,12 +715,12 @@ impl HostState {
                 Error::InvalidValue { reason, .. } => reason,
                 other => other.to_string(),
             };
-            return Err(self.violate(format!("target name '{}' {reason}", plugin_text(&name, 200))));
+            return Err(self.violate(format!("target name '{}' {reason}", sanitize(&name, 200))));
         }
         if self.names.contains_key(&name) {
             return Ok(Err(format!(
                 "'{}' was already opened in this run: each name is written once per run",
-                plugin_text(&name, 200)
+                sanitize(&name, 200)
             )));
         }
         if self.open_targets >= self.limits.max_open_targets {
@@ -769,7 +761,7 @@ impl HostState {
         if cut || message.chars().count() > MAX_LOG_LINE {
             self.logs.cut += 1;
         }
-        eprintln!("[{}] {tag}: {}", self.ctx.plugin, plugin_text(message, MAX_LOG_LINE));
+        eprintln!("[{}] {tag}: {}", self.ctx.plugin, sanitize(message, MAX_LOG_LINE));
     }
 
     fn add_metric(&mut self, name: String, value: f64) -> wasmtime::Result<()> {
@@ -800,7 +792,7 @@ impl HostTarget for HostState {
         let continues = target.pending.is_empty() && target.recipe.trailing_fill() == Some((g as u64, cursor));
         let offset = if continues { cursor } else { cursor.div_ceil(unit) * unit };
         if offset.checked_add(len).is_none_or(|end| end > MAX_STREAM) {
-            let name = plugin_text(&self.target(&t)?.name, 200);
+            let name = sanitize(&self.target(&t)?.name, 200);
             return Ok(Err(format!(
                 "'{name}': a fill of {} would run past the end of the run's data stream ({} per data profile)",
                 format_size(len),
@@ -889,7 +881,7 @@ impl HostState {
         if let Some((i, _)) = target.reserves.iter().enumerate().find(|(_, r)| !r.2) {
             self.release(footprint);
             self.names.remove(&target.name);
-            return Ok(Err(format!("'{}': region {i} was reserved but never patched", plugin_text(&target.name, 200))));
+            return Ok(Err(format!("'{}': region {i} was reserved but never patched", sanitize(&target.name, 200))));
         }
         target.flush();
         if let Some(hint) = target.size_hint {
@@ -897,7 +889,7 @@ impl HostState {
                 eprintln!(
                     "[{}] note: '{}' is {} bytes, its size hint said {hint}",
                     self.ctx.plugin,
-                    plugin_text(&target.name, 200),
+                    sanitize(&target.name, 200),
                     target.recipe.size()
                 );
             }
@@ -948,6 +940,8 @@ impl HostState {
     }
 }
 
+// The calls taking plugin-sized arguments are linked from `add_guarded_calls` instead; these
+// forward to the same code for completeness of the generated traits.
 impl Host for HostState {
     fn open(&mut self, name: String, size_hint: Option<u64>) -> HostResult<Resource<TargetState>> {
         self.open_target(name, size_hint)
@@ -998,10 +992,6 @@ impl Host for HostState {
     }
 
     fn metric(&mut self, name: String, value: f64) -> wasmtime::Result<()> {
-        if name.len() > MAX_METRIC_NAME {
-            let m = format!("metric name of {} bytes is longer than the {MAX_METRIC_NAME} bytes allowed", name.len());
-            return Err(self.violate(m));
-        }
         self.add_metric(name, value)
     }
 
@@ -1014,7 +1004,7 @@ impl Host for HostState {
     }
 
     fn report_panic(&mut self, message: String) -> wasmtime::Result<()> {
-        self.panic_message.get_or_insert(plugin_text(&message, MAX_LOG_LINE));
+        self.panic_message.get_or_insert(sanitize(&message, MAX_LOG_LINE));
         Ok(())
     }
 }

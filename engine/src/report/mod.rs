@@ -3,35 +3,11 @@
 //! where the time went, with a verdict on which side was the bottleneck.
 
 use crate::exec::{Observer, RunStats};
+use crate::input::sanitize;
 use crate::size::format_size;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
-
-/// Text that came from a plugin (or from storage) made safe for a terminal: control characters and
-/// the Unicode controls that reorder text are escaped (`\x1b`, `\n`, `\u{202e}`), so it cannot
-/// move the cursor, clear the screen or fake a line; cut after `max` characters with a note of
-/// how much was left out.
-pub fn sanitize(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max + 32));
-    for (shown, (i, c)) in text.char_indices().enumerate() {
-        if shown >= max {
-            out.push_str(&format!("… ({} more bytes)", text.len() - i));
-            break;
-        }
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Whether colour output is allowed (<https://no-color.org>).
 pub fn color_allowed() -> bool {
@@ -283,17 +259,4 @@ pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> se
         "error_detail": o.error.as_ref().and_then(|e| e.detail()),
         "exit_code": o.exit_code(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sanitize;
-
-    #[test]
-    fn plugin_text_is_escaped_and_cut() {
-        assert_eq!(sanitize("\x1b[2Jok\r\nPASS\t\u{7}", 100), "\\x1b[2Jok\\r\\nPASS\\t\\x07");
-        assert_eq!(sanitize("a\u{202e}b\u{9b}c", 100), "a\\u{202e}b\\x9bc");
-        assert_eq!(sanitize("héllo wörld", 5), "héllo… (7 more bytes)");
-        assert_eq!(sanitize("plain text", 100), "plain text");
-    }
 }
