@@ -209,6 +209,7 @@ fn one_error_line(r: &Ran) -> String {
 /// with 8 MiB for the allocator's slack.
 fn assert_within_limit(what: &str, r: &Ran) {
     let base = baseline();
+    eprintln!("peak RSS {what}: {} MiB (baseline {} MiB)", r.rss >> 20, base >> 20);
     let allowed = base + (LIMIT_MIB << 20) + (8 << 20);
     assert!(
         r.rss <= allowed,
