@@ -59,11 +59,6 @@ impl Error {
         }
     }
 
-    /// Whether this is bad input from the user (as opposed to a failure of the storage or the machine).
-    pub fn is_usage(&self) -> bool {
-        matches!(self, Error::InvalidValue { .. } | Error::Workload { .. })
-    }
-
     /// The exit code the CLI uses: 2 usage or workload, 3 I/O or backend, 4 plugin fault, 130 Ctrl-C.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -141,10 +141,6 @@ impl Recipe {
         self.size
     }
 
-    pub fn segments(&self) -> impl Iterator<Item = &(u64, Segment)> {
-        self.segments.iter()
-    }
-
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }

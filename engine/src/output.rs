@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 pub struct StreamStats {
     pub bytes: u64,
     pub elapsed: Duration,
-    /// Time the writer spent inside `write` calls.
-    pub write_time: Duration,
 }
 
 /// How a stream is pumped: generator threads, buffer size, and the cancellation flag.
@@ -63,12 +61,10 @@ pub fn write_stream(
                 break;
             }
             each(&buf[..n]);
-            let t = Instant::now();
             if let Err(e) = out.write_all(&buf[..n]) {
                 result = Err(e);
                 break;
             }
-            stats.write_time += t.elapsed();
             stats.bytes += n as u64;
             empty_tx.send(buf).ok();
         }

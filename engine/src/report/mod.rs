@@ -1,5 +1,5 @@
-//! What the user sees: a progress bar on a terminal (nothing but the summary otherwise, so logs stay
-//! clean; `NO_COLOR` respected), and the summary of a run — throughput, op latency percentiles, and
+//! What the user sees: a progress bar on a terminal (a plain progress line every 10 s otherwise, so
+//! logs stay free of escape codes; `NO_COLOR` respected), and the summary of a run — throughput, op latency percentiles, and
 //! where the time went, with a verdict on which side was the bottleneck.
 
 use crate::exec::{Observer, RunStats};

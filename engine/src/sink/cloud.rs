@@ -390,10 +390,8 @@ impl<S: Store> Sink for CloudSink<S> {
         Capabilities {
             engine: self.store.engine(),
             alignment: 1,
-            max_in_flight: self.limiter.max(),
             // Parts are assembled from as many buffers as they need: any buffer size works.
             min_write: 0,
-            max_write: l.max_part,
             preferred_write: self.opts.part_size.filter(|&p| p <= MAX_BUFFER_PART),
             max_object: l.max_object,
             // Keys have no directories: only their whole length is limited.
@@ -810,10 +808,6 @@ impl Limiter {
             }),
             notify: Notify::new(),
         }
-    }
-
-    fn max(&self) -> usize {
-        self.state.lock().unwrap().max
     }
 
     /// In auto mode, requests in flight never exceed the buffers (parts cannot either).

@@ -149,7 +149,6 @@ pub struct FileSink {
     root: PathBuf,
     direct: bool,
     align: usize,
-    queue_depth: usize,
     engine: Engine,
     engine_name: &'static str,
     name_max: usize,
@@ -214,17 +213,13 @@ impl FileSink {
             (Engine::Pwrite { tx: Some(tx), workers }, "pwrite")
         };
         let name_max = name_max(&root);
-        Ok(FileSink { root, direct: opts.direct, align, queue_depth, engine, engine_name, name_max, notes })
+        Ok(FileSink { root, direct: opts.direct, align, engine, engine_name, name_max, notes })
     }
 
     /// One-line remarks for the user made when the sink opened (io_uring fell back to pwrite, stale
     /// temporaries removed).
     pub fn opening_notes(&self) -> &[String] {
         &self.notes
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     fn open_flags(&self) -> i32 {
@@ -335,9 +330,7 @@ impl Sink for FileSink {
         Capabilities {
             engine: self.engine_name,
             alignment: self.align,
-            max_in_flight: self.queue_depth,
             min_write: 0,
-            max_write: 1 << 30,
             preferred_write: None,
             max_object: i64::MAX as u64,
             max_component: self.name_max,

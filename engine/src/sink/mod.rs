@@ -3,8 +3,9 @@
 //! their completion asynchronously, then either finishes (the object becomes durable and visible) or
 //! aborts (nothing that looks complete is left).
 //!
-//! Each sink declares its [`Capabilities`] — alignment, writes in flight, part-size limits — the way an
-//! fio ioengine does, so the executor sizes its buffers and queue from them instead of guessing.
+//! Each sink declares its [`Capabilities`] — alignment, the smallest and preferred write, the largest
+//! object and name component — the way an fio ioengine does, so the executor and the plugin host size
+//! buffers and refuse what the target cannot take instead of guessing.
 //! Backends: [`null`] (discards: measures the engine itself), [`file`] (pwrite worker threads or an
 //! io_uring ring, optionally O_DIRECT), [`s3`] (multipart uploads), [`azure`] (block blobs); what
 //! object stores share — parts, concurrency, abort — is in [`cloud`].
@@ -30,12 +31,8 @@ pub struct Capabilities {
     pub engine: &'static str,
     /// Required alignment of buffer addresses, write offsets and lengths (1: none).
     pub alignment: usize,
-    /// Writes the sink will have in flight at once, over all objects.
-    pub max_in_flight: usize,
     /// Every write of an object but its last must be at least this long (S3 parts: 5 MiB).
     pub min_write: u64,
-    /// No write may be longer than this.
-    pub max_write: u64,
     /// The write size the sink asks for, overriding the run's buffer size (an explicit S3 part size).
     pub preferred_write: Option<u64>,
     /// The largest object the target takes (a file system's file size limit, S3's and Azure's object

@@ -12,9 +12,7 @@ impl Sink for NullSink {
         Capabilities {
             engine: "null",
             alignment: 1,
-            max_in_flight: usize::MAX,
             min_write: 0,
-            max_write: u64::MAX,
             preferred_write: None,
             max_object: u64::MAX,
             max_component: super::MAX_NAME,
