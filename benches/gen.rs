@@ -53,7 +53,8 @@ fn fill(c: &mut Criterion) {
 /// The whole write pipeline into the null sink: generation, CRC32C, buffer hand-offs and scheduling,
 /// with no storage behind it — what the engine costs on top of the generator.
 fn pipeline(c: &mut Criterion) {
-    use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob};
+    use dgen_engine::exec::{ExecConfig, Executor, ObjectJob};
+    use dgen_engine::object::Content;
     use dgen_engine::sink::NullSink;
     use std::sync::atomic::AtomicBool;
     const TOTAL: u64 = 1 << 30;

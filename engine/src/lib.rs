@@ -5,6 +5,8 @@
 //! - [`gen`] — the data model. A [`gen::Generator`] turns (seed, [`gen::Profile`], stream, offset) into
 //!   bytes: random access, parallel, and the same on every machine. [`gen::dedup`] places duplicate
 //!   blocks; [`gen::aes`] is the pseudo-random core (VAES / AES-NI / portable kernels, identical output).
+//! - [`object`] — the object model: an object's bytes as a layout ([`object::Recipe`]) of plugin
+//!   bytes, synthetic fills and placeholders, any range of which can be regenerated.
 //! - [`pool`] — the fixed set of aligned, pre-faulted buffers that bounds memory whatever the data size.
 //! - [`exec`] — the pipeline: generation workers fill buffers while a sink writes others; many objects
 //!   in flight, backpressure, cancellation, and the time split that shows the bottleneck.
@@ -32,6 +34,7 @@ pub mod error;
 pub mod exec;
 pub mod gen;
 pub mod input;
+pub mod object;
 pub mod output;
 pub mod plugin;
 pub mod pool;

@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dgen_engine::exec::{Content, ExecConfig, Executor, ObjectJob, Observer};
+use dgen_engine::exec::{ExecConfig, Executor, ObjectJob, Observer};
 use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
+use dgen_engine::object::Content;
 use dgen_engine::output::{write_stream, Pump};
 use dgen_engine::plugin::host::Mode;
 use dgen_engine::report;

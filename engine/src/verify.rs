@@ -2,8 +2,8 @@
 //! since the expected bytes are regenerated from the seed. Reading and regenerating overlap.
 
 use crate::error::{Error, Result};
-use crate::exec::Content;
 use crate::gen::Generator;
+use crate::object::Content;
 use crate::pool::BufferPool;
 use crate::sink::ObjectReader;
 use std::io::Read;
