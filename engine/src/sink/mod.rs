@@ -16,7 +16,6 @@ pub mod file;
 pub mod null;
 pub mod s3;
 pub mod stream;
-mod uring;
 
 use crate::error::{Error, Result};
 use crate::pool::{Buffer, BufferPool};

@@ -5,7 +5,7 @@
 //! work arrives — no polling, no timeouts. When the executor's pool is registered, writes from it use
 //! `WRITE_FIXED` (no per-I/O page pinning). Short writes are resubmitted for the remainder.
 
-use super::file::Job;
+use super::job::Job;
 use crate::pool::BufferPool;
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{opcode, types, IoUring};

@@ -8,16 +8,19 @@
 //! `kill -9`, a crash) and says so.
 //!
 //! Two engines: `pwrite` (a pool of worker threads, one synchronous `pwrite` each, queue depth =
-//! threads) and `io_uring` (one ring, see [`super::uring`]). With O_DIRECT, buffers, offsets and lengths
-//! follow the file system's direct-I/O alignment (from `statx`); an object whose size is not a
+//! threads) and `io_uring` (one ring, see `uring`); both carry a `job::Job` per write. With
+//! O_DIRECT, buffers, offsets and lengths follow the file system's direct-I/O alignment (from `statx`); an object whose size is not a
 //! multiple of it gets its last write padded up to the alignment and the file truncated back to the
 //! real size before the rename, so every write stays O_DIRECT.
 
-use super::uring::Ring;
-use super::{Capabilities, Done, ObjectReader, ObjectWriter, Sink, WriteReq};
+mod job;
+mod uring;
+
+use super::{Capabilities, ObjectReader, ObjectWriter, Sink, WriteReq};
 use crate::error::{Error, Result};
-use crate::pool::{Buffer, BufferPool};
+use crate::pool::BufferPool;
 use crossbeam_channel::Sender;
+use job::Job;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -26,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use uring::Ring;
 
 /// How file writes are issued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,30 +66,6 @@ pub struct FileOptions {
 impl Default for FileOptions {
     fn default() -> Self {
         FileOptions { engine: FileEngine::Auto, direct: false, queue_depth: 8, create_root: false }
-    }
-}
-
-/// A write on its way to a file: what the engines (pwrite threads, io_uring) carry.
-pub(super) struct Job {
-    pub(super) file: Arc<File>,
-    /// Final path, for error messages.
-    pub(super) path: Arc<PathBuf>,
-    pub(super) offset: u64,
-    pub(super) len: usize,
-    pub(super) buf: Buffer,
-    pub(super) done: Done,
-}
-
-impl Job {
-    pub(super) fn succeed(self) {
-        drop(self.buf);
-        (self.done)(Ok(()));
-    }
-
-    pub(super) fn fail(self, e: io::Error) {
-        let path = self.path.to_path_buf();
-        drop(self.buf);
-        (self.done)(Err(Error::io(path, e)));
     }
 }
 
@@ -182,12 +162,12 @@ impl FileSink {
         let use_uring = match opts.engine {
             FileEngine::Pwrite => false,
             FileEngine::IoUring => {
-                super::uring::probe().map_err(|e| {
+                uring::probe().map_err(|e| {
                     Error::sink(format!("file:{}", root.display()), format!("io_uring is not available here: {e}"))
                 })?;
                 true
             }
-            FileEngine::Auto => match super::uring::probe() {
+            FileEngine::Auto => match uring::probe() {
                 Ok(()) => true,
                 Err(e) => {
                     notes.push(format!("io_uring is not available ({e}); using pwrite"));
