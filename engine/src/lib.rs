@@ -27,12 +27,15 @@
 //! - [`input`] — what comes from users and strangers, made safe: regular files within a size cap,
 //!   plugin and storage text escaped for the terminal.
 //! - [`size`] — sizes as people write them (`4KiB`, `1.5 GiB`, `10GB`).
+//! - [`events`] — what the library tells while it works (notes, plugin logs), handed to the caller
+//!   instead of printed.
 //! - [`error`] — the library's error type; every variant names the key, path or target it concerns.
 //!
 //! The binary (`engine/src/main.rs`) only parses the command line, calls into here and maps errors to
 //! exit codes.
 
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod gen;
 pub mod input;

@@ -3,12 +3,14 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use dgen_engine::events::{Event, Events};
 use dgen_engine::exec::{ExecConfig, Executor, ObjectJob, Observer};
 use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
 use dgen_engine::object::Content;
 use dgen_engine::output::{write_stream, Pump};
 use dgen_engine::plugin::host::Mode;
 use dgen_engine::report;
+use dgen_engine::run::RunEnv;
 use dgen_engine::sink::stream::ObjectStream;
 use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, Sink};
 use dgen_engine::size::{format_size, parse_size};
@@ -448,11 +450,12 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
 
 fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     let plan = Plan::load(&args.workload, &args.sets).map_err(lib_error)?;
-    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet).map_err(lib_error)?;
+    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal { bar: None }).map_err(lib_error)?;
     let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let cancel = install_cancel();
     let mut progress = report::Progress::new(0, !args.quiet && mode == Mode::Write);
-    let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, args.quiet, &mut progress, cancel);
+    let env = RunEnv { quiet: args.quiet, cancel, events: Arc::new(Terminal { bar: progress.bar() }) };
+    let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
     progress.finish();
     let outcome = outcome.map_err(lib_error)?;
     let code = outcome.exit_code();
@@ -501,7 +504,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
 }
 
 fn plugin_build(dir: &Path, output: Option<&Path>) -> Result<(), Failure> {
-    let out = dgen_engine::plugin::build::build(dir, output, false).map_err(lib_error)?;
+    let out = dgen_engine::plugin::build::build(dir, output, false, &Terminal { bar: None }).map_err(lib_error)?;
     let bytes = std::fs::read(&out).map_err(|e| Failure::io(anyhow::Error::new(e)))?;
     println!("{}", out.display());
     eprintln!("built {} ({} bytes, sha256 {})", out.display(), bytes.len(), dgen_engine::plugin::sha256_hex(&bytes));
@@ -594,6 +597,22 @@ fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     h.finish()
+}
+
+/// The one voice to the terminal: the library's events (notes, plugin log lines), printed above the
+/// progress bar when one is drawn, escaped like every other line.
+struct Terminal {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Events for Terminal {
+    fn emit(&self, event: Event) {
+        let line = event.to_string();
+        match &self.bar {
+            Some(bar) => bar.suspend(|| say(&line)),
+            None => say(&line),
+        }
+    }
 }
 
 /// One line to the terminal. Lines carry text from plugins and storage (names, messages): control

@@ -6,6 +6,7 @@
 //! plugin's report, the run's statistics, and which error (if any) decides the exit code.
 
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 use crate::exec::{ExecConfig, Executor, ObjectResult, Observer, RunStats};
 use crate::gen::Generator;
 use crate::plugin::host::{HostState, Mode, RunContext};
@@ -19,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Builds (if a crate) and loads the workload's plugin, checking a pinned hash.
-pub fn load_plugin(plan: &Plan, quiet: bool) -> Result<LoadedPlugin> {
+pub fn load_plugin(plan: &Plan, quiet: bool, events: &dyn Events) -> Result<LoadedPlugin> {
     let cache = build::cache_dir().join("compiled");
     match &plan.plugin {
-        PluginSource::Crate(dir) => crate::plugin::load(&build::build(dir, None, quiet)?, Some(&cache)),
+        PluginSource::Crate(dir) => crate::plugin::load(&build::build(dir, None, quiet, events)?, Some(&cache)),
         PluginSource::Wasm { path, sha256 } => crate::plugin::load_pinned(path, sha256.as_deref(), Some(&cache)),
     }
 }
@@ -81,20 +82,28 @@ impl Outcome {
     }
 }
 
+/// What a run shares with its caller: whether to be quiet, the Ctrl-C flag, where events go.
+pub struct RunEnv {
+    pub quiet: bool,
+    pub cancel: Arc<AtomicBool>,
+    pub events: Arc<dyn Events>,
+}
+
 /// Runs (or verifies) a workload with a loaded plugin.
 pub fn execute(
     plan: &Plan,
     plugin: &LoadedPlugin,
     seed: u64,
     mode: Mode,
-    quiet: bool,
     observer: &mut (dyn Observer + Send),
-    cancel: Arc<AtomicBool>,
+    env: &RunEnv,
 ) -> Result<Outcome> {
+    let RunEnv { quiet, cancel, events } = env;
+    let (quiet, cancel) = (*quiet, cancel.clone());
     let (sink, notes) = open_sink(plan)?;
     if !quiet {
         for n in notes {
-            eprintln!("note: {n}");
+            events.emit(Event::Note(n));
         }
     }
     let mut started = Instant::now();
@@ -127,7 +136,7 @@ pub fn execute(
         notes: Vec::new(),
     };
     let make_ctx = |pool: BufferPool, jobs| RunContext {
-        plugin: plugin.meta.name.clone(),
+        plugin: crate::input::sanitize(&plugin.meta.name, 100),
         params_json: plan.params_json.clone(),
         seed,
         profile: plan.profile,
@@ -138,6 +147,7 @@ pub fn execute(
         done: done_rx.clone(),
         cancel: cancel.clone(),
         quiet,
+        events: events.clone(),
     };
     let (state, result, exec_result) = match mode {
         Mode::Write => {

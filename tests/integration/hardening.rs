@@ -619,3 +619,40 @@ fn workload_values_out_of_range_are_refused_naming_the_key() {
     assert!(stderr(&o).contains("is not a regular file"), "{}", stderr(&o));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_plugin_log_line_does_not_break_the_progress_line() {
+    // On a pseudo-terminal (util-linux `script`), the bar is drawn; a log line during the run must
+    // come out on a line of its own, the bar cleared before it, not glued to the bar's text.
+    let case = Case::new("pty", "log-during", &format!("size = {}", 24u64 << 30));
+    let cmd =
+        format!("{} run {} --set target.uri='\"null://\"'", env!("CARGO_BIN_EXE_dgen-engine"), case.workload.display());
+    let o = Command::new("script").args(["-qfec", &cmd, "/dev/null"]).output().expect("script (util-linux)");
+    let raw = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{raw}");
+    let at = raw.find("[hostile-host] info: halfway there").unwrap_or_else(|| panic!("no log line: {raw:?}"));
+    assert!(raw.contains("written"), "no progress bar was drawn: {raw:?}");
+    let line_start = raw[..at].rfind(['\n', '\r']).map_or(0, |i| i + 1);
+    // What stands between the start of the line and the log text: escape sequences at most.
+    let between = strip_ansi(&raw[line_start..at]);
+    assert!(between.trim().is_empty(), "the log line shares a line with {between:?}: {raw:?}");
+}
+
+/// Text without ANSI CSI escape sequences.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

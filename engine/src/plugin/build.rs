@@ -8,6 +8,7 @@
 //! so their common dependencies compile once.
 
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -61,14 +62,14 @@ fn debian_toolchain() -> Option<Toolchain> {
     Some(Toolchain::DebianBuildStd { linker: linker.to_string() })
 }
 
-fn toolchain() -> Result<Toolchain> {
+fn toolchain(events: &dyn Events) -> Result<Toolchain> {
     if rustup_target_installed() {
         return Ok(Toolchain::Rustup);
     }
     // With rustup, the target is one command away: add it (once) rather than fail.
     let has_rustup = Command::new("rustup").arg("--version").output().is_ok_and(|o| o.status.success());
     if has_rustup {
-        eprintln!("note: installing the {TARGET} target with rustup (plugins are built for it)");
+        events.emit(Event::Note(format!("installing the {TARGET} target with rustup (plugins are built for it)")));
         let added = Command::new("rustup").args(["target", "add", TARGET]).status().is_ok_and(|s| s.success());
         if added && rustup_target_installed() {
             return Ok(Toolchain::Rustup);
@@ -85,7 +86,7 @@ fn toolchain() -> Result<Toolchain> {
 
 /// Builds the plugin crate in `dir`; writes the component to `out` (default: `DIR/target/NAME.wasm`)
 /// and returns its path. Cargo's own output goes to stderr unless `quiet`.
-pub fn build(dir: &Path, out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
+pub fn build(dir: &Path, out: Option<&Path>, quiet: bool, events: &dyn Events) -> Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(Error::Workload {
@@ -94,7 +95,7 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
         });
     }
     let target_dir = cache_dir().join("plugin-target");
-    let mut cmd = match toolchain()? {
+    let mut cmd = match toolchain(events)? {
         Toolchain::Rustup => {
             let mut c = Command::new("cargo");
             c.args(["build", "--release", "--target", TARGET]);

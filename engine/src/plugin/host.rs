@@ -25,6 +25,7 @@ use super::dgen::plugin::host::{Host, HostTarget};
 use super::dgen::plugin::types::{self as wit, DataProfile, FieldKind, LogLevel};
 use super::Limits;
 use crate::error::Error;
+use crate::events::{Event, Events};
 use crate::exec::{ObjectJob, ObjectResult};
 use crate::gen::{Generator, Profile};
 use crate::input::sanitize;
@@ -216,6 +217,8 @@ pub struct RunContext {
     pub done: Receiver<ObjectResult>,
     pub cancel: Arc<AtomicBool>,
     pub quiet: bool,
+    /// Where log lines and notes go (the caller prints them).
+    pub events: Arc<dyn Events>,
 }
 
 /// A name used in this run.
@@ -762,7 +765,8 @@ impl HostState {
         if cut || message.chars().count() > MAX_LOG_LINE {
             self.logs.cut += 1;
         }
-        eprintln!("[{}] {tag}: {}", self.ctx.plugin, sanitize(message, MAX_LOG_LINE));
+        let (plugin, text) = (self.ctx.plugin.clone(), sanitize(message, MAX_LOG_LINE));
+        self.ctx.events.emit(Event::PluginLog { plugin, level: tag, text });
     }
 
     fn add_metric(&mut self, name: String, value: f64) -> wasmtime::Result<()> {
@@ -887,12 +891,12 @@ impl HostState {
         target.flush();
         if let Some(hint) = target.size_hint {
             if hint != target.recipe.size() && !self.ctx.quiet && self.logs.admit() {
-                eprintln!(
-                    "[{}] note: '{}' is {} bytes, its size hint said {hint}",
+                self.ctx.events.emit(Event::Note(format!(
+                    "[{}] '{}' is {} bytes, its size hint said {hint}",
                     self.ctx.plugin,
                     sanitize(&target.name, 200),
                     target.recipe.size()
-                );
+                )));
             }
         }
         let fields = std::mem::take(&mut target.fields);

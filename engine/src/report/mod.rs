@@ -54,6 +54,11 @@ impl Progress {
         Progress { bar: Some(bar), plain: None }
     }
 
+    /// The bar, when one is drawn: lines printed through it appear above it, not across it.
+    pub fn bar(&self) -> Option<ProgressBar> {
+        self.bar.clone()
+    }
+
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

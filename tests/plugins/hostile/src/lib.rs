@@ -173,6 +173,18 @@ impl Plugin for Hostile {
                     .check("\x1b[32mfake\x1b[0m", true)
                     .summary("\x1b]0;owned\x07\u{202e}txet desrever"));
             }
+            // A log line while a long write is under way (the progress bar is drawn).
+            "log-during" => {
+                for half in ["first.bin", "second.bin"] {
+                    let mut t = Target::open(half)?;
+                    t.fill(p.size / 2)?;
+                    t.commit()?;
+                    wait_all()?;
+                    if half == "first.bin" {
+                        log!("halfway there");
+                    }
+                }
+            }
             // Log lines without end.
             "log-flood" => {
                 for i in 0..p.count {

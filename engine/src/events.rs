@@ -1,0 +1,33 @@
+//! What the library has to tell while it works — notes, warnings, plugin log lines — handed to
+//! whoever runs it instead of printed, so that one reporter (the binary's) owns the terminal and
+//! can print above a progress bar rather than through it.
+
+/// One thing worth telling. Texts from plugins are already escaped and cut to size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A remark: io_uring fell back to pwrite, stale temporaries removed, a size hint was wrong.
+    Note(String),
+    /// A line a plugin logged: its name, the level (`debug`, `info`, `warning`, `error`), the text.
+    PluginLog { plugin: String, level: &'static str, text: String },
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Note(n) => write!(f, "note: {n}"),
+            Event::PluginLog { plugin, level, text } => write!(f, "[{plugin}] {level}: {text}"),
+        }
+    }
+}
+
+/// Receives the library's events, from any thread.
+pub trait Events: Send + Sync {
+    fn emit(&self, event: Event);
+}
+
+/// Drops every event (tests, embedding without a terminal).
+pub struct Silent;
+
+impl Events for Silent {
+    fn emit(&self, _event: Event) {}
+}
