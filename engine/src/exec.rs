@@ -65,6 +65,8 @@ pub struct ObjectResult {
     pub crc32c: Option<u32>,
     /// From create to durable.
     pub latency: Duration,
+    /// When it became durable (the run's throughput is measured to the last of these).
+    pub at: Instant,
 }
 
 /// What a run did, and where its time went.
@@ -267,6 +269,7 @@ impl<'s> Executor<'s> {
                         let ToFinish { writer, mut result, started } = f;
                         let r = writer.finish(result.size).map(|()| {
                             result.latency = started.elapsed();
+                            result.at = Instant::now();
                             result
                         });
                         let _ = tx.send(Event::Finished { result: r });
@@ -549,7 +552,8 @@ impl<'e, 's> Run<'e, 's> {
         let exec = self.exec;
         let writer = o.writer.take().expect("open object has a writer");
         let crc32c = exec.cfg.crc.then_some(o.crc.prefix);
-        let result = ObjectResult { name: o.job.name, size: o.job.size, crc32c, latency: Duration::ZERO };
+        let result =
+            ObjectResult { name: o.job.name, size: o.job.size, crc32c, latency: Duration::ZERO, at: Instant::now() };
         self.finishing += 1;
         if let Err(e) = fin_tx.send(ToFinish { writer, result, started: o.started }) {
             // The finisher is gone (it cannot be, while we hold its channel); abort rather than leak.

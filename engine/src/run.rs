@@ -59,7 +59,10 @@ pub struct Outcome {
     pub objects: Vec<ObjectResult>,
     pub verdicts: Vec<(String, Verdict)>,
     pub metrics: Vec<(String, f64)>,
+    /// From the start (pool ready) to the last object finished: what the throughput is over.
     pub elapsed: Duration,
+    /// The whole run, read-backs and the plugin's last words included.
+    pub wall: Duration,
     pub engine: &'static str,
     pub chunk: usize,
     /// What the sink had to say at the end (an upload it could not abort, the concurrency it chose).
@@ -106,7 +109,6 @@ pub fn execute(
             events.emit(Event::Note(n));
         }
     }
-    let mut started = Instant::now();
     let config = RunConfig { seed, params: plan.params_json.clone(), verify_only: mode == Mode::Verify };
     let caps = sink.capabilities();
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
@@ -131,11 +133,12 @@ pub fn execute(
         verdicts: Vec::new(),
         metrics: Vec::new(),
         elapsed: Duration::ZERO,
+        wall: Duration::ZERO,
         engine: caps.engine,
         chunk: 0,
         notes: Vec::new(),
     };
-    let make_ctx = |pool: BufferPool, jobs| RunContext {
+    let make_ctx = |pool: BufferPool, jobs, started| RunContext {
         plugin: crate::input::sanitize(&plugin.meta.name, 100),
         params_json: plan.params_json.clone(),
         seed,
@@ -148,7 +151,9 @@ pub fn execute(
         cancel: cancel.clone(),
         quiet,
         events: events.clone(),
+        started,
     };
+    let started;
     let (state, result, exec_result) = match mode {
         Mode::Write => {
             let exec = Executor::new(sink.as_ref(), gen, cfg)?;
@@ -156,9 +161,9 @@ pub fn execute(
             // Read-backs for the plugin's own `verify` calls use two buffers of their own.
             let verify_pool =
                 BufferPool::new(2, exec.chunk_size(), caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
-            let state = HostState::new(make_ctx(verify_pool, Some(jobs_tx)), plan.limits.clone());
             // Like `gen`, the clock starts once the pool is allocated and pre-faulted.
             started = Instant::now();
+            let state = HostState::new(make_ctx(verify_pool, Some(jobs_tx), started), plan.limits.clone());
             std::thread::scope(|s| {
                 let cancel2 = cancel.clone();
                 let exec = &exec;
@@ -175,18 +180,20 @@ pub fn execute(
             drop((jobs_tx, jobs_rx, done_tx));
             let size = crate::exec::buffer_size_for(&caps, plan.buffer_size);
             let pool = BufferPool::new(2, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
-            let state = HostState::new(make_ctx(pool, None), plan.limits.clone());
+            started = Instant::now();
+            let state = HostState::new(make_ctx(pool, None, started), plan.limits.clone());
             let (state, result) = plugin.run(state, config);
             (state, result, None)
         }
     };
     let mut state = state;
-    outcome.elapsed = started.elapsed();
+    outcome.wall = started.elapsed();
     outcome.notes = sink.notes();
     outcome.notes.extend(state.log_summary());
     outcome.metrics = std::mem::take(&mut state.metrics);
     outcome.verdicts = std::mem::take(&mut state.verdicts);
     outcome.objects = std::mem::take(&mut state.finished);
+    outcome.elapsed = crate::plugin::host::last_finish(&outcome.objects, started);
     // Storage errors and Ctrl-C come first: they explain whatever the plugin saw afterwards.
     match exec_result {
         Some(Ok(stats)) => {

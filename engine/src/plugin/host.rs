@@ -219,6 +219,8 @@ pub struct RunContext {
     pub quiet: bool,
     /// Where log lines and notes go (the caller prints them).
     pub events: Arc<dyn Events>,
+    /// The run's clock: `totals()` measures from here, as the report does.
+    pub started: Instant,
 }
 
 /// A name used in this run.
@@ -305,6 +307,7 @@ impl HostState {
     pub fn new(ctx: RunContext, limits: Limits) -> HostState {
         let gen = Arc::new(Generator::new(ctx.seed, ctx.profile));
         let caps = ctx.sink.capabilities();
+        let started = ctx.started;
         HostState {
             table: ResourceTable::new(),
             budget: Budget::new(limits.memory),
@@ -327,7 +330,7 @@ impl HostState {
             metrics: Vec::new(),
             verdicts: Vec::new(),
             writes_stopped: false,
-            started: Instant::now(),
+            started,
             logs: LogGate::new(),
             scratch: Vec::new(),
         }
@@ -932,7 +935,7 @@ impl HostState {
                     Verdict::Identical { crc32c, .. } => (Some(*crc32c), started.elapsed()),
                     _ => (None, Duration::ZERO),
                 };
-                let r = ObjectResult { name: name.clone(), size: recipe.size(), crc32c, latency };
+                let r = ObjectResult { name: name.clone(), size: recipe.size(), crc32c, latency, at: Instant::now() };
                 self.finished.push(r.clone());
                 self.unreported.push(r);
                 let told = self.record_verdict(&name, verdict)?;
@@ -1004,7 +1007,8 @@ impl Host for HostState {
         Ok(wit::RunTotals {
             bytes: self.finished.iter().map(|r| r.size).sum(),
             objects: self.finished.len() as u64,
-            seconds: self.started.elapsed().as_secs_f64(),
+            // To the last object finished so far: the same figure the run's report gives.
+            seconds: last_finish(&self.finished, self.started).as_secs_f64(),
         })
     }
 
@@ -1015,3 +1019,9 @@ impl Host for HostState {
 }
 
 impl super::dgen::plugin::types::Host for HostState {}
+
+/// Time from `started` to the last of `objects` finished (to now while none has): the one definition
+/// of a run's throughput time, for the report and for the plugin's `totals`.
+pub fn last_finish(objects: &[ObjectResult], started: Instant) -> Duration {
+    objects.iter().map(|r| r.at).max().map_or_else(|| started.elapsed(), |t| t.saturating_duration_since(started))
+}
