@@ -384,12 +384,18 @@ impl HostState {
         wasmtime::format_err!("{message}")
     }
 
-    /// Charges `bytes` held for the plugin, or traps naming the limit.
-    fn charge(&mut self, bytes: usize, what: &str) -> wasmtime::Result<()> {
+    /// Traps naming the limit unless `bytes` more fit in the budget.
+    fn fits(&mut self, bytes: usize, what: &str) -> wasmtime::Result<()> {
         if self.budget.used().saturating_add(bytes) > self.budget.limit {
             let m = self.budget.breach(bytes, what);
             return Err(self.violate(m));
         }
+        Ok(())
+    }
+
+    /// Charges `bytes` held for the plugin, or traps naming the limit.
+    fn charge(&mut self, bytes: usize, what: &str) -> wasmtime::Result<()> {
+        self.fits(bytes, what)?;
         self.budget.host += bytes;
         Ok(())
     }
@@ -407,10 +413,7 @@ impl HostState {
         what: &str,
         f: impl FnOnce(&mut TargetState) -> R,
     ) -> wasmtime::Result<R> {
-        if self.budget.used().saturating_add(growth) > self.budget.limit {
-            let m = self.budget.breach(growth, what);
-            return Err(self.violate(m));
-        }
+        self.fits(growth, what)?;
         let target = self.table.get_mut(t).map_err(|e| wasmtime::format_err!("bad target handle: {e}"))?;
         let before = target.footprint();
         let r = f(target);
