@@ -258,8 +258,10 @@ fn classify(path: &Path) -> Result<Output, Failure> {
     Ok(Output::File { dir, name })
 }
 
+/// A library error as the CLI reports it: its one-line message (its sources are for `-v`, the
+/// message already says the cause) and the exit code its variant decides.
 fn lib_error(e: Error) -> Failure {
-    Failure { code: e.exit_code(), error: e.into() }
+    Failure { code: e.exit_code(), error: anyhow::Error::msg(e.to_string()) }
 }
 
 fn gen(args: GenArgs) -> Result<(), Failure> {
@@ -449,15 +451,23 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
 }
 
 fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
-    let plan = Plan::load(&args.workload, &args.sets).map_err(lib_error)?;
-    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal { bar: None }).map_err(lib_error)?;
+    // A failure before the run still leaves a JSON report when one was asked for.
+    let early = |e: Error| {
+        if let Some(path) = &args.json_report {
+            let json = report::failure_json(&args.workload, mode == Mode::Verify, &e);
+            let _ = std::fs::write(path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n");
+        }
+        lib_error(e)
+    };
+    let plan = Plan::load(&args.workload, &args.sets).map_err(early)?;
+    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal { bar: None }).map_err(early)?;
     let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let cancel = install_cancel();
     let mut progress = report::Progress::new(0, !args.quiet && mode == Mode::Write);
     let env = RunEnv { quiet: args.quiet, cancel, events: Arc::new(Terminal { bar: progress.bar() }) };
     let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
     progress.finish();
-    let outcome = outcome.map_err(lib_error)?;
+    let outcome = outcome.map_err(early)?;
     let code = outcome.exit_code();
     let lines = report::outcome_lines(&plan, &outcome);
     if !args.quiet || code != 0 {
@@ -479,9 +489,12 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     }
     match (outcome.error, code) {
         (Some(e), _) => {
-            if let (true, Some(d)) = (args.verbose, e.detail()) {
-                for l in d.lines() {
+            if args.verbose {
+                for l in e.detail().into_iter().flat_map(str::lines) {
                     say(&format!("detail: {l}"));
+                }
+                for c in e.causes() {
+                    say(&format!("caused by: {c}"));
                 }
             }
             Err(lib_error(e))

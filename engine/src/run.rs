@@ -12,9 +12,8 @@ use crate::gen::Generator;
 use crate::plugin::host::{HostState, Mode, RunContext};
 use crate::plugin::{build, LoadedPlugin, PluginMeta, Report, RunConfig};
 use crate::pool::BufferPool;
-use crate::sink::{FileOptions, FileSink, Sink};
 use crate::verify::Verdict;
-use crate::workload::{Plan, PluginSource, TargetPlan};
+use crate::workload::{Plan, PluginSource};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,23 +24,6 @@ pub fn load_plugin(plan: &Plan, quiet: bool, events: &dyn Events) -> Result<Load
     match &plan.plugin {
         PluginSource::Crate(dir) => crate::plugin::load(&build::build(dir, None, quiet, events)?, Some(&cache)),
         PluginSource::Wasm { path, sha256 } => crate::plugin::load_pinned(path, sha256.as_deref(), Some(&cache)),
-    }
-}
-
-/// Opens the workload's target.
-pub fn open_sink(plan: &Plan) -> Result<(Arc<dyn Sink>, Vec<String>)> {
-    match &plan.target {
-        TargetPlan::File { root, engine, direct, queue_depth } => {
-            let opts = FileOptions { engine: *engine, direct: *direct, queue_depth: *queue_depth, create_root: true };
-            let sink = FileSink::new(root, opts)?;
-            let notes = sink.opening_notes().to_vec();
-            Ok((Arc::new(sink), notes))
-        }
-        TargetPlan::Null => Ok((Arc::new(crate::sink::NullSink), Vec::new())),
-        TargetPlan::S3 { uri, options } => Ok((Arc::new(crate::sink::s3::open(uri, options.clone())?), Vec::new())),
-        TargetPlan::Azure { uri, options } => {
-            Ok((Arc::new(crate::sink::azure::open(uri, options.clone())?), Vec::new()))
-        }
     }
 }
 
@@ -103,7 +85,7 @@ pub fn execute(
 ) -> Result<Outcome> {
     let RunEnv { quiet, cancel, events } = env;
     let (quiet, cancel) = (*quiet, cancel.clone());
-    let (sink, notes) = open_sink(plan)?;
+    let (sink, notes) = plan.target.open()?;
     if !quiet {
         for n in notes {
             events.emit(Event::Note(n));

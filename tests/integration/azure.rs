@@ -9,7 +9,7 @@ use azure_storage_blob::models::{
     BlobContainerClientListBlobsOptions, BlockBlobClientUploadOptions, BlockListType, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
-use dgen_engine::sink::azure::{AzureOptions, AzureStore, DEV_ACCOUNT, DEV_KEY};
+use dgen_engine::sink::azure::{AzureOptions, AzureStore, AzureTarget, DEV_ACCOUNT, DEV_KEY};
 use dgen_engine::sink::cloud::{CloudOptions, CloudSink, Concurrency};
 use dgen_engine::Generator;
 use futures::StreamExt;
@@ -60,6 +60,19 @@ impl Azurite {
         };
         let server = Server::start(cmd, port, &|| azurite_program().is_some(), HINT);
         Azurite { endpoint: format!("http://127.0.0.1:{port}/{DEV_ACCOUNT}"), port, server }
+    }
+
+    /// An in-memory server whose only account is `account` with `key` (Azurite's `AZURITE_ACCOUNTS`),
+    /// standing in for a real storage account.
+    fn with_account(account: &str, key: &str) -> Azurite {
+        let program = azurite_program().unwrap_or_else(|| panic!("azurite-blob not found: {HINT}"));
+        let port = free_port();
+        let mut cmd = Command::new(program);
+        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--silent", "--disableTelemetry"])
+            .args(["--loose", "--inMemoryPersistence"])
+            .env("AZURITE_ACCOUNTS", format!("{account}:{key}"));
+        let server = Server::start(cmd, port, &|| azurite_program().is_some(), HINT);
+        Azurite { endpoint: format!("http://127.0.0.1:{port}/{account}"), port, server }
     }
 
     /// Stops it (gracefully, so what it had committed is on disk for the restart) and waits until
@@ -198,7 +211,7 @@ pub fn azure_sink(container: &Container, prefix: &str, cloud: CloudOptions) -> C
         cloud,
         ..AzureOptions::default()
     };
-    dgen_engine::sink::azure::open(&container.uri(prefix), opts).unwrap()
+    dgen_engine::sink::azure::open(&AzureTarget::new(&container.uri(prefix), opts).unwrap()).unwrap()
 }
 
 /// `dgen-engine` with the environment a user would set for this server (and none of this machine's).
@@ -253,6 +266,25 @@ fn a_workload_on_azure_stores_the_file_sinks_bytes_and_verifies() {
 }
 
 #[test]
+fn the_shipped_workload_reaches_an_account_from_a_connection_string_alone() {
+    // Not the development account: an account of its own, on a port of its own, named only in the
+    // connection string a user would export.
+    let key = "cHJvZHVjdGlvbi1hY2NvdW50LWtleS1mb3ItdGVzdHM=";
+    let server = Azurite::with_account("prodacct", key);
+    let conn =
+        format!("DefaultEndpointsProtocol=http;AccountName=prodacct;AccountKey={key};BlobEndpoint={}", server.endpoint);
+    let wl = workload("azure-ckpt.toml");
+    let o = bin_az(&conn).args(["run", &wl, "-q"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = bin_az(&conn).args(["verify", &wl, "-q"]).output().unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+    // The development account's key is refused there: the connection string was what was used.
+    let dev = conn.replace("prodacct", DEV_ACCOUNT).replace(key, DEV_KEY);
+    let o = bin_az(&dev).args(["run", &wl, "-q"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+#[test]
 fn unusable_targets_fail_with_one_clear_line() {
     let container = Container::new("errors");
     let wl = workload("objects.toml");
@@ -272,7 +304,8 @@ fn unusable_targets_fail_with_one_clear_line() {
             container.uri("x"),
             "the account key for 'acct' is not valid base64",
         ),
-        (String::new(), container.uri("x"), "no storage account: set target.account"),
+        // Nothing configured: Azurite's development account at its default address (nothing there).
+        (String::new(), container.uri("x"), "cannot reach http://127.0.0.1:10000/devstoreaccount1"),
     ];
     for (conn, uri, want) in cases {
         let out = bin_az(&conn).args(["run", &wl, "--set", &format!("target.uri={uri}"), "-q"]).output().unwrap();

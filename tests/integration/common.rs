@@ -135,6 +135,25 @@ pub fn workload(name: &str) -> String {
 
 pub const MIB: u64 = 1 << 20;
 
+/// Every file below `dir`, as paths relative to it (`a/b.bin`), sorted.
+pub fn files_under(dir: &std::path::Path) -> Vec<String> {
+    fn walk(top: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(top, &p, out);
+            } else {
+                out.push(p.strip_prefix(top).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -60,21 +60,6 @@ impl Ran {
     }
 }
 
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Spawns the engine with piped output; `wait_measured` reaps it.
 fn spawn(cmd: &mut Command) -> (Child, std::thread::JoinHandle<Vec<u8>>, std::thread::JoinHandle<Vec<u8>>) {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());

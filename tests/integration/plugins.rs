@@ -11,21 +11,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p.display().to_string());
-        }
-    }
-    out.sort();
-    out
-}
-
 /// `run`/`verify` of a small checkpoint (tiny model, 3 ranks, 2 steps, seed 99) into `dir/out`.
 fn ckpt_args(cmd: &str, dir: &Path, seed: &str) -> Vec<String> {
     let wl = root().join("workloads/ckpt.toml");
@@ -195,7 +180,7 @@ fn objects_checks_pass_and_fail_as_they_should() {
     let files = files_under(&dir.join("out"));
     assert_eq!(files.len(), 12, "{files:?}");
     for f in &files {
-        let b = std::fs::read(f).unwrap();
+        let b = std::fs::read(dir.join("out").join(f)).unwrap();
         assert_eq!(&b[..8], b"DGENOBJ1");
         let payload = u64::from_le_bytes(b[8..16].try_into().unwrap()) as usize;
         assert_eq!(b.len(), 24 + payload + 4, "{f}");
@@ -408,7 +393,7 @@ fn the_sdk_readme_walkthrough_works() {
     assert!(stderr(&o).contains("PASS files written"), "{}", stderr(&o));
     let files = files_under(&out.join("data"));
     assert_eq!(files.len(), 5, "{files:?}");
-    let b = std::fs::read(&files[0]).unwrap();
+    let b = std::fs::read(out.join("data").join(&files[0])).unwrap();
     assert_eq!(&b[..8], b"MYFORMAT");
     assert_eq!(b.len(), 16 + 100000 + 4);
     assert_eq!(u32::from_le_bytes(b[b.len() - 4..].try_into().unwrap()), crc32c::crc32c(&b[..b.len() - 4]));

@@ -8,7 +8,7 @@ use crate::common::*;
 use crate::objects::*;
 use aws_sdk_s3::Client;
 use dgen_engine::sink::cloud::{CloudOptions, CloudSink, Concurrency};
-use dgen_engine::sink::s3::{S3Options, S3Store};
+use dgen_engine::sink::s3::{S3Options, S3Store, S3Target};
 use dgen_engine::Generator;
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -124,7 +124,7 @@ pub fn s3_sink(bucket: &Bucket, prefix: &str, cloud: CloudOptions) -> CloudSink<
         cloud,
         ..S3Options::default()
     };
-    dgen_engine::sink::s3::open(&bucket.uri(prefix), opts).unwrap()
+    dgen_engine::sink::s3::open(&S3Target::new(&bucket.uri(prefix), opts).unwrap()).unwrap()
 }
 
 /// `dgen-engine` with the environment a user would set for an S3-compatible server (and nothing

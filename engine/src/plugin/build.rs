@@ -76,10 +76,10 @@ fn toolchain(events: &dyn Events) -> Result<Toolchain> {
         }
     }
     debian_toolchain().ok_or_else(|| {
-        Error::sink(
-            "plugin build",
-            "the wasm32-unknown-unknown target is missing: run `rustup target add wasm32-unknown-unknown` \
-             (offline on Debian: `apt-get install rustc-web cargo-web rust-web-src lld-19`)",
+        Error::Resource(
+            "cannot build plugins: the wasm32-unknown-unknown target is missing: run `rustup target add wasm32-unknown-unknown` \
+             (offline on Debian: `apt-get install rustc-web cargo-web rust-web-src lld-19`)"
+                .into(),
         )
     })
 }
@@ -118,17 +118,17 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool, events: &dyn Events) -
         .env_remove("CARGO_BUILD_TARGET")
         .stdout(Stdio::piped())
         .stderr(if quiet { Stdio::piped() } else { Stdio::inherit() });
-    let output = cmd.output().map_err(|e| Error::sink("plugin build", format!("cannot run cargo: {e}")))?;
+    let output = cmd.output().map_err(|e| Error::Resource(format!("cannot build plugins: cannot run cargo: {e}")))?;
     if !output.status.success() {
         let detail = String::from_utf8_lossy(&output.stderr);
         let last: Vec<&str> = detail.lines().filter(|l| l.contains("error")).take(3).collect();
-        return Err(Error::sink(
-            format!("plugin build {}", dir.display()),
-            format!(
+        return Err(Error::Build {
+            dir: dir.to_path_buf(),
+            message: format!(
                 "cargo build failed{}",
                 if last.is_empty() { String::new() } else { format!(": {}", last.join("; ")) }
             ),
-        ));
+        });
     }
     // The .wasm artifact, from cargo's JSON messages.
     let mut module = None;
@@ -149,8 +149,9 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool, events: &dyn Events) -
             }
         }
     }
-    let module = module.ok_or_else(|| {
-        Error::sink(format!("plugin build {}", dir.display()), "cargo made no .wasm file: is the crate a `cdylib`?")
+    let module = module.ok_or_else(|| Error::Build {
+        dir: dir.to_path_buf(),
+        message: "cargo made no .wasm file: is the crate a `cdylib`?".into(),
     })?;
     let bytes = std::fs::read(&module).map_err(|e| Error::io(&module, e))?;
     let label = dir.display().to_string();

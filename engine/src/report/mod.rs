@@ -264,6 +264,20 @@ pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> se
         "summary": o.report.as_ref().map(|r| r.summary.clone()),
         "error": o.error.as_ref().map(|e| e.to_string()),
         "error_detail": o.error.as_ref().and_then(|e| e.detail()),
+        "error_kind": o.error.as_ref().map(|e| e.kind()),
         "exit_code": o.exit_code(),
+    })
+}
+
+/// The JSON report of a run that failed before it started (a bad workload, a plugin that does not
+/// load, a target that cannot be opened): what was asked, and the error.
+pub fn failure_json(workload: &std::path::Path, verify: bool, e: &crate::Error) -> serde_json::Value {
+    serde_json::json!({
+        "file": workload.display().to_string(),
+        "mode": if verify { "verify" } else { "run" },
+        "error": e.to_string(),
+        "error_detail": e.detail(),
+        "error_kind": e.kind(),
+        "exit_code": e.exit_code(),
     })
 }

@@ -16,12 +16,14 @@ pub mod file;
 pub mod null;
 pub mod s3;
 pub mod stream;
+pub mod target;
 
 use crate::error::{Error, Result};
 use crate::pool::{Buffer, BufferPool};
 
 pub use file::{FileEngine, FileOptions, FileSink};
 pub use null::NullSink;
+pub use target::Target;
 
 /// What a sink can do; the executor adapts to it.
 #[derive(Clone, Debug)]

@@ -9,7 +9,8 @@
 //! concurrency and abort-on-failure live in [`super::cloud`].
 
 use super::cloud::{root_cause, Body, CloudOptions, CloudSink, Location, PartLimits, PartTag, Store};
-use crate::error::{Error, Result};
+use crate::error::{Error, Failure, Result};
+use crate::keys::Keys;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};
@@ -57,16 +58,69 @@ pub struct S3Store {
     checksum: bool,
 }
 
-/// Splits `s3://bucket/prefix` (the prefix may be empty).
-pub fn parse_uri(uri: &str) -> Result<(String, String)> {
-    let bad = |why: &str| Error::InvalidValue { key: "target.uri", value: uri.into(), reason: why.into() };
-    let rest = uri.strip_prefix("s3://").ok_or_else(|| bad("is not an s3:// URI"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
-        return Err(bad("needs a bucket name of 3 to 63 lowercase letters, digits, '-' or '.'"));
+/// The keys a workload's `[target.s3]` (or `[target]`, for an `s3://` URI) takes.
+pub const KEYS: &[&str] =
+    &["endpoint", "region", "path_style", "retries", "part_size", "multipart_threshold", "concurrency", "checksum"];
+
+/// An `s3://bucket/prefix` target and how to reach it.
+#[derive(Clone, Debug)]
+pub struct S3Target {
+    pub bucket: String,
+    /// Without leading or trailing `/`; may be empty.
+    pub prefix: String,
+    pub options: S3Options,
+}
+
+impl S3Options {
+    /// A workload's S3 settings.
+    pub fn from_keys(keys: &mut Keys) -> Result<S3Options> {
+        Ok(S3Options {
+            endpoint: http_url(keys, "endpoint")?,
+            region: keys.string("region")?,
+            path_style: keys.flag("path_style")?,
+            retries: keys.integer("retries", 0..=100)?.map(|r| r as u32),
+            credentials: None,
+            cloud: CloudOptions::from_keys(keys, &LIMITS, "part_size")?,
+        })
     }
-    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+/// A key holding an `http://` or `https://` URL.
+pub(super) fn http_url(keys: &mut Keys, key: &str) -> Result<Option<String>> {
+    match keys.string(key)? {
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+            Err(keys.invalid(key, format!("'{u}' is not an http(s):// URL")))
+        }
+        u => Ok(u),
+    }
+}
+
+impl S3Target {
+    /// Parses `s3://bucket/prefix` (the prefix may be empty).
+    pub fn new(uri: &str, options: S3Options) -> Result<S3Target> {
+        let bad = |why: &str| Error::InvalidValue { key: "target.uri", value: uri.into(), reason: why.into() };
+        let rest = uri.strip_prefix("s3://").ok_or_else(|| bad("is not an s3:// URI"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+        if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+            return Err(bad("needs a bucket name of 3 to 63 lowercase letters, digits, '-' or '.'"));
+        }
+        Ok(S3Target { bucket: bucket.into(), prefix: prefix.trim_matches('/').into(), options })
+    }
+}
+
+/// The kind of an SDK failure, from the HTTP status or the transport.
+fn failure<E>(e: &SdkError<E>) -> Failure {
+    match e {
+        SdkError::ServiceError(s) => match s.raw().status().as_u16() {
+            404 => Failure::NotFound,
+            401 | 403 => Failure::Denied,
+            507 => Failure::NoSpace,
+            _ => Failure::Other,
+        },
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::Unreachable,
+        _ => Failure::Other,
+    }
 }
 
 /// Whether an endpoint URL names an IP address or localhost (virtual-hosted buckets cannot work there).
@@ -83,8 +137,9 @@ pub fn is_local_endpoint(url: &str) -> bool {
 }
 
 /// Opens an `s3://` target: loads the AWS configuration, then checks the bucket can be reached.
-pub fn open(uri: &str, opts: S3Options) -> Result<CloudSink<S3Store>> {
-    let (bucket, prefix) = parse_uri(uri)?;
+pub fn open(target: &S3Target) -> Result<CloudSink<S3Store>> {
+    let opts = target.options.clone();
+    let (bucket, prefix) = (target.bucket.clone(), target.prefix.clone());
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let endpoint = opts.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL_S3")).or_else(|| env("AWS_ENDPOINT_URL"));
     let path_style = opts.path_style.unwrap_or_else(|| endpoint.as_deref().is_some_and(is_local_endpoint));
@@ -171,9 +226,10 @@ impl S3Store {
 
     fn fail<E>(&self, name: &str, op: &str, e: SdkError<E>) -> Error
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        Error::sink(self.loc.url(name), format!("{op}: {}", self.explain(&e)))
+        let message = format!("{op}: {}", self.explain(&e));
+        Error::storage(failure(&e), self.loc.url(name), message, Some(std::sync::Arc::new(e)))
     }
 
     fn stream(body: Body) -> ByteStream {
@@ -218,7 +274,8 @@ impl Store for S3Store {
                     Some(301) => format!("bucket '{}' is in another region: set target.region", self.loc.root),
                     _ => self.explain(&e),
                 };
-                Err(Error::sink(self.describe(), message))
+                let class = failure(&e);
+                Err(Error::storage(class, self.describe(), message, Some(std::sync::Arc::new(e))))
             }
         }
     }
@@ -343,7 +400,7 @@ impl Store for S3Store {
         match self.client.head_object().bucket(&self.loc.root).key(self.loc.key(name)).send().await {
             Ok(out) => Ok(out.content_length.unwrap_or(0).max(0) as u64),
             Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 404 => {
-                Err(Error::sink(self.loc.url(name), "no such object"))
+                Err(Error::storage(Failure::NotFound, self.loc.url(name), "no such object", None))
             }
             Err(e) => Err(self.fail(name, "HEAD", e)),
         }
@@ -375,10 +432,11 @@ mod tests {
 
     #[test]
     fn uris_split_into_bucket_and_prefix() {
-        assert_eq!(parse_uri("s3://bkt").unwrap(), ("bkt".into(), "".into()));
-        assert_eq!(parse_uri("s3://bkt/a/b/").unwrap(), ("bkt".into(), "a/b".into()));
+        let parse = |u: &str| S3Target::new(u, S3Options::default()).map(|t| (t.bucket, t.prefix));
+        assert_eq!(parse("s3://bkt").unwrap(), ("bkt".into(), "".into()));
+        assert_eq!(parse("s3://bkt/a/b/").unwrap(), ("bkt".into(), "a/b".into()));
         for bad in ["s3://", "s3://ab", "s3://Upper/x", "file://x", "s3://a_b/c"] {
-            assert!(parse_uri(bad).is_err(), "{bad}");
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 

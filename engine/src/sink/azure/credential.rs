@@ -47,8 +47,8 @@ fn parse_connection_string(s: &str) -> Vec<(String, String)> {
 }
 
 /// Finds the account, endpoint and credential: the workload's keys first, then the connection
-/// string (when it is for the same account), then `AZURE_STORAGE_ACCOUNT` / `_KEY` / `_SAS_TOKEN`,
-/// then the development account's published key.
+/// string (when it is for the same account), then `AZURE_STORAGE_ACCOUNT` / `_KEY` / `_SAS_TOKEN`;
+/// with no account named anywhere, Azurite's development account and its published key.
 pub(super) fn resolve(
     opts: &AzureOptions,
     env: &dyn Fn(&str) -> Option<String>,
@@ -58,15 +58,13 @@ pub(super) fn resolve(
     let get = |k: &str| conn.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
     let dev_storage = get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let conn_account = if dev_storage { Some(DEV_ACCOUNT.to_string()) } else { get("accountname") };
-    let name =
-        opts.account.clone().or_else(|| conn_account.clone()).or_else(|| env("AZURE_STORAGE_ACCOUNT")).ok_or_else(
-            || {
-                Error::sink(
-                    "azure",
-                    "no storage account: set target.account, AZURE_STORAGE_ACCOUNT or AZURE_STORAGE_CONNECTION_STRING",
-                )
-            },
-        )?;
+    // Azurite's development account only when no account is configured anywhere.
+    let name = opts
+        .account
+        .clone()
+        .or_else(|| conn_account.clone())
+        .or_else(|| env("AZURE_STORAGE_ACCOUNT"))
+        .unwrap_or_else(|| DEV_ACCOUNT.to_string());
     // The connection string counts only when it is for this account.
     let conn_applies = conn_account.as_deref() == Some(name.as_str());
     let from_conn = |k: &str| if conn_applies { get(k) } else { None };
@@ -207,9 +205,15 @@ mod tests {
         // The development account needs nothing.
         let opts = AzureOptions { account: Some(DEV_ACCOUNT.into()), ..Default::default() };
         assert_eq!(resolve(&opts, &env_of(&[]), now()).unwrap().endpoint, DEV_ENDPOINT);
-        // Nothing at all.
-        let e = resolve(&AzureOptions::default(), &env_of(&[]), now()).unwrap_err().to_string();
-        assert!(e.contains("no storage account"), "{e}");
+        // Nothing at all: Azurite's development account.
+        let a = resolve(&AzureOptions::default(), &env_of(&[]), now()).unwrap();
+        assert_eq!((a.name.as_str(), a.endpoint.as_str()), (DEV_ACCOUNT, DEV_ENDPOINT));
+        // A connection string alone reaches its account, whatever else is unset.
+        let conn =
+            "DefaultEndpointsProtocol=https;AccountName=prodacct;AccountKey=a2V5;EndpointSuffix=core.windows.net";
+        let a =
+            resolve(&AzureOptions::default(), &env_of(&[("AZURE_STORAGE_CONNECTION_STRING", conn)]), now()).unwrap();
+        assert_eq!((a.name.as_str(), a.endpoint.as_str()), ("prodacct", "https://prodacct.blob.core.windows.net"));
         let opts = AzureOptions {
             account: Some("x1".into()),
             credential: Some(Credential::Key("not base64!".into())),

@@ -22,7 +22,8 @@ use credential::resolve;
 pub use credential::{account_sas, Credential};
 
 use super::cloud::{root_cause, Body, CloudOptions, CloudSink, Location, PartLimits, PartTag, Store};
-use crate::error::{Error, Result};
+use crate::error::{Error, Failure, Result};
+use crate::keys::Keys;
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RequestContent, RetryOptions, StatusCode, Url};
 use azure_core::time::{Duration as AzDuration, OffsetDateTime};
@@ -76,22 +77,75 @@ pub struct AzureOptions {
     pub cloud: CloudOptions,
 }
 
-/// Splits `az://container/prefix` (the prefix may be empty).
-pub fn parse_uri(uri: &str) -> Result<(String, String)> {
-    let bad = |why: &str| Error::InvalidValue { key: "target.uri", value: uri.into(), reason: why.into() };
-    let rest = uri.strip_prefix("az://").ok_or_else(|| bad("is not an az:// URI"))?;
-    let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    if container.len() < 3
-        || container.len() > 63
-        || !container.chars().all(valid)
-        || container.starts_with('-')
-        || container.ends_with('-')
-        || container.contains("--")
-    {
-        return Err(bad("needs a container name of 3 to 63 lowercase letters, digits or single inner '-'"));
+/// The keys a workload's `[target.azure]` (or `[target]`, for an `az://` URI) takes.
+pub const KEYS: &[&str] = &[
+    "endpoint",
+    "account",
+    "api_version",
+    "retries",
+    "create_container",
+    "block_size",
+    "multipart_threshold",
+    "concurrency",
+    "checksum",
+];
+
+impl AzureOptions {
+    /// A workload's Azure settings.
+    pub fn from_keys(keys: &mut Keys) -> Result<AzureOptions> {
+        let account = keys.string("account")?;
+        if let Some(a) = &account {
+            let ok = (3..=24).contains(&a.len()) && a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            if !ok {
+                let why = format!("'{a}' is not a storage account name (3 to 24 lowercase letters and digits)");
+                return Err(keys.invalid("account", why));
+            }
+        }
+        let api_version = keys.string("api_version")?;
+        if let Some(v) = &api_version {
+            if !(v.len() == 10 && v.chars().all(|c| c.is_ascii_digit() || c == '-')) {
+                return Err(keys.invalid("api_version", format!("'{v}' is not a date like 2025-11-05")));
+            }
+        }
+        Ok(AzureOptions {
+            endpoint: super::s3::http_url(keys, "endpoint")?,
+            account,
+            api_version,
+            retries: keys.integer("retries", 0..=100)?.map(|r| r as u32),
+            create_container: keys.flag("create_container")?.unwrap_or(false),
+            credential: None,
+            cloud: CloudOptions::from_keys(keys, &LIMITS, "block_size")?,
+        })
     }
-    Ok((container.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+/// An `az://container/prefix` target and how to reach it.
+#[derive(Clone, Debug)]
+pub struct AzureTarget {
+    pub container: String,
+    /// Without leading or trailing `/`; may be empty.
+    pub prefix: String,
+    pub options: AzureOptions,
+}
+
+impl AzureTarget {
+    /// Parses `az://container/prefix` (the prefix may be empty).
+    pub fn new(uri: &str, options: AzureOptions) -> Result<AzureTarget> {
+        let bad = |why: &str| Error::InvalidValue { key: "target.uri", value: uri.into(), reason: why.into() };
+        let rest = uri.strip_prefix("az://").ok_or_else(|| bad("is not an az:// URI"))?;
+        let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if container.len() < 3
+            || container.len() > 63
+            || !container.chars().all(valid)
+            || container.starts_with('-')
+            || container.ends_with('-')
+            || container.contains("--")
+        {
+            return Err(bad("needs a container name of 3 to 63 lowercase letters, digits or single inner '-'"));
+        }
+        Ok(AzureTarget { container: container.into(), prefix: prefix.trim_matches('/').into(), options })
+    }
 }
 
 pub struct AzureStore {
@@ -106,8 +160,9 @@ pub struct AzureStore {
 }
 
 /// Opens an `az://` target: resolves the account, then checks the container can be reached.
-pub fn open(uri: &str, opts: AzureOptions) -> Result<CloudSink<AzureStore>> {
-    let (container_name, prefix) = parse_uri(uri)?;
+pub fn open(target: &AzureTarget) -> Result<CloudSink<AzureStore>> {
+    let opts = target.options.clone();
+    let (container_name, prefix) = (target.container.clone(), target.prefix.clone());
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let account = resolve(&opts, &env, OffsetDateTime::now_utc())?;
     let bad_endpoint =
@@ -216,6 +271,20 @@ fn service_message(body: &[u8]) -> Option<String> {
     Some(text[start..end].lines().next().unwrap_or("").trim().to_string())
 }
 
+/// The kind of an SDK failure, from the HTTP status or the transport.
+fn failure(e: &azure_core::Error) -> Failure {
+    match e.kind() {
+        ErrorKind::HttpResponse { status, .. } => match u16::from(*status) {
+            404 => Failure::NotFound,
+            401 | 403 => Failure::Denied,
+            507 => Failure::NoSpace,
+            _ => Failure::Other,
+        },
+        ErrorKind::Connection | ErrorKind::Io => Failure::Unreachable,
+        _ => Failure::Other,
+    }
+}
+
 impl AzureStore {
     fn blob(&self, name: &str) -> azure_storage_blob::BlobClient {
         self.container.blob_client(&self.loc.key(name))
@@ -246,7 +315,8 @@ impl AzureStore {
     }
 
     fn fail(&self, name: &str, op: &str, e: azure_core::Error) -> Error {
-        Error::sink(self.loc.url(name), format!("{op}: {}", self.explain(&e)))
+        let message = format!("{op}: {}", self.explain(&e));
+        Error::storage(failure(&e), self.loc.url(name), message, Some(std::sync::Arc::new(e)))
     }
 }
 
@@ -275,7 +345,10 @@ impl Store for AzureStore {
                     Ok(_) => Ok(()),
                     // Created meanwhile by someone else: as good.
                     Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
-                    Err(e) => Err(Error::sink(self.describe(), format!("create container: {}", self.explain(&e)))),
+                    Err(e) => {
+                        let message = format!("create container: {}", self.explain(&e));
+                        Err(Error::storage(failure(&e), self.describe(), message, Some(std::sync::Arc::new(e))))
+                    }
                 }
             }
             Err(e) => {
@@ -291,7 +364,7 @@ impl Store for AzureStore {
                     ),
                     _ => self.explain(&e),
                 };
-                Err(Error::sink(self.describe(), message))
+                Err(Error::storage(failure(&e), self.describe(), message, Some(std::sync::Arc::new(e))))
             }
         }
     }
@@ -387,7 +460,7 @@ impl Store for AzureStore {
         match self.blob(name).get_properties(None).await {
             Ok(r) => Ok(r.content_length().ok().flatten().unwrap_or(0)),
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
-                Err(Error::sink(self.loc.url(name), "no such blob"))
+                Err(Error::storage(Failure::NotFound, self.loc.url(name), "no such blob", None))
             }
             Err(e) => Err(self.fail(name, "Get Blob Properties", e)),
         }
@@ -410,10 +483,11 @@ mod tests {
 
     #[test]
     fn uris_split_into_container_and_prefix() {
-        assert_eq!(parse_uri("az://ckpt").unwrap(), ("ckpt".into(), "".into()));
-        assert_eq!(parse_uri("az://ckpt-01/a/b/").unwrap(), ("ckpt-01".into(), "a/b".into()));
+        let parse = |u: &str| AzureTarget::new(u, AzureOptions::default()).map(|t| (t.container, t.prefix));
+        assert_eq!(parse("az://ckpt").unwrap(), ("ckpt".into(), "".into()));
+        assert_eq!(parse("az://ckpt-01/a/b/").unwrap(), ("ckpt-01".into(), "a/b".into()));
         for bad in ["az://", "az://ab", "az://Upper/x", "s3://abc", "az://a_b/c", "az://-abc", "az://a--b"] {
-            assert!(parse_uri(bad).is_err(), "{bad}");
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 

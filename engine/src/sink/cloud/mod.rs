@@ -21,8 +21,8 @@ pub use location::Location;
 
 use super::{Capabilities, ObjectReader, ObjectWriter, Sink};
 use crate::error::{Error, Result};
+use crate::keys::Keys;
 use crate::pool::BufferPool;
-use crate::size::format_size;
 use bytes::Bytes;
 use layout::{plan_layout, Layout};
 use limiter::Limiter;
@@ -130,6 +130,24 @@ impl Default for CloudOptions {
     }
 }
 
+/// The keys every object store takes (besides its part size, which S3 calls `part_size` and Azure
+/// `block_size`).
+pub const KEYS: &[&str] = &["concurrency", "checksum", "multipart_threshold"];
+
+impl CloudOptions {
+    /// A workload's settings for a store with these limits; `part_key` is the store's name for its
+    /// part size.
+    pub fn from_keys(keys: &mut Keys, limits: &PartLimits, part_key: &str) -> Result<CloudOptions> {
+        let d = CloudOptions::default();
+        Ok(CloudOptions {
+            part_size: keys.size(part_key, limits.min_part..=limits.max_part)?,
+            multipart_threshold: keys.size("multipart_threshold", 0..=limits.max_single)?,
+            concurrency: keys.parsed("concurrency")?.unwrap_or(d.concurrency),
+            checksum: keys.flag("checksum")?.unwrap_or(d.checksum),
+        })
+    }
+}
+
 /// Parts up to this size are one pool buffer each (an explicit part size becomes the buffer size).
 const MAX_BUFFER_PART: u64 = 64 << 20;
 
@@ -159,21 +177,6 @@ pub fn runtime() -> Result<Runtime> {
 impl<S: Store> CloudSink<S> {
     /// Wraps a store, checking first that it can be written to.
     pub fn new(store: S, rt: Runtime, opts: CloudOptions) -> Result<CloudSink<S>> {
-        if let Some(p) = opts.part_size {
-            let l = store.limits();
-            if p < l.min_part || p > l.max_part {
-                return Err(Error::InvalidValue {
-                    key: "target.part_size",
-                    value: format_size(p),
-                    reason: format!(
-                        "must be from {} to {} for {}",
-                        format_size(l.min_part),
-                        format_size(l.max_part),
-                        store.engine()
-                    ),
-                });
-            }
-        }
         rt.block_on(store.check())?;
         let limiter = Arc::new(Limiter::new(opts.concurrency));
         Ok(CloudSink {

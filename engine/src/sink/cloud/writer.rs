@@ -45,7 +45,7 @@ impl Completions {
         for d in self.0.drain(..) {
             d(match result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(clone_error(e)),
+                Err(e) => Err(e.clone()),
             });
         }
     }
@@ -56,15 +56,6 @@ impl Drop for Completions {
         for d in self.0.drain(..) {
             d(Err(Error::Cancelled));
         }
-    }
-}
-
-/// Errors are not `Clone` (I/O errors are not); every write of a failed part gets the same message.
-pub(super) fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Sink { target, message } => Error::sink(target.clone(), message.clone()),
-        Error::Cancelled => Error::Cancelled,
-        other => Error::Resource(other.to_string()),
     }
 }
 
@@ -220,7 +211,7 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
                 let e = Error::sink(self.url(), format!("writes to part {} overlap", index + 1));
                 for (_, (buf, _, done)) in a.chunks {
                     drop(buf);
-                    done(Err(clone_error(&e)));
+                    done(Err(e.clone()));
                 }
                 return;
             }

@@ -17,7 +17,8 @@ mod job;
 mod uring;
 
 use super::{Capabilities, ObjectReader, ObjectWriter, Sink, WriteReq};
-use crate::error::{Error, Result};
+use crate::error::{Error, Failure, Result};
+use crate::keys::Keys;
 use crate::pool::BufferPool;
 use crossbeam_channel::Sender;
 use job::Job;
@@ -66,6 +67,43 @@ pub struct FileOptions {
 impl Default for FileOptions {
     fn default() -> Self {
         FileOptions { engine: FileEngine::Auto, direct: false, queue_depth: 8, create_root: false }
+    }
+}
+
+/// The keys a workload's `[target.file]` (or `[target]`, for a `file://` URI) takes.
+pub const KEYS: &[&str] = &["engine", "direct", "queue_depth"];
+
+/// A `file://DIR` target: the directory and how to write below it.
+#[derive(Clone, Debug)]
+pub struct FileTarget {
+    pub root: PathBuf,
+    pub options: FileOptions,
+}
+
+impl FileTarget {
+    /// A workload's file settings; the root is created when missing.
+    pub fn options(keys: &mut Keys) -> Result<FileOptions> {
+        let d = FileOptions::default();
+        Ok(FileOptions {
+            engine: keys.parsed("engine")?.unwrap_or(d.engine),
+            direct: keys.flag("direct")?.unwrap_or(d.direct),
+            queue_depth: keys.integer("queue_depth", 1..=1024)?.map_or(d.queue_depth, |n| n as usize),
+            create_root: true,
+        })
+    }
+
+    /// Parses `file://DIR` (a relative DIR is relative to the working directory).
+    pub fn new(uri: &str, options: FileOptions) -> Result<FileTarget> {
+        let bad = |why: &str| Error::InvalidValue { key: "target.uri", value: uri.into(), reason: why.into() };
+        let path = uri.strip_prefix("file://").ok_or_else(|| bad("is not a file:// URI"))?;
+        if path.is_empty() {
+            return Err(bad("needs a directory (file://DIR)"));
+        }
+        Ok(FileTarget { root: PathBuf::from(path), options })
+    }
+
+    pub fn open(&self) -> Result<FileSink> {
+        FileSink::new(&self.root, self.options.clone())
     }
 }
 
@@ -348,14 +386,16 @@ impl Sink for FileSink {
             let fits = file.set_len(size).and_then(|()| file.set_len(0));
             if let Err(e) = fits {
                 let _ = fs::remove_file(&tmp);
-                let why = match e.raw_os_error() {
-                    Some(libc::EFBIG) | Some(libc::EINVAL) => io::Error::other(format!(
-                        "the file system does not hold a file of {} ({size} bytes)",
-                        crate::size::format_size(size)
-                    )),
-                    _ => e,
-                };
-                return Err(Error::io(&path, why));
+                return Err(match e.raw_os_error() {
+                    Some(libc::EFBIG) | Some(libc::EINVAL) => {
+                        let why = format!(
+                            "the file system does not hold a file of {} ({size} bytes)",
+                            crate::size::format_size(size)
+                        );
+                        Error::storage(Failure::NoSpace, path.display().to_string(), why, Some(Arc::new(e)))
+                    }
+                    _ => Error::io(&path, e),
+                });
             }
         }
         Ok(Box::new(FileObject {
