@@ -215,7 +215,7 @@ pub fn azure_sink(container: &Container, prefix: &str, cloud: CloudOptions) -> C
 }
 
 /// `dgen-engine` with the environment a user would set for this server (and none of this machine's).
-fn bin_az(conn: &str) -> Command {
+pub fn bin_az(conn: &str) -> Command {
     let mut c = bin();
     c.env("AZURE_STORAGE_CONNECTION_STRING", conn)
         .env_remove("AZURE_STORAGE_ACCOUNT")

@@ -1,7 +1,7 @@
 //! Typed errors: each kind of failure reaches the user as one line, the documented exit code, and
 //! its `error_kind` in the JSON report — decided by the error's variant, not its text.
 
-use crate::azure::{azurite, Container};
+use crate::azure::{azurite, bin_az, Container};
 use crate::common::*;
 use crate::objects::Remote;
 use std::os::unix::process::CommandExt;
@@ -25,15 +25,6 @@ fn run_to(cmd: &mut Command, dir: &Path, uri: &str, extra: &[&str]) -> (Option<i
     (o.status.code(), stderr(&o), report)
 }
 
-fn azure_env(conn: &str) -> Command {
-    let mut c = bin();
-    c.env("AZURE_STORAGE_CONNECTION_STRING", conn)
-        .env_remove("AZURE_STORAGE_ACCOUNT")
-        .env_remove("AZURE_STORAGE_KEY")
-        .env_remove("AZURE_STORAGE_SAS_TOKEN");
-    c
-}
-
 #[test]
 fn each_kind_of_failure_has_its_exit_code_and_kind() {
     let dir = tempdir("error-kinds");
@@ -46,9 +37,9 @@ fn each_kind_of_failure_has_its_exit_code_and_kind() {
     // What, how run, target, --set, exit code, error_kind, text.
     type Case<'a> = (&'a str, Command, String, Vec<&'a str>, i32, &'a str, &'a str);
     let cases: Vec<Case> = vec![
-        ("missing container", azure_env(&conn), "az://no-such-one/x".into(), vec![], 3, "not_found", "does not exist"),
-        ("refused key", azure_env(&wrong_key), container.uri("x"), vec![], 3, "denied", "denied (HTTP 403)"),
-        ("nobody listening", azure_env(&no_server), container.uri("x"), vec![], 3, "unreachable", "cannot reach"),
+        ("missing container", bin_az(&conn), "az://no-such-one/x".into(), vec![], 3, "not_found", "does not exist"),
+        ("refused key", bin_az(&wrong_key), container.uri("x"), vec![], 3, "denied", "denied (HTTP 403)"),
+        ("nobody listening", bin_az(&no_server), container.uri("x"), vec![], 3, "unreachable", "cannot reach"),
         (
             "out of range",
             bin(),

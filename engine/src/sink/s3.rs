@@ -75,23 +75,13 @@ impl S3Options {
     /// A workload's S3 settings.
     pub fn from_keys(keys: &mut Keys) -> Result<S3Options> {
         Ok(S3Options {
-            endpoint: http_url(keys, "endpoint")?,
+            endpoint: super::cloud::http_url(keys, "endpoint")?,
             region: keys.string("region")?,
             path_style: keys.flag("path_style")?,
             retries: keys.integer("retries", 0..=100)?.map(|r| r as u32),
             credentials: None,
             cloud: CloudOptions::from_keys(keys, &LIMITS, "part_size")?,
         })
-    }
-}
-
-/// A key holding an `http://` or `https://` URL.
-pub(super) fn http_url(keys: &mut Keys, key: &str) -> Result<Option<String>> {
-    match keys.string(key)? {
-        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-            Err(keys.invalid(key, format!("'{u}' is not an http(s):// URL")))
-        }
-        u => Ok(u),
     }
 }
 

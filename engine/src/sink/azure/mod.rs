@@ -108,7 +108,7 @@ impl AzureOptions {
             }
         }
         Ok(AzureOptions {
-            endpoint: super::s3::http_url(keys, "endpoint")?,
+            endpoint: super::cloud::http_url(keys, "endpoint")?,
             account,
             api_version,
             retries: keys.integer("retries", 0..=100)?.map(|r| r as u32),

@@ -148,6 +148,16 @@ impl CloudOptions {
     }
 }
 
+/// A key holding an `http://` or `https://` URL.
+pub(crate) fn http_url(keys: &mut Keys, key: &str) -> Result<Option<String>> {
+    match keys.string(key)? {
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+            Err(keys.invalid(key, format!("'{u}' is not an http(s):// URL")))
+        }
+        u => Ok(u),
+    }
+}
+
 /// Parts up to this size are one pool buffer each (an explicit part size becomes the buffer size).
 const MAX_BUFFER_PART: u64 = 64 << 20;
 
