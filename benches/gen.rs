@@ -78,6 +78,29 @@ fn pipeline(c: &mut Criterion) {
             })
         });
     }
+    // Per core: the executor on one generator thread against the generator's own loop (fill a buffer,
+    // then checksum it), the work `gen -o -` does per buffer. The first should be within 10 % of the second.
+    let cfg = ExecConfig { buffer_size: 8 << 20, buffers: 16, crc: true, threads: 1, ..ExecConfig::default() };
+    let exec = Executor::new(&sink, Generator::new(42, Profile::default()), cfg).unwrap();
+    let cancel = AtomicBool::new(false);
+    group.bench_function("null/1-thread/crc", |b| {
+        b.iter(|| {
+            let job = ObjectJob { name: "o".into(), size: TOTAL, content: Content::Stream { stream: 0, offset: 0 } };
+            exec.run([job], &mut (), &cancel).unwrap()
+        })
+    });
+    let gen = Generator::new(42, Profile::default());
+    let mut buf = vec![0u8; 8 << 20];
+    group.bench_function("fill-then-crc/1-thread", |b| {
+        b.iter(|| {
+            let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+            for at in (0..TOTAL).step_by(buf.len()) {
+                gen.fill(0, at, &mut buf);
+                digest.update(&buf);
+            }
+            digest.finalize()
+        })
+    });
     group.finish();
 }
 

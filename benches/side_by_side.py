@@ -4,8 +4,8 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|plugin|s3|sinks|all] [--size 8GiB] [--write-size 16GiB]
-        [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL]
+    python3 benches/side_by_side.py [gen|write|ckpt|plugin|s3|sinks|all] [--size 8GiB] [--write-size 16GiB]
+        [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL] [--files 8] [--file-size 800MiB]
 
 gen — the generator alone, per core and with all cores:
 - dgen-engine: `gen --size S -o /dev/null --threads T` (null sink), its own reported GB/s.
@@ -37,6 +37,15 @@ workloads/objects.toml`, incompressible, 8 MiB buffers, a 128 MiB pool, checksum
 written to files (a directory on the root disk, fsynced), to S3 (moto on loopback) and to Azure
 (Azurite on loopback, in memory, `--loose` so it accepts the CRC64 headers), alternating per round;
 throughput as dgen-engine reports it and the engine's peak RSS for each.
+
+ckpt — a checkpoint's shape on the root disk: F files of S bytes (default 8 × 800 MiB) written at once,
+each fsynced, incompressible data, buffered and O_DIRECT:
+- dgen-engine: `run workloads/objects.toml` with F fixed-size objects without the CRC footer
+  (`params.footer=false`: the plain file fio writes), 8 MiB buffers, a 128 MiB pool, concurrency F,
+  the default engine (io_uring) and pwrite; its reported GB/s (bytes over the time to the last fsync).
+- fio: one psync job per file (`numjobs=F`), 8 MiB blocks, `end_fsync=1`, `fallocate=none`; fio's
+  aggregate bandwidth (its job time includes the final fsync).
+The files, and fio's, are deleted and the disk synced between runs.
 
 plugin — the cost of scripting a layout in a Wasm plugin: `run workloads/ckpt.toml` (llama3-8b, 8 ranks,
 1 step, into `null://`) against `gen` of the same number of bytes into the null sink, same profile.
@@ -205,6 +214,67 @@ def write_bench(binary, size, rounds):
     for (place, s), by_tool in res.items():
         for t, v in by_tool.items():
             print(f"  {place:<10} {t:<15} " + " ".join(f"{g:.2f}" for g, _ in v))
+
+
+def ckpt_bench(binary, rounds, files, size):
+    base = os.path.join(ROOT, "target", "side-by-side-ckpt")
+    report = os.path.join(base, "report.json")
+
+    def engine(direct, how):
+        out = os.path.join(base, "engine")
+        args = [binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", "--json-report", report,
+                "--set", "data.dedup=1", "--set", "data.compress=1", "--set", "pipeline.buffer_size=8MiB",
+                "--set", "pipeline.buffers=16", "--set", f"pipeline.concurrency={files}",
+                "--set", f"params.count={files}", "--set", 'params.distribution="fixed"',
+                "--set", "params.footer=false", "--set", f"params.size={size - 24}",
+                "--set", f"target.uri=file://{out}", "--set", f"target.file.engine=\"{how}\"",
+                "--set", f"target.file.direct={'true' if direct else 'false'}"]
+        _, _, rss = run_and_measure(args)
+        shutil.rmtree(out, ignore_errors=True)
+        return json.load(open(report))["gbps"], rss
+
+    def fio(direct):
+        out = os.path.join(base, "fio")
+        os.makedirs(out, exist_ok=True)
+        o, _, rss = run_and_measure(["fio", "--name=ckpt", f"--directory={out}", "--rw=write", "--bs=8m",
+                                     f"--size={size}", f"--numjobs={files}", "--ioengine=psync",
+                                     f"--direct={int(direct)}", "--end_fsync=1", "--fallocate=none",
+                                     "--group_reporting", "--output-format=json"])
+        shutil.rmtree(out, ignore_errors=True)
+        return json.loads(o[o.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 1e9, rss
+
+    os.makedirs(base, exist_ok=True)
+    tools = {"dgen-engine io_uring": lambda d: engine(d, "io_uring"), "dgen-engine pwrite": lambda d: engine(d, "pwrite")}
+    if shutil.which("fio"):
+        tools["fio psync"] = fio
+    res = {}
+    for r in range(rounds):
+        names = list(tools)
+        names = names[r % len(names):] + names[:r % len(names)]
+        for direct in (False, True):
+            for name in names:
+                os.sync()
+                res.setdefault(direct, {}).setdefault(name, []).append(tools[name](direct))
+        print(f"ckpt round {r + 1}/{rounds}: " + "; ".join(
+            f"{'direct' if d else 'buffered'} " + ", ".join(f"{n} {v[-1][0]:.2f}" for n, v in by.items())
+            for d, by in res.items()), file=sys.stderr)
+    shutil.rmtree(base, ignore_errors=True)
+    print(f"\ncheckpoint shape: {files} files x {size >> 20} MiB at once, fsync per file, root disk; GB/s and "
+          f"peak RSS, median of {rounds} alternating rounds ({time.strftime('%Y-%m-%d')})")
+    peers = [t for t in tools if not t.startswith("dgen-engine")]
+    print(f"{'':<10}" + "".join(f"{t:>28}" for t in tools) + "".join(f"{'io_uring vs ' + p:>22}" for p in peers)
+          + "".join(f"{'pwrite vs ' + p:>20}" for p in peers))
+    for direct, by in res.items():
+        med = {t: (statistics.median(g for g, _ in v), max(m for _, m in v)) for t, v in by.items()}
+        row = f"{'O_DIRECT' if direct else 'buffered':<10}"
+        row += "".join(f"{med[t][0]:>17.2f} {med[t][1]:>6.0f} MiB" for t in tools)
+        row += "".join(f"{med['dgen-engine io_uring'][0] / med[p][0]:>21.2f}x" for p in peers)
+        row += "".join(f"{med['dgen-engine pwrite'][0] / med[p][0]:>19.2f}x" for p in peers)
+        print(row)
+    print("per round (GB/s):")
+    for direct, by in res.items():
+        for t, v in by.items():
+            print(f"  {'O_DIRECT' if direct else 'buffered':<9} {t:<22} " + " ".join(f"{g:.2f}" for g, _ in v))
 
 
 def plugin_bench(binary, rounds):
@@ -436,7 +506,9 @@ def ensure_peers():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "plugin", "s3", "sinks", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "plugin", "s3", "sinks", "all"])
+    ap.add_argument("--files", type=int, default=8, help="files per ckpt run (default 8)")
+    ap.add_argument("--file-size", default="800MiB", help="bytes per ckpt file (default 800MiB)")
     ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
     ap.add_argument("--object-size", default="64MiB", help="bytes per S3/sinks object (default 64MiB)")
     ap.add_argument("--endpoint", help="an S3-compatible endpoint to use instead of a local moto server")
@@ -459,6 +531,10 @@ def main():
         if args.what == "plugin":
             return
     peers = ensure_peers()
+    if args.what in ("ckpt", "all"):
+        ckpt_bench(binary, args.rounds, args.files, parse_size(args.file_size))
+        if args.what == "ckpt":
+            return
     if args.what in ("write", "all"):
         write_bench(binary, parse_size(args.write_size), args.rounds)
     if args.what == "write":

@@ -9,6 +9,9 @@ pub enum Event {
     Note(String),
     /// A line a plugin logged: its name, the level (`debug`, `info`, `warning`, `error`), the text.
     PluginLog { plugin: String, level: &'static str, text: String },
+    /// The plugin declared what the run will write in all (`expect`, contract 1.1): a progress line
+    /// can show a total, a percentage and an ETA.
+    Expect { bytes: u64, objects: u64 },
 }
 
 impl std::fmt::Display for Event {
@@ -16,6 +19,7 @@ impl std::fmt::Display for Event {
         match self {
             Event::Note(n) => write!(f, "note: {n}"),
             Event::PluginLog { plugin, level, text } => write!(f, "[{plugin}] {level}: {text}"),
+            Event::Expect { bytes, objects } => write!(f, "the plugin expects {bytes} bytes in {objects} objects"),
         }
     }
 }

@@ -453,6 +453,13 @@ impl<'e, 's> Run<'e, 's> {
     fn schedule(&mut self) -> bool {
         let exec = self.exec;
         while !self.open.is_empty() {
+            // Generating ahead of the workers only spreads the data over more of the pool: one chunk per
+            // worker keeps the buffers in use few enough to stay in the last-level cache (measured on
+            // one core: 2 chunks per worker cost 6–10 %, all 16 buffers 30 %), and a sink that needs
+            // more buffers holds them in flight, not here.
+            if self.in_gen >= exec.cfg.threads {
+                return false;
+            }
             let n = self.open.len();
             // An object whose writer gathers writes into parts is filled one whole part at a time, so
             // buffers are never spread over half-built parts of several objects with none complete.
@@ -476,9 +483,7 @@ impl<'e, 's> Run<'e, 's> {
                 (exec.gen.clone(), o.job.content.clone(), self.tx.clone(), o.id, exec.cfg.crc);
             exec.workers.spawn(move || {
                 let t = Instant::now();
-                let data = &mut buf.as_mut_slice()[..len];
-                content.fill(&gen, at, data);
-                let crc = crc.then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32);
+                let crc = fill_tiled(&content, &gen, at, &mut buf.as_mut_slice()[..len], crc);
                 let _ = tx.send(Event::Generated { obj, chunk: at, len, buf, crc, took: t.elapsed() });
             });
         }
@@ -561,6 +566,25 @@ impl<'e, 's> Run<'e, 's> {
             e.into_inner().writer.abort();
         }
     }
+}
+
+/// Bytes filled and checksummed per step: small enough that the CRC reads them from the core's L2
+/// while they are still there, instead of re-reading the whole buffer from memory after the fill.
+pub const TILE: usize = 128 << 10;
+
+/// Fills `data` (bytes `at..` of `content`) tile by tile, with the CRC32C of each tile taken right after
+/// it was made; returns the CRC32C of all of `data` when asked for.
+pub fn fill_tiled(content: &Content, gen: &Generator, at: u64, data: &mut [u8], crc: bool) -> Option<u32> {
+    if !crc {
+        content.fill(gen, at, data);
+        return None;
+    }
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    for (i, tile) in data.chunks_mut(TILE).enumerate() {
+        content.fill(gen, at + (i * TILE) as u64, tile);
+        digest.update(tile);
+    }
+    Some(digest.finalize() as u32)
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The `dgen-engine` command: parses the command line, calls the library, maps errors to exit codes
 //! (0 success, 1 a check failed, 2 usage or input error, 3 I/O error, 130 interrupted).
 
+mod terminal;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dgen_engine::events::{Event, Events};
 use dgen_engine::exec::{ExecConfig, Executor, ObjectJob, Observer};
 use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
 use dgen_engine::object::Content;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use terminal::{say, Progress, Terminal};
 
 #[derive(Parser)]
 #[command(
@@ -370,7 +372,7 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
             };
             let caps = sink.capabilities();
             let how = format!("{}{}", caps.engine, if args.direct { ", O_DIRECT" } else { "" });
-            let mut progress = report::Progress::new(args.size, !args.quiet);
+            let mut progress = Progress::new(args.size, !args.quiet);
             let content = Content::Stream { stream: 0, offset: 0 };
             match args.output_compress {
                 _ if args.verify_only => {}
@@ -460,11 +462,11 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         lib_error(e)
     };
     let plan = Plan::load(&args.workload, &args.sets).map_err(early)?;
-    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal { bar: None }).map_err(early)?;
+    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal::plain()).map_err(early)?;
     let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let cancel = install_cancel();
-    let mut progress = report::Progress::new(0, !args.quiet && mode == Mode::Write);
-    let env = RunEnv { quiet: args.quiet, cancel, events: Arc::new(Terminal { bar: progress.bar() }) };
+    let mut progress = Progress::new(0, !args.quiet && mode == Mode::Write);
+    let env = RunEnv { quiet: args.quiet, cancel, events: Arc::new(progress.terminal()) };
     let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
     progress.finish();
     let outcome = outcome.map_err(early)?;
@@ -517,7 +519,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
 }
 
 fn plugin_build(dir: &Path, output: Option<&Path>) -> Result<(), Failure> {
-    let out = dgen_engine::plugin::build::build(dir, output, false, &Terminal { bar: None }).map_err(lib_error)?;
+    let out = dgen_engine::plugin::build::build(dir, output, false, &Terminal::plain()).map_err(lib_error)?;
     let bytes = std::fs::read(&out).map_err(|e| Failure::io(anyhow::Error::new(e)))?;
     println!("{}", out.display());
     eprintln!("built {} ({} bytes, sha256 {})", out.display(), bytes.len(), dgen_engine::plugin::sha256_hex(&bytes));
@@ -610,28 +612,6 @@ fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     h.finish()
-}
-
-/// The one voice to the terminal: the library's events (notes, plugin log lines), printed above the
-/// progress bar when one is drawn, escaped like every other line.
-struct Terminal {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Events for Terminal {
-    fn emit(&self, event: Event) {
-        let line = event.to_string();
-        match &self.bar {
-            Some(bar) => bar.suspend(|| say(&line)),
-            None => say(&line),
-        }
-    }
-}
-
-/// One line to the terminal. Lines carry text from plugins and storage (names, messages): control
-/// characters are escaped however they got in, so nothing can drive the terminal.
-fn say(line: &str) {
-    eprintln!("{}", dgen_engine::input::sanitize(line, 100_000));
 }
 
 /// Clap's message up to its first blank line, on one line.

@@ -39,7 +39,7 @@ use bindings::dgen::plugin::types as wit;
 pub use bindings::dgen::plugin::types::{DataProfile, FieldKind, LogLevel, ObjectStats, RunTotals as Totals};
 
 /// The contract this SDK speaks (the WIT package).
-pub const CONTRACT: &str = "dgen:plugin@1.0.0";
+pub const CONTRACT: &str = "dgen:plugin@1.1.0";
 /// This SDK's version.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The most bytes one `write` call may carry; [`Target::write`] splits larger slices.
@@ -148,6 +148,13 @@ pub fn metric(name: &str, value: f64) {
     host::metric(name, value)
 }
 
+/// Declares what the run will write in all, so the user's progress line shows a total, a percentage
+/// and an ETA. Call it before the first commit (again to revise); it changes nothing that is written.
+/// Needs a host speaking contract 1.1 or later.
+pub fn expect(bytes: u64, objects: u64) {
+    host::expect(bytes, objects)
+}
+
 /// Bytes and objects written so far, and seconds since the start.
 pub fn totals() -> Totals {
     host::totals()
@@ -247,7 +254,7 @@ macro_rules! export_plugin {
         const __DGEN_META_STR: &str = concat!(
             "{\"name\":\"", $name,
             "\",\"version\":\"", $version,
-            "\",\"sdk\":\"1.0.0\",\"contract\":\"dgen:plugin@1.0.0\",\"params\":\"", $params, "\"}"
+            "\",\"sdk\":\"1.1.0\",\"contract\":\"dgen:plugin@1.1.0\",\"params\":\"", $params, "\"}"
         );
         #[used]
         #[unsafe(link_section = "dgen-plugin")]

@@ -130,8 +130,11 @@ fn keystream_words(kernel: Kernel, keys: &StreamKeys, ctr: u64, out: &mut [u8]) 
 pub fn prf(kernel: Kernel, keys: &[Block; PRF_ROUNDS + 1], x: Block) -> Block {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: both hardware kernels imply AES-NI was detected.
-        Kernel::Vaes | Kernel::AesNi => unsafe { x86::prf_aesni(keys, x) },
+        // SAFETY: `Kernel::Vaes` implies avx2 (so avx) and aes were detected.
+        Kernel::Vaes => unsafe { x86::prf_vex(keys, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::AesNi` implies AES-NI was detected.
+        Kernel::AesNi => unsafe { x86::prf_aesni(keys, x) },
         _ => soft::prf(keys, x),
     }
 }
@@ -146,20 +149,53 @@ mod x86 {
         unsafe { _mm_set_epi64x(b[1] as i64, b[0] as i64) }
     }
 
+    // Every kernel body exists twice: once legacy-SSE encoded for CPUs without AVX, once VEX encoded
+    // for the VAES kernel. A legacy-SSE instruction right after 256/512-bit code (ours, or the CRC32C
+    // kernel's) with dirty upper register halves costs a state transition on Intel cores (perf showed
+    // 97 % of `prf_aesni`'s time on its first instruction); VEX-encoded 128-bit code has no such cost.
+    // The bodies are `inline(always)` so that each wrapper compiles them with its own features.
+
     #[target_feature(enable = "aes,sse2")]
     pub(super) fn prf_aesni(keys: &[Block; PRF_ROUNDS + 1], x: Block) -> Block {
-        let mut s = _mm_xor_si128(load(x), load(keys[0]));
-        for k in &keys[1..] {
-            s = _mm_aesenc_si128(s, load(*k));
-        }
-        let mut out = [0u64; 2];
-        // SAFETY: `out` is 16 writable bytes; storeu has no alignment requirement.
-        unsafe { _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, s) };
-        [u64::from_le(out[0]), u64::from_le(out[1])]
+        prf_body(keys, x)
+    }
+
+    #[target_feature(enable = "aes,avx")]
+    pub(super) fn prf_vex(keys: &[Block; PRF_ROUNDS + 1], x: Block) -> Block {
+        prf_body(keys, x)
     }
 
     #[target_feature(enable = "aes,sse2")]
     pub(super) fn keystream_aesni(keys: &StreamKeys, ctr: u64, out: &mut [u8]) {
+        // SAFETY: this wrapper enables aes and sse2.
+        unsafe { keystream_body(keys, ctr, out) }
+    }
+
+    #[target_feature(enable = "aes,avx")]
+    fn keystream_aesni_vex(keys: &StreamKeys, ctr: u64, out: &mut [u8]) {
+        // SAFETY: this wrapper enables aes and avx.
+        unsafe { keystream_body(keys, ctr, out) }
+    }
+
+    #[inline(always)]
+    fn prf_body(keys: &[Block; PRF_ROUNDS + 1], x: Block) -> Block {
+        // SAFETY: only called from wrappers that enable aes (and sse2 or avx).
+        unsafe {
+            let mut s = _mm_xor_si128(load(x), load(keys[0]));
+            for k in &keys[1..] {
+                s = _mm_aesenc_si128(s, load(*k));
+            }
+            let mut out = [0u64; 2];
+            // `out` is 16 writable bytes; storeu has no alignment requirement.
+            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, s);
+            [u64::from_le(out[0]), u64::from_le(out[1])]
+        }
+    }
+
+    /// # Safety
+    /// Only for wrappers that enable aes (and sse2 or avx).
+    #[inline(always)]
+    unsafe fn keystream_body(keys: &StreamKeys, ctr: u64, out: &mut [u8]) {
         let k: [__m128i; STREAM_ROUNDS + 1] = std::array::from_fn(|i| load(keys[i]));
         let words = out.len() / 16;
         let p = out.as_mut_ptr() as *mut __m128i;
@@ -241,7 +277,7 @@ mod x86 {
         }
         if words % 2 == 1 {
             let done = pairs * 2;
-            keystream_aesni(keys, ctr + done as u64, &mut out[done * 16..]);
+            keystream_aesni_vex(keys, ctr + done as u64, &mut out[done * 16..]);
         }
     }
 }

@@ -595,7 +595,7 @@ fn field_len(kind: FieldKind) -> u64 {
 /// is checked before the host copies a byte.
 pub(crate) fn add_guarded_calls(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let mut host = linker.instance("dgen:plugin/host@1.0.0")?;
+    let mut host = linker.instance("dgen:plugin/host@1.1.0")?;
     type Cx<'a> = StoreContextMut<'a, HostState>;
     host.func_wrap("[method]target.write", |mut store: Cx<'_>, (t, bytes): (Resource<TargetState>, WasmList<u8>)| {
         let max = store.data().limits.max_write;
@@ -1013,6 +1013,14 @@ impl Host for HostState {
             // To the last object finished so far: the same figure the run's report gives.
             seconds: last_finish(&self.finished, self.started).as_secs_f64(),
         })
+    }
+
+    fn expect(&mut self, bytes: u64, objects: u64) -> wasmtime::Result<()> {
+        // Only for the progress line; a verify pass reads, it has no bar to size.
+        if self.ctx.mode == Mode::Write {
+            self.ctx.events.emit(Event::Expect { bytes, objects });
+        }
+        Ok(())
     }
 
     fn report_panic(&mut self, message: String) -> wasmtime::Result<()> {

@@ -1,7 +1,8 @@
 //! The plugin host: loads a workload plugin (a Wasm component, or a core module it turns into one),
 //! checks who it is before running it, and runs it inside a sandbox with limits.
 //!
-//! - Contract: `plugin-sdk/wit/dgen.wit` (`dgen:plugin@1.0.0`). A plugin imports only that interface;
+//! - Contract: `plugin-sdk/wit/dgen.wit` (`dgen:plugin@1.1.0`; plugins built for 1.0 run unchanged, as
+//!   wasmtime links an import of `host@1.0.0` to our `host@1.1.0`). A plugin imports only that interface;
 //!   no WASI, so no filesystem, network, clock or environment. Anything else it imports is refused at
 //!   load time with the import's name.
 //! - Identity: the SDK's `export_plugin!` writes a `dgen-plugin` custom section (name, version, SDK,
@@ -35,7 +36,7 @@ wasmtime::component::bindgen!({
 pub use dgen::plugin::types::{Check, ObjectStats, RunTotals};
 
 /// The contract this host speaks.
-pub const CONTRACT: &str = "dgen:plugin@1.0.0";
+pub const CONTRACT: &str = "dgen:plugin@1.1.0";
 
 /// What a plugin says about itself (its `dgen-plugin` custom section).
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
@@ -171,7 +172,7 @@ pub fn load_pinned(path: &Path, pin: Option<&str>, cache_dir: Option<&Path>) -> 
         .map_err(|m| Error::plugin(&label, m))?
         .ok_or_else(|| Error::plugin(&label, "has no dgen-plugin section: it was not built with dgen-plugin-sdk"))?;
     let name = format!("{} {} ({})", meta.name, meta.version, label);
-    if meta.contract.split('.').next() != CONTRACT.split('.').next() {
+    if !contract_supported(&meta.contract) {
         return Err(Error::plugin(
             &name,
             format!(
@@ -209,6 +210,20 @@ pub fn load_pinned(path: &Path, pin: Option<&str>, cache_dir: Option<&Path>) -> 
         ));
     }
     Ok(LoadedPlugin { meta, sha256, path: path.to_path_buf(), engine, component })
+}
+
+/// Whether this host runs a plugin built for `contract`: the same major version, and a minor version
+/// no newer than ours (a newer one may import calls this host does not have).
+fn contract_supported(contract: &str) -> bool {
+    let version = |c: &str| -> Option<(u64, u64)> {
+        let v = c.strip_prefix("dgen:plugin@")?;
+        let mut parts = v.split('.');
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    match (version(contract), version(CONTRACT)) {
+        (Some((major, minor)), Some((our_major, our_minor))) => major == our_major && minor <= our_minor,
+        _ => false,
+    }
 }
 
 fn compile(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> std::result::Result<Component, String> {

@@ -1,90 +1,11 @@
-//! What the user sees: a progress bar on a terminal (a plain progress line every 10 s otherwise, so
-//! logs stay free of escape codes; `NO_COLOR` respected), and the summary of a run — throughput, op latency percentiles, and
-//! where the time went, with a verdict on which side was the bottleneck.
+//! What a run's results say, as lines and as JSON: throughput, op latency percentiles, where the
+//! time went (with a verdict on which side was the bottleneck), checks and verdicts. Formatting only:
+//! the binary prints these lines (and draws the progress bar); the library never prints.
 
-use crate::exec::{Observer, RunStats};
+use crate::exec::RunStats;
 use crate::input::sanitize;
 use crate::size::format_size;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
 use std::time::Duration;
-
-/// Whether colour output is allowed (<https://no-color.org>).
-pub fn color_allowed() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
-}
-
-/// A progress bar on stderr when stderr is a terminal; otherwise a plain line every 10 seconds, so
-/// long runs in logs show they are alive without drawing escape codes into them.
-pub struct Progress {
-    bar: Option<ProgressBar>,
-    /// (start, last line printed, total) in plain mode.
-    plain: Option<(std::time::Instant, std::time::Instant, u64)>,
-}
-
-const PLAIN_EVERY: Duration = Duration::from_secs(10);
-
-impl Progress {
-    /// A bar towards `total` bytes, or (total 0) a running count of bytes.
-    pub fn new(total: u64, enabled: bool) -> Progress {
-        if !enabled {
-            return Progress { bar: None, plain: None };
-        }
-        if !std::io::stderr().is_terminal() {
-            let now = std::time::Instant::now();
-            return Progress { bar: None, plain: Some((now, now, total)) };
-        }
-        if total == 0 {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} {spinner} {binary_bytes} written, {binary_bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            return Progress { bar: Some(bar), plain: None };
-        }
-        let bar_style = if color_allowed() { "{wide_bar:.cyan/blue}" } else { "{wide_bar}" };
-        let style = ProgressStyle::with_template(&format!(
-            "{{elapsed_precise}} {bar_style} {{binary_bytes}}/{{binary_total_bytes}} {{binary_bytes_per_sec}} eta {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
-        bar.set_style(style.progress_chars("=> "));
-        Progress { bar: Some(bar), plain: None }
-    }
-
-    /// The bar, when one is drawn: lines printed through it appear above it, not across it.
-    pub fn bar(&self) -> Option<ProgressBar> {
-        self.bar.clone()
-    }
-
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-impl Observer for Progress {
-    fn progress(&mut self, bytes: u64) {
-        if let Some(b) = &self.bar {
-            b.set_position(bytes);
-        }
-        if let Some((start, last, total)) = &mut self.plain {
-            if last.elapsed() >= PLAIN_EVERY {
-                *last = std::time::Instant::now();
-                let of = if *total > 0 { format!(" of {}", format_size(*total)) } else { String::new() };
-                eprintln!(
-                    "progress: {}{of} written in {:.0} s, {:.2} GB/s",
-                    format_size(bytes),
-                    start.elapsed().as_secs_f64(),
-                    gbps(bytes, start.elapsed())
-                );
-            }
-        }
-    }
-}
 
 fn ms(us: u64) -> String {
     if us >= 10_000 {

@@ -143,6 +143,10 @@ impl Plugin for Ckpt {
         let all = tensors(&model);
         let ranks = p.ranks as usize;
         let shards = shard(&all, ranks);
+        // For the user's progress line: the tensors of every step, plus a little for the headers and
+        // the JSON files (the bar's total only needs to be close).
+        let tensor_bytes: u64 = all.iter().map(|(_, shape)| shape.iter().product::<u64>() * BF16).sum();
+        dgen_plugin_sdk::expect(tensor_bytes.saturating_mul(p.steps as u64), (p.ranks as u64 + 2) * p.steps as u64);
         let mut shard_names = Vec::new();
         let mut total = 0u64;
         for step in 0..p.steps {

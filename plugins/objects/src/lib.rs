@@ -1,6 +1,8 @@
 //! `objects`: N objects with sizes fixed, uniform or lognormal, each laid out as
 //! `[header: magic "DGENOBJ1", payload length u64 LE, seed u64 LE][payload][CRC32C footer]`;
-//! checks the count, the bytes and the throughput.
+//! checks the count, the bytes and the throughput. `footer = false` leaves the CRC32C footer out: the
+//! host computes a footer's CRC before the object starts (it regenerates the payload once), which a
+//! plain-file shape, as fio writes, does not pay.
 
 use dgen_plugin_sdk::{export_plugin, log, wait_all, Config, FieldKind, Plugin, Report, Target};
 use serde::Deserialize;
@@ -27,6 +29,9 @@ struct Params {
     /// Object name prefix.
     #[serde(default = "default_prefix")]
     prefix: String,
+    /// End each object with the CRC32C of everything before it.
+    #[serde(default = "default_footer")]
+    footer: bool,
     /// Pass only at or above this throughput (GB/s).
     #[serde(default)]
     min_gbps: f64,
@@ -40,6 +45,9 @@ fn default_dist() -> String {
 }
 fn default_size() -> u64 {
     1 << 20
+}
+fn default_footer() -> bool {
+    true
 }
 fn default_sigma() -> f64 {
     0.5
@@ -78,9 +86,8 @@ impl Plugin for Objects {
     fn run(config: &Config) -> Result<Report, String> {
         let p: Params = config.params()?;
         let mut rng = Rng(config.seed ^ 0x006F_626A_6563_7473);
-        let mut expected = 0u64;
-        for i in 0..p.count {
-            let payload = match p.distribution.as_str() {
+        let next_payload = |rng: &mut Rng| -> Result<u64, String> {
+            Ok(match p.distribution.as_str() {
                 "fixed" => p.size,
                 "uniform" => {
                     let (lo, hi) = (p.min_size, p.max_size.max(p.min_size));
@@ -92,17 +99,31 @@ impl Plugin for Objects {
                     (mu + p.sigma * rng.normal()).exp().round() as u64
                 }
                 other => return Err(format!("unknown distribution '{other}' (fixed, uniform, lognormal)")),
-            };
+            })
+        };
+        let footer = if p.footer { FOOTER } else { 0 };
+        // The sizes twice from the same seed: once to tell the host the total before the first object
+        // starts (for the user's progress line), once to write them, keeping no list of them.
+        let (mut sizing, mut total) = (Rng(rng.0), 0u64);
+        for _ in 0..p.count {
+            total = total.saturating_add(next_payload(&mut sizing)? + HEADER as u64 + footer);
+        }
+        dgen_plugin_sdk::expect(total, p.count);
+        let mut expected = 0u64;
+        for i in 0..p.count {
+            let payload = next_payload(&mut rng)?;
             let name = format!("{}-{i:06}.bin", p.prefix);
-            let mut t = Target::open_sized(&name, HEADER as u64 + payload + FOOTER)?;
+            let mut t = Target::open_sized(&name, HEADER as u64 + payload + footer)?;
             // The header is patched in last, as formats with a length or an index up front are: the
             // engine stores it in place (for S3, the first part is whole only once it is patched).
             let header_at = t.reserve(HEADER as u32)?;
             t.fill(payload)?;
-            t.field(FieldKind::Crc32cLe)?;
+            if p.footer {
+                t.field(FieldKind::Crc32cLe)?;
+            }
             let mut header = [0u8; HEADER];
             header[..8].copy_from_slice(b"DGENOBJ1");
-            header[8..16].copy_from_slice(&(t.size() - HEADER as u64 - FOOTER).to_le_bytes());
+            header[8..16].copy_from_slice(&(t.size() - HEADER as u64 - footer).to_le_bytes());
             header[16..24].copy_from_slice(&config.seed.to_le_bytes());
             t.patch(header_at, &header)?;
             expected += t.size();
@@ -124,6 +145,6 @@ impl Plugin for Objects {
 export_plugin!(
     Objects,
     name = "objects",
-    version = "0.1.0",
-    params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), min_gbps (0)"
+    version = "0.2.0",
+    params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), footer: CRC32C at the end (true), min_gbps (0)"
 );

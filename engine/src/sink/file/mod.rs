@@ -214,7 +214,7 @@ impl FileSink {
             },
         };
         let (engine, engine_name) = if use_uring {
-            let ring = Ring::start(queue_depth)
+            let ring = Ring::start(queue_depth, !opts.direct)
                 .map_err(|e| Error::sink(format!("file:{}", root.display()), format!("cannot start io_uring: {e}")))?;
             (Engine::Uring(ring), "io_uring")
         } else {

@@ -45,14 +45,17 @@ fn eventfd() -> io::Result<OwnedFd> {
 }
 
 impl Ring {
-    pub(super) fn start(queue_depth: usize) -> io::Result<Ring> {
+    /// `buffered`: the files are not O_DIRECT, so every write goes to the kernel's workers (see
+    /// [`push_write`]).
+    pub(super) fn start(queue_depth: usize, buffered: bool) -> io::Result<Ring> {
         let depth = queue_depth.clamp(1, 4096);
         let ring = IoUring::new((depth as u32 + 1).next_power_of_two())?;
         let efd = Arc::new(eventfd()?);
         let (tx, rx) = crossbeam_channel::unbounded();
         let efd2 = efd.clone();
-        let thread =
-            std::thread::Builder::new().name("dgen-io_uring".into()).spawn(move || drive(ring, rx, efd2, depth))?;
+        let thread = std::thread::Builder::new()
+            .name("dgen-io_uring".into())
+            .spawn(move || drive(ring, rx, efd2, depth, buffered))?;
         Ok(Ring { tx: Some(tx), efd, thread: Some(thread) })
     }
 
@@ -99,7 +102,7 @@ struct InFlight {
     done: usize,
 }
 
-fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) {
+fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize, buffered: bool) {
     let mut slots: Vec<Option<InFlight>> = (0..depth).map(|_| None).collect();
     let mut free: Vec<usize> = (0..depth).rev().collect();
     let mut waiting: VecDeque<Job> = VecDeque::new();
@@ -143,7 +146,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
             let job = waiting.pop_front().unwrap();
             let slot = free.pop().unwrap();
             slots[slot] = Some(InFlight { job, done: 0 });
-            push_write(&mut ring, &slots, slot, registered.as_ref());
+            push_write(&mut ring, &slots, slot, registered.as_ref(), buffered);
         }
         if !wake_armed && !closed {
             let e = opcode::Read::new(types::Fd(efd.as_raw_fd()), wake_buf.as_mut_ptr(), 8).build().user_data(WAKE);
@@ -181,7 +184,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
                 let err = io::Error::from_raw_os_error(-res);
                 if err.kind() == io::ErrorKind::Interrupted {
                     slots[slot] = Some(f);
-                    push_write(&mut ring, &slots, slot, registered.as_ref());
+                    push_write(&mut ring, &slots, slot, registered.as_ref(), buffered);
                     continue;
                 }
                 f.job.fail(err);
@@ -193,7 +196,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
                 f.done += res as usize;
                 if f.done < f.job.len {
                     slots[slot] = Some(f);
-                    push_write(&mut ring, &slots, slot, registered.as_ref());
+                    push_write(&mut ring, &slots, slot, registered.as_ref(), buffered);
                 } else {
                     f.job.succeed();
                     free.push(slot);
@@ -219,7 +222,13 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize) 
     }
 }
 
-fn push_write(ring: &mut IoUring, slots: &[Option<InFlight>], slot: usize, registered: Option<&BufferPool>) {
+fn push_write(
+    ring: &mut IoUring,
+    slots: &[Option<InFlight>],
+    slot: usize,
+    registered: Option<&BufferPool>,
+    buffered: bool,
+) {
     let f = slots[slot].as_ref().expect("slot in use");
     let job = &f.job;
     let ptr = job.buf.as_slice()[f.done..].as_ptr();
@@ -235,5 +244,12 @@ fn push_write(ring: &mut IoUring, slots: &[Option<InFlight>], slot: usize, regis
     // SAFETY: the buffer and file are owned by the job, which stays in `slots` until its completion is
     // reaped; the submission queue has a free entry because at most `depth` writes plus the wake read
     // are queued and the ring holds more than that.
+    // A buffered write is a copy into the page cache, which the kernel first tries inline, in this
+    // thread's `io_uring_enter`: every file's copies (and every dirty-page throttling pause) would then
+    // queue behind one another on this one thread. `ASYNC` hands each to the kernel's workers, which
+    // keep one file's writes in order and run different files' in parallel, as one thread per file
+    // would. Measured on 8 × 800 MiB with fsync: 2.05 → 2.42 GB/s (median of 5; fio psync 2.53).
+    // O_DIRECT writes are issued asynchronously inline, so they go as they are.
+    let e = if buffered { e.flags(io_uring::squeue::Flags::ASYNC) } else { e };
     unsafe { ring.submission().push(&e.user_data(slot as u64)).expect("submission queue has room") };
 }

@@ -1,0 +1,172 @@
+//! The binary's one voice to the terminal: the progress bar (or, off a terminal, a plain progress
+//! line every 10 s), the library's events printed above the bar, and every other line escaped.
+//!
+//! The library never prints; it reports progress through [`Observer`] and tells what it has to tell
+//! through [`Events`]. Both end here, in one place that knows whether a bar is drawn, so a plugin's
+//! log line or a note appears on its own line above the bar instead of across it.
+
+use dgen_engine::events::{Event, Events};
+use dgen_engine::exec::Observer;
+use dgen_engine::report::gbps;
+use dgen_engine::size::format_size;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Whether colour output is allowed (<https://no-color.org>).
+pub fn color_allowed() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// One line to the terminal. Lines carry text from plugins and storage (names, messages): control
+/// characters are escaped however they got in, so nothing can drive the terminal.
+pub fn say(line: &str) {
+    eprintln!("{}", dgen_engine::input::sanitize(line, 100_000));
+}
+
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// What the progress line knows, shared between the observer (the executor's thread) and the events
+/// (the plugin's thread, which may declare the total).
+struct State {
+    bar: Option<ProgressBar>,
+    /// Off a terminal: (start, last line printed).
+    plain: Option<(Instant, Instant)>,
+    /// Bytes the run will write, when known (0: unknown).
+    total: u64,
+    objects: u64,
+}
+
+/// Progress on stderr: a bar when stderr is a terminal, else a plain line every 10 seconds (long
+/// runs in logs show they are alive without escape codes in them); nothing when disabled.
+#[derive(Clone)]
+pub struct Progress {
+    state: Arc<Mutex<State>>,
+}
+
+fn counting_style() -> ProgressStyle {
+    ProgressStyle::with_template("{elapsed_precise} {spinner} {binary_bytes} written, {binary_bytes_per_sec}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn total_style(objects: u64) -> ProgressStyle {
+    let bar = if color_allowed() { "{wide_bar:.cyan/blue}" } else { "{wide_bar}" };
+    let objects = if objects > 0 { format!(" in {objects} objects") } else { String::new() };
+    ProgressStyle::with_template(&format!(
+        "{{elapsed_precise}} {bar} {{binary_bytes}}/{{binary_total_bytes}}{objects} {{percent}}% {{binary_bytes_per_sec}} eta {{eta}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+impl Progress {
+    /// Progress towards `total` bytes, or (total 0, until a plugin declares one) a running count.
+    pub fn new(total: u64, enabled: bool) -> Progress {
+        let mut state = State { bar: None, plain: None, total, objects: 0 };
+        if enabled && std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(
+                if total > 0 { Some(total) } else { None },
+                ProgressDrawTarget::stderr_with_hz(4),
+            );
+            bar.set_style(if total > 0 { total_style(0) } else { counting_style() });
+            state.bar = Some(bar);
+        } else if enabled {
+            let now = Instant::now();
+            state.plain = Some((now, now));
+        }
+        Progress { state: Arc::new(Mutex::new(state)) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on, progress is towards `bytes` (in `objects` objects): a bar with percent and ETA.
+    pub fn set_total(&self, bytes: u64, objects: u64) {
+        let mut s = self.state();
+        s.total = bytes;
+        s.objects = objects;
+        if let Some(bar) = &s.bar {
+            bar.set_length(bytes);
+            bar.set_style(if bytes > 0 { total_style(objects) } else { counting_style() });
+        }
+    }
+
+    /// Prints `line` above the bar (or plainly when there is none).
+    pub fn say(&self, line: &str) {
+        let bar = self.state().bar.clone();
+        match bar {
+            Some(bar) => bar.suspend(|| say(line)),
+            None => say(line),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.state().bar {
+            b.finish_and_clear();
+        }
+    }
+
+    /// The events sink that prints through this progress line.
+    pub fn terminal(&self) -> Terminal {
+        Terminal { progress: self.clone() }
+    }
+}
+
+/// The plain line: bytes of the total, percent, rate and ETA when the total is known.
+fn plain_line(bytes: u64, total: u64, elapsed: Duration) -> String {
+    let rate = gbps(bytes, elapsed);
+    if total == 0 {
+        return format!("progress: {} written in {:.0} s, {rate:.2} GB/s", format_size(bytes), elapsed.as_secs_f64());
+    }
+    let percent = 100.0 * bytes as f64 / total as f64;
+    let eta = if bytes > 0 && bytes < total {
+        format!(", eta {:.0} s", elapsed.as_secs_f64() * (total - bytes) as f64 / bytes as f64)
+    } else {
+        String::new()
+    };
+    format!(
+        "progress: {} of {} ({percent:.0}%) written in {:.0} s, {rate:.2} GB/s{eta}",
+        format_size(bytes),
+        format_size(total),
+        elapsed.as_secs_f64()
+    )
+}
+
+impl Observer for Progress {
+    fn progress(&mut self, bytes: u64) {
+        let mut s = self.state();
+        if let Some(b) = &s.bar {
+            b.set_position(bytes);
+        }
+        let total = s.total;
+        if let Some((start, last)) = &mut s.plain {
+            if last.elapsed() >= PLAIN_EVERY {
+                *last = Instant::now();
+                say(&plain_line(bytes, total, start.elapsed()));
+            }
+        }
+    }
+}
+
+/// The library's events, printed through the progress line; a declared total sizes the bar.
+pub struct Terminal {
+    progress: Progress,
+}
+
+impl Terminal {
+    /// For events before (or without) a progress line.
+    pub fn plain() -> Terminal {
+        Progress::new(0, false).terminal()
+    }
+}
+
+impl Events for Terminal {
+    fn emit(&self, event: Event) {
+        match event {
+            Event::Expect { bytes, objects } => self.progress.set_total(bytes, objects),
+            other => self.progress.say(&other.to_string()),
+        }
+    }
+}
