@@ -5,14 +5,12 @@ mod terminal;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dgen_engine::exec::{ExecConfig, Executor, ObjectJob, Observer};
 use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
 use dgen_engine::object::Content;
-use dgen_engine::output::{write_stream, Pump};
+use dgen_engine::output::GenSpec;
 use dgen_engine::plugin::host::Mode;
 use dgen_engine::report;
 use dgen_engine::run::RunEnv;
-use dgen_engine::sink::stream::ObjectStream;
 use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, Sink};
 use dgen_engine::size::{format_size, parse_size};
 use dgen_engine::workload::Plan;
@@ -232,6 +230,57 @@ enum Output {
     },
 }
 
+/// Opens where `gen`'s stream goes: a writer (stdout, a pipe) or an object of a sink (a file, the
+/// null sink); also the name it goes by in messages and, for a sink, how it writes.
+fn open_dest<'a>(
+    args: &GenArgs,
+    output: &Output,
+    file_sink: &'a mut Option<FileSink>,
+) -> Result<(Dest<'a>, String, Option<String>), Failure> {
+    Ok(match output {
+        Output::Stdout => (Dest::Writer(Box::new(std::io::stdout()), "stdout".to_string()), "stdout".to_string(), None),
+        Output::Stream(p) => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .with_context(|| format!("cannot open {}", p.display()))
+                .map_err(Failure::io)?;
+            (Dest::Writer(Box::new(f), p.display().to_string()), p.display().to_string(), None)
+        }
+        Output::Null => {
+            (Dest::Object(&NullSink as &dyn Sink, "null".to_string()), "null".to_string(), Some("null".to_string()))
+        }
+        Output::File { dir, name } => {
+            let opts = FileOptions {
+                engine: args.engine.unwrap_or(FileEngine::Auto),
+                direct: args.direct,
+                queue_depth: args.queue_depth as usize,
+                create_root: false,
+            };
+            let file_sink = file_sink.insert(FileSink::new(dir, opts).map_err(|e| {
+                let mut f = lib_error(e);
+                f.error = f.error.context(format!("cannot write {}", args.output.display()));
+                f
+            })?);
+            if !args.quiet {
+                for note in file_sink.opening_notes() {
+                    say(&format!("note: {note}"));
+                }
+            }
+            let name = if args.output_compress.is_some() { format!("{name}.zst") } else { name.clone() };
+            let target = dir.join(&name).display().to_string();
+            let how = format!("{}{}", file_sink.capabilities().engine, if args.direct { ", O_DIRECT" } else { "" });
+            (Dest::Object(&*file_sink as &dyn Sink, name), target, Some(how))
+        }
+    })
+}
+
+/// An opened output: a writer taking the bytes in order, or object `name` of a sink.
+enum Dest<'a> {
+    Writer(Box<dyn Write + Send>, String),
+    Object(&'a dyn Sink, String),
+}
+
 fn classify(path: &Path) -> Result<Output, Failure> {
     if path.as_os_str() == "-" {
         return Ok(Output::Stdout);
@@ -300,146 +349,62 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
     };
     let mut lines = Vec::new();
     let mut verdict = None;
-    match output {
-        Output::Stdout | Output::Stream(_) => {
-            let (mut out, target): (Box<dyn Write>, String) = match &output {
-                Output::Stream(p) => (
-                    Box::new(
-                        std::fs::OpenOptions::new()
-                            .write(true)
-                            .open(p)
-                            .with_context(|| format!("cannot open {}", p.display()))
-                            .map_err(Failure::io)?,
-                    ),
-                    p.display().to_string(),
-                ),
-                _ => (Box::new(std::io::stdout().lock()), "stdout".into()),
-            };
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map_err(|e| Failure::io(anyhow::anyhow!("cannot start {threads} generator threads: {e}")))?;
-            let mut crc = Crc::new();
-            let stats = match args.output_compress {
-                None => stream_to(&gen, args.size, &mut out, &pool, args.buffer_size, &mut crc, cancel),
-                Some(level) => {
-                    let mut z = zstd_encoder(&mut out, level, threads).map_err(Failure::io)?;
-                    let s = stream_to(&gen, args.size, &mut z, &pool, args.buffer_size, &mut crc, cancel);
-                    z.finish().with_context(|| format!("writing {target}")).map_err(Failure::io)?;
-                    s
-                }
-            };
-            let stats = stats.map_err(|e| stream_failure(e, &target))?;
-            drop(out);
-            lines.push(headline(stats.bytes, &target, stats.elapsed));
-            lines.push(format!("crc32c of the data: 0x{:08x}", crc.value()));
-        }
-        Output::Null | Output::File { .. } => {
-            let (sink, name): (Box<dyn Sink>, String) = match &output {
-                Output::File { dir, name } => {
-                    let opts = FileOptions {
-                        engine: args.engine.unwrap_or(FileEngine::Auto),
-                        direct: args.direct,
-                        queue_depth: args.queue_depth as usize,
-                        create_root: false,
-                    };
-                    let sink = FileSink::new(dir, opts).map_err(|e| {
-                        let mut f = lib_error(e);
-                        f.error = f.error.context(format!("cannot write {}", args.output.display()));
-                        f
-                    })?;
-                    if !args.quiet {
-                        for note in sink.opening_notes() {
-                            eprintln!("note: {note}");
-                        }
-                    }
-                    let name = if args.output_compress.is_some() { format!("{name}.zst") } else { name.clone() };
-                    (Box::new(sink), name)
-                }
-                _ => (Box::new(NullSink), "null".into()),
-            };
-            let cfg = ExecConfig {
-                buffer_size: args.buffer_size as usize,
-                buffers: args.buffers as usize,
-                threads,
-                open_objects: 1,
-                crc: true,
-            };
-            let exec = Executor::new(sink.as_ref(), gen.clone(), cfg).map_err(lib_error)?;
-            let target = match &output {
-                Output::File { dir, .. } => dir.join(&name).display().to_string(),
-                _ => "null".into(),
-            };
-            let caps = sink.capabilities();
-            let how = format!("{}{}", caps.engine, if args.direct { ", O_DIRECT" } else { "" });
-            let mut progress = Progress::new(args.size, !args.quiet);
-            let content = Content::Stream { stream: 0, offset: 0 };
-            match args.output_compress {
-                _ if args.verify_only => {}
-                None => {
-                    let job = ObjectJob { name: name.clone(), size: args.size, content: content.clone() };
-                    let stats = exec.run([job], &mut progress, cancel).map_err(lib_error);
-                    progress.finish();
-                    let stats = stats?;
-                    lines.push(headline(stats.bytes, &target, stats.elapsed));
-                    lines.push(format!(
-                        "engine {how}; pool {} ({} x {}); crc32c of the data: 0x{:08x}",
-                        format_size(exec.pool().bytes()),
-                        exec.pool().count(),
-                        format_size(exec.chunk_size() as u64),
-                        stats.objects[0].crc32c.unwrap_or(0)
-                    ));
-                    lines.extend(report::run_details(&stats, exec.chunk_size()));
-                }
-                Some(level) => {
-                    let started = std::time::Instant::now();
-                    let writer = sink.create(&name, None).map_err(lib_error)?;
-                    let mut stream = ObjectStream::new(writer, exec.pool().clone());
-                    let gen_pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .map_err(|e| Failure::io(anyhow::anyhow!("cannot start generator threads: {e}")))?;
-                    let mut crc = Crc::new();
-                    let result = (|| -> Result<u64, Failure> {
-                        let mut z = zstd_encoder(&mut stream, level, threads).map_err(Failure::io)?;
-                        let mut observe = |b: &[u8]| {
-                            crc.update(b);
-                            progress.progress(crc.len);
-                        };
-                        let pump = Pump { pool: &gen_pool, buffer_size: args.buffer_size as usize, cancel };
-                        let s = write_stream(&gen, 0, args.size, &mut z, &pump, &mut observe);
-                        s.map_err(|e| stream_failure(e, &target))?;
-                        z.finish().map_err(|e| stream_failure(e, &target))?;
-                        Ok(crc.len)
-                    })();
-                    progress.finish();
-                    let bytes = result?;
-                    let ops = stream.ops;
-                    let compressed = stream.finish().map_err(lib_error)?;
-                    lines.push(headline(bytes, &target, started.elapsed()));
-                    lines.push(format!(
-                        "engine {how}; zstd level {level}: {} written ({:.2}:1) in {ops} writes; crc32c of the uncompressed data: 0x{:08x}",
-                        format_size(compressed),
-                        bytes as f64 / compressed.max(1) as f64,
-                        crc.value()
-                    ));
-                }
-            }
-            if args.verify || args.verify_only {
-                let reader = sink.open(&name).map_err(lib_error)?;
-                let v = if args.output_compress.is_some() {
-                    let dec = zstd::stream::read::Decoder::new(verify::ObjectRead::new(reader))
-                        .with_context(|| format!("reading {target}"))
-                        .map_err(Failure::io)?;
-                    verify::compare(verify::sequential(dec), None, &gen, &content, args.size, exec.pool(), cancel)
-                } else {
-                    verify::compare_object(reader, &gen, &content, args.size, exec.pool(), cancel)
-                };
-                let v = v.map_err(lib_error)?;
-                lines.push(format!("verify: {target}: {v}"));
-                verdict = Some(v);
+    let mut file_sink = None;
+    let (dest, target, how) = open_dest(&args, &output, &mut file_sink)?;
+    let content = Content::Stream { stream: 0, offset: 0 };
+    let spec = GenSpec {
+        size: args.size,
+        buffer_size: args.buffer_size as usize,
+        buffers: args.buffers as usize,
+        threads,
+        zstd_level: args.output_compress,
+    };
+    let object = match &dest {
+        Dest::Object(sink, name) => Some((*sink, name.clone())),
+        Dest::Writer(..) => None,
+    };
+    if !args.verify_only {
+        let out = match dest {
+            Dest::Writer(out, label) => dgen_engine::output::Output::Writer { out, label },
+            Dest::Object(sink, name) => dgen_engine::output::Output::Object { sink, name },
+        };
+        let mut progress = Progress::new(args.size, !args.quiet);
+        let r = dgen_engine::output::generate(&gen, &spec, out, &mut progress, cancel);
+        progress.finish();
+        let r = r.map_err(lib_error)?;
+        lines.push(headline(r.stats.bytes, &target, r.stats.elapsed));
+        let pool = format!("pool {} ({} x {})", format_size(r.pool_bytes), r.pool_count, format_size(r.chunk as u64));
+        let engine = how.clone().map_or(String::new(), |h| format!("engine {h}; "));
+        match r.compressed {
+            None => lines.push(format!("{engine}{pool}; crc32c of the data: 0x{:08x}", r.crc32c)),
+            Some((stored, ops)) => {
+                let writes = if ops > 0 { format!(" in {ops} writes") } else { String::new() };
+                lines.push(format!(
+                    "{engine}{pool}; zstd level {}: {} written ({:.2}:1){writes}; crc32c of the uncompressed data: 0x{:08x}",
+                    args.output_compress.unwrap_or_default(),
+                    format_size(stored),
+                    r.stats.bytes as f64 / stored.max(1) as f64,
+                    r.crc32c
+                ))
             }
         }
+        lines.extend(report::run_details(&r.stats, r.chunk));
+    }
+    if let (true, Some((sink, name))) = (args.verify || args.verify_only, object) {
+        let pool = dgen_engine::pool::BufferPool::new(2, args.buffer_size as usize, sink.capabilities().alignment)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("{e}")))?;
+        let reader = sink.open(&name).map_err(lib_error)?;
+        let v = if args.output_compress.is_some() {
+            let dec = zstd::stream::read::Decoder::new(verify::ObjectRead::new(reader))
+                .with_context(|| format!("reading {target}"))
+                .map_err(Failure::io)?;
+            verify::compare(verify::sequential(&target, dec), None, &gen, &content, args.size, &pool, cancel)
+        } else {
+            verify::compare_object(reader, &gen, &content, args.size, &pool, cancel)
+        };
+        let v = v.map_err(lib_error)?;
+        lines.push(format!("verify: {target}: {v}"));
+        verdict = Some(v);
     }
     if !args.quiet || verdict.as_ref().is_some_and(|v| !v.is_identical()) {
         for l in &lines {
@@ -537,56 +502,6 @@ fn plugin_inspect(file: &Path) -> Result<(), Failure> {
     println!("sha256:   {}", plugin.sha256);
     println!("params:   {}", text(&m.params));
     Ok(())
-}
-
-fn stream_failure(e: std::io::Error, target: &str) -> Failure {
-    if e.kind() == std::io::ErrorKind::Interrupted {
-        lib_error(Error::Cancelled)
-    } else {
-        Failure::io(anyhow::Error::new(e).context(format!("writing {target}")))
-    }
-}
-
-fn zstd_encoder<W: Write>(
-    out: W,
-    level: i32,
-    threads: usize,
-) -> anyhow::Result<zstd::stream::write::Encoder<'static, W>> {
-    let mut z = zstd::stream::write::Encoder::new(out, level).context("starting zstd")?;
-    z.multithread(threads as u32).context("starting zstd worker threads")?;
-    Ok(z)
-}
-
-fn stream_to(
-    gen: &Generator,
-    size: u64,
-    out: &mut dyn Write,
-    pool: &rayon::ThreadPool,
-    buffer_size: u64,
-    crc: &mut Crc,
-    cancel: &AtomicBool,
-) -> std::io::Result<dgen_engine::output::StreamStats> {
-    let pump = Pump { pool, buffer_size: buffer_size as usize, cancel };
-    write_stream(gen, 0, size, out, &pump, &mut |b| crc.update(b))
-}
-
-/// A running CRC32C and byte count.
-struct Crc {
-    digest: crc_fast::Digest,
-    len: u64,
-}
-
-impl Crc {
-    fn new() -> Crc {
-        Crc { digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi), len: 0 }
-    }
-    fn update(&mut self, b: &[u8]) {
-        self.digest.update(b);
-        self.len += b.len() as u64;
-    }
-    fn value(&self) -> u32 {
-        self.digest.finalize() as u32
-    }
 }
 
 /// Ctrl-C sets a flag the pipeline checks, so a run aborts cleanly instead of dying mid-write.

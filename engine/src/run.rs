@@ -168,30 +168,42 @@ pub fn execute(
             (state, result, None)
         }
     };
-    let mut state = state;
-    outcome.wall = started.elapsed();
-    outcome.notes = sink.notes();
-    outcome.notes.extend(state.log_summary());
-    outcome.metrics = std::mem::take(&mut state.metrics);
-    outcome.verdicts = std::mem::take(&mut state.verdicts);
-    outcome.objects = std::mem::take(&mut state.finished);
-    outcome.elapsed = crate::plugin::host::last_finish(&outcome.objects, started);
+    settle(&mut outcome, state, result, exec_result, started, sink.as_ref(), plugin);
+    Ok(outcome)
+}
+
+/// Fills a run's outcome from what the host, the executor and the plugin ended with.
+fn settle(
+    o: &mut Outcome,
+    mut state: HostState,
+    result: Result<std::result::Result<Report, String>>,
+    exec_result: Option<Result<RunStats>>,
+    started: Instant,
+    sink: &dyn crate::sink::Sink,
+    plugin: &LoadedPlugin,
+) {
+    o.wall = started.elapsed();
+    o.notes = sink.notes();
+    o.notes.extend(state.log_summary());
+    o.metrics = std::mem::take(&mut state.metrics);
+    o.verdicts = std::mem::take(&mut state.verdicts);
+    o.objects = std::mem::take(&mut state.finished);
+    o.elapsed = crate::plugin::host::last_finish(&o.objects, started);
     // Storage errors and Ctrl-C come first: they explain whatever the plugin saw afterwards.
     match exec_result {
         Some(Ok(stats)) => {
-            outcome.stats = Some(stats);
+            o.stats = Some(stats);
         }
-        Some(Err(e)) => outcome.error = Some(e),
+        Some(Err(e)) => o.error = Some(e),
         None => {}
     }
     match result {
-        Ok(Ok(report)) => outcome.report = Some(report),
+        Ok(Ok(report)) => o.report = Some(report),
         Ok(Err(message)) => {
-            outcome.error.get_or_insert(Error::plugin(plugin.label(), format!("stopped with an error: {message}")));
+            o.error.get_or_insert(Error::plugin(plugin.label(), format!("stopped with an error: {message}")));
         }
         Err(e) => {
-            outcome.error.get_or_insert(e);
+            o.error.get_or_insert(e);
         }
     }
-    Ok(outcome)
 }

@@ -164,12 +164,12 @@ impl Read for ObjectRead<'_> {
     }
 }
 
-/// Adapts a sequential reader (a decompressor) to `compare`'s positional `read`.
-pub fn sequential(mut r: impl Read + Send) -> impl FnMut(u64, &mut [u8]) -> Result<usize> + Send {
-    move |_, buf| {
-        r.read(buf).map_err(|e| match e.kind() {
-            std::io::ErrorKind::Other => Error::sink("decompress", e.to_string()),
-            _ => Error::sink("read-back", e.to_string()),
-        })
-    }
+/// Adapts a sequential reader (a decompressor over object `path`) to `compare`'s positional `read`;
+/// its errors (a read that failed, compressed data that does not decode) name the object.
+pub fn sequential(
+    path: impl Into<std::path::PathBuf>,
+    mut r: impl Read + Send,
+) -> impl FnMut(u64, &mut [u8]) -> Result<usize> + Send {
+    let path = path.into();
+    move |_, buf| r.read(buf).map_err(|e| Error::io(&path, e))
 }

@@ -106,6 +106,16 @@ impl Budget {
         )
     }
 
+    /// Refuses (and remembers why) a growth of linear memory or a table past the limit.
+    fn admit_growth(&mut self, extra: usize, what: &str) -> wasmtime::Result<()> {
+        if self.used().saturating_add(extra) > self.limit {
+            let m = self.breach(extra, what);
+            self.refused = Some(m.clone());
+            return Err(wasmtime::format_err!("{m}"));
+        }
+        Ok(())
+    }
+
     /// Bytes the host is holding on the plugin's behalf.
     pub fn host_bytes(&self) -> usize {
         self.host
@@ -115,11 +125,7 @@ impl Budget {
 impl wasmtime::ResourceLimiter for Budget {
     fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         let extra = desired.saturating_sub(current);
-        if self.used().saturating_add(extra) > self.limit {
-            let m = self.breach(extra, "growing its memory");
-            self.refused = Some(m.clone());
-            return Err(wasmtime::format_err!("{m}"));
-        }
+        self.admit_growth(extra, "growing its memory")?;
         self.guest += extra;
         self.last_grow = extra;
         Ok(true)
@@ -133,11 +139,7 @@ impl wasmtime::ResourceLimiter for Budget {
     fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         // Wasmtime keeps a pointer per element; count two for its bookkeeping.
         let extra = desired.saturating_sub(current).saturating_mul(2 * std::mem::size_of::<usize>());
-        if self.used().saturating_add(extra) > self.limit {
-            let m = self.breach(extra, "growing a table");
-            self.refused = Some(m.clone());
-            return Err(wasmtime::format_err!("{m}"));
-        }
+        self.admit_growth(extra, "growing a table")?;
         self.tables += extra;
         Ok(true)
     }

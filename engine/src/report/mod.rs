@@ -5,6 +5,7 @@
 use crate::exec::RunStats;
 use crate::input::sanitize;
 use crate::size::format_size;
+use serde_json::json;
 use std::time::Duration;
 
 fn ms(us: u64) -> String {
@@ -140,7 +141,6 @@ const SHOWN: usize = 50;
 
 /// The same content as [`outcome_lines`], as JSON.
 pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> serde_json::Value {
-    use serde_json::json;
     let bytes: u64 = o.objects.iter().map(|r| r.size).sum();
     let stats = o.stats.as_ref().map(|s| {
         json!({
@@ -159,7 +159,7 @@ pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> se
             "pool_bytes": s.pool_bytes,
         })
     });
-    json!({
+    let report = json!({
         "workload": plan.name,
         "file": plan.file.display().to_string(),
         "mode": if o.mode == crate::plugin::host::Mode::Verify { "verify" } else { "run" },
@@ -183,22 +183,28 @@ pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> se
             "name": c.name, "observed": c.observed, "op": c.op, "threshold": c.threshold, "passed": c.passed
         })).collect::<Vec<_>>()),
         "summary": o.report.as_ref().map(|r| r.summary.clone()),
-        "error": o.error.as_ref().map(|e| e.to_string()),
-        "error_detail": o.error.as_ref().and_then(|e| e.detail()),
-        "error_kind": o.error.as_ref().map(|e| e.kind()),
-        "exit_code": o.exit_code(),
-    })
+    });
+    with_error(report, o.error.as_ref(), o.exit_code())
+}
+
+/// Adds the fields every report has, in one shape whether the run failed early, late or not at all:
+/// `error`, `error_detail`, `error_kind` (null without an error) and `exit_code`.
+fn with_error(mut report: serde_json::Value, e: Option<&crate::Error>, exit_code: u8) -> serde_json::Value {
+    if let Some(map) = report.as_object_mut() {
+        map.insert("error".into(), json!(e.map(|e| e.to_string())));
+        map.insert("error_detail".into(), json!(e.and_then(|e| e.detail())));
+        map.insert("error_kind".into(), json!(e.map(|e| e.kind())));
+        map.insert("exit_code".into(), json!(exit_code));
+    }
+    report
 }
 
 /// The JSON report of a run that failed before it started (a bad workload, a plugin that does not
 /// load, a target that cannot be opened): what was asked, and the error.
 pub fn failure_json(workload: &std::path::Path, verify: bool, e: &crate::Error) -> serde_json::Value {
-    serde_json::json!({
+    let report = json!({
         "file": workload.display().to_string(),
         "mode": if verify { "verify" } else { "run" },
-        "error": e.to_string(),
-        "error_detail": e.detail(),
-        "error_kind": e.kind(),
-        "exit_code": e.exit_code(),
-    })
+    });
+    with_error(report, Some(e), e.exit_code())
 }

@@ -14,6 +14,7 @@ pub mod azure;
 pub mod cloud;
 pub mod file;
 pub mod null;
+pub mod ordered;
 pub mod s3;
 pub mod stream;
 pub mod target;

@@ -102,6 +102,9 @@ struct InFlight {
     done: usize,
 }
 
+// One loop, kept whole: its phases (take work, fill slots, arm the wake-up, wait, reap) share the
+// ring, the slots and the wake buffer the kernel may still write into, and reading it top to bottom
+// is how one checks that no buffer is released while the kernel can touch it.
 fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize, buffered: bool) {
     let mut slots: Vec<Option<InFlight>> = (0..depth).map(|_| None).collect();
     let mut free: Vec<usize> = (0..depth).rev().collect();
