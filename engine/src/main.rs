@@ -374,7 +374,7 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
         let r = r.map_err(lib_error)?;
         lines.push(headline(r.stats.bytes, &target, r.stats.elapsed));
         let pool = format!("pool {} ({} x {})", format_size(r.pool_bytes), r.pool_count, format_size(r.chunk as u64));
-        let engine = how.clone().map_or(String::new(), |h| format!("engine {h}; "));
+        let engine = how.as_ref().map_or(String::new(), |h| format!("engine {h}; "));
         match r.compressed {
             None => lines.push(format!("{engine}{pool}; crc32c of the data: 0x{:08x}", r.crc32c)),
             Some((stored, ops)) => {
@@ -391,8 +391,11 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
         lines.extend(report::run_details(&r.stats, r.chunk));
     }
     if let (true, Some((sink, name))) = (args.verify || args.verify_only, object) {
-        let pool = dgen_engine::pool::BufferPool::new(2, args.buffer_size as usize, sink.capabilities().alignment)
-            .map_err(|e| Failure::usage(anyhow::anyhow!("{e}")))?;
+        // Two buffers of the write size, rounded as the executor rounds it for this sink.
+        let caps = sink.capabilities();
+        let size = dgen_engine::exec::buffer_size_for(&caps, args.buffer_size as usize);
+        let pool = dgen_engine::pool::BufferPool::new(2, size, caps.alignment)
+            .map_err(|e| lib_error(Error::Resource(e.to_string())))?;
         let reader = sink.open(&name).map_err(lib_error)?;
         let v = if args.output_compress.is_some() {
             let dec = zstd::stream::read::Decoder::new(verify::ObjectRead::new(reader))

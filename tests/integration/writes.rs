@@ -67,6 +67,26 @@ fn engines_and_direct_io_write_the_stream() {
 }
 
 #[test]
+fn an_unaligned_buffer_size_is_rounded_up_for_the_writes_and_the_verify() {
+    let dir = tempdir("unaligned-buffer");
+    let want = expected(9, 1.0, 1.0, 3 << 20);
+    for direct in [false, true] {
+        let path = dir.join(format!("direct-{direct}.bin"));
+        let mut args = vec!["gen", "--size", "3MiB", "--seed", "9", "--buffer-size", "1000000", "--verify", "-o"];
+        args.push(path.to_str().unwrap());
+        if direct {
+            args.push("--direct");
+        }
+        let o = run(&args);
+        let err = stderr(&o);
+        assert!(o.status.success(), "direct={direct}: {err}");
+        assert!(err.contains("(16 x 980 KiB)") && err.contains("identical (3145728 bytes)"), "{err}");
+        assert!(std::fs::read(&path).unwrap() == want, "direct={direct}: bytes differ");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn verify_finds_a_flipped_byte_and_a_truncated_file() {
     let dir = tempdir("verify");
     let path = dir.join("data.bin");
