@@ -45,6 +45,21 @@ pub struct Capabilities {
     pub max_component: usize,
 }
 
+impl Capabilities {
+    /// A sink that takes any write at any offset, of any size, with any name the name rules allow:
+    /// the null sink, a byte stream.
+    pub fn unconstrained(engine: &'static str) -> Capabilities {
+        Capabilities {
+            engine,
+            alignment: 1,
+            min_write: 0,
+            preferred_write: None,
+            max_object: u64::MAX,
+            max_component: MAX_NAME,
+        }
+    }
+}
+
 /// The longest object name, bytes, on every sink (S3's and Azure's key limit).
 pub const MAX_NAME: usize = 1024;
 

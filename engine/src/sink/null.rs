@@ -9,14 +9,7 @@ pub struct NullSink;
 
 impl Sink for NullSink {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            engine: "null",
-            alignment: 1,
-            min_write: 0,
-            preferred_write: None,
-            max_object: u64::MAX,
-            max_component: super::MAX_NAME,
-        }
+        Capabilities::unconstrained("null")
     }
 
     fn describe(&self) -> String {

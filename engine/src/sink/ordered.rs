@@ -51,14 +51,7 @@ impl<'a> OrderedSink<'a> {
 
 impl Sink for OrderedSink<'_> {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            engine: "stream",
-            alignment: 1,
-            min_write: 0,
-            preferred_write: None,
-            max_object: u64::MAX,
-            max_component: super::MAX_NAME,
-        }
+        Capabilities::unconstrained("stream")
     }
 
     fn describe(&self) -> String {
@@ -121,13 +114,9 @@ impl ObjectWriter for OrderedWriter<'_> {
         out.close().map_err(|e| Error::io(self.label, e))
     }
 
-    fn abort(mut self: Box<Self>) {
+    fn abort(self: Box<Self>) {
         // What reached the stream stays there (a pipe cannot take bytes back): the reader sees a short
-        // stream, and the run fails. Chunks still held give their buffers back.
-        for (_, (_, buf, done)) in std::mem::take(&mut self.early) {
-            drop(buf);
-            done(Err(Error::Cancelled));
-        }
+        // stream, and the run fails. Chunks still held give their buffers back as the writer drops.
     }
 }
 
