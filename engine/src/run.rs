@@ -40,6 +40,12 @@ pub struct Outcome {
     pub stats: Option<RunStats>,
     pub objects: Vec<ObjectResult>,
     pub verdicts: Vec<(String, Verdict)>,
+    /// The run's phases, in order.
+    pub phases: Vec<crate::phase::Phase>,
+    /// Reads whose check failed (the first ones: name, offset of the read, what was found), and how
+    /// many in all.
+    pub read_failures: Vec<(String, u64, Verdict)>,
+    pub read_failure_count: u64,
     pub metrics: Vec<(String, f64)>,
     /// From the start (pool ready) to the last object finished: what the throughput is over.
     pub elapsed: Duration,
@@ -58,7 +64,7 @@ impl Outcome {
             return e.exit_code();
         }
         let checks_ok = self.report.as_ref().is_some_and(|r| r.checks.iter().all(|c| c.passed));
-        let verified_ok = self.verdicts.iter().all(|(_, v)| v.is_identical());
+        let verified_ok = self.verdicts.iter().all(|(_, v)| v.is_identical()) && self.read_failure_count == 0;
         if checks_ok && verified_ok {
             0
         } else {
@@ -113,6 +119,9 @@ pub fn execute(
         stats: None,
         objects: Vec::new(),
         verdicts: Vec::new(),
+        phases: Vec::new(),
+        read_failures: Vec::new(),
+        read_failure_count: 0,
         metrics: Vec::new(),
         elapsed: Duration::ZERO,
         wall: Duration::ZERO,
@@ -120,7 +129,7 @@ pub fn execute(
         chunk: 0,
         notes: Vec::new(),
     };
-    let make_ctx = |pool: BufferPool, jobs, started| RunContext {
+    let make_ctx = |pool: BufferPool, read_pool: BufferPool, jobs, started| RunContext {
         plugin: crate::input::sanitize(&plugin.meta.name, 100),
         params_json: plan.params_json.clone(),
         seed,
@@ -128,6 +137,8 @@ pub fn execute(
         mode,
         sink: sink.clone(),
         pool,
+        read_pool,
+        read_depth: plan.concurrency.max(1),
         jobs,
         done: done_rx.clone(),
         cancel: cancel.clone(),
@@ -145,12 +156,14 @@ pub fn execute(
                 BufferPool::new(2, exec.chunk_size(), caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             // Like `gen`, the clock starts once the pool is allocated and pre-faulted.
             started = Instant::now();
-            let state = HostState::new(make_ctx(verify_pool, Some(jobs_tx), started), plan.limits.clone());
+            let read_pool = exec.pool().clone();
+            let state = HostState::new(make_ctx(verify_pool, read_pool, Some(jobs_tx), started), plan.limits.clone());
             std::thread::scope(|s| {
                 let cancel2 = cancel.clone();
                 let exec = &exec;
                 let handle = s.spawn(move || exec.run_channel(jobs_rx, Some(done_tx), observer, &cancel2));
                 let (mut state, result) = plugin.run(state, config);
+                state.finish_reads();
                 state.close_jobs();
                 let exec_result =
                     handle.join().unwrap_or_else(|_| Err(Error::Resource("the executor panicked".into())));
@@ -162,9 +175,12 @@ pub fn execute(
             drop((jobs_tx, jobs_rx, done_tx));
             let size = crate::exec::buffer_size_for(&caps, plan.buffer_size);
             let pool = BufferPool::new(2, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
+            let read_pool =
+                BufferPool::new(plan.buffers, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             started = Instant::now();
-            let state = HostState::new(make_ctx(pool, None, started), plan.limits.clone());
-            let (state, result) = plugin.run(state, config);
+            let state = HostState::new(make_ctx(pool, read_pool, None, started), plan.limits.clone());
+            let (mut state, result) = plugin.run(state, config);
+            state.finish_reads();
             (state, result, None)
         }
     };
@@ -188,6 +204,10 @@ fn settle(
     o.metrics = std::mem::take(&mut state.metrics);
     o.verdicts = std::mem::take(&mut state.verdicts);
     o.objects = std::mem::take(&mut state.finished);
+    state.close_phases();
+    o.phases = std::mem::take(&mut state.phases);
+    o.read_failures = std::mem::take(&mut state.read_failures);
+    o.read_failure_count = state.read_failure_count;
     o.elapsed = crate::plugin::host::last_finish(&o.objects, started);
     // Storage errors and Ctrl-C come first: they explain whatever the plugin saw afterwards.
     match exec_result {
@@ -196,6 +216,9 @@ fn settle(
         }
         Some(Err(e)) => o.error = Some(e),
         None => {}
+    }
+    if let Some(e) = state.read_error.take() {
+        o.error.get_or_insert(e);
     }
     match result {
         Ok(Ok(report)) => o.report = Some(report),

@@ -18,6 +18,8 @@ pub enum Verdict {
     Differs { offset: u64, expected: u8, found: u8 },
     /// The common prefix matches but the lengths differ.
     SizeMismatch { expected: u64, found: u64 },
+    /// The CRC32C of what was read is not that of what was written (a `crc` read).
+    CrcMismatch { expected: u32, found: u32 },
     /// The object could not be read back at all (missing, no permission…).
     Unreadable { reason: String },
 }
@@ -38,6 +40,9 @@ impl std::fmt::Display for Verdict {
             }
             Verdict::SizeMismatch { expected, found } => {
                 write!(f, "size mismatch: expected {expected} bytes, found {found}")
+            }
+            Verdict::CrcMismatch { expected, found } => {
+                write!(f, "CRC32C mismatch: expected 0x{expected:08x}, read 0x{found:08x}")
             }
         }
     }
@@ -133,7 +138,7 @@ pub fn compare(
 
 /// Compares a finished object, read back through its sink, with `content` of `size` bytes.
 pub fn compare_object(
-    mut reader: Box<dyn ObjectReader + '_>,
+    reader: Box<dyn ObjectReader + '_>,
     gen: &Generator,
     content: &Content,
     size: u64,

@@ -36,7 +36,9 @@ pub mod bindings {
 
 use bindings::dgen::plugin::host;
 use bindings::dgen::plugin::types as wit;
-pub use bindings::dgen::plugin::types::{DataProfile, FieldKind, LogLevel, ObjectStats, RunTotals as Totals};
+pub use bindings::dgen::plugin::types::{
+    DataProfile, FieldKind, Listing, LogLevel, ObjectStats, ReadCheck, ReadStats, RunTotals as Totals,
+};
 
 /// The contract this SDK speaks (the WIT package).
 pub const CONTRACT: &str = "dgen:plugin@1.1.0";
@@ -130,6 +132,52 @@ impl Target {
     pub fn commit(self) -> Result<()> {
         self.0.commit()
     }
+
+    /// Writes nothing: says the object is already on storage as described (an earlier run with the
+    /// same seed and the same descriptions wrote it), so [`read`]s of it can be checked.
+    pub fn declare(self) -> Result<()> {
+        self.0.declare()
+    }
+}
+
+/// Starts reading all of `name` and returns at once; [`wait_reads`] collects the results.
+pub fn read(name: &str, check: ReadCheck) -> Result<()> {
+    host::read(name, 0, None, check)
+}
+
+/// Starts reading `len` bytes of `name` from `offset`; returns at once.
+pub fn read_range(name: &str, offset: u64, len: u64, check: ReadCheck) -> Result<()> {
+    host::read(name, offset, Some(len), check)
+}
+
+/// Waits for every read issued; returns those finished since the last call, in the order issued.
+pub fn wait_reads() -> Result<Vec<ReadStats>> {
+    host::wait_reads()
+}
+
+/// The size of `name` on storage, or `None` when there is no such object.
+pub fn stat(name: &str) -> Result<Option<u64>> {
+    host::stat(name)
+}
+
+/// How many objects have names starting with `prefix`, and their total size.
+pub fn list(prefix: &str) -> Result<Listing> {
+    host::list(prefix)
+}
+
+/// Removes `name` from storage.
+pub fn delete(name: &str) -> Result<()> {
+    host::delete(name)
+}
+
+/// Starts a named phase (`"save"`, `"restore"`): the report shows each phase's figures.
+pub fn phase(name: &str) {
+    host::phase(name)
+}
+
+/// Waits `seconds` (think time between phases); not counted against the plugin's deadline.
+pub fn pause(seconds: f64) {
+    host::pause(seconds)
 }
 
 /// Waits for every committed object to be durable; returns those finished since the last call.

@@ -78,7 +78,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 
 /// An object read back through its sink (into an aligned buffer, as O_DIRECT wants).
 fn read_back(sink: &dyn Sink, name: &str) -> Vec<u8> {
-    let mut r = sink.open(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let r = sink.open(name).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut buf = BufferPool::new(1, 4 << 20, sink.capabilities().alignment.max(4096)).unwrap().take();
     let mut out = Vec::new();
     loop {
@@ -235,6 +235,103 @@ fn cancellation_aborts_cleanly() {
         if let Some(list) = &list {
             assert_eq!(list(), Vec::<String>::new(), "{name}: objects after cancel");
         }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Reads through every storing sink: whole objects and ranges (at buffer, part and block
+/// boundaries, and the last short part), checked byte for byte and by CRC; then stat, list and
+/// delete see what is stored.
+#[test]
+fn every_sink_reads_back_ranges_and_stats_lists_deletes() {
+    use dgen_engine::read::{Check, Expected, Outcome, ReadReq, Reads};
+    let dir = tempdir("conformance-reads");
+    let gen = Generator::new(77, profile(1.5, 2.0, 4096));
+    for Case { name, sink, list } in cases(&dir, "conformance-reads") {
+        if list.is_none() {
+            continue;
+        }
+        let cfg = ExecConfig { buffer_size: 1 << 20, buffers: 6, threads: 2, open_objects: 3, crc: true };
+        let stats = {
+            let exec = Executor::new(sink.as_ref(), gen.clone(), cfg).unwrap();
+            exec.run(jobs(), &mut (), &AtomicBool::new(false)).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let sink: Arc<dyn Sink> = Arc::from(sink);
+        let align = sink.capabilities().alignment.max(4096);
+        let pool = BufferPool::new(4, 1 << 20, align).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let reads =
+            Reads::start(sink.clone(), pool.clone(), Arc::new(gen.clone()), 3, tx, Arc::new(AtomicBool::new(false)))
+                .unwrap();
+        let mut asked = Vec::new();
+        for (i, job) in jobs().into_iter().enumerate() {
+            let crc = stats.objects.iter().find(|o| o.name == job.name).unwrap().crc32c;
+            let expected = Expected { content: job.content.clone(), size: job.size, crc32c: crc };
+            let mut ranges = vec![(0, None, Check::Verify), (0, None, Check::Crc)];
+            for edge in [1u64 << 20, 5 << 20, 8 << 20, 16 << 20, job.size] {
+                // Across each boundary: the part, block and buffer edges, and the object's end.
+                let (from, to) = (edge.saturating_sub(3), (edge + 4).min(job.size));
+                if from < to {
+                    ranges.push((from, Some(to - from), Check::Verify));
+                    ranges.push((from, Some(to - from), Check::Crc));
+                }
+            }
+            if job.size > 10 {
+                ranges.push((job.size / 3, Some(job.size / 2), Check::Verify));
+            }
+            for (seq, (offset, len, check)) in ranges.into_iter().enumerate() {
+                let want = len.unwrap_or(job.size - offset);
+                asked.push((job.name.clone(), offset, want));
+                reads.submit(ReadReq {
+                    name: job.name.clone(),
+                    offset,
+                    len,
+                    check,
+                    expected: Some(expected.clone()),
+                    tag: i,
+                    seq: seq as u64,
+                });
+            }
+        }
+        reads.submit(ReadReq {
+            name: "no/such.bin".into(),
+            offset: 0,
+            len: None,
+            check: Check::None,
+            expected: None,
+            tag: 0,
+            seq: 0,
+        });
+        for _ in 0..asked.len() + 1 {
+            let r = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if r.name == "no/such.bin" {
+                match &r.outcome {
+                    Outcome::Error(e) => assert_eq!(e.kind(), "not_found", "{name}: {e}"),
+                    other => panic!("{name}: a missing object read as {other:?}"),
+                }
+                continue;
+            }
+            assert!(matches!(r.outcome, Outcome::Passed), "{name} {} @{}: {:?}", r.name, r.offset, r.outcome);
+            let i = asked.iter().position(|(n, o, b)| *n == r.name && *o == r.offset && *b == r.bytes);
+            assert!(i.is_some(), "{name}: unexpected read {} @{} of {} bytes", r.name, r.offset, r.bytes);
+            asked.remove(i.unwrap());
+        }
+        assert!(asked.is_empty(), "{name}: reads not reported: {asked:?}");
+        drop(reads);
+        assert_eq!(pool.available(), pool.count(), "{name}: read buffers not returned");
+        // stat, list, delete.
+        for job in jobs() {
+            assert_eq!(sink.stat(&job.name).unwrap(), Some(job.size), "{name} {}", job.name);
+        }
+        assert_eq!(sink.stat("dir0/none.bin").unwrap(), None, "{name}");
+        let dir0: Vec<ObjectJob> = jobs().into_iter().filter(|j| j.name.starts_with("dir0/")).collect();
+        let l = sink.list("dir0/").unwrap();
+        assert_eq!((l.count, l.bytes), (dir0.len() as u64, dir0.iter().map(|j| j.size).sum()), "{name}: list");
+        assert_eq!(sink.list("dir").unwrap().count, SIZES.len() as u64, "{name}: list by a name prefix");
+        assert_eq!(sink.list("nothing-here/").unwrap().count, 0, "{name}");
+        sink.delete(&dir0[0].name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(sink.stat(&dir0[0].name).unwrap(), None, "{name}: deleted");
+        assert_eq!(sink.list("dir0/").unwrap().count, dir0.len() as u64 - 1, "{name}: list after delete");
     }
     std::fs::remove_dir_all(dir).ok();
 }

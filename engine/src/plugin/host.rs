@@ -21,6 +21,8 @@
 //! - Misuse a well-behaved plugin never commits (a name outside the target root, a quota breach)
 //!   traps: the message is kept in [`HostState::violation`] and the run fails naming the plugin.
 
+mod reads;
+
 use super::dgen::plugin::host::{Host, HostTarget};
 use super::dgen::plugin::types::{self as wit, DataProfile, FieldKind, LogLevel};
 use super::Limits;
@@ -30,7 +32,9 @@ use crate::exec::{ObjectJob, ObjectResult};
 use crate::gen::{Generator, Profile};
 use crate::input::sanitize;
 use crate::object::{Content, Recipe, Segment};
+use crate::phase::Phase;
 use crate::pool::BufferPool;
+use crate::read::{ReadResult, Reads};
 use crate::sink::{Capabilities, Sink};
 use crate::size::format_size;
 use crate::verify::{self, Verdict};
@@ -57,6 +61,10 @@ mod cost {
     pub const METRIC: usize = 64;
     /// A verify-mode verdict.
     pub const VERDICT: usize = 256;
+    /// A read in flight or finished and not yet reported, beyond its name.
+    pub const READ: usize = 384;
+    /// A failed read's record in the user's report.
+    pub const READ_FAILURE: usize = 256;
     /// The allocator's share of one small allocation (an `Arc` of plugin bytes).
     pub const ALLOCATION: usize = 32;
     /// A reserved region's or a field's entry, with `Vec` doubling.
@@ -213,6 +221,10 @@ pub struct RunContext {
     pub sink: Arc<dyn Sink>,
     /// Buffers for read-back comparisons.
     pub pool: BufferPool,
+    /// Buffers the plugin's reads use (the executor's, in a write run: one memory bound).
+    pub read_pool: BufferPool,
+    /// Reader threads: reads (pieces of them) in flight at once.
+    pub read_depth: usize,
     /// Where committed objects go (write mode); `None` once the run is over.
     pub jobs: Option<Sender<ObjectJob>>,
     /// Finished objects, from the executor.
@@ -233,6 +245,14 @@ enum Named {
         recipe: Arc<Recipe>,
         /// What the plugin was told by its first `verify` of it: a second one does not read again.
         verified: Option<Result<u64, String>>,
+        /// The phase it was committed in.
+        phase: usize,
+        /// Its CRC32C, once written.
+        crc32c: Option<u32>,
+    },
+    /// Described but not written: on storage already (an earlier run's), for reads to check.
+    Declared {
+        recipe: Arc<Recipe>,
     },
 }
 
@@ -297,6 +317,23 @@ pub struct HostState {
     pub verdicts: Vec<(String, Verdict)>,
     /// The executor stopped (an error or Ctrl-C): nothing more will finish.
     pub writes_stopped: bool,
+    /// The run's phases, in order; the last is current.
+    pub phases: Vec<Phase>,
+    /// What one phase's records cost the budget.
+    phase_cost: usize,
+    reads: Option<Reads>,
+    read_tx: Sender<ReadResult>,
+    read_rx: Receiver<ReadResult>,
+    /// Reads issued, and those of them reported back so far.
+    reads_issued: u64,
+    reads_received: u64,
+    /// Finished reads not yet returned by `wait-reads`, with their charge.
+    reads_unreported: Vec<(ReadResult, usize)>,
+    /// Reads whose check failed: what and where, for the user (the first ones; all are counted).
+    pub read_failures: Vec<(String, u64, Verdict)>,
+    pub read_failure_count: u64,
+    /// The first read (or stat, list, delete) that could not be done: the run's error.
+    pub read_error: Option<Error>,
     started: Instant,
     logs: LogGate,
     /// Scratch for resolving fields, kept across commits.
@@ -310,6 +347,7 @@ impl HostState {
         let gen = Arc::new(Generator::new(ctx.seed, ctx.profile));
         let caps = ctx.sink.capabilities();
         let started = ctx.started;
+        let (read_tx, read_rx) = crossbeam_channel::unbounded();
         HostState {
             table: ResourceTable::new(),
             budget: Budget::new(limits.memory),
@@ -332,6 +370,17 @@ impl HostState {
             metrics: Vec::new(),
             verdicts: Vec::new(),
             writes_stopped: false,
+            phases: vec![Phase::new("run".into(), started)],
+            phase_cost: reads::phase_cost(),
+            reads: None,
+            read_tx,
+            read_rx,
+            reads_issued: 0,
+            reads_received: 0,
+            reads_unreported: Vec::new(),
+            read_failures: Vec::new(),
+            read_failure_count: 0,
+            read_error: None,
             started,
             logs: LogGate::new(),
             scratch: Vec::new(),
@@ -347,6 +396,7 @@ impl HostState {
     /// done), so the run's list is whole.
     pub fn collect_finished(&mut self) {
         while let Ok(r) = self.ctx.done.try_recv() {
+            self.attribute(&r);
             self.finished.push(r);
         }
     }
@@ -464,6 +514,7 @@ impl HostState {
         while !pred(self) && !self.writes_stopped {
             match self.ctx.done.recv_timeout(Duration::from_millis(100)) {
                 Ok(r) => {
+                    self.attribute(&r);
                     self.finished.push(r.clone());
                     self.unreported.push(r);
                 }
@@ -644,6 +695,29 @@ pub(crate) fn add_guarded_calls(linker: &mut Linker<HostState>) -> wasmtime::Res
     host.func_wrap("verify", |mut store: Cx<'_>, (name,): (WasmStr,)| {
         let name = guest_str(&mut store, &name, crate::sink::MAX_NAME, "target name")?;
         Ok((store.data_mut().verify_inner(&name)?,))
+    })?;
+    host.func_wrap(
+        "read",
+        |mut store: Cx<'_>, (name, offset, len, check): (WasmStr, u64, Option<u64>, wit::ReadCheck)| {
+            let name = guest_str(&mut store, &name, crate::sink::MAX_NAME, "object name")?;
+            Ok((store.data_mut().read_inner(name, offset, len, read_check(check))?,))
+        },
+    )?;
+    host.func_wrap("stat", |mut store: Cx<'_>, (name,): (WasmStr,)| {
+        let name = guest_str(&mut store, &name, crate::sink::MAX_NAME, "object name")?;
+        Ok((store.data_mut().stat_inner(name)?,))
+    })?;
+    host.func_wrap("list", |mut store: Cx<'_>, (prefix,): (WasmStr,)| {
+        let prefix = guest_str(&mut store, &prefix, crate::sink::MAX_NAME, "list prefix")?;
+        Ok((store.data_mut().list_inner(prefix)?,))
+    })?;
+    host.func_wrap("delete", |mut store: Cx<'_>, (name,): (WasmStr,)| {
+        let name = guest_str(&mut store, &name, crate::sink::MAX_NAME, "object name")?;
+        Ok((store.data_mut().delete_inner(name)?,))
+    })?;
+    host.func_wrap("phase", |mut store: Cx<'_>, (name,): (WasmStr,)| {
+        let name = guest_str(&mut store, &name, reads::PHASE_NAME_MAX, "phase name")?;
+        store.data_mut().phase_inner(name)
     })?;
     host.func_wrap("report-panic", |mut store: Cx<'_>, (message,): (WasmStr,)| {
         let text = {
@@ -869,7 +943,11 @@ impl HostTarget for HostState {
     }
 
     fn commit(&mut self, t: Resource<TargetState>) -> HostResult<()> {
-        self.commit_inner(t)
+        self.commit_inner(t, false)
+    }
+
+    fn declare(&mut self, t: Resource<TargetState>) -> HostResult<()> {
+        self.commit_inner(t, true)
     }
 
     fn drop(&mut self, t: Resource<TargetState>) -> wasmtime::Result<()> {
@@ -884,7 +962,7 @@ impl HostTarget for HostState {
 }
 
 impl HostState {
-    fn commit_inner(&mut self, t: Resource<TargetState>) -> HostResult<()> {
+    fn commit_inner(&mut self, t: Resource<TargetState>, declare: bool) -> HostResult<()> {
         let mut target = match self.table.delete(t) {
             Ok(target) => target,
             Err(e) => return Err(wasmtime::format_err!("bad target handle: {e}")),
@@ -918,7 +996,16 @@ impl HostState {
         let recipe = Arc::new(target.recipe);
         let seq = self.committed;
         self.committed += 1;
-        self.names.insert(name.clone(), Named::Committed { seq, recipe: recipe.clone(), verified: None });
+        if declare {
+            self.committed -= 1;
+            self.names.insert(name, Named::Declared { recipe });
+            return Ok(Ok(()));
+        }
+        let phase = self.phases.len() - 1;
+        self.names.insert(
+            name.clone(),
+            Named::Committed { seq, recipe: recipe.clone(), verified: None, phase, crc32c: None },
+        );
         match self.ctx.mode {
             Mode::Write => {
                 let job = ObjectJob { name, size: recipe.size(), content: Content::Recipe(recipe) };
@@ -941,6 +1028,7 @@ impl HostState {
                     _ => (None, Duration::ZERO),
                 };
                 let r = ObjectResult { name: name.clone(), size: recipe.size(), crc32c, latency, at: Instant::now() };
+                self.attribute(&r);
                 self.finished.push(r.clone());
                 self.unreported.push(r);
                 let told = self.record_verdict(&name, verdict)?;
@@ -1028,6 +1116,42 @@ impl Host for HostState {
     fn report_panic(&mut self, message: String) -> wasmtime::Result<()> {
         self.panic_message.get_or_insert(sanitize(&message, MAX_LOG_LINE));
         Ok(())
+    }
+
+    fn read(&mut self, name: String, offset: u64, len: Option<u64>, check: wit::ReadCheck) -> HostResult<()> {
+        self.read_inner(name, offset, len, read_check(check))
+    }
+
+    fn wait_reads(&mut self) -> HostResult<Vec<wit::ReadStats>> {
+        self.wait_reads_inner()
+    }
+
+    fn stat(&mut self, name: String) -> HostResult<Option<u64>> {
+        self.stat_inner(name)
+    }
+
+    fn list(&mut self, prefix: String) -> HostResult<wit::Listing> {
+        self.list_inner(prefix)
+    }
+
+    fn delete(&mut self, name: String) -> HostResult<()> {
+        self.delete_inner(name)
+    }
+
+    fn phase(&mut self, name: String) -> wasmtime::Result<()> {
+        self.phase_inner(name)
+    }
+
+    fn pause(&mut self, seconds: f64) -> wasmtime::Result<()> {
+        self.pause_inner(seconds)
+    }
+}
+
+fn read_check(c: wit::ReadCheck) -> crate::read::Check {
+    match c {
+        wit::ReadCheck::None => crate::read::Check::None,
+        wit::ReadCheck::Crc => crate::read::Check::Crc,
+        wit::ReadCheck::Verify => crate::read::Check::Verify,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::exec::RunStats;
 use crate::input::sanitize;
+use crate::phase::Phase;
 use crate::size::format_size;
 use serde_json::json;
 use std::time::Duration;
@@ -93,7 +94,18 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
         lines.push(format!("engine {}; pool {}", o.engine, format_size(stats.pool_bytes)));
         lines.extend(run_details(stats, o.chunk));
     }
+    lines.extend(phase_lines(&o.phases));
     lines.extend(o.notes.iter().cloned());
+    if o.read_failure_count > 0 {
+        lines.push(format!("reads: {} failed their check", o.read_failure_count));
+        for (name, offset, v) in o.read_failures.iter().take(20) {
+            lines.push(format!(
+                "  MISMATCH {} (read from byte {offset}): {}",
+                sanitize(name, 300),
+                sanitize(&v.to_string(), 500)
+            ));
+        }
+    }
     if o.mode == Mode::Verify || !o.verdicts.is_empty() {
         let bad: Vec<&(String, crate::verify::Verdict)> =
             o.verdicts.iter().filter(|(_, v)| !v.is_identical()).collect();
@@ -134,6 +146,64 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
         }
     }
     lines
+}
+
+/// One row per phase, when the run had more than its implicit one or read anything.
+pub fn phase_lines(phases: &[Phase]) -> Vec<String> {
+    let only_writes = phases.len() == 1 && phases[0].reads == 0 && phases[0].meta_ops == 0;
+    if phases.is_empty() || only_writes {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "{:<16} {:>12} {:>8} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "phase", "bytes", "ops", "seconds", "GB/s", "p50", "p99", "p99.9", "max"
+    )];
+    for p in phases.iter().take(SHOWN) {
+        let mut row = format!(
+            "{:<16} {:>12} {:>8} {:>9.3} {:>8.2} {:>9} {:>9} {:>9} {:>9}",
+            sanitize(&p.name, 64),
+            format_size(p.bytes()),
+            p.ops(),
+            p.seconds(),
+            p.gbps(),
+            ms(p.latency_us(0.5)),
+            ms(p.latency_us(0.99)),
+            ms(p.latency_us(0.999)),
+            ms(p.latency_max_us()),
+        );
+        if let Some(c) = p.cached_fraction {
+            row.push_str(&format!("  {:.0}% in page cache at start", 100.0 * c));
+        }
+        if p.read_failures > 0 {
+            row.push_str(&format!("  {} reads FAILED their check", p.read_failures));
+        }
+        lines.push(row);
+    }
+    if phases.len() > SHOWN {
+        lines.push(format!("  … and {} more phases (all of them are in --json-report)", phases.len() - SHOWN));
+    }
+    lines
+}
+
+/// A phase as the JSON report's `phases` entries.
+pub fn phase_json(p: &Phase) -> serde_json::Value {
+    let q = |h: &hdrhistogram::Histogram<u64>, x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
+    json!({
+        "name": p.name,
+        "bytes": p.bytes(),
+        "ops": p.ops(),
+        "seconds": p.seconds(),
+        "gbps": p.gbps(),
+        "latency_us": { "p50": p.latency_us(0.5), "p99": p.latency_us(0.99), "p999": p.latency_us(0.999), "max": p.latency_max_us() },
+        "written": p.written,
+        "writes": p.writes,
+        "read": p.read,
+        "reads": p.reads,
+        "read_failures": p.read_failures,
+        "meta_ops": p.meta_ops,
+        "ttfb_us": { "p50": q(&p.ttfb, 0.5), "p99": q(&p.ttfb, 0.99), "max": p.ttfb.max() },
+        "cached_fraction": p.cached_fraction,
+    })
 }
 
 /// Rows of plugin-made lists (metrics, checks) the table shows; the JSON report has them all.
@@ -177,6 +247,9 @@ pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> se
         "object_list": o.objects.iter().map(|r| json!({
             "name": r.name, "size": r.size, "crc32c": r.crc32c, "latency_us": r.latency.as_micros() as u64
         })).collect::<Vec<_>>(),
+        "phases": o.phases.iter().map(phase_json).collect::<Vec<_>>(),
+        "read_failures": o.read_failure_count,
+        "read_failure_list": o.read_failures.iter().map(|(n, off, v)| json!({"name": n, "offset": off, "verdict": v.to_string()})).collect::<Vec<_>>(),
         "verify": o.verdicts.iter().map(|(n, v)| json!({"name": n, "identical": v.is_identical(), "verdict": v.to_string()})).collect::<Vec<_>>(),
         "metrics": o.metrics.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
         "checks": o.report.as_ref().map(|r| r.checks.iter().map(|c| json!({

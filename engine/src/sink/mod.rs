@@ -86,8 +86,25 @@ pub trait Sink: Send + Sync {
     /// Starts object `name` (a relative path below the target root). `size` is its final size when known.
     fn create(&self, name: &str, size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>>;
 
-    /// Opens a finished object for reading back (`verify`).
+    /// Opens a finished object for reading (`verify`, a plugin's reads). A missing object is
+    /// [`Error::NotFound`] naming it.
     fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>>;
+
+    /// The size of object `name`, or `None` when there is no such object.
+    fn stat(&self, name: &str) -> Result<Option<u64>> {
+        Err(Error::sink(self.describe(), format!("cannot look up '{name}': this target is write-only")))
+    }
+
+    /// Removes object `name`; a missing one is [`Error::NotFound`].
+    fn delete(&self, name: &str) -> Result<()> {
+        Err(Error::sink(self.describe(), format!("cannot delete '{name}': this target is write-only")))
+    }
+
+    /// The objects whose names start with `prefix` (plain string prefix, as object stores list):
+    /// how many and their total size. Temporaries of unfinished writes are not objects.
+    fn list(&self, prefix: &str) -> Result<Listing> {
+        Err(Error::sink(self.describe(), format!("cannot list '{prefix}': this target is write-only")))
+    }
 
     /// Hands the sink the pool its writes will come from (io_uring registers it). Optional.
     fn use_pool(&self, _pool: &BufferPool) {}
@@ -119,11 +136,20 @@ pub trait ObjectWriter: Send {
     }
 }
 
-/// A finished object, read back.
-pub trait ObjectReader: Send {
+/// What `list` found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// A finished object, open for reading. Shared by the threads that read its ranges in parallel.
+pub trait ObjectReader: Send + Sync {
     fn size(&self) -> u64;
-    /// Reads up to `buf.len()` bytes at `offset`; 0 only at the end.
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize>;
+    /// Reads up to `buf.len()` bytes at `offset`; 0 only at the end. Where the sink needs aligned
+    /// reads (O_DIRECT), `offset` and `buf`'s address and length follow [`Capabilities::alignment`]
+    /// (the end of the object excepted).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize>;
 }
 
 /// Rejects object names that could leave the target root (absolute paths, `..`, empty components),

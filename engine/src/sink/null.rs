@@ -1,8 +1,8 @@
 //! Discards every write at once. With it, a run measures the engine alone: generation, buffer
 //! handling and scheduling, with no storage behind them.
 
-use super::{Capabilities, ObjectReader, ObjectWriter, Sink, WriteReq};
-use crate::error::{Error, Result};
+use super::{Capabilities, Listing, ObjectReader, ObjectWriter, Sink, WriteReq};
+use crate::error::{Error, Failure, Result};
 
 #[derive(Default)]
 pub struct NullSink;
@@ -23,6 +23,23 @@ impl Sink for NullSink {
 
     fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>> {
         Err(Error::sink("null", format!("cannot read back '{name}': the null sink keeps nothing")))
+    }
+
+    fn stat(&self, _name: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        Err(Error::storage(
+            Failure::NotFound,
+            "null",
+            format!("cannot delete '{name}': the null sink keeps nothing"),
+            None,
+        ))
+    }
+
+    fn list(&self, _prefix: &str) -> Result<Listing> {
+        Ok(Listing::default())
     }
 }
 

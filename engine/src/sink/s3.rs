@@ -9,6 +9,7 @@
 //! concurrency and abort-on-failure live in [`super::cloud`].
 
 use super::cloud::{root_cause, Body, CloudOptions, CloudSink, Location, PartLimits, PartTag, Store};
+use super::Listing;
 use crate::error::{Error, Failure, Result};
 use crate::keys::Keys;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -394,6 +395,20 @@ impl Store for S3Store {
             }
             Err(e) => Err(self.fail(name, "HEAD", e)),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing> {
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.loc.root).prefix(self.loc.key(prefix)).into_paginator().send();
+        let mut found = Listing::default();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.fail(prefix, "LIST", e))?;
+            for o in page.contents() {
+                found.count += 1;
+                found.bytes += o.size().unwrap_or(0).max(0) as u64;
+            }
+        }
+        Ok(found)
     }
 
     async fn read(&self, name: &str, offset: u64, len: u64) -> Result<Bytes> {

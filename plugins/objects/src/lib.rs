@@ -3,8 +3,14 @@
 //! checks the count, the bytes and the throughput. `footer = false` leaves the CRC32C footer out: the
 //! host computes a footer's CRC before the object starts (it regenerates the payload once), which a
 //! plain-file shape, as fio writes, does not pay.
+//!
+//! `phases` runs any sequence of "put" (write them), "get" (read them back, whole or as random
+//! ranges of `range_size`, checked by `get_check`), "stat", "list" and "delete", each a phase of its
+//! own in the report. A "get" without a "put" before it in the run reads the objects an earlier run
+//! with the same seed and params wrote: it describes them again and declares them, so the host knows
+//! what they should hold.
 
-use dgen_plugin_sdk::{export_plugin, log, wait_all, Config, FieldKind, Plugin, Report, Target};
+use dgen_plugin_sdk::{export_plugin, log, wait_all, wait_reads, Config, FieldKind, Plugin, ReadCheck, Report, Target};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -35,6 +41,23 @@ struct Params {
     /// Pass only at or above this throughput (GB/s).
     #[serde(default)]
     min_gbps: f64,
+    /// What to do, in order: "put", "get", "stat", "list", "delete".
+    #[serde(default = "default_phases")]
+    phases: Vec<String>,
+    /// Get random ranges of this many bytes instead of whole objects (0: whole objects); each object
+    /// gets about size / range_size of them, so a ranged get reads about as much.
+    #[serde(default)]
+    range_size: u64,
+    /// "none", "crc" or "verify".
+    #[serde(default = "default_check")]
+    get_check: String,
+}
+
+fn default_phases() -> Vec<String> {
+    vec!["put".into()]
+}
+fn default_check() -> String {
+    "verify".into()
 }
 
 fn default_count() -> u64 {
@@ -85,7 +108,6 @@ struct Objects;
 impl Plugin for Objects {
     fn run(config: &Config) -> Result<Report, String> {
         let p: Params = config.params()?;
-        let mut rng = Rng(config.seed ^ 0x006F_626A_6563_7473);
         let next_payload = |rng: &mut Rng| -> Result<u64, String> {
             Ok(match p.distribution.as_str() {
                 "fixed" => p.size,
@@ -102,18 +124,22 @@ impl Plugin for Objects {
             })
         };
         let footer = if p.footer { FOOTER } else { 0 };
-        // The sizes twice from the same seed: once to tell the host the total before the first object
-        // starts (for the user's progress line), once to write them, keeping no list of them.
-        let (mut sizing, mut total) = (Rng(rng.0), 0u64);
-        for _ in 0..p.count {
-            total = total.saturating_add(next_payload(&mut sizing)? + HEADER as u64 + footer);
+        let check = match p.get_check.as_str() {
+            "none" => ReadCheck::None,
+            "crc" => ReadCheck::Crc,
+            "verify" => ReadCheck::Verify,
+            other => return Err(format!("unknown get_check '{other}' (none, crc, verify)")),
+        };
+        for ph in &p.phases {
+            if !["put", "get", "stat", "list", "delete"].contains(&ph.as_str()) {
+                return Err(format!("unknown phase '{ph}' (put, get, stat, list, delete)"));
+            }
         }
-        dgen_plugin_sdk::expect(total, p.count);
-        let mut expected = 0u64;
-        for i in 0..p.count {
-            let payload = next_payload(&mut rng)?;
-            let name = format!("{}-{i:06}.bin", p.prefix);
-            let mut t = Target::open_sized(&name, HEADER as u64 + payload + footer)?;
+        // The sizes from the seed, again for each phase that needs them: no list of them is kept.
+        let sizes = |rng: &mut Rng| -> Result<u64, String> { Ok(next_payload(rng)? + HEADER as u64 + footer) };
+        let name = |i: u64| format!("{}-{i:06}.bin", p.prefix);
+        let describe = |i: u64, payload: u64| -> Result<Target, String> {
+            let mut t = Target::open_sized(&name(i), HEADER as u64 + payload + footer)?;
             // The header is patched in last, as formats with a length or an index up front are: the
             // engine stores it in place (for S3, the first part is whole only once it is patched).
             let header_at = t.reserve(HEADER as u32)?;
@@ -126,25 +152,119 @@ impl Plugin for Objects {
             header[8..16].copy_from_slice(&(t.size() - HEADER as u64 - footer).to_le_bytes());
             header[16..24].copy_from_slice(&config.seed.to_le_bytes());
             t.patch(header_at, &header)?;
-            expected += t.size();
-            t.commit()?;
+            Ok(t)
+        };
+        let mut report = Report::new();
+        let mut summary = Vec::new();
+        let mut described = false;
+        let mut expected = 0u64;
+        for (k, ph) in p.phases.iter().enumerate() {
+            let mut rng = Rng(config.seed ^ 0x006F_626A_6563_7473);
+            let tag = if p.phases.len() > 1 { format!("{ph} ") } else { String::new() };
+            dgen_plugin_sdk::phase(ph);
+            match ph.as_str() {
+                "put" => {
+                    if described {
+                        return Err("a second 'put' would write the same names again".into());
+                    }
+                    let (mut sizing, mut total) = (Rng(rng.0), 0u64);
+                    for _ in 0..p.count {
+                        total = total.saturating_add(sizes(&mut sizing)?);
+                    }
+                    // The total before the first object starts, for the user's progress line.
+                    dgen_plugin_sdk::expect(total, p.count);
+                    for i in 0..p.count {
+                        let t = describe(i, next_payload(&mut rng)?)?;
+                        expected += t.size();
+                        t.commit()?;
+                    }
+                    described = true;
+                    let done = wait_all()?;
+                    let bytes: u64 = done.iter().map(|o| o.size).sum();
+                    let totals = dgen_plugin_sdk::totals();
+                    let gbps = totals.bytes as f64 / totals.seconds.max(1e-9) / 1e9;
+                    log!("{} objects, {} bytes, {:.2} GB/s", done.len(), bytes, gbps);
+                    report = report
+                        .check_eq("objects written", done.len() as f64, p.count as f64)
+                        .check_eq("bytes written", bytes as f64, expected as f64)
+                        .check_ge("throughput GB/s", gbps, p.min_gbps);
+                    summary.push(format!("{} {} objects, {} bytes", p.count, p.distribution, bytes));
+                }
+                "get" => {
+                    let mut want = 0u64;
+                    let mut ranges = Rng(config.seed ^ 0x7261_6e67_6573 ^ k as u64);
+                    for i in 0..p.count {
+                        let payload = next_payload(&mut rng)?;
+                        let size = HEADER as u64 + payload + footer;
+                        if !described && check != ReadCheck::None {
+                            describe(i, payload)?.declare()?;
+                        }
+                        if p.range_size == 0 || p.range_size >= size {
+                            dgen_plugin_sdk::read(&name(i), check)?;
+                            want += size;
+                        } else {
+                            for _ in 0..(size / p.range_size).max(1) {
+                                let at = ranges.next() % (size - p.range_size + 1);
+                                dgen_plugin_sdk::read_range(&name(i), at, p.range_size, check)?;
+                                want += p.range_size;
+                            }
+                        }
+                    }
+                    described |= check != ReadCheck::None;
+                    let done = wait_reads()?;
+                    let bytes: u64 = done.iter().map(|r| r.bytes).sum();
+                    let passed = done.iter().filter(|r| r.passed).count();
+                    report = report.check_eq(&format!("{tag}bytes read"), bytes as f64, want as f64).check_eq(
+                        &format!("{tag}reads passing {}", p.get_check),
+                        passed as f64,
+                        done.len() as f64,
+                    );
+                    summary.push(format!("{} reads, {bytes} bytes", done.len()));
+                }
+                "stat" => {
+                    let mut found = 0u64;
+                    for i in 0..p.count {
+                        let size = sizes(&mut rng)?;
+                        if dgen_plugin_sdk::stat(&name(i))? == Some(size) {
+                            found += 1;
+                        }
+                    }
+                    report =
+                        report.check_eq(&format!("{tag}objects found with their size"), found as f64, p.count as f64);
+                    summary.push(format!("{found} stat"));
+                }
+                "list" => {
+                    let l = dgen_plugin_sdk::list(&format!("{}-", p.prefix))?;
+                    let mut bytes = 0u64;
+                    for _ in 0..p.count {
+                        bytes += sizes(&mut rng)?;
+                    }
+                    report = report.check_eq(&format!("{tag}objects listed"), l.count as f64, p.count as f64).check_eq(
+                        &format!("{tag}bytes listed"),
+                        l.bytes as f64,
+                        bytes as f64,
+                    );
+                    summary.push(format!("{} listed", l.count));
+                }
+                _ => {
+                    let mut deleted = 0u64;
+                    for i in 0..p.count {
+                        if dgen_plugin_sdk::delete(&name(i)).is_ok() {
+                            deleted += 1;
+                        }
+                    }
+                    report = report.check_eq(&format!("{tag}objects deleted"), deleted as f64, p.count as f64);
+                    summary.push(format!("{deleted} deleted"));
+                }
+            }
         }
-        let done = wait_all()?;
-        let bytes: u64 = done.iter().map(|o| o.size).sum();
-        let totals = dgen_plugin_sdk::totals();
-        let gbps = totals.bytes as f64 / totals.seconds.max(1e-9) / 1e9;
-        log!("{} objects, {} bytes, {:.2} GB/s", done.len(), bytes, gbps);
-        Ok(Report::new()
-            .check_eq("objects written", done.len() as f64, p.count as f64)
-            .check_eq("bytes written", bytes as f64, expected as f64)
-            .check_ge("throughput GB/s", gbps, p.min_gbps)
-            .summary(format!("{} {} objects, {} bytes", p.count, p.distribution, bytes)))
+        Ok(report.summary(summary.join("; ")))
     }
 }
 
 export_plugin!(
     Objects,
     name = "objects",
-    version = "0.2.0",
-    params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), footer: CRC32C at the end (true), min_gbps (0)"
+    version = "0.3.0",
+    params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), footer: CRC32C at the end (true), min_gbps (0), phases: list of put|get|stat|list|delete (put), range_size bytes (0: whole objects), get_check: none|crc|verify (verify)"
 );

@@ -22,6 +22,7 @@ use credential::resolve;
 pub use credential::{account_sas, Credential};
 
 use super::cloud::{root_cause, Body, CloudOptions, CloudSink, Location, PartLimits, PartTag, Store};
+use super::Listing;
 use crate::error::{Error, Failure, Result};
 use crate::keys::Keys;
 use azure_core::error::ErrorKind;
@@ -29,8 +30,9 @@ use azure_core::http::{ClientOptions, ExponentialRetryOptions, RequestContent, R
 use azure_core::time::{Duration as AzDuration, OffsetDateTime};
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
-    BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
-    BlockBlobClientStageBlockOptions, BlockBlobClientUploadOptions, BlockLookupList,
+    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
+    BlockBlobClientCommitBlockListResultHeaders, BlockBlobClientStageBlockOptions, BlockBlobClientUploadOptions,
+    BlockLookupList,
 };
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use bytes::Bytes;
@@ -464,6 +466,19 @@ impl Store for AzureStore {
             }
             Err(e) => Err(self.fail(name, "Get Blob Properties", e)),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing> {
+        use futures_util::StreamExt;
+        let options = BlobContainerClientListBlobsOptions { prefix: Some(self.loc.key(prefix)), ..Default::default() };
+        let mut items = self.container.list_blobs(Some(options)).map_err(|e| self.fail(prefix, "List Blobs", e))?;
+        let mut found = Listing::default();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(|e| self.fail(prefix, "List Blobs", e))?;
+            found.count += 1;
+            found.bytes += item.properties.and_then(|p| p.content_length).unwrap_or(0);
+        }
+        Ok(found)
     }
 
     async fn read(&self, name: &str, offset: u64, len: u64) -> Result<Bytes> {

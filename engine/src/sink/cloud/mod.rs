@@ -19,7 +19,7 @@ pub use body::{Body, ChunksBody};
 pub use layout::PartLimits;
 pub use location::Location;
 
-use super::{Capabilities, ObjectReader, ObjectWriter, Sink};
+use super::{Capabilities, Listing, ObjectReader, ObjectWriter, Sink};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::pool::BufferPool;
@@ -86,7 +86,11 @@ pub trait Store: Send + Sync + 'static {
     /// The uploads open for exactly this object: a start whose reply was lost still left one.
     fn uploads(&self, name: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     fn delete(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The object's size; a missing object is [`Error::NotFound`].
     fn size(&self, name: &str) -> impl Future<Output = Result<u64>> + Send;
+    /// How many objects have keys starting with the target's prefix joined to `prefix`, and their
+    /// total size (every page of the listing).
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Listing>> + Send;
     /// `len` bytes from `offset` (a ranged GET).
     fn read(&self, name: &str, offset: u64, len: u64) -> impl Future<Output = Result<Bytes>> + Send;
 }
@@ -258,6 +262,31 @@ impl<S: Store> Sink for CloudSink<S> {
         Ok(Box::new(CloudReader { store: self.store.clone(), rt: self.rt.handle().clone(), name: name.into(), size }))
     }
 
+    fn stat(&self, name: &str) -> Result<Option<u64>> {
+        super::check_name(name, &self.capabilities())?;
+        match self.rt.block_on(self.store.size(name)) {
+            Ok(n) => Ok(Some(n)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        super::check_name(name, &self.capabilities())?;
+        self.rt.block_on(self.store.delete(name))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Listing> {
+        if prefix.len() > super::MAX_NAME || prefix.chars().any(char::is_control) {
+            return Err(Error::InvalidValue {
+                key: "list prefix",
+                value: crate::input::sanitize(prefix, 200),
+                reason: "is longer than a name or has a control character".into(),
+            });
+        }
+        self.rt.block_on(self.store.list(prefix))
+    }
+
     fn use_pool(&self, pool: &BufferPool) {
         self.chunk.store(pool.buffer_size() as u64, Ordering::Relaxed);
         self.limiter.set_max(pool.count());
@@ -284,7 +313,7 @@ impl<S: Store> ObjectReader for CloudReader<S> {
         self.size
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if offset >= self.size || buf.is_empty() {
             return Ok(0);
         }

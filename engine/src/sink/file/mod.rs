@@ -16,7 +16,7 @@
 mod job;
 mod uring;
 
-use super::{Capabilities, ObjectReader, ObjectWriter, Sink, WriteReq};
+use super::{Capabilities, Listing, ObjectReader, ObjectWriter, Sink, WriteReq};
 use crate::error::{Error, Failure, Result};
 use crate::keys::Keys;
 use crate::pool::BufferPool;
@@ -424,6 +424,66 @@ impl Sink for FileSink {
         }
         Ok(Box::new(FileReader { file, path, size }))
     }
+
+    fn stat(&self, name: &str) -> Result<Option<u64>> {
+        super::check_name(name, &self.capabilities())?;
+        let path = self.root.join(name);
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        super::check_name(name, &self.capabilities())?;
+        let path = self.root.join(name);
+        fs::remove_file(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Listing> {
+        // Only the directory the prefix names can hold matches: start there.
+        let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        if dir_part.split('/').any(|c| c == ".." || c == ".") || prefix.starts_with('/') {
+            return Err(Error::InvalidValue {
+                key: "list prefix",
+                value: crate::input::sanitize(prefix, 200),
+                reason: "must stay below the target root".into(),
+            });
+        }
+        let mut found = Listing::default();
+        let start = if dir_part.is_empty() { self.root.clone() } else { self.root.join(dir_part) };
+        let mut dirs = vec![(start, dir_part.to_string())];
+        while let Some((dir, rel)) = dirs.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            for e in entries {
+                let e = e.map_err(|e| Error::io(&dir, e))?;
+                let Some(file_name) = e.file_name().to_str().map(str::to_string) else { continue };
+                let name = if rel.is_empty() { file_name.clone() } else { format!("{rel}/{file_name}") };
+                let kind = e.file_type().map_err(|err| Error::io(e.path(), err))?;
+                if kind.is_dir() {
+                    // Descend only where a match can be below.
+                    if name.starts_with(prefix) || prefix.starts_with(&format!("{name}/")) {
+                        dirs.push((e.path(), name));
+                    }
+                } else if kind.is_file() && name.starts_with(prefix) && !is_temporary(&file_name) {
+                    found.count += 1;
+                    found.bytes += e.metadata().map_err(|err| Error::io(e.path(), err))?.len();
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether a file name is one of our temporaries (an object not yet complete) or probe files.
+fn is_temporary(file_name: &str) -> bool {
+    file_name.starts_with('.') && (file_name.contains(".dgen-tmp.") || file_name.starts_with(".dgen-dio-probe."))
 }
 
 /// An open object; it borrows its sink, whose engine carries its writes.
@@ -497,7 +557,7 @@ impl ObjectReader for FileReader {
         self.size
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         // At the end without a syscall: O_DIRECT would refuse the unaligned offset a short read leaves.
         if offset >= self.size || buf.is_empty() {
             return Ok(0);

@@ -1,0 +1,301 @@
+//! The host side of reads, stats, lists, deletes, phases and pauses (contract 1.1).
+//!
+//! A read goes to the run's reader threads ([`crate::read`]) and returns at once; `wait-reads`
+//! collects what finished. The plugin learns per read only the byte count, its timing and whether
+//! its check passed: the first differing offset and the bytes found go to the user's report (a
+//! plugin told where its guess first differs could read storage byte by byte). Every record the host
+//! keeps for it — a read in flight or unreported, a phase, a failure line — is charged to its budget.
+//! A read, stat, list or delete that cannot be done at all is the run's error (exit 3), once the
+//! plugin has been told.
+
+use super::{cost, HostResult, HostState, Named};
+use crate::error::Error;
+use crate::input::sanitize;
+use crate::object::Content;
+use crate::phase::{Phase, MAX_PHASE_NAME};
+use crate::read::{Check, Expected, Outcome, ReadReq, Reads};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Failed reads kept with their offset for the report; the rest are counted.
+const KEPT_FAILURES: usize = 1000;
+/// The most phases a run may have.
+pub const MAX_PHASES: usize = 10_000;
+/// The longest pause, seconds.
+pub const MAX_PAUSE: f64 = 86_400.0;
+
+/// What a phase's records cost: its histograms' counters and the rest.
+pub(super) fn phase_cost() -> usize {
+    let p = Phase::new(String::new(), Instant::now());
+    (p.latency.distinct_values() + p.ttfb.distinct_values()) * 8 + 512
+}
+
+impl HostState {
+    /// Counts a finished object in the phase it was committed in, and keeps its CRC for reads.
+    pub(super) fn attribute(&mut self, r: &crate::exec::ObjectResult) {
+        let phase = match self.names.get_mut(&r.name) {
+            Some(Named::Committed { phase, crc32c, .. }) => {
+                *crc32c = r.crc32c;
+                *phase
+            }
+            _ => self.phases.len() - 1,
+        };
+        if let Some(p) = self.phases.get_mut(phase) {
+            p.written += r.size;
+            p.writes += 1;
+            p.done(r.at, r.latency);
+        }
+    }
+
+    /// A name a plugin passes to storage calls: one that could leave the target root traps.
+    fn storage_name(&mut self, name: &str) -> wasmtime::Result<()> {
+        if let Err(e) = crate::sink::check_name(name, &self.caps) {
+            let reason = match e {
+                Error::InvalidValue { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            return Err(self.violate(format!("object name '{}' {reason}", sanitize(name, 200))));
+        }
+        Ok(())
+    }
+
+    /// A storage call's failure: the plugin is told, and the run fails with it.
+    fn op_failed(&mut self, e: Error) -> String {
+        let told = e.to_string();
+        self.read_error.get_or_insert(e);
+        told
+    }
+
+    pub(super) fn read_inner(&mut self, name: String, offset: u64, len: Option<u64>, check: Check) -> HostResult<()> {
+        self.storage_name(&name)?;
+        let expected = match self.names.get(&name) {
+            Some(Named::Open) => {
+                return Ok(Err(format!("'{}' is being described: commit it before reading it", sanitize(&name, 200))))
+            }
+            Some(Named::Declared { recipe }) => {
+                Some(Expected { content: Content::Recipe(recipe.clone()), size: recipe.size(), crc32c: None })
+            }
+            Some(Named::Committed { recipe, .. }) => {
+                let recipe = recipe.clone();
+                if self.ctx.mode == crate::plugin::host::Mode::Write {
+                    // Read what is durable: wait for its write.
+                    let t = Instant::now();
+                    self.wait_until(|s| s.finished.iter().rev().any(|r| r.name == name));
+                    self.blocked += t.elapsed();
+                    if self.cancelled() {
+                        return Err(self.interrupted_trap());
+                    }
+                }
+                let crc32c = match self.names.get(&name) {
+                    Some(Named::Committed { crc32c, .. }) => *crc32c,
+                    _ => None,
+                };
+                Some(Expected { content: Content::Recipe(recipe.clone()), size: recipe.size(), crc32c })
+            }
+            None => None,
+        };
+        if check == Check::Verify && expected.is_none() {
+            return Ok(Err(format!(
+                "'{}': a verify read needs the object committed or declared in this run",
+                sanitize(&name, 200)
+            )));
+        }
+        self.charge(cost::READ + name.len(), "issuing a read")?;
+        if self.reads.is_none() {
+            let reads = Reads::start(
+                self.ctx.sink.clone(),
+                self.ctx.read_pool.clone(),
+                self.gens[0].1.clone(),
+                self.ctx.read_depth,
+                self.read_tx.clone(),
+                self.ctx.cancel.clone(),
+            );
+            match reads {
+                Ok(r) => self.reads = Some(r),
+                Err(e) => return Ok(Err(self.op_failed(e))),
+            }
+        }
+        let seq = self.reads_issued;
+        self.reads_issued += 1;
+        let tag = self.phases.len() - 1;
+        let req = ReadReq { name, offset, len, check, expected, tag, seq };
+        self.reads.as_ref().expect("reader started").submit(req);
+        Ok(Ok(()))
+    }
+
+    /// Takes a finished read into its phase and the report; keeps it for `wait-reads`.
+    fn receive_read(&mut self, r: crate::read::ReadResult) -> wasmtime::Result<()> {
+        self.reads_received += 1;
+        if let Some(p) = self.phases.get_mut(r.tag) {
+            p.read += r.bytes;
+            p.reads += 1;
+            p.done(r.at, r.latency);
+            let _ = p.ttfb.record((r.ttfb.as_micros() as u64).clamp(1, 3_600_000_000));
+            if matches!(r.outcome, Outcome::Failed(_)) {
+                p.read_failures += 1;
+            }
+        }
+        match &r.outcome {
+            Outcome::Failed(v) => {
+                self.read_failure_count += 1;
+                if self.read_failures.len() < KEPT_FAILURES {
+                    self.charge(cost::READ_FAILURE + r.name.len(), "recording a failed read")?;
+                    self.read_failures.push((r.name.clone(), r.offset, v.clone()));
+                }
+            }
+            Outcome::Error(e) => {
+                self.read_error.get_or_insert(e.clone());
+            }
+            Outcome::Passed => {}
+        }
+        let charge = cost::READ + r.name.len();
+        self.reads_unreported.push((r, charge));
+        Ok(())
+    }
+
+    pub(super) fn wait_reads_inner(&mut self) -> HostResult<Vec<super::wit::ReadStats>> {
+        let t = Instant::now();
+        while self.reads_received < self.reads_issued {
+            match self.read_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => self.receive_read(r)?,
+                Err(_) => {
+                    if self.cancelled() {
+                        self.blocked += t.elapsed();
+                        return Err(self.interrupted_trap());
+                    }
+                }
+            }
+        }
+        self.blocked += t.elapsed();
+        let mut done = std::mem::take(&mut self.reads_unreported);
+        done.sort_by_key(|(r, _)| r.seq);
+        let mut out = Vec::with_capacity(done.len());
+        let mut failed = None;
+        for (r, charge) in done {
+            self.release(charge);
+            if let Outcome::Error(e) = &r.outcome {
+                failed.get_or_insert_with(|| e.to_string());
+            }
+            out.push(super::wit::ReadStats {
+                passed: matches!(r.outcome, Outcome::Passed),
+                name: r.name,
+                offset: r.offset,
+                bytes: r.bytes,
+                latency_us: r.latency.as_micros() as u64,
+                ttfb_us: r.ttfb.as_micros() as u64,
+            });
+        }
+        if let Some(m) = failed {
+            return Ok(Err(m));
+        }
+        Ok(Ok(out))
+    }
+
+    /// Ends the run's reads: waits for those in flight, and takes in what finished.
+    pub fn finish_reads(&mut self) {
+        self.reads.take();
+        while let Ok(r) = self.read_rx.try_recv() {
+            let _ = self.receive_read(r);
+        }
+        let unreported = std::mem::take(&mut self.reads_unreported);
+        for (_, charge) in unreported {
+            self.release(charge);
+        }
+    }
+
+    /// Times a storage call that blocks the plugin, as an operation of the current phase.
+    fn timed<T>(
+        &mut self,
+        f: impl FnOnce(&dyn crate::sink::Sink) -> crate::error::Result<T>,
+    ) -> crate::error::Result<T> {
+        let t = Instant::now();
+        let r = f(self.ctx.sink.as_ref());
+        let took = t.elapsed();
+        self.blocked += took;
+        let p = self.phases.last_mut().expect("a phase");
+        p.meta_ops += 1;
+        p.done(Instant::now(), took);
+        r
+    }
+
+    pub(super) fn stat_inner(&mut self, name: String) -> HostResult<Option<u64>> {
+        self.storage_name(&name)?;
+        match self.timed(|s| s.stat(&name)) {
+            Ok(size) => Ok(Ok(size)),
+            Err(e) => Ok(Err(self.op_failed(e))),
+        }
+    }
+
+    pub(super) fn list_inner(&mut self, prefix: String) -> HostResult<super::wit::Listing> {
+        if prefix.chars().any(char::is_control) || prefix.starts_with('/') || prefix.split('/').any(|c| c == "..") {
+            return Err(
+                self.violate(format!("list prefix '{}' must stay below the target root", sanitize(&prefix, 200)))
+            );
+        }
+        match self.timed(|s| s.list(&prefix)) {
+            Ok(l) => Ok(Ok(super::wit::Listing { count: l.count, bytes: l.bytes })),
+            Err(e) => Ok(Err(self.op_failed(e))),
+        }
+    }
+
+    pub(super) fn delete_inner(&mut self, name: String) -> HostResult<()> {
+        self.storage_name(&name)?;
+        if matches!(self.names.get(&name), Some(Named::Open)) {
+            return Ok(Err(format!("'{}' is being described: it cannot be deleted", sanitize(&name, 200))));
+        }
+        match self.timed(|s| s.delete(&name)) {
+            Ok(()) => Ok(Ok(())),
+            // Telling the plugin is enough: deleting what is not there is its business.
+            Err(e @ Error::NotFound { .. }) => Ok(Err(e.to_string())),
+            Err(e) => Ok(Err(self.op_failed(e))),
+        }
+    }
+
+    pub(super) fn phase_inner(&mut self, name: String) -> wasmtime::Result<()> {
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(self.violate("a phase name must be non-empty, without control characters".into()));
+        }
+        if self.phases.len() >= MAX_PHASES {
+            return Err(self.violate(format!("started more than {MAX_PHASES} phases")));
+        }
+        self.charge(self.phase_cost + name.len(), "starting a phase")?;
+        let now = Instant::now();
+        if let Some(p) = self.phases.last_mut() {
+            p.ended = Some(now);
+        }
+        // The implicit first phase disappears when nothing happened in it.
+        if self.phases.len() == 1 && self.phases[0].ops() == 0 && self.reads_issued == 0 && self.committed == 0 {
+            self.phases.clear();
+        }
+        self.phases.push(Phase::new(name, now));
+        Ok(())
+    }
+
+    pub(super) fn pause_inner(&mut self, seconds: f64) -> wasmtime::Result<()> {
+        if !(0.0..=MAX_PAUSE).contains(&seconds) {
+            return Err(self.violate(format!("pause of {seconds} seconds: it must be from 0 to {MAX_PAUSE}")));
+        }
+        let t = Instant::now();
+        let until = t + Duration::from_secs_f64(seconds);
+        while Instant::now() < until {
+            if self.ctx.cancel.load(Ordering::Relaxed) {
+                self.blocked += t.elapsed();
+                return Err(self.interrupted_trap());
+            }
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+        }
+        self.blocked += t.elapsed();
+        Ok(())
+    }
+
+    /// The phases, their last one ended now.
+    pub fn close_phases(&mut self) {
+        let now = Instant::now();
+        if let Some(p) = self.phases.last_mut() {
+            p.ended.get_or_insert(now);
+        }
+    }
+}
+
+/// Checks a phase name's length in the plugin's memory before it is copied.
+pub(super) const PHASE_NAME_MAX: usize = MAX_PHASE_NAME;

@@ -1,0 +1,451 @@
+//! Reads: whole objects or byte ranges, many in flight, each checked as it arrives.
+//!
+//! A read is cut into pieces at multiples of the pool's buffer size. A fixed set of reader threads
+//! (the read depth) takes pieces from the reads in the order they were issued, so the ranges of one
+//! big object are read in parallel — as a transfer manager downloads — and many small objects are
+//! read at once. Each piece lands in a pool buffer (the memory bound writes share) and is checked
+//! right there, on the thread that read it, while the other threads' reads are in flight:
+//!
+//! - `None`: nothing; the bytes are counted and dropped.
+//! - `Crc`: CRC32C of what was read, pieces combined in order, against what the object should hold
+//!   (the CRC its write recorded, or one computed from its recipe).
+//! - `Verify`: every byte against the recipe, regenerated from the seed into a per-thread scratch.
+//!
+//! Where and how a read differs goes to the user's report; a plugin is only told whether it passed
+//! (nothing read from storage flows back into the sandbox). A read never writes.
+
+use crate::error::{Error, Result};
+use crate::gen::Generator;
+use crate::object::Content;
+use crate::pool::BufferPool;
+use crate::sink::{ObjectReader, Sink};
+use crate::verify::Verdict;
+use crc_fast::CrcAlgorithm::Crc32Iscsi;
+use crossbeam_channel::Sender;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What a read checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    None,
+    Crc,
+    Verify,
+}
+
+impl std::str::FromStr for Check {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Check, String> {
+        match s {
+            "none" => Ok(Check::None),
+            "crc" => Ok(Check::Crc),
+            "verify" => Ok(Check::Verify),
+            other => Err(format!("unknown check '{other}' (use none, crc or verify)")),
+        }
+    }
+}
+
+/// What the object should hold, when the run knows it (written or declared in this run).
+#[derive(Clone)]
+pub struct Expected {
+    pub content: Content,
+    pub size: u64,
+    /// CRC32C of the whole object, when its write recorded it.
+    pub crc32c: Option<u32>,
+}
+
+/// One read.
+pub struct ReadReq {
+    pub name: String,
+    pub offset: u64,
+    /// Bytes to read; `None` to the end of the object.
+    pub len: Option<u64>,
+    pub check: Check,
+    pub expected: Option<Expected>,
+    /// The caller's tag (the phase it belongs to).
+    pub tag: usize,
+    /// The caller's sequence number.
+    pub seq: u64,
+}
+
+/// How a read ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Read in full; its check (if any) passed.
+    Passed,
+    /// Read, but not what it should be: the first difference, for the user.
+    Failed(Verdict),
+    /// Could not be read (missing, refused, the range beyond its end, the connection lost).
+    Error(Error),
+}
+
+/// A finished read.
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    pub name: String,
+    pub offset: u64,
+    pub bytes: u64,
+    /// From the moment a reader thread took it up (opening it included) to its last byte checked:
+    /// the service time, without the time it queued behind earlier reads.
+    pub latency: Duration,
+    /// From the same moment to its first piece (one buffer) in memory.
+    pub ttfb: Duration,
+    pub at: Instant,
+    pub check: Check,
+    /// CRC32C of what was read (for `Crc` and `Verify`), for the user's report.
+    pub crc32c: Option<u32>,
+    pub outcome: Outcome,
+    pub tag: usize,
+    pub seq: u64,
+}
+
+/// A read in progress.
+struct Active {
+    req: ReadReq,
+    /// When a reader thread first took it up.
+    started: OnceLock<Instant>,
+    reader: OnceLock<std::result::Result<Arc<dyn ObjectReader>, Error>>,
+    state: Mutex<Progress>,
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Where the next piece starts, and where the read ends (known once open).
+    next: u64,
+    end: Option<u64>,
+    /// Pieces handed out and not yet done.
+    out: usize,
+    claimed_all: bool,
+    bytes: u64,
+    ttfb: Option<Duration>,
+    /// Per piece, in offset order: (offset, length, CRC of what was read, CRC it should have).
+    crcs: Vec<(u64, u64, u32, Option<u32>)>,
+    failed: Option<Verdict>,
+    error: Option<Error>,
+}
+
+struct Shared {
+    queue: Mutex<VecDeque<Arc<Active>>>,
+    wake: Condvar,
+    closed: AtomicBool,
+    sink: Arc<dyn Sink>,
+    pool: BufferPool,
+    gen: Arc<Generator>,
+    align: usize,
+    done: Sender<ReadResult>,
+    cancel: Arc<AtomicBool>,
+}
+
+/// The reader threads of a run. Dropping it stops them once the reads issued have finished.
+pub struct Reads {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Reads {
+    /// Starts `depth` reader threads over `sink`, reading into `pool`'s buffers; finished reads are
+    /// sent to `done`.
+    pub fn start(
+        sink: Arc<dyn Sink>,
+        pool: BufferPool,
+        gen: Arc<Generator>,
+        depth: usize,
+        done: Sender<ReadResult>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Reads> {
+        let align = sink.capabilities().alignment.max(1);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            wake: Condvar::new(),
+            closed: AtomicBool::new(false),
+            sink,
+            pool,
+            gen,
+            align,
+            done,
+            cancel,
+        });
+        let mut threads = Vec::new();
+        for i in 0..depth.clamp(1, 256) {
+            let shared = shared.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("dgen-read-{i}"))
+                .spawn(move || worker(&shared))
+                .map_err(|e| Error::Resource(format!("cannot start reader threads: {e}")))?;
+            threads.push(t);
+        }
+        Ok(Reads { shared, threads })
+    }
+
+    /// Queues a read; returns at once.
+    pub fn submit(&self, req: ReadReq) {
+        let a = Arc::new(Active {
+            state: Mutex::new(Progress { next: req.offset, ..Default::default() }),
+            req,
+            started: OnceLock::new(),
+            reader: OnceLock::new(),
+        });
+        self.shared.queue.lock().unwrap().push_back(a);
+        self.shared.wake.notify_all();
+    }
+}
+
+impl Drop for Reads {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A piece claimed by a worker: bytes `[start, end)` of a read.
+struct Piece {
+    read: Arc<Active>,
+    start: u64,
+    end: u64,
+}
+
+fn worker(sh: &Shared) {
+    let mut scratch: Vec<u8> = Vec::new();
+    while let Some(piece) = claim(sh) {
+        let result = if sh.cancel.load(Ordering::Relaxed) {
+            Err(Error::Cancelled)
+        } else {
+            read_piece(sh, &piece, &mut scratch)
+        };
+        finish_piece(sh, piece, result);
+    }
+}
+
+/// Waits for the next piece to read; `None` once closed and nothing is left.
+fn claim(sh: &Shared) -> Option<Piece> {
+    let mut q = sh.queue.lock().unwrap();
+    loop {
+        if let Some(front) = q.front().cloned() {
+            // Opening can take a round trip (a HEAD): do it without holding the queue, once.
+            drop(q);
+            front.started.get_or_init(Instant::now);
+            let opened = front.reader.get_or_init(|| open(sh, &front.req));
+            let mut p = front.state.lock().unwrap();
+            q = sh.queue.lock().unwrap();
+            if p.claimed_all {
+                // Another worker took the last piece while we opened; it is off the queue already.
+                continue;
+            }
+            let end = match (opened, p.end) {
+                (_, Some(end)) => end,
+                (Err(e), None) => {
+                    p.error.get_or_insert(e.clone());
+                    p.end = Some(p.next);
+                    p.next
+                }
+                (Ok(reader), None) => {
+                    let end = match read_end(&front.req, reader.size()) {
+                        Ok(end) => end,
+                        Err(e) => {
+                            p.error = Some(e);
+                            p.next
+                        }
+                    };
+                    p.end = Some(end);
+                    end
+                }
+            };
+            let chunk = sh.pool.buffer_size() as u64;
+            let start = p.next;
+            let stop = end.min((start / chunk + 1) * chunk);
+            p.next = stop;
+            if stop >= end {
+                p.claimed_all = true;
+                if q.front().is_some_and(|f| Arc::ptr_eq(f, &front)) {
+                    q.pop_front();
+                }
+            }
+            p.out += 1;
+            drop(p);
+            drop(q);
+            return Some(Piece { read: front, start, end: stop });
+        }
+        if sh.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        q = sh.wake.wait_timeout(q, Duration::from_millis(100)).unwrap().0;
+    }
+}
+
+fn open(sh: &Shared, req: &ReadReq) -> std::result::Result<Arc<dyn ObjectReader>, Error> {
+    sh.sink.open(&req.name).map(Arc::from)
+}
+
+/// Where a read ends, given the object's size on storage; or why it cannot start.
+fn read_end(req: &ReadReq, size: u64) -> Result<u64> {
+    if let Some(x) = req.expected.as_ref().filter(|x| x.size != size) {
+        // Shorter or longer than what was written: whatever the check, the object is not the one
+        // the run knows (truncated, replaced).
+        let how = if size < x.size { "shorter than" } else { "longer than" };
+        return Err(Error::sink(&req.name, format!("is {size} bytes on storage, {how} the {} bytes written", x.size)));
+    }
+    let end = match req.len {
+        None => size.max(req.offset),
+        Some(len) => req.offset.saturating_add(len),
+    };
+    if end > size || req.offset > size {
+        return Err(Error::NotFound {
+            target: req.name.clone(),
+            message: format!("cannot read bytes {}..{end}: the object is {size} bytes long", req.offset.min(end)),
+            source: None,
+        });
+    }
+    Ok(end)
+}
+
+/// What one piece found: its CRC (and the expected one), or the first difference.
+struct PieceResult {
+    crc: u32,
+    want_crc: Option<u32>,
+    differs: Option<Verdict>,
+    arrived: Duration,
+}
+
+fn read_piece(sh: &Shared, piece: &Piece, scratch: &mut Vec<u8>) -> Result<PieceResult> {
+    let read = &piece.read;
+    let reader = match read.reader.get() {
+        Some(Ok(r)) => r.clone(),
+        Some(Err(e)) => return Err(e.clone()),
+        None => return Err(Error::sink(&read.req.name, "read before open")),
+    };
+    // O_DIRECT: read the aligned window around the piece (it lies within one buffer-sized window,
+    // which is itself aligned), then look at the piece's part of it.
+    let a = sh.align as u64;
+    let win_start = piece.start / a * a;
+    let win_end = piece.end.div_ceil(a) * a;
+    let want = (piece.end - win_start) as usize;
+    let mut buf = sh.pool.take();
+    let win = &mut buf.as_mut_slice()[..(win_end - win_start) as usize];
+    let mut filled = 0usize;
+    while filled < want {
+        let n = reader.read_at(win_start + filled as u64, &mut win[filled..])?;
+        if n == 0 {
+            return Err(Error::sink(
+                &read.req.name,
+                format!(
+                    "ended at byte {} while reading up to {}: shorter than it said",
+                    win_start + filled as u64,
+                    piece.end
+                ),
+            ));
+        }
+        filled += n;
+    }
+    let arrived = read.started.get().map_or(Duration::ZERO, |t| t.elapsed());
+    let got = &win[(piece.start - win_start) as usize..want];
+    let crc = if read.req.check == Check::None { 0 } else { crc_fast::checksum(Crc32Iscsi, got) as u32 };
+    let mut out = PieceResult { crc, want_crc: None, differs: None, arrived };
+    let Some(x) = read.req.expected.as_ref().filter(|_| read.req.check != Check::None) else {
+        return Ok(out);
+    };
+    let whole_crc_known = read.req.check == Check::Crc && x.crc32c.is_some() && covers_whole(&read.req, x.size);
+    if whole_crc_known {
+        return Ok(out);
+    }
+    scratch.resize(got.len(), 0);
+    x.content.fill(&sh.gen, piece.start, &mut scratch[..got.len()]);
+    let expected = &scratch[..got.len()];
+    match read.req.check {
+        Check::Crc => out.want_crc = Some(crc_fast::checksum(Crc32Iscsi, expected) as u32),
+        _ => {
+            if got != expected {
+                let i = got.iter().zip(expected).position(|(g, w)| g != w).expect("slices differ");
+                out.differs =
+                    Some(Verdict::Differs { offset: piece.start + i as u64, expected: expected[i], found: got[i] });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn covers_whole(req: &ReadReq, size: u64) -> bool {
+    req.offset == 0 && req.len.is_none_or(|l| l == size)
+}
+
+fn finish_piece(sh: &Shared, piece: Piece, result: Result<PieceResult>) {
+    let read = piece.read;
+    let mut p = read.state.lock().unwrap();
+    p.out -= 1;
+    match result {
+        Ok(r) => {
+            p.bytes += piece.end - piece.start;
+            p.ttfb = Some(p.ttfb.map_or(r.arrived, |t| t.min(r.arrived)));
+            p.crcs.push((piece.start, piece.end - piece.start, r.crc, r.want_crc));
+            if let Some(Verdict::Differs { offset, .. }) = &r.differs {
+                let earlier = match &p.failed {
+                    Some(Verdict::Differs { offset: o, .. }) => offset < o,
+                    _ => true,
+                };
+                if earlier {
+                    p.failed = r.differs;
+                }
+            }
+        }
+        Err(e) => {
+            p.error.get_or_insert(e);
+        }
+    }
+    if !(p.claimed_all && p.out == 0) {
+        return;
+    }
+    let req = &read.req;
+    p.crcs.sort_by_key(|c| c.0);
+    let crc = (req.check != Check::None && p.error.is_none() && p.failed.is_none())
+        .then(|| p.crcs.iter().fold(None, |acc: Option<u32>, c| Some(combine(acc, c.2, c.1))).unwrap_or(0));
+    if req.check == Check::Crc && p.failed.is_none() && p.error.is_none() {
+        let want = match req.expected.as_ref().and_then(|x| x.crc32c.filter(|_| covers_whole(req, x.size))) {
+            Some(whole) => Some(whole),
+            None => {
+                p.crcs.iter().try_fold(None, |acc: Option<u32>, c| c.3.map(|w| Some(combine(acc, w, c.1)))).flatten()
+            }
+        };
+        let want = if p.crcs.is_empty() { Some(0) } else { want };
+        if let (Some(want), Some(got)) = (want, crc) {
+            if want != got {
+                p.failed = Some(Verdict::CrcMismatch { expected: want, found: got });
+            }
+        }
+    }
+    let outcome = if let Some(e) = p.error.take() {
+        Outcome::Error(e)
+    } else if let Some(v) = p.failed.take() {
+        Outcome::Failed(v)
+    } else {
+        Outcome::Passed
+    };
+    let latency = read.started.get().map_or(Duration::ZERO, |t| t.elapsed());
+    let result = ReadResult {
+        name: req.name.clone(),
+        offset: req.offset,
+        bytes: p.bytes,
+        latency,
+        ttfb: p.ttfb.unwrap_or(latency),
+        at: Instant::now(),
+        check: req.check,
+        crc32c: crc,
+        outcome,
+        tag: req.tag,
+        seq: req.seq,
+    };
+    drop(p);
+    let _ = sh.done.send(result);
+}
+
+/// CRC32C of `a ‖ b` from the CRC of `a` (none: empty) and the CRC of `b`, `len_b` bytes.
+fn combine(a: Option<u32>, b: u32, len_b: u64) -> u32 {
+    match a {
+        None => b,
+        Some(a) => crc_fast::checksum_combine(Crc32Iscsi, a as u64, b as u64, len_b) as u32,
+    }
+}
