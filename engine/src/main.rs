@@ -256,6 +256,7 @@ fn open_dest<'a>(
                 direct: args.direct,
                 queue_depth: args.queue_depth as usize,
                 create_root: false,
+                ..FileOptions::default()
             };
             let file_sink = file_sink.insert(FileSink::new(dir, opts).map_err(|e| {
                 let mut f = lib_error(e);

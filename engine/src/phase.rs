@@ -34,8 +34,12 @@ pub struct Phase {
     pub latency: Histogram<u64>,
     /// Reads' time to first byte, µs.
     pub ttfb: Histogram<u64>,
-    /// For a read phase on files: the share of its files' pages in memory when it started.
-    pub cached_fraction: Option<f64>,
+    /// Over the objects its reads opened: the bytes the local cache held then (share × size summed),
+    /// and their size.
+    pub cached_bytes: f64,
+    pub opened_bytes: u64,
+    /// Whether any of its reads could tell (files can; object stores cannot).
+    pub cache_known: bool,
 }
 
 impl Phase {
@@ -54,7 +58,9 @@ impl Phase {
             meta_ops: 0,
             latency: h(),
             ttfb: h(),
-            cached_fraction: None,
+            cached_bytes: 0.0,
+            opened_bytes: 0,
+            cache_known: false,
         }
     }
 
@@ -62,6 +68,13 @@ impl Phase {
     pub fn done(&mut self, at: Instant, latency: Duration) {
         self.last_done = Some(self.last_done.map_or(at, |t| t.max(at)));
         let _ = self.latency.record((latency.as_micros() as u64).clamp(1, 3_600_000_000));
+    }
+
+    /// For a read phase on files: the share of its files' pages in the page cache as they were
+    /// opened (after a `cache = "drop"`, what the reads could still find in memory).
+    pub fn cached_fraction(&self) -> Option<f64> {
+        self.cache_known
+            .then(|| if self.opened_bytes == 0 { 0.0 } else { self.cached_bytes / self.opened_bytes as f64 })
     }
 
     pub fn bytes(&self) -> u64 {

@@ -22,7 +22,7 @@ use crate::sink::{ObjectReader, Sink};
 use crate::verify::Verdict;
 use crc_fast::CrcAlgorithm::Crc32Iscsi;
 use crossbeam_channel::Sender;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -100,6 +100,9 @@ pub struct ReadResult {
     pub outcome: Outcome,
     pub tag: usize,
     pub seq: u64,
+    /// When this read opened its object (the first read of it since [`Reads::new_phase`]): the share
+    /// the local cache held then, and the object's size.
+    pub cached: Option<(f64, u64)>,
 }
 
 /// A read in progress.
@@ -108,6 +111,8 @@ struct Active {
     /// When a reader thread first took it up.
     started: OnceLock<Instant>,
     reader: OnceLock<std::result::Result<Arc<dyn ObjectReader>, Error>>,
+    /// Set when this read was the one that opened the object: (cached share, size).
+    opened: OnceLock<(f64, u64)>,
     state: Mutex<Progress>,
 }
 
@@ -137,7 +142,13 @@ struct Shared {
     align: usize,
     done: Sender<ReadResult>,
     cancel: Arc<AtomicBool>,
+    /// Objects open for reading in this phase: each is opened (and its cache dropped) once per
+    /// phase, not once per range.
+    open: Mutex<HashMap<String, Arc<dyn ObjectReader>>>,
 }
+
+/// Objects kept open at once (each holds a file descriptor); past it the set starts over.
+const MAX_OPEN: usize = 256;
 
 /// The reader threads of a run. Dropping it stops them once the reads issued have finished.
 pub struct Reads {
@@ -167,6 +178,7 @@ impl Reads {
             align,
             done,
             cancel,
+            open: Mutex::new(HashMap::new()),
         });
         let mut threads = Vec::new();
         for i in 0..depth.clamp(1, 256) {
@@ -180,6 +192,11 @@ impl Reads {
         Ok(Reads { shared, threads })
     }
 
+    /// A new phase starts: objects are opened afresh (and their cached pages dropped again).
+    pub fn new_phase(&self) {
+        self.shared.open.lock().unwrap().clear();
+    }
+
     /// Queues a read; returns at once.
     pub fn submit(&self, req: ReadReq) {
         let a = Arc::new(Active {
@@ -187,6 +204,7 @@ impl Reads {
             req,
             started: OnceLock::new(),
             reader: OnceLock::new(),
+            opened: OnceLock::new(),
         });
         self.shared.queue.lock().unwrap().push_back(a);
         self.shared.wake.notify_all();
@@ -230,7 +248,7 @@ fn claim(sh: &Shared) -> Option<Piece> {
             // Opening can take a round trip (a HEAD): do it without holding the queue, once.
             drop(q);
             front.started.get_or_init(Instant::now);
-            let opened = front.reader.get_or_init(|| open(sh, &front.req));
+            let opened = front.reader.get_or_init(|| open(sh, &front));
             let mut p = front.state.lock().unwrap();
             q = sh.queue.lock().unwrap();
             if p.claimed_all {
@@ -278,8 +296,21 @@ fn claim(sh: &Shared) -> Option<Piece> {
     }
 }
 
-fn open(sh: &Shared, req: &ReadReq) -> std::result::Result<Arc<dyn ObjectReader>, Error> {
-    sh.sink.open(&req.name).map(Arc::from)
+fn open(sh: &Shared, read: &Active) -> std::result::Result<Arc<dyn ObjectReader>, Error> {
+    let name = &read.req.name;
+    if let Some(r) = sh.open.lock().unwrap().get(name) {
+        return Ok(r.clone());
+    }
+    let r: Arc<dyn ObjectReader> = Arc::from(sh.sink.open(name)?);
+    if let Some(share) = r.cached_fraction() {
+        let _ = read.opened.set((share, r.size()));
+    }
+    let mut open = sh.open.lock().unwrap();
+    if open.len() >= MAX_OPEN {
+        open.clear();
+    }
+    open.insert(name.clone(), r.clone());
+    Ok(r)
 }
 
 /// Where a read ends, given the object's size on storage; or why it cannot start.
@@ -295,11 +326,11 @@ fn read_end(req: &ReadReq, size: u64) -> Result<u64> {
         Some(len) => req.offset.saturating_add(len),
     };
     if end > size || req.offset > size {
-        return Err(Error::NotFound {
-            target: req.name.clone(),
-            message: format!("cannot read bytes {}..{end}: the object is {size} bytes long", req.offset.min(end)),
-            source: None,
-        });
+        let from = req.offset.min(end);
+        return Err(Error::sink(
+            &req.name,
+            format!("cannot read bytes {from}..{end}: the object is {size} bytes long"),
+        ));
     }
     Ok(end)
 }
@@ -437,6 +468,7 @@ fn finish_piece(sh: &Shared, piece: Piece, result: Result<PieceResult>) {
         outcome,
         tag: req.tag,
         seq: req.seq,
+        cached: read.opened.get().copied(),
     };
     drop(p);
     let _ = sh.done.send(result);

@@ -175,6 +175,11 @@ pub fn phase(name: &str) {
     host::phase(name)
 }
 
+/// The current phase's bytes (written and read), operations and seconds so far.
+pub fn phase_totals() -> Totals {
+    host::phase_totals()
+}
+
 /// Waits `seconds` (think time between phases); not counted against the plugin's deadline.
 pub fn pause(seconds: f64) {
     host::pause(seconds)

@@ -129,7 +129,7 @@ pub fn s3_sink(bucket: &Bucket, prefix: &str, cloud: CloudOptions) -> CloudSink<
 
 /// `dgen-engine` with the environment a user would set for an S3-compatible server (and nothing
 /// from this machine's own AWS configuration).
-fn bin_s3(endpoint: &str) -> Command {
+pub fn bin_s3(endpoint: &str) -> Command {
     let mut c = bin();
     c.env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")

@@ -32,7 +32,7 @@ fn cases(dir: &Path, test: &str) -> Vec<Case> {
         for direct in [false, true] {
             let name = format!("file-{ename}{}", if direct { "-direct" } else { "" });
             let root = dir.join(&name);
-            let opts = FileOptions { engine, direct, queue_depth: 4, create_root: true };
+            let opts = FileOptions { engine, direct, queue_depth: 4, create_root: true, ..FileOptions::default() };
             let sink = FileSink::new(&root, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
             v.push(Case { name, sink: Box::new(sink), list: Some(Box::new(move || files_in(&root))) });
         }

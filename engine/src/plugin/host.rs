@@ -1145,6 +1145,11 @@ impl Host for HostState {
     fn pause(&mut self, seconds: f64) -> wasmtime::Result<()> {
         self.pause_inner(seconds)
     }
+
+    fn phase_totals(&mut self) -> wasmtime::Result<wit::RunTotals> {
+        let p = self.phases.last().expect("a phase");
+        Ok(wit::RunTotals { bytes: p.bytes(), objects: p.ops(), seconds: p.seconds() })
+    }
 }
 
 fn read_check(c: wit::ReadCheck) -> crate::read::Check {

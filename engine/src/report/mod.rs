@@ -80,7 +80,11 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
     let mut lat: Vec<u64> = o.objects.iter().map(|r| r.latency.as_micros() as u64).collect();
     lat.sort_unstable();
     let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
-    lines.push(format!(
+    let read_only = o.objects.is_empty() && o.phases.iter().any(|p| p.reads + p.meta_ops > 0);
+    if read_only {
+        lines.push(format!("nothing written; run {:.3} s (the phases below)", o.wall.as_secs_f64()));
+    } else {
+        lines.push(format!(
         "{} objects, {} in {:.3} s = {:.2} GB/s (to the last object finished; run {:.3} s); object latency p50 {} p99 {}",
         o.objects.len(),
         format_size(bytes),
@@ -90,9 +94,12 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
         ms(q(0.5)),
         ms(q(0.99)),
     ));
+    }
     if let Some(stats) = &o.stats {
         lines.push(format!("engine {}; pool {}", o.engine, format_size(stats.pool_bytes)));
-        lines.extend(run_details(stats, o.chunk));
+        if stats.ops > 0 {
+            lines.extend(run_details(stats, o.chunk));
+        }
     }
     lines.extend(phase_lines(&o.phases));
     lines.extend(o.notes.iter().cloned());
@@ -171,7 +178,7 @@ pub fn phase_lines(phases: &[Phase]) -> Vec<String> {
             ms(p.latency_us(0.999)),
             ms(p.latency_max_us()),
         );
-        if let Some(c) = p.cached_fraction {
+        if let Some(c) = p.cached_fraction() {
             row.push_str(&format!("  {:.0}% in page cache at start", 100.0 * c));
         }
         if p.read_failures > 0 {
@@ -202,7 +209,7 @@ pub fn phase_json(p: &Phase) -> serde_json::Value {
         "read_failures": p.read_failures,
         "meta_ops": p.meta_ops,
         "ttfb_us": { "p50": q(&p.ttfb, 0.5), "p99": q(&p.ttfb, 0.99), "max": p.ttfb.max() },
-        "cached_fraction": p.cached_fraction,
+        "cached_fraction": p.cached_fraction(),
     })
 }
 

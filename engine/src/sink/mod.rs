@@ -22,7 +22,7 @@ pub mod target;
 use crate::error::{Error, Result};
 use crate::pool::{Buffer, BufferPool};
 
-pub use file::{FileEngine, FileOptions, FileSink};
+pub use file::{CacheMode, FileEngine, FileOptions, FileSink};
 pub use null::NullSink;
 pub use target::Target;
 
@@ -150,6 +150,11 @@ pub trait ObjectReader: Send + Sync {
     /// reads (O_DIRECT), `offset` and `buf`'s address and length follow [`Capabilities::alignment`]
     /// (the end of the object excepted).
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize>;
+    /// The share of the object held in a local cache when it was opened (files: the page cache),
+    /// where the sink can tell.
+    fn cached_fraction(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// Rejects object names that could leave the target root (absolute paths, `..`, empty components),

@@ -9,8 +9,17 @@
 //! - `manifest.json`: each shard's size and CRC32C as the host computed them while writing.
 //!
 //! Checks: every shard read back and verified (unless `verify = false`), and throughput ≥ `min_gbps`.
+//!
+//! Restore: after the saves, `restore` passes (phase `restore` each) read every step's shards back
+//! the way a framework loads a sharded checkpoint — all ranks at once, each its shard's 8-byte header
+//! length, then the JSON header, then every tensor by its byte range — checked by `restore_check`
+//! (`none`, `crc`, `verify`), and pass at or above `min_restore_gbps`. With `save = false` nothing is
+//! written: the shards are described again and declared, so a restore re-reads (and checks) the
+//! checkpoint an earlier run with the same seed and params wrote.
 
-use dgen_plugin_sdk::{export_plugin, log, verify, wait_all, Config, Plugin, Report, Target};
+use dgen_plugin_sdk::{
+    export_plugin, log, read_range, verify, wait_all, wait_reads, Config, Plugin, ReadCheck, Report, Target,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -30,6 +39,29 @@ struct Params {
     /// Pass only at or above this write throughput (GB/s).
     #[serde(default)]
     min_gbps: f64,
+    /// Write the checkpoint (false: it is on storage already, from an earlier run).
+    #[serde(default = "yes")]
+    save: bool,
+    /// Restore passes after the saves.
+    #[serde(default)]
+    restore: u32,
+    /// none, crc or verify.
+    #[serde(default = "default_check")]
+    restore_check: String,
+    /// Pass only at or above this restore throughput (GB/s), each pass.
+    #[serde(default)]
+    min_restore_gbps: f64,
+}
+
+fn default_check() -> String {
+    "verify".into()
+}
+
+/// One shard as a restore reads it: its name, where its tensors start, and their byte ranges.
+struct Layout {
+    name: String,
+    header_len: u64,
+    tensors: Vec<(u64, u64)>,
 }
 
 fn default_model() -> String {
@@ -147,7 +179,20 @@ impl Plugin for Ckpt {
         // the JSON files (the bar's total only needs to be close).
         let tensor_bytes: u64 = all.iter().map(|(_, shape)| shape.iter().product::<u64>() * BF16).sum();
         dgen_plugin_sdk::expect(tensor_bytes.saturating_mul(p.steps as u64), (p.ranks as u64 + 2) * p.steps as u64);
+        let check = match p.restore_check.as_str() {
+            "none" => ReadCheck::None,
+            "crc" => ReadCheck::Crc,
+            "verify" => ReadCheck::Verify,
+            other => return Err(format!("unknown restore_check '{other}' (none, crc, verify)")),
+        };
+        if !p.save && p.restore == 0 {
+            return Err("save = false and restore = 0: nothing to do".into());
+        }
+        if p.save {
+            dgen_plugin_sdk::phase("save");
+        }
         let mut shard_names = Vec::new();
+        let mut layouts: Vec<Layout> = Vec::new();
         let mut total = 0u64;
         for step in 0..p.steps {
             let dir = format!("step-{step:06}");
@@ -180,12 +225,26 @@ impl Plugin for Ckpt {
                 let mut t = Target::open_sized(&name, size)?;
                 t.write(&(text.len() as u64).to_le_bytes())?;
                 t.write(&text)?;
+                let mut ranges = Vec::new();
+                let mut at = 0u64;
                 for &i in members {
-                    t.fill(all[i].1.iter().product::<u64>() * BF16)?;
+                    let len = all[i].1.iter().product::<u64>() * BF16;
+                    t.fill(len)?;
+                    ranges.push((at, len));
+                    at += len;
                 }
-                t.commit()?;
+                if p.save {
+                    t.commit()?;
+                } else if check != ReadCheck::None {
+                    t.declare()?;
+                }
                 step_bytes += offset;
+                layouts.push(Layout { name: name.clone(), header_len: text.len() as u64, tensors: ranges });
                 shard_names.push(name);
+            }
+            if !p.save {
+                total += step_bytes;
+                continue;
             }
             write_json(
                 &format!("{dir}/model.safetensors.index.json"),
@@ -210,7 +269,7 @@ impl Plugin for Ckpt {
         let totals = dgen_plugin_sdk::totals();
         let gbps = totals.bytes as f64 / totals.seconds.max(1e-9) / 1e9;
         let mut verified = 0u32;
-        if p.verify {
+        if p.verify && p.save {
             for name in &shard_names {
                 match verify(name) {
                     Ok(_) => verified += 1,
@@ -219,20 +278,52 @@ impl Plugin for Ckpt {
             }
         }
         let mut report = Report::new();
-        if p.verify {
-            report = report.check_eq("every shard verified", verified as f64, shard_names.len() as f64);
+        let mut summary = Vec::new();
+        if p.save {
+            if p.verify {
+                report = report.check_eq("every shard verified", verified as f64, shard_names.len() as f64);
+            }
+            report = report.check_ge("throughput GB/s", gbps, p.min_gbps);
+            summary.push(format!(
+                "{} x {} ranks x {} steps, {} tensor bytes, {:.2} GB/s",
+                p.model, p.ranks, p.steps, total, gbps
+            ));
         }
-        Ok(report.check_ge("throughput GB/s", gbps, p.min_gbps).summary(format!(
-            "{} x {} ranks x {} steps, {} tensor bytes, {:.2} GB/s",
-            p.model, p.ranks, p.steps, total, gbps
-        )))
+        for pass in 0..p.restore {
+            dgen_plugin_sdk::phase("restore");
+            let (mut reads, mut passed, mut bytes) = (0u64, 0u64, 0u64);
+            for step_shards in layouts.chunks(ranks) {
+                // Every rank loads its shard at once: the header's length, the header, then each
+                // tensor by range (a loader that maps the file touches the same bytes).
+                for l in step_shards {
+                    read_range(&l.name, 0, 8, check)?;
+                    read_range(&l.name, 8, l.header_len, check)?;
+                    for &(at, len) in &l.tensors {
+                        read_range(&l.name, 8 + l.header_len + at, len, check)?;
+                    }
+                }
+                for r in wait_reads()? {
+                    reads += 1;
+                    passed += r.passed as u64;
+                    bytes += r.bytes;
+                }
+            }
+            let t = dgen_plugin_sdk::phase_totals();
+            let restore_gbps = t.bytes as f64 / t.seconds.max(1e-9) / 1e9;
+            let tag = if p.restore > 1 { format!(" (pass {})", pass + 1) } else { String::new() };
+            report = report
+                .check_eq(&format!("restore reads passing {}{tag}", p.restore_check), passed as f64, reads as f64)
+                .check_ge(&format!("restore throughput GB/s{tag}"), restore_gbps, p.min_restore_gbps);
+            summary.push(format!("restore {}: {bytes} bytes in {reads} reads, {restore_gbps:.2} GB/s", pass + 1));
+        }
+        Ok(report.summary(summary.join("; ")))
     }
 }
 
 export_plugin!(
     Ckpt,
     name = "ckpt",
-    version = "0.1.0",
+    version = "0.2.0",
     params =
-        "model: tiny|small|llama3-1b|llama3-8b|llama3-70b (small), ranks (4), steps (2), verify (true), min_gbps (0)"
+        "model: tiny|small|llama3-1b|llama3-8b|llama3-70b (small), ranks (4), steps (2), verify (true), min_gbps (0), save (true), restore passes (0), restore_check: none|crc|verify (verify), min_restore_gbps (0)"
 );

@@ -134,6 +134,11 @@ impl HostState {
             if matches!(r.outcome, Outcome::Failed(_)) {
                 p.read_failures += 1;
             }
+            if let Some((share, size)) = r.cached {
+                p.cache_known = true;
+                p.cached_bytes += share * size as f64;
+                p.opened_bytes += size;
+            }
         }
         match &r.outcome {
             Outcome::Failed(v) => {
@@ -268,6 +273,9 @@ impl HostState {
             self.phases.clear();
         }
         self.phases.push(Phase::new(name, now));
+        if let Some(r) = &self.reads {
+            r.new_phase();
+        }
         Ok(())
     }
 

@@ -7,6 +7,10 @@
 //! next run on the same root removes temporaries of processes of this host that are gone (a
 //! `kill -9`, a crash) and says so.
 //!
+//! Before a buffered read, a file's pages are dropped (`cache = "drop"`: fsync, then
+//! `posix_fadvise(DONTNEED)`) or kept (`"keep"`), and `mincore` tells how much of it the page cache
+//! still holds, so a report can say whether a read phase measured the device or memory.
+//!
 //! Two engines: `pwrite` (a pool of worker threads, one synchronous `pwrite` each, queue depth =
 //! threads) and `io_uring` (one ring, see `uring`); both carry a `job::Job` per write. With
 //! O_DIRECT, buffers, offsets and lengths follow the file system's direct-I/O alignment (from `statx`); an object whose size is not a
@@ -53,6 +57,27 @@ impl std::str::FromStr for FileEngine {
     }
 }
 
+/// What happens to a file's cached pages before it is read (buffered I/O only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheMode {
+    /// fsync, then evict its pages (`posix_fadvise(DONTNEED)`, as fio's `invalidate=1`): the read
+    /// comes from the device, without root.
+    Drop,
+    /// Leave the page cache as it is (a warm read, or what the application would see).
+    Keep,
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop" => Ok(CacheMode::Drop),
+            "keep" => Ok(CacheMode::Keep),
+            other => Err(format!("unknown cache mode '{other}' (use drop or keep)")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct FileOptions {
     pub engine: FileEngine,
@@ -62,16 +87,24 @@ pub struct FileOptions {
     pub queue_depth: usize,
     /// Create the root directory if it is missing (workload targets); `gen -o` wants it to exist.
     pub create_root: bool,
+    /// Before a file is read: drop its cached pages, or keep them.
+    pub cache: CacheMode,
 }
 
 impl Default for FileOptions {
     fn default() -> Self {
-        FileOptions { engine: FileEngine::Auto, direct: false, queue_depth: 8, create_root: false }
+        FileOptions {
+            engine: FileEngine::Auto,
+            direct: false,
+            queue_depth: 8,
+            create_root: false,
+            cache: CacheMode::Drop,
+        }
     }
 }
 
 /// The keys a workload's `[target.file]` (or `[target]`, for a `file://` URI) takes.
-pub const KEYS: &[&str] = &["engine", "direct", "queue_depth"];
+pub const KEYS: &[&str] = &["engine", "direct", "queue_depth", "cache"];
 
 /// A `file://DIR` target: the directory and how to write below it.
 #[derive(Clone, Debug)]
@@ -89,6 +122,7 @@ impl FileTarget {
             direct: keys.flag("direct")?.unwrap_or(d.direct),
             queue_depth: keys.integer("queue_depth", 1..=1024)?.map_or(d.queue_depth, |n| n as usize),
             create_root: true,
+            cache: keys.parsed("cache")?.unwrap_or(d.cache),
         })
     }
 
@@ -166,6 +200,7 @@ fn pwrite_worker(rx: crossbeam_channel::Receiver<Job>) {
 pub struct FileSink {
     root: PathBuf,
     direct: bool,
+    cache: CacheMode,
     align: usize,
     engine: Engine,
     engine_name: &'static str,
@@ -231,7 +266,7 @@ impl FileSink {
             (Engine::Pwrite { tx: Some(tx), workers }, "pwrite")
         };
         let name_max = name_max(&root);
-        Ok(FileSink { root, direct: opts.direct, align, engine, engine_name, name_max, notes })
+        Ok(FileSink { root, direct: opts.direct, cache: opts.cache, align, engine, engine_name, name_max, notes })
     }
 
     /// One-line remarks for the user made when the sink opened (io_uring fell back to pwrite, stale
@@ -418,11 +453,14 @@ impl Sink for FileSink {
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        if !self.direct {
-            // Drop cached pages so the read-back comes from the device, not from memory.
+        if !self.direct && self.cache == CacheMode::Drop {
+            // Dirty pages cannot be dropped: write them out first (a file of this run may still be
+            // in the page cache), then evict, so the read comes from the device, not from memory.
+            file.sync_all().map_err(|e| Error::io(&path, e))?;
             let _ = nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         }
-        Ok(Box::new(FileReader { file, path, size }))
+        let cached = if self.direct { Some(0.0) } else { resident_share(&file, size) };
+        Ok(Box::new(FileReader { file, path, size, cached }))
     }
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
@@ -550,11 +588,62 @@ struct FileReader {
     file: File,
     path: PathBuf,
     size: u64,
+    /// The share of its pages in the page cache once opened (O_DIRECT: none are used).
+    cached: Option<f64>,
+}
+
+/// The share of `file`'s pages resident in the page cache (`mincore` over a read-only mapping).
+/// Files over 16 GiB are sampled: 64 windows of 256 MiB spread over them.
+fn resident_share(file: &File, size: u64) -> Option<f64> {
+    const WINDOW: u64 = 256 << 20;
+    const MAX_WINDOWS: u64 = 64;
+    if size == 0 {
+        return Some(0.0);
+    }
+    // SAFETY: plain sysconf query.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as u64,
+        _ => 4096,
+    };
+    let windows = size.div_ceil(WINDOW);
+    let step = windows.div_ceil(MAX_WINDOWS).max(1);
+    let (mut resident, mut pages) = (0u64, 0u64);
+    let mut vec = Vec::new();
+    let mut w = 0;
+    while w < windows {
+        let off = w * WINDOW;
+        let len = WINDOW.min(size - off) as usize;
+        // SAFETY: a fresh read-only shared mapping of our own open file, within its size; it is only
+        // passed to mincore (never dereferenced) and unmapped before returning.
+        let addr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), off as i64)
+        };
+        if addr == libc::MAP_FAILED {
+            return None;
+        }
+        let n = len.div_ceil(page as usize);
+        vec.resize(n, 0u8);
+        // SAFETY: `addr` is page-aligned and maps `len` bytes; `vec` has one byte per page.
+        let rc = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
+        // SAFETY: the mapping made above.
+        unsafe { libc::munmap(addr, len) };
+        if rc != 0 {
+            return None;
+        }
+        resident += vec.iter().filter(|&&b| b & 1 == 1).count() as u64;
+        pages += n as u64;
+        w += step;
+    }
+    Some(resident as f64 / pages.max(1) as f64)
 }
 
 impl ObjectReader for FileReader {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn cached_fraction(&self) -> Option<f64> {
+        self.cached
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
