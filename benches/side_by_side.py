@@ -282,6 +282,63 @@ def ckpt_bench(binary, rounds, files, size):
             print(f"  {'O_DIRECT' if direct else 'buffered':<9} {t:<22} " + " ".join(f"{g:.2f}" for g, _ in v))
 
 
+def read_bench(binary, rounds, files, size):
+    """Reads of the same files, alternating: dgen-engine's get phase vs fio, O_DIRECT and buffered
+    cold (fio's invalidate=1, the engine's cache = "drop"), and the engine's verify on top."""
+    base = os.path.join(ROOT, "target", "side-by-side-read")
+    out = os.path.join(base, "files")
+    report = os.path.join(base, "report.json")
+    common = ["--set", "data.dedup=1", "--set", "data.compress=1", "--set", f"params.count={files}",
+              "--set", 'params.distribution="fixed"', "--set", "params.footer=false",
+              "--set", f"params.size={size - 24}", "--set", f"target.uri=file://{out}",
+              "--set", "pipeline.buffer_size=4MiB", "--set", "pipeline.buffers=16", "--set", "pipeline.concurrency=8"]
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(base)
+    subprocess.run([binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", *common], check=True)
+    names = [os.path.join(out, f"obj-{i:06}.bin") for i in range(files)]
+
+    def engine(direct, check):
+        args = [binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", "--json-report", report,
+                *common, "--set", 'params.phases=["get"]', "--set", f'params.get_check="{check}"',
+                "--set", f"target.direct={'true' if direct else 'false'}"]
+        _, _, rss = run_and_measure(args)
+        r = json.load(open(report))
+        get = [p for p in r["phases"] if p["name"] == "get"][0]
+        return get["gbps"], rss
+
+    def fio(direct):
+        o, _, rss = run_and_measure(["fio", "--name=r", "--filename=" + ":".join(names), "--rw=read", "--bs=4m",
+                                     f"--size={size * files}", "--ioengine=io_uring", "--iodepth=8",
+                                     f"--direct={int(direct)}", "--invalidate=1", "--output-format=json"])
+        return json.loads(o[o.index("{"):])["jobs"][0]["read"]["bw_bytes"] / 1e9, rss
+
+    tools = {"dgen-engine none": lambda d: engine(d, "none"), "dgen-engine verify": lambda d: engine(d, "verify")}
+    if shutil.which("fio"):
+        tools["fio io_uring qd8"] = fio
+    res = {}
+    for r in range(rounds):
+        order = list(tools)
+        order = order[r % len(order):] + order[:r % len(order)]
+        for direct in (True, False):
+            for name in order:
+                res.setdefault(direct, {}).setdefault(name, []).append(tools[name](direct))
+        print(f"read round {r + 1}/{rounds}: " + "; ".join(
+            f"{'direct' if d else 'buffered cold'} " + ", ".join(f"{n} {v[-1][0]:.2f}" for n, v in by.items())
+            for d, by in res.items()), file=sys.stderr)
+    shutil.rmtree(base, ignore_errors=True)
+    print(f"\nsequential reads of the same {files} files x {size >> 20} MiB, 4 MiB, 8 in flight, root disk; "
+          f"GB/s and peak RSS, median of {rounds} alternating rounds ({time.strftime('%Y-%m-%d')})")
+    print(f"{'':<14}" + "".join(f"{t:>28}" for t in tools) + f"{'none vs fio':>14}{'verify vs none':>16}")
+    for direct, by in res.items():
+        med = {t: (statistics.median(g for g, _ in v), max(m for _, m in v)) for t, v in by.items()}
+        row = f"{'O_DIRECT' if direct else 'buffered cold':<14}"
+        row += "".join(f"{med[t][0]:>17.2f} {med[t][1]:>6.0f} MiB" for t in tools)
+        if "fio io_uring qd8" in med:
+            row += f"{med['dgen-engine none'][0] / med['fio io_uring qd8'][0]:>13.2f}x"
+        row += f"{med['dgen-engine verify'][0] / med['dgen-engine none'][0]:>15.2f}x"
+        print(row)
+
+
 def plugin_bench(binary, rounds):
     import tempfile
     report = os.path.join(tempfile.mkdtemp(), "r.json")
@@ -511,7 +568,7 @@ def ensure_peers():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "plugin", "s3", "sinks", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "plugin", "s3", "sinks", "all"])
     ap.add_argument("--files", type=int, default=8, help="files per ckpt run (default 8)")
     ap.add_argument("--file-size", default="800MiB", help="bytes per ckpt file (default 800MiB)")
     ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
@@ -539,6 +596,10 @@ def main():
     if args.what in ("ckpt", "all"):
         ckpt_bench(binary, args.rounds, args.files, parse_size(args.file_size))
         if args.what == "ckpt":
+            return
+    if args.what in ("read", "all"):
+        read_bench(binary, args.rounds, args.files, parse_size(args.file_size))
+        if args.what == "read":
             return
     if args.what in ("write", "all"):
         write_bench(binary, parse_size(args.write_size), args.rounds)

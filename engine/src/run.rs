@@ -97,7 +97,8 @@ pub fn execute(
             events.emit(Event::Note(n));
         }
     }
-    let config = RunConfig { seed, params: plan.params_json.clone(), verify_only: mode == Mode::Verify };
+    let config =
+        RunConfig { seed, params: plan.params_json.clone(), verify_only: mode == Mode::Verify, rank: 0, world_size: 1 };
     let caps = sink.capabilities();
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();

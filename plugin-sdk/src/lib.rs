@@ -57,6 +57,9 @@ pub struct Config {
     pub seed: u64,
     /// True under `dgen-engine verify`: commits are compared with storage instead of written.
     pub verify_only: bool,
+    /// This host's rank in a scale-out run (0 alone), and how many hosts run the workload (1 alone).
+    pub rank: u32,
+    pub world_size: u32,
     params: String,
 }
 
@@ -283,7 +286,13 @@ pub trait Plugin {
 #[doc(hidden)]
 pub fn __run<P: Plugin>(config: wit::RunConfig) -> Result<wit::Report> {
     std::panic::set_hook(Box::new(|info| host::report_panic(&info.to_string())));
-    let config = Config { seed: config.seed, verify_only: config.verify_only, params: config.params };
+    let config = Config {
+        seed: config.seed,
+        verify_only: config.verify_only,
+        rank: config.rank,
+        world_size: config.world_size,
+        params: config.params,
+    };
     P::run(&config).map(|r| wit::Report { checks: r.checks, summary: r.summary })
 }
 

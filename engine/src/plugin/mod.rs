@@ -306,9 +306,10 @@ impl LoadedPlugin {
             Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
                 .and_then(|()| host::add_guarded_calls(&mut linker))
                 .map_err(|e| Error::plugin(&label, format!("{e:#}")))?;
-            let instance = Plugin::instantiate(&mut store, &self.component, &linker)
+            let instance = linker
+                .instantiate(&mut store, &self.component)
                 .map_err(|e| fault(&label, e, store.data(), "cannot be instantiated: "))?;
-            let r = instance.call_run(&mut store, &config).map_err(|e| fault(&label, e, store.data(), ""))?;
+            let r = call_run(&mut store, &instance, config).map_err(|e| fault(&label, e, store.data(), ""))?;
             // What the plugin returns is its own text: keep it to a size a report can show.
             Ok(r.map_err(|m| crate::input::sanitize(&m, host::MAX_LOG_LINE)))
         })();
@@ -318,6 +319,32 @@ impl LoadedPlugin {
         state.abort_open_targets();
         (state, result)
     }
+}
+
+/// `run-config` as contract 1.0 has it (without `rank` and `world-size`).
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower)]
+#[component(record)]
+struct RunConfig10 {
+    seed: u64,
+    params: String,
+    #[component(name = "verify-only")]
+    verify_only: bool,
+}
+
+/// Calls the plugin's `run` with the `run-config` its contract has: a 1.1 plugin's record carries
+/// the rank and the world size; a 1.0 plugin's does not, so it is handed the fields it knows.
+fn call_run(
+    store: &mut Store<host::HostState>,
+    instance: &wasmtime::component::Instance,
+    config: RunConfig,
+) -> wasmtime::Result<std::result::Result<Report, String>> {
+    type Out = (std::result::Result<Report, String>,);
+    if let Ok(run) = instance.get_typed_func::<(RunConfig,), Out>(&mut *store, "run") {
+        return Ok(run.call(&mut *store, (config,))?.0);
+    }
+    let run = instance.get_typed_func::<(RunConfig10,), Out>(&mut *store, "run")?;
+    let old = RunConfig10 { seed: config.seed, params: config.params, verify_only: config.verify_only };
+    Ok(run.call(&mut *store, (old,))?.0)
 }
 
 /// Turns a trap into a one-line message a user can act on; the full error (with its Wasm backtrace)
