@@ -39,7 +39,7 @@ const HINT: &str = "run scripts/test, which installs it, or `npm install -g azur
 /// survives a restart, so a test can look at what was left after killing it).
 pub struct Azurite {
     pub endpoint: String,
-    port: u16,
+    pub port: u16,
     server: Server,
 }
 

@@ -234,6 +234,13 @@ fn s3_reads_ranges_and_fails_in_one_line_on_a_missing_object_and_a_lost_server()
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap();
     assert!(last.starts_with("error: s3://") && last.contains("none/obj-000000.bin"), "{err}");
+    // An object replaced by a shorter one is not the one written: one line, exit 3.
+    bucket.put("r/obj-000002.bin", vec![7u8; 1000]);
+    let (o, _) = objects(bin_s3(&endpoint), &bucket.uri("r"), &dir.join("t.json"), &get_only);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let last = err.trim().lines().last().unwrap();
+    assert!(last.contains("obj-000002.bin") && last.contains("shorter than the"), "{err}");
     // The server goes away while objects are being read.
     let big = Bucket::new("reads-outage");
     let sets = ["params.count=24", "params.size=25165824", "target.retries=0"];
@@ -273,5 +280,33 @@ fn azure_reads_back_and_a_missing_blob_is_one_line() {
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap();
     assert!(last.starts_with("error: az://") && last.contains("r/obj-000000.bin"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn azurite_stopped_mid_read_fails_the_run_in_one_line() {
+    let dir = tempdir("az-read-stop");
+    let server = crate::azure::Azurite::start(Some(&dir.join("azurite")));
+    let container = Container::on(&server, "readstop");
+    let relay = Relay::start(&server.endpoint);
+    let conn = server.connection_string().replace(&format!(":{}/", server.port), &format!(":{}/", relay.port()));
+    let sets = ["params.count=24", "params.size=25165824", "target.retries=0"];
+    let (o, _) = objects(bin_az(&conn), &container.uri("s"), &dir.join("w.json"), &sets);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut c = bin_az(&conn);
+    c.args(["run", &workload("objects.toml"), "-q", "--set", &format!("target.uri={}", container.uri("s"))])
+        .args(["--set", r#"params.phases=["get"]"#, "--set", r#"params.get_check="none""#])
+        .args(["--set", "pipeline.buffer_size=\"1MiB\""])
+        .args(sets.iter().flat_map(|s| ["--set", s]))
+        .stderr(std::process::Stdio::piped());
+    let before = relay.relayed.load(std::sync::atomic::Ordering::Relaxed);
+    let child = c.spawn().unwrap();
+    relay.wait_for(before + 20_000);
+    server.stop();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let last = err.trim().lines().last().unwrap_or("");
+    assert!(last.starts_with("error: az://") && last.contains("cannot reach"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
