@@ -4,7 +4,7 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|ckpt|plugin|s3|sinks|all] [--size 8GiB] [--write-size 16GiB]
+    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|sinks|all] [--size 8GiB] [--write-size 16GiB]
         [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL] [--files 8] [--file-size 800MiB]
 
 gen — the generator alone, per core and with all cores:
@@ -31,6 +31,15 @@ here on a free port unless --endpoint is given), incompressible data:
   writer, 64 requests in flight), timed in-process.
 The server is the likely bottleneck on loopback; the ratio says whether dgen-engine keeps up with a
 native peer, and peak RSS whether memory stays at the pool.
+
+read — the same N files of S bytes (written once by dgen-engine), read sequentially, alternating:
+- dgen-engine: `run workloads/objects.toml` with `phases = ["get"]`, 4 MiB buffers, 8 reader threads,
+  `get_check` none and verify, O_DIRECT and buffered with `cache = "drop"`; the get phase's GB/s.
+- fio: the same files (`--filename=a:b:…`), 4 MiB blocks, io_uring, queue depth 8, `invalidate=1`.
+
+restore — `run workloads/ckpt.toml` (llama3-1b, 8 shards, one step) saving then restoring (CRC32C
+checked), each phase's GB/s; vs fio writing files of the shard size (psync, one job per shard,
+`end_fsync`) and then reading them cold (`invalidate=1`).
 
 sinks — one workload through each sink in turn: the same N objects of S bytes (`run
 workloads/objects.toml`, incompressible, 8 MiB buffers, a 128 MiB pool, checksums on, concurrency auto)
@@ -339,6 +348,62 @@ def read_bench(binary, rounds, files, size):
         print(row)
 
 
+def restore_bench(binary, rounds, model="llama3-1b", ranks=8):
+    """`run workloads/ckpt.toml` saving then restoring (each phase's GB/s from the report), vs fio
+    writing then reading files of the same shard sizes (one job per shard, fsync per file, cold)."""
+    base = os.path.join(ROOT, "target", "side-by-side-restore")
+    report = os.path.join(base, "report.json")
+    os.makedirs(base, exist_ok=True)
+
+    def engine():
+        out = os.path.join(base, "engine")
+        _, _, rss = run_and_measure([binary, "run", os.path.join(ROOT, "workloads", "ckpt.toml"), "-q",
+                                     "--json-report", report, "--set", f"target.uri=file://{out}",
+                                     "--set", f'params.model="{model}"', "--set", f"params.ranks={ranks}",
+                                     "--set", "params.steps=1", "--set", "params.verify=false",
+                                     "--set", "params.restore=1", "--set", 'params.restore_check="crc"'])
+        r = json.load(open(report))
+        shutil.rmtree(out, ignore_errors=True)
+        by = {p["name"]: p for p in r["phases"]}
+        shards = [o["size"] for o in r["object_list"] if o["name"].endswith(".safetensors")]
+        return by["save"]["gbps"], by["restore"]["gbps"], rss, shards
+
+    def fio(shard):
+        out = os.path.join(base, "fio")
+        os.makedirs(out, exist_ok=True)
+        job = ["fio", "--name=ckpt", f"--directory={out}", "--bs=4m", f"--size={shard}", f"--numjobs={ranks}",
+               "--ioengine=psync", "--group_reporting", "--output-format=json"]
+        w, _, rss_w = run_and_measure(job + ["--rw=write", "--end_fsync=1", "--fallocate=none"])
+        r, _, rss_r = run_and_measure(job + ["--rw=read", "--invalidate=1"])
+        shutil.rmtree(out, ignore_errors=True)
+        bw = lambda o, k: json.loads(o[o.index("{"):])["jobs"][0][k]["bw_bytes"] / 1e9
+        return bw(w, "write"), bw(r, "read"), max(rss_w, rss_r)
+
+    res = {"dgen-engine": [], "fio psync": []}
+    shard = None
+    for r in range(rounds):
+        order = ["dgen-engine", "fio psync"] if r % 2 == 0 else ["fio psync", "dgen-engine"]
+        for name in order:
+            os.sync()
+            if name == "dgen-engine":
+                save, restore, rss, shards = engine()
+                shard = shard or max(shards)
+                res[name].append((save, restore, rss))
+            elif shutil.which("fio"):
+                if shard is None:
+                    shard = engine()[3][0]
+                res[name].append(fio(shard))
+        print(f"restore round {r + 1}/{rounds}: " + ", ".join(
+            f"{n} save {v[-1][0]:.2f} restore {v[-1][1]:.2f}" for n, v in res.items() if v), file=sys.stderr)
+    shutil.rmtree(base, ignore_errors=True)
+    print(f"\ncheckpoint save then restore: {model}, {ranks} shards of ~{(shard or 0) >> 20} MiB, root disk, cold "
+          f"reads; GB/s, median of {rounds} alternating rounds ({time.strftime('%Y-%m-%d')})")
+    for name, v in res.items():
+        if v:
+            print(f"  {name:<12} save {statistics.median(x[0] for x in v):.2f}  restore "
+                  f"{statistics.median(x[1] for x in v):.2f}  peak RSS {max(x[2] for x in v):.0f} MiB")
+
+
 def plugin_bench(binary, rounds):
     import tempfile
     report = os.path.join(tempfile.mkdtemp(), "r.json")
@@ -568,7 +633,7 @@ def ensure_peers():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "plugin", "s3", "sinks", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "sinks", "all"])
     ap.add_argument("--files", type=int, default=8, help="files per ckpt run (default 8)")
     ap.add_argument("--file-size", default="800MiB", help="bytes per ckpt file (default 800MiB)")
     ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
@@ -600,6 +665,10 @@ def main():
     if args.what in ("read", "all"):
         read_bench(binary, args.rounds, args.files, parse_size(args.file_size))
         if args.what == "read":
+            return
+    if args.what in ("restore", "all"):
+        restore_bench(binary, args.rounds)
+        if args.what == "restore":
             return
     if args.what in ("write", "all"):
         write_bench(binary, parse_size(args.write_size), args.rounds)
