@@ -174,6 +174,13 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool, events: &dyn Events) -
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    std::fs::write(&out, component).map_err(|e| Error::io(&out, e))?;
+    // Written beside and renamed into place: two runs building the same crate at once (tests, a
+    // scale-out launch on one host) never load the other's half-written file.
+    let tmp = out.with_extension(format!("wasm.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, component).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &out).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(&out, e)
+    })?;
     Ok(out)
 }

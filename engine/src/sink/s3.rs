@@ -422,11 +422,11 @@ impl Store for S3Store {
             .send()
             .await
             .map_err(|e| self.fail(name, "GET", e))?;
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::sink(self.loc.url(name), format!("GET: {}", root_cause(&e))))?;
+        let data = out.body.collect().await.map_err(|e| {
+            // The reply started and then stopped: the server or the network went away mid-body.
+            let why = format!("GET: the connection was lost while the body arrived ({})", root_cause(&e));
+            Error::storage(Failure::Unreachable, self.loc.url(name), why, Some(std::sync::Arc::new(e)))
+        })?;
         Ok(data.into_bytes())
     }
 }

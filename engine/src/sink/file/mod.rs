@@ -12,7 +12,8 @@
 //! still holds, so a report can say whether a read phase measured the device or memory.
 //!
 //! Two engines: `pwrite` (a pool of worker threads, one synchronous `pwrite` each, queue depth =
-//! threads) and `io_uring` (one ring, see `uring`); both carry a `job::Job` per write. With
+//! threads) and `io_uring` (one ring, see `uring`); both carry a `job::Job` per write. Reads follow
+//! the engine: `pread` on the caller's thread, or a read through the ring. With
 //! O_DIRECT, buffers, offsets and lengths follow the file system's direct-I/O alignment (from `statx`); an object whose size is not a
 //! multiple of it gets its last write padded up to the alignment and the file truncated back to the
 //! real size before the rename, so every write stays O_DIRECT.
@@ -460,7 +461,11 @@ impl Sink for FileSink {
             let _ = nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         }
         let cached = if self.direct { Some(0.0) } else { resident_share(&file, size) };
-        Ok(Box::new(FileReader { file, path, size, cached }))
+        let ring = match &self.engine {
+            Engine::Uring(ring) => ring.reads(),
+            Engine::Pwrite { .. } => None,
+        };
+        Ok(Box::new(FileReader { file, path, size, cached, ring }))
     }
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
@@ -590,6 +595,8 @@ struct FileReader {
     size: u64,
     /// The share of its pages in the page cache once opened (O_DIRECT: none are used).
     cached: Option<f64>,
+    /// The sink's ring, when it writes with io_uring: reads go through it too.
+    ring: Option<uring::RingReads>,
 }
 
 /// The share of `file`'s pages resident in the page cache (`mincore` over a read-only mapping).
@@ -650,6 +657,11 @@ impl ObjectReader for FileReader {
         // At the end without a syscall: O_DIRECT would refuse the unaligned offset a short read leaves.
         if offset >= self.size || buf.is_empty() {
             return Ok(0);
+        }
+        if let Some(ring) = &self.ring {
+            if let Some(r) = ring.read(self.file.as_raw_fd(), offset, buf) {
+                return r.map_err(|e| Error::io(&self.path, e));
+            }
         }
         loop {
             match nix::sys::uio::pread(&self.file, buf, offset as i64) {
