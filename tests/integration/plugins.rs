@@ -58,6 +58,8 @@ fn ckpt_writes_real_safetensors_with_the_generators_bytes() {
                 .unwrap();
         let manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join(step).join("manifest.json")).unwrap()).unwrap();
+        // run-config's rank and world size (contract 1.1) reach the plugin: one host alone.
+        assert_eq!((manifest["host_rank"].as_u64(), manifest["world_size"].as_u64()), (Some(0), Some(1)), "{manifest}");
         let mut tensor_bytes = 0u64;
         for rank in 1..=3 {
             let name = format!("model-{rank:05}-of-00003.safetensors");

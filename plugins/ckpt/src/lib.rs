@@ -260,7 +260,10 @@ impl Plugin for Ckpt {
                 .collect();
             write_json(
                 &format!("{dir}/manifest.json"),
-                &json!({ "step": step, "model": p.model, "ranks": p.ranks, "shards": shards_json }),
+                &json!({
+                    "step": step, "model": p.model, "ranks": p.ranks, "shards": shards_json,
+                    "host_rank": config.rank, "world_size": config.world_size,
+                }),
             )?;
             total += step_bytes;
             log!("step {step}: {ranks} shards, {step_bytes} tensor bytes");
