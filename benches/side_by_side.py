@@ -4,7 +4,7 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|sinks|all] [--size 8GiB] [--write-size 16GiB]
+    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|all] [--size 8GiB] [--write-size 16GiB]
         [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL] [--files 8] [--file-size 800MiB]
 
 gen — the generator alone, per core and with all cores:
@@ -37,6 +37,9 @@ read — the same N files of S bytes (written once by dgen-engine), read sequent
   `get_check` none and verify, O_DIRECT and buffered with `cache = "drop"`; the get phase's GB/s.
 - fio: the same files (`--filename=a:b:…`), 4 MiB blocks, io_uring, queue depth 8, `invalidate=1`.
 
+s3get — the same N objects (put once by dgen-engine to moto) read back, 16 in flight: dgen-engine's get
+phase (no check, and verify) vs s3dlio's `get_many_stats`; GB/s and CPU-seconds per GB of each process.
+
 restore — `run workloads/ckpt.toml` (llama3-1b, 8 shards, one step) saving then restoring (CRC32C
 checked), each phase's GB/s; vs fio writing files of the shard size (psync, one job per shard,
 `end_fsync`) and then reading them cold (`invalidate=1`).
@@ -63,6 +66,7 @@ Missing peers are installed with pip / apt-get when possible, else skipped with 
 """
 
 import argparse
+import resource
 import json
 import os
 import re
@@ -530,6 +534,81 @@ def s3_bench(binary, rounds, count, size, endpoint):
           f"(dgen-engine pool: 128 MiB)")
 
 
+PY_S3DLIO_GET = """
+import sys, time, s3dlio
+uris = sys.argv[2:]
+t = time.perf_counter()
+s3dlio.get_many_stats(uris, max_in_flight=int(sys.argv[1]))
+print(time.perf_counter() - t)
+"""
+
+
+def s3get_bench(binary, rounds, count, size, endpoint):
+    """GETs of the same objects (put once by dgen-engine): dgen-engine's get phase (no check, and
+    verify) vs s3dlio's get_many_stats; GB/s, and CPU-seconds per GB read of each process."""
+    import boto3
+    server = None
+    if endpoint is None:
+        server, endpoint = start_moto()
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+               AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+               AWS_REGION=os.environ.get("AWS_REGION", "us-east-1"))
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_REGION"])
+    try:
+        s3.create_bucket(Bucket="bench")
+    except Exception:
+        pass
+    report = "/tmp/dgen-s3get-bench.json"
+    common = ["--set", "target.uri=s3://bench/get", "--set", "data.dedup=1", "--set", "data.compress=1",
+              "--set", "pipeline.buffer_size=8MiB", "--set", "pipeline.buffers=16", "--set", "pipeline.concurrency=16",
+              "--set", f"params.count={count}", "--set", 'params.distribution="fixed"',
+              "--set", f"params.size={size - 28}"]
+    subprocess.run([binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", *common], env=env, check=True)
+    uris = [f"s3://bench/get/obj-{i:06}.bin" for i in range(count)]
+    total = count * size
+
+    def measured(args):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out, _, rss = run_and_measure(args, env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return out, rss, cpu
+
+    def engine(check):
+        _, rss, cpu = measured([binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q",
+                                "--json-report", report, *common, "--set", 'params.phases=["get"]',
+                                "--set", f'params.get_check="{check}"'])
+        get = [p for p in json.load(open(report))["phases"] if p["name"] == "get"][0]
+        return get["gbps"], rss, cpu / (total / 1e9)
+
+    def s3dlio():
+        out, rss, cpu = measured([sys.executable, "-c", PY_S3DLIO_GET, "16", *uris])
+        return total / float(out.strip().splitlines()[-1]) / 1e9, rss, cpu / (total / 1e9)
+
+    tools = {"dgen-engine none": lambda: engine("none"), "dgen-engine verify": lambda: engine("verify"),
+             "s3dlio get_many": s3dlio}
+    res = {}
+    try:
+        for r in range(rounds):
+            order = list(tools)[r % len(tools):] + list(tools)[:r % len(tools)]
+            for name in order:
+                res.setdefault(name, []).append(tools[name]())
+            print(f"s3get round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1][0]:.2f}" for n, v in res.items()),
+                  file=sys.stderr)
+    finally:
+        if server:
+            server.terminate()
+    print(f"\nS3 GETs from {endpoint} of the same {count} objects of {size >> 20} MiB, 16 in flight, median of "
+          f"{rounds} alternating rounds ({time.strftime('%Y-%m-%d')}):")
+    for n, v in res.items():
+        print(f"  {n:<20} {statistics.median(x[0] for x in v):.3f} GB/s   {statistics.median(x[2] for x in v):.2f} "
+              f"CPU-s/GB   peak RSS {max(x[1] for x in v):.0f} MiB")
+    med = {n: statistics.median(x[0] for x in v) for n, v in res.items()}
+    if "s3dlio get_many" in med:
+        print(f"  dgen-engine (no check) / s3dlio: {med['dgen-engine none'] / med['s3dlio get_many']:.2f}x")
+
+
 def start_azurite():
     """Azurite's blob service on a free port: from the PATH or where scripts/test installs it."""
     program = shutil.which("azurite-blob") or os.path.expanduser(
@@ -633,7 +712,7 @@ def ensure_peers():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "sinks", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "all"])
     ap.add_argument("--files", type=int, default=8, help="files per ckpt run (default 8)")
     ap.add_argument("--file-size", default="800MiB", help="bytes per ckpt file (default 800MiB)")
     ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
@@ -648,6 +727,10 @@ def main():
     if args.what in ("sinks", "all"):
         sinks_bench(binary, args.rounds, args.objects, parse_size(args.object_size))
         if args.what == "sinks":
+            return
+    if args.what in ("s3get", "all"):
+        s3get_bench(binary, args.rounds, args.objects, parse_size(args.object_size), args.endpoint)
+        if args.what == "s3get":
             return
     if args.what in ("s3", "all"):
         s3_bench(binary, args.rounds, args.objects, parse_size(args.object_size), args.endpoint)
