@@ -20,7 +20,6 @@ use aws_sdk_s3::Client;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use base64::Engine as _;
-use bytes::Bytes;
 use std::time::Duration;
 
 /// S3's upload rules (the largest object is what 10,000 parts of the largest size allow; the service
@@ -411,9 +410,9 @@ impl Store for S3Store {
         Ok(found)
     }
 
-    async fn read(&self, name: &str, offset: u64, len: u64) -> Result<Bytes> {
-        let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
-        let out = self
+    async fn read(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let range = format!("bytes={}-{}", offset, offset + (buf.len() as u64).max(1) - 1);
+        let mut out = self
             .client
             .get_object()
             .bucket(&self.loc.root)
@@ -422,12 +421,19 @@ impl Store for S3Store {
             .send()
             .await
             .map_err(|e| self.fail(name, "GET", e))?;
-        let data = out.body.collect().await.map_err(|e| {
-            // The reply started and then stopped: the server or the network went away mid-body.
-            let why = format!("GET: the connection was lost while the body arrived ({})", root_cause(&e));
-            Error::storage(Failure::Unreachable, self.loc.url(name), why, Some(std::sync::Arc::new(e)))
-        })?;
-        Ok(data.into_bytes())
+        // The body goes straight into the caller's buffer, chunk by chunk: no second copy in memory.
+        let mut filled = 0;
+        while let Some(chunk) = out.body.next().await {
+            let chunk = chunk.map_err(|e| {
+                // The reply started and then stopped: the server or the network went away mid-body.
+                let why = format!("GET: the connection was lost while the body arrived ({})", root_cause(&e));
+                Error::storage(Failure::Unreachable, self.loc.url(name), why, Some(std::sync::Arc::new(e)))
+            })?;
+            let n = chunk.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&chunk[..n]);
+            filled += n;
+        }
+        Ok(filled)
     }
 }
 

@@ -481,14 +481,15 @@ impl Store for AzureStore {
         Ok(found)
     }
 
-    async fn read(&self, name: &str, offset: u64, len: u64) -> Result<Bytes> {
+    async fn read(&self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let options = BlobClientDownloadOptions {
-            range: Some((offset..offset + len.max(1)).into()),
+            range: Some((offset..offset + (buf.len() as u64).max(1)).into()),
             parallel: NonZero::new(1),
             ..Default::default()
         };
         let r = self.blob(name).download(Some(options)).await.map_err(|e| self.fail(name, "Get Blob", e))?;
-        r.body.collect().await.map_err(|e| self.fail(name, "Get Blob", e))
+        // Straight into the caller's buffer (the range is never longer than it).
+        r.body.collect_into(buf).await.map_err(|e| self.fail(name, "Get Blob", e))
     }
 }
 

@@ -23,7 +23,6 @@ use super::{Capabilities, Listing, ObjectReader, ObjectWriter, Sink};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::pool::BufferPool;
-use bytes::Bytes;
 use layout::{plan_layout, Layout};
 use limiter::Limiter;
 use std::collections::BTreeMap;
@@ -91,8 +90,9 @@ pub trait Store: Send + Sync + 'static {
     /// How many objects have keys starting with the target's prefix joined to `prefix`, and their
     /// total size (every page of the listing).
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Listing>> + Send;
-    /// `len` bytes from `offset` (a ranged GET).
-    fn read(&self, name: &str, offset: u64, len: u64) -> impl Future<Output = Result<Bytes>> + Send;
+    /// Up to `buf.len()` bytes from `offset` (a ranged GET) into `buf`, without holding the body
+    /// elsewhere first; returns how many arrived.
+    fn read(&self, name: &str, offset: u64, buf: &mut [u8]) -> impl Future<Output = Result<usize>> + Send;
 }
 
 /// Requests in flight to the store.
@@ -317,11 +317,8 @@ impl<S: Store> ObjectReader for CloudReader<S> {
         if offset >= self.size || buf.is_empty() {
             return Ok(0);
         }
-        let len = (buf.len() as u64).min(self.size - offset);
-        let data = self.rt.block_on(self.store.read(&self.name, offset, len))?;
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        Ok(n)
+        let len = (buf.len() as u64).min(self.size - offset) as usize;
+        self.rt.block_on(self.store.read(&self.name, offset, &mut buf[..len]))
     }
 }
 
