@@ -266,7 +266,7 @@ fn s3_reads_ranges_and_fails_in_one_line_on_a_missing_object_and_a_lost_server()
 }
 
 #[test]
-fn azure_reads_back_and_a_missing_blob_is_one_line() {
+fn azure_reads_back_and_a_missing_or_shorter_blob_is_one_line() {
     let dir = tempdir("az-reads");
     let container = Container::new("reads");
     let conn = azurite().connection_string();
@@ -276,6 +276,15 @@ fn azure_reads_back_and_a_missing_blob_is_one_line() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(phase(&r, "get")["read"].as_u64(), Some(8 * OBJECT), "{r}");
     assert!(container.list("r/").is_empty(), "delete left {:?}", container.list("r/"));
+    // A blob replaced by a shorter one is not the one written: one line, exit 3.
+    let (o, _) = objects(bin_az(&conn), &container.uri("t"), &dir.join("c.json"), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    container.put("t/obj-000002.bin", vec![7u8; 1000]);
+    let (o, _) = objects(bin_az(&conn), &container.uri("t"), &dir.join("d.json"), &[r#"params.phases=["get"]"#]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let last = err.trim().lines().last().unwrap();
+    assert!(last.contains("obj-000002.bin") && last.contains("shorter than the"), "{err}");
     let (o, _) = objects(bin_az(&conn), &container.uri("r"), &dir.join("b.json"), &[r#"params.phases=["get"]"#]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
