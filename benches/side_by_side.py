@@ -466,7 +466,9 @@ def start_moto():
     return proc, f"http://127.0.0.1:{port}"
 
 
-def s3_bench(binary, rounds, count, size, endpoint):
+def s3_setup(endpoint):
+    """A moto server (unless `endpoint` names one), the environment the tools get, a boto3 client and
+    the `bench` bucket."""
     import boto3
     server = None
     if endpoint is None:
@@ -480,6 +482,11 @@ def s3_bench(binary, rounds, count, size, endpoint):
         s3.create_bucket(Bucket="bench")
     except Exception:
         pass
+    return server, endpoint, env, s3
+
+
+def s3_bench(binary, rounds, count, size, endpoint):
+    server, endpoint, env, s3 = s3_setup(endpoint)
 
     def empty():
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench"):
@@ -546,19 +553,7 @@ print(time.perf_counter() - t)
 def s3get_bench(binary, rounds, count, size, endpoint):
     """GETs of the same objects (put once by dgen-engine): dgen-engine's get phase (no check, and
     verify) vs s3dlio's get_many_stats; GB/s, and CPU-seconds per GB read of each process."""
-    import boto3
-    server = None
-    if endpoint is None:
-        server, endpoint = start_moto()
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-               AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-               AWS_REGION=os.environ.get("AWS_REGION", "us-east-1"))
-    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_REGION"])
-    try:
-        s3.create_bucket(Bucket="bench")
-    except Exception:
-        pass
+    server, endpoint, env, _ = s3_setup(endpoint)
     report = "/tmp/dgen-s3get-bench.json"
     common = ["--set", "target.uri=s3://bench/get", "--set", "data.dedup=1", "--set", "data.compress=1",
               "--set", "pipeline.buffer_size=8MiB", "--set", "pipeline.buffers=16", "--set", "pipeline.concurrency=16",

@@ -22,7 +22,7 @@ use crate::sink::{ObjectReader, Sink};
 use crate::verify::Verdict;
 use crc_fast::CrcAlgorithm::Crc32Iscsi;
 use crossbeam_channel::Sender;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -126,10 +126,39 @@ struct Progress {
     claimed_all: bool,
     bytes: u64,
     ttfb: Option<Duration>,
-    /// Per piece, in offset order: (offset, length, CRC of what was read, CRC it should have).
-    crcs: Vec<(u64, u64, u32, Option<u32>)>,
+    /// A `crc` read's CRCs so far.
+    crcs: Crcs,
     failed: Option<Verdict>,
     error: Option<Error>,
+}
+
+/// The CRC32Cs of a read's bytes, combined in offset order as its pieces finish, so what is kept
+/// does not grow with the read's length: only pieces done ahead of the first one still missing wait.
+#[derive(Default)]
+struct Crcs {
+    /// The bytes up to here are combined.
+    at: u64,
+    /// CRC of what was read (none yet: empty), and of what it should be.
+    got: Option<u32>,
+    want: Option<u32>,
+    /// A piece had no expected CRC (nothing known to compare with).
+    want_unknown: bool,
+    /// Pieces finished ahead of `at`: start → (length, CRC read, CRC expected).
+    early: BTreeMap<u64, (u64, u32, Option<u32>)>,
+}
+
+impl Crcs {
+    fn add(&mut self, start: u64, len: u64, got: u32, want: Option<u32>) {
+        self.early.insert(start, (len, got, want));
+        while let Some((len, got, want)) = self.early.remove(&self.at) {
+            self.got = Some(combine(self.got, got, len));
+            match want {
+                Some(w) => self.want = Some(combine(self.want, w, len)),
+                None => self.want_unknown = true,
+            }
+            self.at += len;
+        }
+    }
 }
 
 struct Shared {
@@ -200,7 +229,11 @@ impl Reads {
     /// Queues a read; returns at once.
     pub fn submit(&self, req: ReadReq) {
         let a = Arc::new(Active {
-            state: Mutex::new(Progress { next: req.offset, ..Default::default() }),
+            state: Mutex::new(Progress {
+                next: req.offset,
+                crcs: Crcs { at: req.offset, ..Default::default() },
+                ..Default::default()
+            }),
             req,
             started: OnceLock::new(),
             reader: OnceLock::new(),
@@ -430,7 +463,9 @@ fn finish_piece(sh: &Shared, piece: Piece, result: Result<PieceResult>) {
         Ok(r) => {
             p.bytes += piece.end - piece.start;
             p.ttfb = Some(p.ttfb.map_or(r.arrived, |t| t.min(r.arrived)));
-            p.crcs.push((piece.start, piece.end - piece.start, r.crc, r.want_crc));
+            if read.req.check == Check::Crc && p.error.is_none() {
+                p.crcs.add(piece.start, piece.end - piece.start, r.crc, r.want_crc);
+            }
             if let Some(Verdict::Differs { offset, .. }) = &r.differs {
                 let earlier = match &p.failed {
                     Some(Verdict::Differs { offset: o, .. }) => offset < o,
@@ -443,24 +478,22 @@ fn finish_piece(sh: &Shared, piece: Piece, result: Result<PieceResult>) {
         }
         Err(e) => {
             p.error.get_or_insert(e);
+            // The CRC will not be used: keep nothing more for it.
+            p.crcs.early.clear();
         }
     }
     if !(p.claimed_all && p.out == 0) {
         return;
     }
     let req = &read.req;
-    p.crcs.sort_by_key(|c| c.0);
-    let crc = (req.check == Check::Crc && p.error.is_none() && p.failed.is_none())
-        .then(|| p.crcs.iter().fold(None, |acc: Option<u32>, c| Some(combine(acc, c.2, c.1))).unwrap_or(0));
-    if req.check == Check::Crc && p.failed.is_none() && p.error.is_none() {
+    let crc = (req.check == Check::Crc && p.error.is_none() && p.failed.is_none()).then(|| p.crcs.got.unwrap_or(0));
+    if let Some(got) = crc {
         let want = match req.expected.as_ref().and_then(|x| x.crc32c.filter(|_| covers_whole(req, x.size))) {
             Some(whole) => Some(whole),
-            None => {
-                p.crcs.iter().try_fold(None, |acc: Option<u32>, c| c.3.map(|w| Some(combine(acc, w, c.1)))).flatten()
-            }
+            None if p.crcs.want_unknown => None,
+            None => Some(p.crcs.want.unwrap_or(0)),
         };
-        let want = if p.crcs.is_empty() { Some(0) } else { want };
-        if let (Some(want), Some(got)) = (want, crc) {
+        if let Some(want) = want {
             if want != got {
                 p.failed = Some(Verdict::CrcMismatch { expected: want, found: got });
             }

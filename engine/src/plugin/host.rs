@@ -247,7 +247,8 @@ enum Named {
         verified: Option<Result<u64, String>>,
         /// The phase it was committed in.
         phase: usize,
-        /// Its CRC32C, once written.
+        /// Its write has finished (it is durable), with its CRC32C when one was taken.
+        durable: bool,
         crc32c: Option<u32>,
     },
     /// Described but not written: on storage already (an earlier run's), for reads to check.
@@ -528,6 +529,22 @@ impl HostState {
         }
     }
 
+    /// Waits until the write of `name`, committed in this run, is durable; an error for the plugin
+    /// when the run's writes stopped first. Time waiting is not held against the deadline.
+    fn wait_durable(&mut self, name: &str) -> HostResult<()> {
+        let durable = |s: &Self| matches!(s.names.get(name), Some(Named::Committed { durable: true, .. }));
+        let t = Instant::now();
+        self.wait_until(durable);
+        self.blocked += t.elapsed();
+        if self.ctx.cancel.load(Ordering::Relaxed) {
+            return Err(self.interrupted_trap());
+        }
+        if !durable(self) {
+            return Ok(Err(format!("'{}' was not written (the run's writes have stopped)", sanitize(name, 200))));
+        }
+        Ok(Ok(()))
+    }
+
     /// Reads an object back and compares it with its recipe. The verdict (with the offset and the
     /// bytes found) is the user's; the caller tells the plugin only identical or not.
     fn read_back(&mut self, name: &str, recipe: &Arc<Recipe>) -> Result<Verdict, Error> {
@@ -568,14 +585,8 @@ impl HostState {
             _ => return Ok(Err(format!("'{}' was not committed in this run", sanitize(name, 200)))),
         };
         if self.ctx.mode == Mode::Write {
-            let t = Instant::now();
-            self.wait_until(|s| s.finished.iter().any(|r| r.name == name));
-            self.blocked += t.elapsed();
-            if self.ctx.cancel.load(Ordering::Relaxed) {
-                return Err(self.interrupted_trap());
-            }
-            if !self.finished.iter().any(|r| r.name == name) {
-                return Ok(Err(format!("'{}' was not written (the run's writes have stopped)", sanitize(name, 200))));
+            if let Err(e) = self.wait_durable(name)? {
+                return Ok(Err(e));
             }
         }
         let verdict = match self.read_back(name, &recipe) {
@@ -796,13 +807,7 @@ impl HostState {
     }
 
     fn open_target(&mut self, name: String, size_hint: Option<u64>) -> HostResult<Resource<TargetState>> {
-        if let Err(e) = crate::sink::check_name(&name, &self.caps) {
-            let reason = match e {
-                Error::InvalidValue { reason, .. } => reason,
-                other => other.to_string(),
-            };
-            return Err(self.violate(format!("target name '{}' {reason}", sanitize(&name, 200))));
-        }
+        self.storage_name(&name, "target name")?;
         if self.names.contains_key(&name) {
             return Ok(Err(format!(
                 "'{}' was already opened in this run: each name is written once per run",
@@ -1004,7 +1009,7 @@ impl HostState {
         let phase = self.phases.len() - 1;
         self.names.insert(
             name.clone(),
-            Named::Committed { seq, recipe: recipe.clone(), verified: None, phase, crc32c: None },
+            Named::Committed { seq, recipe: recipe.clone(), verified: None, phase, durable: false, crc32c: None },
         );
         match self.ctx.mode {
             Mode::Write => {

@@ -34,7 +34,8 @@ impl HostState {
     /// Counts a finished object in the phase it was committed in, and keeps its CRC for reads.
     pub(super) fn attribute(&mut self, r: &crate::exec::ObjectResult) {
         let phase = match self.names.get_mut(&r.name) {
-            Some(Named::Committed { phase, crc32c, .. }) => {
+            Some(Named::Committed { phase, durable, crc32c, .. }) => {
+                *durable = true;
                 *crc32c = r.crc32c;
                 *phase
             }
@@ -47,14 +48,15 @@ impl HostState {
         }
     }
 
-    /// A name a plugin passes to storage calls: one that could leave the target root traps.
-    fn storage_name(&mut self, name: &str) -> wasmtime::Result<()> {
+    /// A name a plugin passes to `open` or a storage call: one that could leave the target root, or
+    /// that the target cannot hold, traps (`what` says which argument it was).
+    pub(super) fn storage_name(&mut self, name: &str, what: &str) -> wasmtime::Result<()> {
         if let Err(e) = crate::sink::check_name(name, &self.caps) {
             let reason = match e {
                 Error::InvalidValue { reason, .. } => reason,
                 other => other.to_string(),
             };
-            return Err(self.violate(format!("object name '{}' {reason}", sanitize(name, 200))));
+            return Err(self.violate(format!("{what} '{}' {reason}", sanitize(name, 200))));
         }
         Ok(())
     }
@@ -67,7 +69,7 @@ impl HostState {
     }
 
     pub(super) fn read_inner(&mut self, name: String, offset: u64, len: Option<u64>, check: Check) -> HostResult<()> {
-        self.storage_name(&name)?;
+        self.storage_name(&name, "object name")?;
         let expected = match self.names.get(&name) {
             Some(Named::Open) => {
                 return Ok(Err(format!("'{}' is being described: commit it before reading it", sanitize(&name, 200))))
@@ -79,11 +81,8 @@ impl HostState {
                 let recipe = recipe.clone();
                 if self.ctx.mode == crate::plugin::host::Mode::Write {
                     // Read what is durable: wait for its write.
-                    let t = Instant::now();
-                    self.wait_until(|s| s.finished.iter().rev().any(|r| r.name == name));
-                    self.blocked += t.elapsed();
-                    if self.cancelled() {
-                        return Err(self.interrupted_trap());
+                    if let Err(e) = self.wait_durable(&name)? {
+                        return Ok(Err(e));
                     }
                 }
                 let crc32c = match self.names.get(&name) {
@@ -224,7 +223,7 @@ impl HostState {
     }
 
     pub(super) fn stat_inner(&mut self, name: String) -> HostResult<Option<u64>> {
-        self.storage_name(&name)?;
+        self.storage_name(&name, "object name")?;
         match self.timed(|s| s.stat(&name)) {
             Ok(size) => Ok(Ok(size)),
             Err(e) => Ok(Err(self.op_failed(e))),
@@ -244,7 +243,7 @@ impl HostState {
     }
 
     pub(super) fn delete_inner(&mut self, name: String) -> HostResult<()> {
-        self.storage_name(&name)?;
+        self.storage_name(&name, "object name")?;
         if matches!(self.names.get(&name), Some(Named::Open)) {
             return Ok(Err(format!("'{}' is being described: it cannot be deleted", sanitize(&name, 200))));
         }
