@@ -3,7 +3,7 @@
 //! can print above a progress bar rather than through it.
 
 /// One thing worth telling. Texts from plugins are already escaped and cut to size.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A remark: io_uring fell back to pwrite, stale temporaries removed, a size hint was wrong.
     Note(String),
@@ -12,6 +12,11 @@ pub enum Event {
     /// The plugin declared what the run will write in all (`expect`, contract 1.1): a progress line
     /// can show a total, a percentage and an ETA.
     Expect { bytes: u64, objects: u64 },
+    /// The plugin started a phase (contract 1.1): the progress line names it.
+    Phase { name: String },
+    /// Reads so far in a phase: its bytes read and the time since it started (sent now and then as
+    /// reads finish).
+    Read { phase: String, bytes: u64, seconds: f64 },
 }
 
 impl std::fmt::Display for Event {
@@ -20,6 +25,8 @@ impl std::fmt::Display for Event {
             Event::Note(n) => write!(f, "note: {n}"),
             Event::PluginLog { plugin, level, text } => write!(f, "[{plugin}] {level}: {text}"),
             Event::Expect { bytes, objects } => write!(f, "the plugin expects {bytes} bytes in {objects} objects"),
+            Event::Phase { name } => write!(f, "phase {name}"),
+            Event::Read { phase, bytes, seconds } => write!(f, "phase {phase}: {bytes} bytes read in {seconds:.1} s"),
         }
     }
 }

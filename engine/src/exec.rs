@@ -14,6 +14,7 @@
 use crate::error::{Error, Result};
 use crate::gen::Generator;
 use crate::object::Content;
+use crate::phase::TimeSplit;
 use crate::pool::{Buffer, BufferPool};
 use crate::sink::{Capabilities, ObjectWriter, Sink, WriteReq};
 use crossbeam_channel::{Receiver, Sender};
@@ -155,6 +156,7 @@ pub struct Executor<'s> {
     workers: rayon::ThreadPool,
     cfg: ExecConfig,
     chunk: usize,
+    split: Arc<TimeSplit>,
 }
 
 /// The coordinator's state during one run.
@@ -195,7 +197,12 @@ impl<'s> Executor<'s> {
             .thread_name(|i| format!("dgen-gen-{i}"))
             .build()
             .map_err(|e| Error::Resource(format!("cannot start generator threads: {e}")))?;
-        Ok(Executor { sink, gen: Arc::new(gen), pool, workers, cfg, chunk: size })
+        Ok(Executor { sink, gen: Arc::new(gen), pool, workers, cfg, chunk: size, split: Arc::default() })
+    }
+
+    /// The counters its threads add to as they work (a phase takes its share of them).
+    pub fn split(&self) -> Arc<TimeSplit> {
+        self.split.clone()
     }
 
     pub fn pool(&self) -> &BufferPool {
@@ -358,7 +365,9 @@ impl<'e, 's> Run<'e, 's> {
             // Out of buffers with some held by the sink: the storage is what we wait for. (With all of
             // them being generated, it is generation, which the generate time already shows.)
             if starved && self.in_io > 0 {
-                self.stats.buffer_wait += waited.elapsed();
+                let w = waited.elapsed();
+                self.stats.buffer_wait += w;
+                self.exec.split.write_waited(w);
             }
             match event {
                 Some(Event::Generated { obj, chunk, len, buf, crc, took }) => {
@@ -388,6 +397,7 @@ impl<'e, 's> Run<'e, 's> {
         if let Some(t) = self.io_since.take() {
             self.stats.io_busy += t.elapsed();
         }
+        self.exec.split.writes_idle();
         for mut o in self.open.drain(..) {
             if let Some(w) = o.writer.take() {
                 w.abort();
@@ -503,6 +513,7 @@ impl<'e, 's> Run<'e, 's> {
     ) {
         self.in_gen -= 1;
         self.stats.generate += took;
+        self.exec.split.generated(took);
         let stopping = self.stopping(cancel);
         let Some(o) = self.open.iter_mut().find(|o| o.id == obj) else {
             return;
@@ -518,6 +529,7 @@ impl<'e, 's> Run<'e, 's> {
         if self.in_io == 1 {
             self.io_since = Some(Instant::now());
         }
+        self.exec.split.write_started();
         let tx = self.tx.clone();
         let submitted = Instant::now();
         let done = Box::new(move |result: Result<()>| {
@@ -528,6 +540,7 @@ impl<'e, 's> Run<'e, 's> {
 
     fn written(&mut self, obj: usize, len: usize, result: Result<()>, took: Duration, fin_tx: &Sender<ToFinish<'s>>) {
         self.in_io -= 1;
+        self.exec.split.write_done();
         if self.in_io == 0 {
             if let Some(t) = self.io_since.take() {
                 self.stats.io_busy += t.elapsed();

@@ -6,9 +6,155 @@
 //! A phase's time runs from its start to the last of its operations done (to its end, when it had
 //! none): the same definition the run's headline uses, so a trailing `pause` or the plugin's own
 //! bookkeeping does not dilute its throughput.
+//!
+//! Where a phase's time went is taken from one [`TimeSplit`] the run's generator, writer and reader
+//! threads add to as they work: a phase's split is what was added between its start and its end
+//! (the wall-clock window, where its operations are counted by issue time), so the split of a save
+//! phase shows its writes and generation, and a restore phase's its read calls and checks.
 
 use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Wall time with at least one operation of a kind in flight, readable while it runs.
+#[derive(Default)]
+struct Busy {
+    inner: Mutex<(usize, Option<Instant>, Duration)>,
+}
+
+impl Busy {
+    fn enter(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        if g.0 == 1 {
+            g.1 = Some(Instant::now());
+        }
+    }
+
+    fn leave(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = g.0.saturating_sub(1);
+        if g.0 == 0 {
+            if let Some(t) = g.1.take() {
+                g.2 += t.elapsed();
+            }
+        }
+    }
+
+    /// Nothing is in flight any more (those that never reported back included).
+    fn idle(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = 0;
+        if let Some(t) = g.1.take() {
+            g.2 += t.elapsed();
+        }
+    }
+
+    /// So far, the interval still open included.
+    fn total(&self) -> Duration {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.2 + g.1.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+}
+
+/// The run's time counters, shared by the threads that do its work.
+#[derive(Default)]
+pub struct TimeSplit {
+    generate_ns: AtomicU64,
+    write_wait_ns: AtomicU64,
+    read_io_ns: AtomicU64,
+    check_ns: AtomicU64,
+    read_wait_ns: AtomicU64,
+    writes: Busy,
+    reads: Busy,
+}
+
+fn add(a: &AtomicU64, d: Duration) {
+    a.fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+}
+
+fn get(a: &AtomicU64) -> Duration {
+    Duration::from_nanos(a.load(Ordering::Relaxed))
+}
+
+impl TimeSplit {
+    /// Thread time generating (and checksumming) data to write.
+    pub fn generated(&self, d: Duration) {
+        add(&self.generate_ns, d);
+    }
+    /// Wall time the write pipeline had work but no free buffer while writes held them.
+    pub fn write_waited(&self, d: Duration) {
+        add(&self.write_wait_ns, d);
+    }
+    pub fn write_started(&self) {
+        self.writes.enter();
+    }
+    pub fn write_done(&self) {
+        self.writes.leave();
+    }
+    /// The writer stopped: no write is in flight any more.
+    pub fn writes_idle(&self) {
+        self.writes.idle();
+    }
+    /// A reader thread's time in one read call (storage), in checking what it read, and waiting
+    /// for a pool buffer to read into.
+    pub fn read_io(&self, d: Duration) {
+        add(&self.read_io_ns, d);
+    }
+    pub fn checked(&self, d: Duration) {
+        add(&self.check_ns, d);
+    }
+    pub fn read_waited(&self, d: Duration) {
+        add(&self.read_wait_ns, d);
+    }
+    pub fn read_started(&self) {
+        self.reads.enter();
+    }
+    pub fn read_done(&self) {
+        self.reads.leave();
+    }
+
+    pub fn snapshot(&self) -> Split {
+        Split {
+            generate: get(&self.generate_ns),
+            writes_in_flight: self.writes.total(),
+            write_buffer_wait: get(&self.write_wait_ns),
+            reads_in_flight: self.reads.total(),
+            read_calls: get(&self.read_io_ns),
+            check: get(&self.check_ns),
+            read_buffer_wait: get(&self.read_wait_ns),
+        }
+    }
+}
+
+/// Where time went over some window: wall time with writes (reads) in flight, and thread time
+/// generating, in read calls, checking, and waiting for buffers.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Split {
+    pub generate: Duration,
+    pub writes_in_flight: Duration,
+    pub write_buffer_wait: Duration,
+    pub reads_in_flight: Duration,
+    pub read_calls: Duration,
+    pub check: Duration,
+    pub read_buffer_wait: Duration,
+}
+
+impl Split {
+    /// What was added since `earlier`.
+    pub fn since(&self, earlier: &Split) -> Split {
+        Split {
+            generate: self.generate.saturating_sub(earlier.generate),
+            writes_in_flight: self.writes_in_flight.saturating_sub(earlier.writes_in_flight),
+            write_buffer_wait: self.write_buffer_wait.saturating_sub(earlier.write_buffer_wait),
+            reads_in_flight: self.reads_in_flight.saturating_sub(earlier.reads_in_flight),
+            read_calls: self.read_calls.saturating_sub(earlier.read_calls),
+            check: self.check.saturating_sub(earlier.check),
+            read_buffer_wait: self.read_buffer_wait.saturating_sub(earlier.read_buffer_wait),
+        }
+    }
+}
 
 /// The longest phase name, bytes.
 pub const MAX_PHASE_NAME: usize = 64;
@@ -40,6 +186,9 @@ pub struct Phase {
     pub opened_bytes: u64,
     /// Whether any of its reads could tell (files can; object stores cannot).
     pub cache_known: bool,
+    /// The run's counters when it started, and (once ended) what was added over it.
+    pub split_at_start: Split,
+    pub split: Split,
 }
 
 impl Phase {
@@ -61,7 +210,28 @@ impl Phase {
             cached_bytes: 0.0,
             opened_bytes: 0,
             cache_known: false,
+            split_at_start: Split::default(),
+            split: Split::default(),
         }
+    }
+
+    /// Starts its time split at the run's counters now.
+    pub fn with_split(mut self, now: Split) -> Phase {
+        self.split_at_start = now;
+        self
+    }
+
+    /// It ended at `at`, the run's counters then being `now`.
+    pub fn end(&mut self, at: Instant, now: Split) {
+        if self.ended.is_none() {
+            self.ended = Some(at);
+            self.split = now.since(&self.split_at_start);
+        }
+    }
+
+    /// Its wall-clock window, start to end (or now).
+    pub fn window(&self) -> Duration {
+        self.ended.unwrap_or_else(Instant::now).saturating_duration_since(self.started)
     }
 
     /// One operation finished at `at`, taking `latency`.

@@ -17,6 +17,7 @@
 use crate::error::{Error, Result};
 use crate::gen::Generator;
 use crate::object::Content;
+use crate::phase::TimeSplit;
 use crate::pool::BufferPool;
 use crate::sink::{ObjectReader, Sink};
 use crate::verify::Verdict;
@@ -171,6 +172,7 @@ struct Shared {
     align: usize,
     done: Sender<ReadResult>,
     cancel: Arc<AtomicBool>,
+    split: Arc<TimeSplit>,
     /// Objects open for reading in this phase: each is opened (and its cache dropped) once per
     /// phase, not once per range.
     open: Mutex<HashMap<String, Arc<dyn ObjectReader>>>,
@@ -195,6 +197,7 @@ impl Reads {
         depth: usize,
         done: Sender<ReadResult>,
         cancel: Arc<AtomicBool>,
+        split: Arc<TimeSplit>,
     ) -> Result<Reads> {
         let align = sink.capabilities().alignment.max(1);
         let shared = Arc::new(Shared {
@@ -207,6 +210,7 @@ impl Reads {
             align,
             done,
             cancel,
+            split,
             open: Mutex::new(HashMap::new()),
         });
         let mut threads = Vec::new();
@@ -264,12 +268,14 @@ struct Piece {
 fn worker(sh: &Shared) {
     let mut scratch: Vec<u8> = Vec::new();
     while let Some(piece) = claim(sh) {
+        sh.split.read_started();
         let result = if sh.cancel.load(Ordering::Relaxed) {
             Err(Error::Cancelled)
         } else {
             read_piece(sh, &piece, &mut scratch)
         };
         finish_piece(sh, piece, result);
+        sh.split.read_done();
     }
 }
 
@@ -389,11 +395,21 @@ fn read_piece(sh: &Shared, piece: &Piece, scratch: &mut Vec<u8>) -> Result<Piece
     let win_start = piece.start / a * a;
     let win_end = piece.end.div_ceil(a) * a;
     let want = (piece.end - win_start) as usize;
+    let waited = Instant::now();
     let mut buf = sh.pool.take();
+    let calls = Instant::now();
+    sh.split.read_waited(calls - waited);
     let win = &mut buf.as_mut_slice()[..(win_end - win_start) as usize];
     let mut filled = 0usize;
     while filled < want {
-        let n = reader.read_at(win_start + filled as u64, &mut win[filled..])?;
+        let n = reader.read_at(win_start + filled as u64, &mut win[filled..]);
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                sh.split.read_io(calls.elapsed());
+                return Err(e);
+            }
+        };
         if n == 0 {
             return Err(Error::sink(
                 &read.req.name,
@@ -406,6 +422,8 @@ fn read_piece(sh: &Shared, piece: &Piece, scratch: &mut Vec<u8>) -> Result<Piece
         }
         filled += n;
     }
+    let checking = Instant::now();
+    sh.split.read_io(checking - calls);
     let arrived = read.started.get().map_or(Duration::ZERO, |t| t.elapsed());
     let got = &win[(piece.start - win_start) as usize..want];
     let check = read.req.check;
@@ -445,6 +463,7 @@ fn read_piece(sh: &Shared, piece: &Piece, scratch: &mut Vec<u8>) -> Result<Piece
             out.want_crc = Some(want_digest.finalize() as u32);
         }
     }
+    sh.split.checked(checking.elapsed());
     Ok(out)
 }
 

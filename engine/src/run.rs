@@ -130,7 +130,7 @@ pub fn execute(
         chunk: 0,
         notes: Vec::new(),
     };
-    let make_ctx = |pool: BufferPool, read_pool: BufferPool, jobs, started| RunContext {
+    let make_ctx = |pool: BufferPool, read_pool: BufferPool, jobs, started, split| RunContext {
         plugin: crate::input::sanitize(&plugin.meta.name, 100),
         params_json: plan.params_json.clone(),
         seed,
@@ -146,6 +146,7 @@ pub fn execute(
         quiet,
         events: events.clone(),
         started,
+        split,
     };
     let started;
     let (state, result, exec_result) = match mode {
@@ -158,7 +159,10 @@ pub fn execute(
             // Like `gen`, the clock starts once the pool is allocated and pre-faulted.
             started = Instant::now();
             let read_pool = exec.pool().clone();
-            let state = HostState::new(make_ctx(verify_pool, read_pool, Some(jobs_tx), started), plan.limits.clone());
+            let state = HostState::new(
+                make_ctx(verify_pool, read_pool, Some(jobs_tx), started, exec.split()),
+                plan.limits.clone(),
+            );
             std::thread::scope(|s| {
                 let cancel2 = cancel.clone();
                 let exec = &exec;
@@ -179,7 +183,7 @@ pub fn execute(
             let read_pool =
                 BufferPool::new(plan.buffers, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             started = Instant::now();
-            let state = HostState::new(make_ctx(pool, read_pool, None, started), plan.limits.clone());
+            let state = HostState::new(make_ctx(pool, read_pool, None, started, Arc::default()), plan.limits.clone());
             let (mut state, result) = plugin.run(state, config);
             state.finish_reads();
             (state, result, None)

@@ -36,6 +36,8 @@ struct State {
     /// Bytes the run will write, when known (0: unknown).
     total: u64,
     objects: u64,
+    /// The current phase, when the plugin names phases.
+    phase: Option<String>,
 }
 
 /// Progress on stderr: a bar when stderr is a terminal, else a plain line every 10 seconds (long
@@ -46,7 +48,7 @@ pub struct Progress {
 }
 
 fn counting_style() -> ProgressStyle {
-    ProgressStyle::with_template("{elapsed_precise} {spinner} {binary_bytes} written, {binary_bytes_per_sec}")
+    ProgressStyle::with_template("{elapsed_precise} {spinner} {binary_bytes} written, {binary_bytes_per_sec}{msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
@@ -54,7 +56,7 @@ fn total_style(objects: u64) -> ProgressStyle {
     let bar = if color_allowed() { "{wide_bar:.cyan/blue}" } else { "{wide_bar}" };
     let objects = if objects > 0 { format!(" in {objects} objects") } else { String::new() };
     ProgressStyle::with_template(&format!(
-        "{{elapsed_precise}} {bar} {{binary_bytes}}/{{binary_total_bytes}}{objects} {{percent}}% {{binary_bytes_per_sec}} eta {{eta}}"
+        "{{elapsed_precise}} {bar} {{binary_bytes}}/{{binary_total_bytes}}{objects} {{percent}}% {{binary_bytes_per_sec}} eta {{eta}}{{msg}}"
     ))
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
@@ -63,7 +65,7 @@ fn total_style(objects: u64) -> ProgressStyle {
 impl Progress {
     /// Progress towards `total` bytes, or (total 0, until a plugin declares one) a running count.
     pub fn new(total: u64, enabled: bool) -> Progress {
-        let mut state = State { bar: None, plain: None, total, objects: 0 };
+        let mut state = State { bar: None, plain: None, total, objects: 0, phase: None };
         if enabled && std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(
                 if total > 0 { Some(total) } else { None },
@@ -99,6 +101,38 @@ impl Progress {
         match bar {
             Some(bar) => bar.suspend(|| say(line)),
             None => say(line),
+        }
+    }
+
+    /// The plugin started phase `name`: the bar names it; a plain log says so on a line.
+    pub fn set_phase(&self, name: String) {
+        let mut s = self.state();
+        if let Some(bar) = &s.bar {
+            bar.set_message(format!(" · phase {name}"));
+        }
+        if s.plain.is_some() {
+            say(&format!("progress: phase {name} started"));
+        }
+        s.phase = Some(name);
+    }
+
+    /// Reads so far in the current phase.
+    pub fn reads(&self, phase: &str, bytes: u64, seconds: f64) {
+        let mut s = self.state();
+        let line = format!(
+            "phase {phase}: {} read in {seconds:.0} s, {:.2} GB/s",
+            format_size(bytes),
+            gbps(bytes, Duration::from_secs_f64(seconds.max(1e-9)))
+        );
+        if let Some(bar) = &s.bar {
+            bar.set_message(format!(" · {line}"));
+            bar.tick();
+        }
+        if let Some((_, last)) = &mut s.plain {
+            if last.elapsed() >= PLAIN_EVERY {
+                *last = Instant::now();
+                say(&format!("progress: {line}"));
+            }
         }
     }
 
@@ -141,10 +175,11 @@ impl Observer for Progress {
             b.set_position(bytes);
         }
         let total = s.total;
+        let phase = s.phase.as_ref().map(|p| format!(" (phase {p})")).unwrap_or_default();
         if let Some((start, last)) = &mut s.plain {
             if last.elapsed() >= PLAIN_EVERY {
                 *last = Instant::now();
-                say(&plain_line(bytes, total, start.elapsed()));
+                say(&format!("{}{phase}", plain_line(bytes, total, start.elapsed())));
             }
         }
     }
@@ -166,6 +201,8 @@ impl Events for Terminal {
     fn emit(&self, event: Event) {
         match event {
             Event::Expect { bytes, objects } => self.progress.set_total(bytes, objects),
+            Event::Phase { name } => self.progress.set_phase(name),
+            Event::Read { phase, bytes, seconds } => self.progress.reads(&phase, bytes, seconds),
             other => self.progress.say(&other.to_string()),
         }
     }

@@ -58,6 +58,15 @@ fn phases_are_reported_with_their_own_figures() {
         assert!(l["p99"].as_u64().unwrap() <= l["max"].as_u64().unwrap(), "{p}");
         assert!(l["p999"].is_u64(), "{p}");
     }
+    // Each phase's time split holds what its own work took: the put generated and wrote, the get
+    // read; neither holds the other's.
+    let (ps, gs) = (&put["time_split"], &get["time_split"]);
+    let s = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert!(s(ps, "generate_s") > 0.0 && s(ps, "writes_in_flight_s") > 0.0, "{ps}");
+    assert_eq!((s(ps, "read_calls_s"), s(ps, "reads_in_flight_s")), (0.0, 0.0), "{ps}");
+    assert!(s(gs, "read_calls_s") > 0.0 && s(gs, "reads_in_flight_s") > 0.0, "{gs}");
+    assert_eq!((s(gs, "generate_s"), s(gs, "writes_in_flight_s")), (0.0, 0.0), "{gs}");
+    assert!(s(gs, "reads_in_flight_s") <= s(gs, "window_s") + 1e-3, "{gs}");
     assert_eq!((phase(&r, "stat")["ops"].as_u64(), phase(&r, "stat")["bytes"].as_u64()), (Some(8), Some(0)));
     assert_eq!(phase(&r, "list")["meta_ops"], 1);
     assert_eq!(phase(&r, "delete")["ops"], 8);
@@ -71,6 +80,10 @@ fn phases_are_reported_with_their_own_figures() {
     for name in names {
         assert!(t.lines().any(|l| l.starts_with(name)), "no row for {name}:\n{t}");
     }
+    assert!(t.contains("  put time: generating "), "{t}");
+    assert!(t.contains("  get time: reads in flight "), "{t}");
+    // Off a terminal, the progress log says when each phase starts.
+    assert!(t.contains("progress: phase get started"), "{t}");
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -122,6 +135,25 @@ fn cold_reads_drop_the_page_cache_and_keep_keeps_it() {
     let cached = phase(&r, "get")["cached_fraction"].as_f64().unwrap();
     assert!(cached > 0.9, "with cache = \"keep\" the just-written pages were {cached} resident");
     assert!(text(&o).contains("in page cache at start"), "{}", text(&o));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn readahead_advice_reads_the_same_bytes_and_a_bad_value_names_the_key() {
+    let dir = tempdir("readahead");
+    let uri = format!("file://{}", dir.join("out").display());
+    let phases = r#"params.phases=["put","get"]"#;
+    for (i, ra) in ["off", "sequential", "normal"].iter().enumerate() {
+        let set = format!("target.readahead=\"{ra}\"");
+        let report = dir.join(format!("r{i}.json"));
+        let (o, r) = objects(bin(), &uri, &report, &[phases, r#"params.get_check="verify""#, &set]);
+        assert_eq!(o.status.code(), Some(0), "readahead {ra}: {}", text(&o));
+        assert_eq!((phase(&r, "get")["reads"].as_u64(), r["read_failures"].as_u64()), (Some(8), Some(0)), "{ra}");
+        std::fs::remove_dir_all(dir.join("out")).ok();
+    }
+    let (o, _) = objects(bin(), &uri, &dir.join("bad.json"), &[phases, r#"target.readahead="sideways""#]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("readahead") && text(&o).contains("sideways"), "{}", text(&o));
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -260,9 +260,16 @@ fn every_sink_reads_back_ranges_and_stats_lists_deletes() {
         let align = sink.capabilities().alignment.max(4096);
         let pool = BufferPool::new(4, 1 << 20, align).unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let reads =
-            Reads::start(sink.clone(), pool.clone(), Arc::new(gen.clone()), 3, tx, Arc::new(AtomicBool::new(false)))
-                .unwrap();
+        let reads = Reads::start(
+            sink.clone(),
+            pool.clone(),
+            Arc::new(gen.clone()),
+            3,
+            tx,
+            Arc::new(AtomicBool::new(false)),
+            Arc::default(),
+        )
+        .unwrap();
         let mut asked = Vec::new();
         for (i, job) in jobs().into_iter().enumerate() {
             let crc = stats.objects.iter().find(|o| o.name == job.name).unwrap().crc32c;

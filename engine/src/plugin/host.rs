@@ -235,6 +235,8 @@ pub struct RunContext {
     pub events: Arc<dyn Events>,
     /// The run's clock: `totals()` measures from here, as the report does.
     pub started: Instant,
+    /// The run's time counters (the executor's, in a write run), which phases take their split from.
+    pub split: Arc<crate::phase::TimeSplit>,
 }
 
 /// A name used in this run.
@@ -336,6 +338,8 @@ pub struct HostState {
     /// The first read (or stat, list, delete) that could not be done: the run's error.
     pub read_error: Option<Error>,
     started: Instant,
+    /// When the progress line was last told how reads go.
+    read_told: Instant,
     logs: LogGate,
     /// Scratch for resolving fields, kept across commits.
     scratch: Vec<u8>,
@@ -348,6 +352,7 @@ impl HostState {
         let gen = Arc::new(Generator::new(ctx.seed, ctx.profile));
         let caps = ctx.sink.capabilities();
         let started = ctx.started;
+        let first = Phase::new("run".into(), started).with_split(ctx.split.snapshot());
         let (read_tx, read_rx) = crossbeam_channel::unbounded();
         HostState {
             table: ResourceTable::new(),
@@ -371,7 +376,7 @@ impl HostState {
             metrics: Vec::new(),
             verdicts: Vec::new(),
             writes_stopped: false,
-            phases: vec![Phase::new("run".into(), started)],
+            phases: vec![first],
             phase_cost: reads::phase_cost(),
             reads: None,
             read_tx,
@@ -383,6 +388,7 @@ impl HostState {
             read_failure_count: 0,
             read_error: None,
             started,
+            read_told: started,
             logs: LogGate::new(),
             scratch: Vec::new(),
         }

@@ -101,7 +101,7 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
             lines.extend(run_details(stats, o.chunk));
         }
     }
-    lines.extend(phase_lines(&o.phases));
+    lines.extend(phase_lines(&o.phases, plan.threads, plan.concurrency.max(1)));
     lines.extend(o.notes.iter().cloned());
     if o.read_failure_count > 0 {
         lines.push(format!("reads: {} failed their check", o.read_failure_count));
@@ -155,8 +155,57 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
     lines
 }
 
-/// One row per phase, when the run had more than its implicit one or read anything.
-pub fn phase_lines(phases: &[Phase]) -> Vec<String> {
+/// Where a phase's time went, and what that says bound it; `None` when it did no I/O.
+/// `threads` generate, `readers` read.
+pub fn split_line(p: &Phase, threads: usize, readers: usize) -> Option<String> {
+    let s = &p.split;
+    let window = p.window().max(Duration::from_micros(1));
+    let mut parts = Vec::new();
+    let mut verdict = None;
+    if p.writes > 0 || !s.generate.is_zero() {
+        let gen_share = pct(s.generate, window * threads.max(1) as u32);
+        let wait_share = pct(s.write_buffer_wait, window);
+        parts.push(format!(
+            "generating {:.2} s on {threads} threads ({gen_share:.0}% busy), writes in flight {:.2} s ({:.0}%), waiting for buffers {:.2} s ({wait_share:.0}%)",
+            s.generate.as_secs_f64(),
+            s.writes_in_flight.as_secs_f64(),
+            pct(s.writes_in_flight, window),
+            s.write_buffer_wait.as_secs_f64(),
+        ));
+        verdict = Some(if gen_share > 80.0 {
+            "generation-bound"
+        } else if wait_share > 50.0 {
+            "storage-bound"
+        } else {
+            "neither side saturated"
+        });
+    }
+    if p.reads > 0 {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()).min(readers.max(1));
+        let check_share = pct(s.check, window * cpus as u32);
+        let flight_share = pct(s.reads_in_flight, window);
+        parts.push(format!(
+            "reads in flight {:.2} s ({flight_share:.0}%); of {readers} readers' time {:.2} s in read calls, {:.2} s checking ({check_share:.0}% of {cpus} CPUs), {:.2} s waiting for buffers",
+            s.reads_in_flight.as_secs_f64(),
+            s.read_calls.as_secs_f64(),
+            s.check.as_secs_f64(),
+            s.read_buffer_wait.as_secs_f64(),
+        ));
+        verdict = Some(if check_share > 70.0 {
+            "check-bound: the CPU checking what was read"
+        } else if flight_share > 90.0 {
+            "storage-bound: reads were in flight all along"
+        } else {
+            "plugin-bound: reads were not kept in flight"
+        });
+    }
+    let verdict = verdict?;
+    Some(format!("  {} time: {}: {verdict}", sanitize(&p.name, 64), parts.join("; ")))
+}
+
+/// One row per phase, when the run had more than its implicit one or read anything, then where
+/// each phase's time went.
+pub fn phase_lines(phases: &[Phase], threads: usize, readers: usize) -> Vec<String> {
     let only_writes = phases.len() == 1 && phases[0].reads == 0 && phases[0].meta_ops == 0;
     if phases.is_empty() || only_writes {
         return Vec::new();
@@ -189,6 +238,7 @@ pub fn phase_lines(phases: &[Phase]) -> Vec<String> {
     if phases.len() > SHOWN {
         lines.push(format!("  … and {} more phases (all of them are in --json-report)", phases.len() - SHOWN));
     }
+    lines.extend(phases.iter().take(SHOWN).filter_map(|p| split_line(p, threads, readers)));
     lines
 }
 
@@ -210,6 +260,16 @@ pub fn phase_json(p: &Phase) -> serde_json::Value {
         "meta_ops": p.meta_ops,
         "ttfb_us": { "p50": q(&p.ttfb, 0.5), "p99": q(&p.ttfb, 0.99), "max": p.ttfb.max() },
         "cached_fraction": p.cached_fraction(),
+        "time_split": {
+            "window_s": p.window().as_secs_f64(),
+            "generate_s": p.split.generate.as_secs_f64(),
+            "writes_in_flight_s": p.split.writes_in_flight.as_secs_f64(),
+            "write_buffer_wait_s": p.split.write_buffer_wait.as_secs_f64(),
+            "reads_in_flight_s": p.split.reads_in_flight.as_secs_f64(),
+            "read_calls_s": p.split.read_calls.as_secs_f64(),
+            "check_s": p.split.check.as_secs_f64(),
+            "read_buffer_wait_s": p.split.read_buffer_wait.as_secs_f64(),
+        },
     })
 }
 

@@ -108,6 +108,7 @@ impl HostState {
                 self.ctx.read_depth,
                 self.read_tx.clone(),
                 self.ctx.cancel.clone(),
+                self.ctx.split.clone(),
             );
             match reads {
                 Ok(r) => self.reads = Some(r),
@@ -137,6 +138,11 @@ impl HostState {
                 p.cache_known = true;
                 p.cached_bytes += share * size as f64;
                 p.opened_bytes += size;
+            }
+            if self.read_told.elapsed() >= Duration::from_millis(250) {
+                self.read_told = Instant::now();
+                let (phase, bytes, seconds) = (sanitize(&p.name, 64), p.read, p.started.elapsed().as_secs_f64());
+                self.ctx.events.emit(crate::events::Event::Read { phase, bytes, seconds });
             }
         }
         match &r.outcome {
@@ -264,14 +270,17 @@ impl HostState {
         }
         self.charge(self.phase_cost + name.len(), "starting a phase")?;
         let now = Instant::now();
+        let split = self.ctx.split.snapshot();
         if let Some(p) = self.phases.last_mut() {
-            p.ended = Some(now);
+            p.end(now, split);
         }
         // The implicit first phase disappears when nothing happened in it.
         if self.phases.len() == 1 && self.phases[0].ops() == 0 && self.reads_issued == 0 && self.committed == 0 {
             self.phases.clear();
         }
-        self.phases.push(Phase::new(name, now));
+        let told = sanitize(&name, 64);
+        self.phases.push(Phase::new(name, now).with_split(split));
+        self.ctx.events.emit(crate::events::Event::Phase { name: told });
         if let Some(r) = &self.reads {
             r.new_phase();
         }
@@ -297,9 +306,9 @@ impl HostState {
 
     /// The phases, their last one ended now.
     pub fn close_phases(&mut self) {
-        let now = Instant::now();
+        let (now, split) = (Instant::now(), self.ctx.split.snapshot());
         if let Some(p) = self.phases.last_mut() {
-            p.ended.get_or_insert(now);
+            p.end(now, split);
         }
     }
 }

@@ -79,6 +79,31 @@ impl std::str::FromStr for CacheMode {
     }
 }
 
+/// The kernel's readahead for a file read with buffered I/O, as an application asks for it
+/// (`posix_fadvise`, as fio's `fadvise_hint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readahead {
+    /// The kernel's default window (no advice).
+    Normal,
+    /// `POSIX_FADV_SEQUENTIAL`: a larger window (twice the device's, on Linux).
+    Sequential,
+    /// `POSIX_FADV_RANDOM`: no readahead — each read fetches what it asks for, as random reads of
+    /// a database or of tensors scattered over a file would.
+    Off,
+}
+
+impl std::str::FromStr for Readahead {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "normal" | "auto" => Ok(Readahead::Normal),
+            "sequential" => Ok(Readahead::Sequential),
+            "off" | "random" => Ok(Readahead::Off),
+            other => Err(format!("unknown readahead '{other}' (use normal, sequential or off)")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct FileOptions {
     pub engine: FileEngine,
@@ -90,6 +115,8 @@ pub struct FileOptions {
     pub create_root: bool,
     /// Before a file is read: drop its cached pages, or keep them.
     pub cache: CacheMode,
+    /// How the kernel reads ahead of buffered reads.
+    pub readahead: Readahead,
 }
 
 impl Default for FileOptions {
@@ -100,12 +127,13 @@ impl Default for FileOptions {
             queue_depth: 8,
             create_root: false,
             cache: CacheMode::Drop,
+            readahead: Readahead::Normal,
         }
     }
 }
 
 /// The keys a workload's `[target.file]` (or `[target]`, for a `file://` URI) takes.
-pub const KEYS: &[&str] = &["engine", "direct", "queue_depth", "cache"];
+pub const KEYS: &[&str] = &["engine", "direct", "queue_depth", "cache", "readahead"];
 
 /// A `file://DIR` target: the directory and how to write below it.
 #[derive(Clone, Debug)]
@@ -124,6 +152,7 @@ impl FileTarget {
             queue_depth: keys.integer("queue_depth", 1..=1024)?.map_or(d.queue_depth, |n| n as usize),
             create_root: true,
             cache: keys.parsed("cache")?.unwrap_or(d.cache),
+            readahead: keys.parsed("readahead")?.unwrap_or(d.readahead),
         })
     }
 
@@ -202,6 +231,7 @@ pub struct FileSink {
     root: PathBuf,
     direct: bool,
     cache: CacheMode,
+    readahead: Readahead,
     align: usize,
     engine: Engine,
     engine_name: &'static str,
@@ -267,7 +297,17 @@ impl FileSink {
             (Engine::Pwrite { tx: Some(tx), workers }, "pwrite")
         };
         let name_max = name_max(&root);
-        Ok(FileSink { root, direct: opts.direct, cache: opts.cache, align, engine, engine_name, name_max, notes })
+        Ok(FileSink {
+            root,
+            direct: opts.direct,
+            cache: opts.cache,
+            readahead: opts.readahead,
+            align,
+            engine,
+            engine_name,
+            name_max,
+            notes,
+        })
     }
 
     /// One-line remarks for the user made when the sink opened (io_uring fell back to pwrite, stale
@@ -461,6 +501,16 @@ impl Sink for FileSink {
             let _ = nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         }
         let cached = if self.direct { Some(0.0) } else { resident_share(&file, size) };
+        let advice = match self.readahead {
+            _ if self.direct => None,
+            Readahead::Normal => None,
+            Readahead::Sequential => Some(nix::fcntl::PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL),
+            Readahead::Off => Some(nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM),
+        };
+        if let Some(a) = advice {
+            // Advice only: a file system that ignores it reads as it would anyway.
+            let _ = nix::fcntl::posix_fadvise(&file, 0, 0, a);
+        }
         let ring = match &self.engine {
             Engine::Uring(ring) => ring.reads(),
             Engine::Pwrite { .. } => None,
