@@ -65,6 +65,15 @@ struct RunArgs {
     /// Also print what goes beyond a one-line error (a plugin trap's Wasm backtrace).
     #[arg(short, long)]
     verbose: bool,
+    /// Run as rank R of --world-size ranks (0 … world size − 1) without a launcher: the plugin does
+    /// rank R's share, with rank R's bytes — what rank R of an MPI run with the same seed does.
+    #[arg(long, value_name = "R", allow_hyphen_values = true, requires = "world_size",
+          value_parser = clap::value_parser!(u32).range(0..65536))]
+    rank: Option<u32>,
+    /// Ranks in the run (1 … 65536), with --rank.
+    #[arg(long, value_name = "N", allow_hyphen_values = true, requires = "rank",
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    world_size: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -430,12 +439,21 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         }
         lib_error(e)
     };
+    if let (Some(r), Some(n)) = (args.rank, args.world_size) {
+        if r >= n {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--rank {r} is not below --world-size {n} (ranks are 0 … {})",
+                n - 1
+            )));
+        }
+    }
     let plan = Plan::load(&args.workload, &args.sets).map_err(early)?;
     let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal::plain()).map_err(early)?;
     let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let cancel = install_cancel();
     let mut progress = Progress::new(0, !args.quiet && mode == Mode::Write);
-    let env = RunEnv { quiet: args.quiet, cancel, events: Arc::new(progress.terminal()) };
+    let (rank, world_size) = (args.rank.unwrap_or(0), args.world_size.unwrap_or(1));
+    let env = RunEnv { quiet: args.quiet, cancel, events: Arc::new(progress.terminal()), rank, world_size };
     let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
     progress.finish();
     let outcome = outcome.map_err(early)?;

@@ -179,7 +179,7 @@ struct Shared {
 }
 
 /// Objects kept open at once (each holds a file descriptor); past it the set starts over.
-const MAX_OPEN: usize = 256;
+pub const MAX_OPEN: usize = 256;
 
 /// The reader threads of a run. Dropping it stops them once the reads issued have finished.
 pub struct Reads {

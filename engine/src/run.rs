@@ -78,6 +78,9 @@ pub struct RunEnv {
     pub quiet: bool,
     pub cancel: Arc<AtomicBool>,
     pub events: Arc<dyn Events>,
+    /// This process's rank, and the ranks in the run (0 and 1 alone).
+    pub rank: u32,
+    pub world_size: u32,
 }
 
 /// Runs (or verifies) a workload with a loaded plugin.
@@ -89,7 +92,8 @@ pub fn execute(
     observer: &mut (dyn Observer + Send),
     env: &RunEnv,
 ) -> Result<Outcome> {
-    let RunEnv { quiet, cancel, events } = env;
+    let RunEnv { quiet, cancel, events, rank, world_size } = env;
+    let (rank, world_size) = (*rank, (*world_size).max(1));
     let (quiet, cancel) = (*quiet, cancel.clone());
     let (sink, notes) = plan.target.open()?;
     if !quiet {
@@ -98,7 +102,7 @@ pub fn execute(
         }
     }
     let config =
-        RunConfig { seed, params: plan.params_json.clone(), verify_only: mode == Mode::Verify, rank: 0, world_size: 1 };
+        RunConfig { seed, params: plan.params_json.clone(), verify_only: mode == Mode::Verify, rank, world_size };
     let caps = sink.capabilities();
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
@@ -109,7 +113,7 @@ pub fn execute(
         open_objects: plan.concurrency,
         crc: true,
     };
-    let gen = Generator::new(seed, plan.profile);
+    let gen = Generator::new(seed, plan.profile).for_rank(rank.into(), world_size.into());
     let mut outcome = Outcome {
         plugin: plugin.meta.clone(),
         plugin_sha256: plugin.sha256.clone(),
@@ -147,6 +151,8 @@ pub fn execute(
         events: events.clone(),
         started,
         split,
+        rank,
+        world_size,
     };
     let started;
     let (state, result, exec_result) = match mode {

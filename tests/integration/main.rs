@@ -9,6 +9,7 @@ mod fidelity;
 mod hardening;
 mod objects;
 mod plugins;
+mod ranks;
 mod reads;
 mod reporter;
 mod s3;

@@ -28,18 +28,30 @@ pub(crate) struct DedupMap {
     cols: u64,
     /// 2^64 / D as a 64.64 fixed-point number, so the map is integer-exact on every machine.
     inv_d: u128,
+    /// Rank `lane` of `lanes`: this stream's rows are rows `lane`, `lane + lanes`, … of the run's.
+    lane: u64,
+    lanes: u64,
 }
 
 impl DedupMap {
     pub(crate) fn new(dedup: f64, unit: u64) -> Self {
         let inv_d = (18_446_744_073_709_551_616.0f64 / dedup) as u128;
-        DedupMap { cols: (SPREAD / unit).max(1), inv_d }
+        DedupMap { cols: (SPREAD / unit).max(1), inv_d, lane: 0, lanes: 1 }
+    }
+
+    /// The map of rank `lane` of `lanes`: its rows interleave with the other ranks' in one run-wide
+    /// stream, so that all ranks' data together — what one array behind all hosts stores — has the
+    /// ratio, once every rank has written about as much.
+    pub(crate) fn with_lane(mut self, lane: u64, lanes: u64) -> Self {
+        self.lanes = lanes.max(1);
+        self.lane = lane % self.lanes;
+        self
     }
 
     /// The content id of block `b`; ids are unique per (column, run), i.e. `run * cols + column`.
     #[inline]
     pub(crate) fn content(&self, b: u64) -> u64 {
-        let row = b / self.cols;
+        let row = b / self.cols * self.lanes + self.lane;
         let col = b % self.cols;
         // Column phase in 0.64 fixed point; (col + 1) * odd constant is never 0 mod 2^64.
         let u = (col + 1).wrapping_mul(WEYL) as u128;
@@ -53,6 +65,28 @@ impl DedupMap {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn lanes_together_hold_the_ratio_and_share_nothing_else() {
+        let (cols, rows) = (1024u64, 64u64);
+        for &d in &[1.0, 2.0, 3.0, 8.0] {
+            for lanes in [1u64, 2, 4, 7] {
+                let mut all = HashSet::new();
+                for lane in 0..lanes {
+                    let m = DedupMap::new(d, 4096).with_lane(lane, lanes);
+                    all.extend((0..rows * cols).map(|b| m.content(b)));
+                }
+                // The lanes' rows are exactly the first `rows * lanes` rows of one stream.
+                let whole = distinct(&DedupMap::new(d, 4096), rows * lanes * cols);
+                assert_eq!(all.len(), whole, "D={d} lanes={lanes}");
+                let want = (rows * lanes * cols) as f64 / d;
+                assert!((all.len() as f64 - want).abs() <= 3.0 + want * 1e-3, "D={d} lanes={lanes}: {}", all.len());
+            }
+        }
+        // Lane 0 of 1 is the plain map.
+        let (a, b) = (DedupMap::new(2.0, 4096), DedupMap::new(2.0, 4096).with_lane(0, 1));
+        assert!((0..100_000).all(|x| a.content(x) == b.content(x)));
+    }
 
     fn distinct(m: &DedupMap, n: u64) -> usize {
         (0..n).map(|b| m.content(b)).collect::<HashSet<_>>().len()

@@ -170,6 +170,15 @@ impl Generator {
         }
     }
 
+    /// The generator of rank `rank` of `world` ranks: the same seed and profile, its stream's rows
+    /// interleaved with the other ranks' (see the dedup map), so each rank's bytes are its own and
+    /// deterministic, and the dedup ratio holds over all ranks' data together. Rank 0 of 1 is
+    /// [`Generator::new`]'s.
+    pub fn for_rank(mut self, rank: u64, world: u64) -> Generator {
+        self.dedup = self.dedup.with_lane(rank, world);
+        self
+    }
+
     pub fn seed(&self) -> u64 {
         self.seed
     }

@@ -63,6 +63,8 @@ mod cost {
     pub const VERDICT: usize = 256;
     /// A read in flight or finished and not yet reported, beyond its name.
     pub const READ: usize = 384;
+    /// An object the reader threads keep open (its handle, path and map entry, its name aside).
+    pub const OPEN_READER: usize = 1024;
     /// A failed read's record in the user's report.
     pub const READ_FAILURE: usize = 256;
     /// The allocator's share of one small allocation (an `Arc` of plugin bytes).
@@ -237,6 +239,10 @@ pub struct RunContext {
     pub started: Instant,
     /// The run's time counters (the executor's, in a write run), which phases take their split from.
     pub split: Arc<crate::phase::TimeSplit>,
+    /// This process's rank and the run's ranks: each rank's data is its own lane of the run's
+    /// streams.
+    pub rank: u32,
+    pub world_size: u32,
 }
 
 /// A name used in this run.
@@ -349,7 +355,7 @@ type HostResult<T> = wasmtime::Result<Result<T, String>>;
 
 impl HostState {
     pub fn new(ctx: RunContext, limits: Limits) -> HostState {
-        let gen = Arc::new(Generator::new(ctx.seed, ctx.profile));
+        let gen = Arc::new(Generator::new(ctx.seed, ctx.profile).for_rank(ctx.rank.into(), ctx.world_size.into()));
         let caps = ctx.sink.capabilities();
         let started = ctx.started;
         let first = Phase::new("run".into(), started).with_split(ctx.split.snapshot());
@@ -498,7 +504,8 @@ impl HostState {
             return Ok(i);
         }
         // Each extra profile gets its own stream, so its blocks never collide with the run's.
-        self.gens.push((p, Arc::new(Generator::new(self.ctx.seed, p)), 0));
+        let gen = Generator::new(self.ctx.seed, p).for_rank(self.ctx.rank.into(), self.ctx.world_size.into());
+        self.gens.push((p, Arc::new(gen), 0));
         Ok(self.gens.len() - 1)
     }
 

@@ -16,6 +16,11 @@
 //! (`none`, `crc`, `verify`), and pass at or above `min_restore_gbps`. With `save = false` nothing is
 //! written: the shards are described again and declared, so a restore re-reads (and checks) the
 //! checkpoint an earlier run with the same seed and params wrote.
+//!
+//! On several hosts (`run-config` rank h of W, from MPI or `--rank`/`--world-size`), host h saves
+//! and restores the shards s with s mod W = h, as each process of a framework saves its own; host 0
+//! writes the index, and each host its own `manifest-hostNNNNN.json`. The same workload file runs on
+//! one host or on many.
 
 use dgen_plugin_sdk::{
     export_plugin, log, read_range, verify, wait_all, wait_reads, Config, Plugin, ReadCheck, Report, Target,
@@ -177,8 +182,20 @@ impl Plugin for Ckpt {
         let shards = shard(&all, ranks);
         // For the user's progress line: the tensors of every step, plus a little for the headers and
         // the JSON files (the bar's total only needs to be close).
-        let tensor_bytes: u64 = all.iter().map(|(_, shape)| shape.iter().product::<u64>() * BF16).sum();
-        dgen_plugin_sdk::expect(tensor_bytes.saturating_mul(p.steps as u64), (p.ranks as u64 + 2) * p.steps as u64);
+        // Under a launcher, host rank h of W writes (and restores) the shards s with s mod W = h, as
+        // each process of a framework saves its own; host rank 0 also writes the index. Alone (W = 1)
+        // one process writes them all.
+        let (host, hosts) = (config.rank as usize, config.world_size.max(1) as usize);
+        let mine = |s: usize| s % hosts == host;
+        let tensor_bytes: u64 = shards
+            .iter()
+            .enumerate()
+            .filter(|(s, _)| mine(*s))
+            .flat_map(|(_, m)| m.iter().map(|&i| all[i].1.iter().product::<u64>() * BF16))
+            .sum();
+        let own = (0..ranks).filter(|&s| mine(s)).count() as u64;
+        let files = own + 1 + (host == 0) as u64;
+        dgen_plugin_sdk::expect(tensor_bytes.saturating_mul(p.steps as u64), files * p.steps as u64);
         let check = match p.restore_check.as_str() {
             "none" => ReadCheck::None,
             "crc" => ReadCheck::Crc,
@@ -199,6 +216,12 @@ impl Plugin for Ckpt {
             let mut weight_map = Map::new();
             let mut step_bytes = 0u64;
             for (rank, members) in shards.iter().enumerate() {
+                for &i in members {
+                    weight_map.insert(all[i].0.clone(), Value::String(shard_name(rank, ranks)));
+                }
+                if !mine(rank) {
+                    continue;
+                }
                 // The safetensors header: tensors in order, offsets relative to the data start.
                 let mut header = Map::new();
                 header.insert(
@@ -213,7 +236,6 @@ impl Plugin for Ckpt {
                         name.clone(),
                         json!({ "dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + len] }),
                     );
-                    weight_map.insert(name.clone(), Value::String(shard_name(rank, ranks)));
                     offset += len;
                 }
                 let mut text = serde_json::to_vec(&Value::Object(header)).map_err(|e| e.to_string())?;
@@ -246,10 +268,13 @@ impl Plugin for Ckpt {
                 total += step_bytes;
                 continue;
             }
-            write_json(
-                &format!("{dir}/model.safetensors.index.json"),
-                &json!({ "metadata": { "total_size": step_bytes }, "weight_map": weight_map }),
-            )?;
+            if host == 0 {
+                let all_bytes: u64 = all.iter().map(|(_, shape)| shape.iter().product::<u64>() * BF16).sum();
+                write_json(
+                    &format!("{dir}/model.safetensors.index.json"),
+                    &json!({ "metadata": { "total_size": all_bytes }, "weight_map": weight_map }),
+                )?;
+            }
             // The manifest needs the shards' checksums: wait for them to be durable.
             let done = wait_all()?;
             let mut shards_done: Vec<_> = done.iter().filter(|o| o.name.ends_with(".safetensors")).collect();
@@ -258,15 +283,22 @@ impl Plugin for Ckpt {
                 .iter()
                 .map(|o| json!({ "name": o.name, "size": o.size, "crc32c": format!("{:08x}", o.crc32c) }))
                 .collect();
+            // One manifest per host (each knows its own shards' CRCs); alone, the one manifest.
+            let manifest =
+                if hosts == 1 { format!("{dir}/manifest.json") } else { format!("{dir}/manifest-host{host:05}.json") };
             write_json(
-                &format!("{dir}/manifest.json"),
+                &manifest,
                 &json!({
                     "step": step, "model": p.model, "ranks": p.ranks, "shards": shards_json,
                     "host_rank": config.rank, "world_size": config.world_size,
                 }),
             )?;
             total += step_bytes;
-            log!("step {step}: {ranks} shards, {step_bytes} tensor bytes");
+            if hosts == 1 {
+                log!("step {step}: {ranks} shards, {step_bytes} tensor bytes");
+            } else {
+                log!("step {step}: {own} of {ranks} shards, {step_bytes} tensor bytes");
+            }
         }
         wait_all()?;
         let totals = dgen_plugin_sdk::totals();
@@ -295,7 +327,7 @@ impl Plugin for Ckpt {
         for pass in 0..p.restore {
             dgen_plugin_sdk::phase("restore");
             let (mut reads, mut passed, mut bytes) = (0u64, 0u64, 0u64);
-            for step_shards in layouts.chunks(ranks) {
+            for step_shards in layouts.chunks(own.max(1) as usize) {
                 // Every rank loads its shard at once: the header's length, the header, then each
                 // tensor by range (a loader that maps the file touches the same bytes).
                 for l in step_shards {
@@ -326,7 +358,7 @@ impl Plugin for Ckpt {
 export_plugin!(
     Ckpt,
     name = "ckpt",
-    version = "0.2.0",
+    version = "0.3.0",
     params =
         "model: tiny|small|llama3-1b|llama3-8b|llama3-70b (small), ranks (4), steps (2), verify (true), min_gbps (0), save (true), restore passes (0), restore_check: none|crc|verify (verify), min_restore_gbps (0)"
 );

@@ -9,6 +9,9 @@
 //! own in the report. A "get" without a "put" before it in the run reads the objects an earlier run
 //! with the same seed and params wrote: it describes them again and declares them, so the host knows
 //! what they should hold.
+//!
+//! On several hosts (rank h of W, from MPI or `--rank`/`--world-size`), host h does objects i with
+//! i mod W = h in every phase; the same workload file runs on one host or on many.
 
 use dgen_plugin_sdk::{export_plugin, log, wait_all, wait_reads, Config, FieldKind, Plugin, ReadCheck, Report, Target};
 use serde::Deserialize;
@@ -154,6 +157,11 @@ impl Plugin for Objects {
             t.patch(header_at, &header)?;
             Ok(t)
         };
+        // On several hosts (rank h of W), host h does the objects i with i mod W = h; sizes still
+        // come from the one sequence, so object i is the same whichever host writes it.
+        let (host, hosts) = (config.rank as u64, config.world_size.max(1) as u64);
+        let mine = |i: u64| i % hosts == host;
+        let own = (0..p.count).filter(|&i| mine(i)).count() as u64;
         let mut report = Report::new();
         let mut summary = Vec::new();
         let mut described = false;
@@ -168,13 +176,20 @@ impl Plugin for Objects {
                         return Err("a second 'put' would write the same names again".into());
                     }
                     let (mut sizing, mut total) = (Rng(rng.0), 0u64);
-                    for _ in 0..p.count {
-                        total = total.saturating_add(sizes(&mut sizing)?);
+                    for i in 0..p.count {
+                        let size = sizes(&mut sizing)?;
+                        if mine(i) {
+                            total = total.saturating_add(size);
+                        }
                     }
                     // The total before the first object starts, for the user's progress line.
-                    dgen_plugin_sdk::expect(total, p.count);
+                    dgen_plugin_sdk::expect(total, own);
                     for i in 0..p.count {
-                        let t = describe(i, next_payload(&mut rng)?)?;
+                        let payload = next_payload(&mut rng)?;
+                        if !mine(i) {
+                            continue;
+                        }
+                        let t = describe(i, payload)?;
                         expected += t.size();
                         t.commit()?;
                     }
@@ -185,10 +200,10 @@ impl Plugin for Objects {
                     let gbps = totals.bytes as f64 / totals.seconds.max(1e-9) / 1e9;
                     log!("{} objects, {} bytes, {:.2} GB/s", done.len(), bytes, gbps);
                     report = report
-                        .check_eq("objects written", done.len() as f64, p.count as f64)
+                        .check_eq("objects written", done.len() as f64, own as f64)
                         .check_eq("bytes written", bytes as f64, expected as f64)
                         .check_ge("throughput GB/s", gbps, p.min_gbps);
-                    summary.push(format!("{} {} objects, {} bytes", p.count, p.distribution, bytes));
+                    summary.push(format!("{own} {} objects, {} bytes", p.distribution, bytes));
                 }
                 "get" => {
                     let mut want = 0u64;
@@ -196,6 +211,9 @@ impl Plugin for Objects {
                     for i in 0..p.count {
                         let payload = next_payload(&mut rng)?;
                         let size = HEADER as u64 + payload + footer;
+                        if !mine(i) {
+                            continue;
+                        }
                         if !described && check != ReadCheck::None {
                             describe(i, payload)?.declare()?;
                         }
@@ -225,12 +243,12 @@ impl Plugin for Objects {
                     let mut found = 0u64;
                     for i in 0..p.count {
                         let size = sizes(&mut rng)?;
-                        if dgen_plugin_sdk::stat(&name(i))? == Some(size) {
+                        if mine(i) && dgen_plugin_sdk::stat(&name(i))? == Some(size) {
                             found += 1;
                         }
                     }
                     report =
-                        report.check_eq(&format!("{tag}objects found with their size"), found as f64, p.count as f64);
+                        report.check_eq(&format!("{tag}objects found with their size"), found as f64, own as f64);
                     summary.push(format!("{found} stat"));
                 }
                 "list" => {
@@ -239,21 +257,28 @@ impl Plugin for Objects {
                     for _ in 0..p.count {
                         bytes += sizes(&mut rng)?;
                     }
-                    report = report.check_eq(&format!("{tag}objects listed"), l.count as f64, p.count as f64).check_eq(
-                        &format!("{tag}bytes listed"),
-                        l.bytes as f64,
-                        bytes as f64,
-                    );
+                    // Alone, the listing is exactly what was written. On several hosts it holds every
+                    // host's objects that are there when it runs (all of them, once every host's put
+                    // is done: under MPI, phases start together).
+                    report = if hosts == 1 {
+                        report.check_eq(&format!("{tag}objects listed"), l.count as f64, p.count as f64).check_eq(
+                            &format!("{tag}bytes listed"),
+                            l.bytes as f64,
+                            bytes as f64,
+                        )
+                    } else {
+                        report.check_ge(&format!("{tag}objects listed"), l.count as f64, own as f64)
+                    };
                     summary.push(format!("{} listed", l.count));
                 }
                 _ => {
                     let mut deleted = 0u64;
-                    for i in 0..p.count {
+                    for i in (0..p.count).filter(|&i| mine(i)) {
                         if dgen_plugin_sdk::delete(&name(i)).is_ok() {
                             deleted += 1;
                         }
                     }
-                    report = report.check_eq(&format!("{tag}objects deleted"), deleted as f64, p.count as f64);
+                    report = report.check_eq(&format!("{tag}objects deleted"), deleted as f64, own as f64);
                     summary.push(format!("{deleted} deleted"));
                 }
             }
@@ -265,6 +290,6 @@ impl Plugin for Objects {
 export_plugin!(
     Objects,
     name = "objects",
-    version = "0.3.0",
+    version = "0.4.0",
     params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), footer: CRC32C at the end (true), min_gbps (0), phases: list of put|get|stat|list|delete (put), range_size bytes (0: whole objects), get_check: none|crc|verify (verify)"
 );

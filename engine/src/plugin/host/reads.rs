@@ -101,6 +101,10 @@ impl HostState {
         }
         self.charge(cost::READ + name.len(), "issuing a read")?;
         if self.reads.is_none() {
+            // The reader threads keep up to MAX_OPEN objects open for the plugin's reads: charged
+            // once, as a full set with names of the longest kind.
+            let held = crate::read::MAX_OPEN * (cost::OPEN_READER + 1024);
+            self.charge(held, "starting the reader threads (the objects they keep open)")?;
             let reads = Reads::start(
                 self.ctx.sink.clone(),
                 self.ctx.read_pool.clone(),
