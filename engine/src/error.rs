@@ -90,6 +90,10 @@ pub enum Error {
     /// The run was interrupted (Ctrl-C); everything open was aborted.
     #[error("interrupted; open objects were aborted")]
     Cancelled,
+    /// Another rank of the run failed: this one stopped and aborted its open objects. `code` is the
+    /// failing rank's exit code, which this one exits with too.
+    #[error("rank {rank} failed: {message}")]
+    Rank { rank: u32, code: u8, message: String },
 }
 
 /// The kinds of storage failure, for backends that classify an SDK's error before wording it.
@@ -168,6 +172,7 @@ impl Error {
             Error::Build { .. } => "plugin_build",
             Error::Plugin { .. } => "plugin",
             Error::Cancelled => "cancelled",
+            Error::Rank { .. } => "rank",
         }
     }
 
@@ -185,6 +190,7 @@ impl Error {
             | Error::Resource(_) => 3,
             Error::Build { .. } | Error::Plugin { .. } => 4,
             Error::Cancelled => 130,
+            Error::Rank { code, .. } => *code,
         }
     }
 

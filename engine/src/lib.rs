@@ -23,6 +23,9 @@
 //! - [`read`] — a plugin's reads: whole objects or ranges cut into buffer-sized pieces, many in
 //!   flight on reader threads, each checked as it arrives (none, CRC32C, or every byte).
 //! - [`phase`] — a run's named phases (`save`, `restore`) and each one's figures.
+//! - [`world`] — the ranks of a run: this one's rank, the barrier every phase starts at, the gather
+//!   of each rank's figures for rank 0's merged report ([`merge`]), and a failing rank's word to the
+//!   others (MPI with `--features mpi`; a solo world otherwise).
 //! - [`plugin`] — the Wasm sandbox: loading, identity and contract checks, limits, the host functions
 //!   behind `plugin-sdk/wit/dgen.wit`, and building plugin crates into components.
 //! - [`workload`] — workload TOML files, strictly parsed into a checked plan; [`keys`] is how a
@@ -49,6 +52,7 @@ pub mod exec;
 pub mod gen;
 pub mod input;
 pub mod keys;
+pub mod merge;
 pub mod object;
 pub mod output;
 pub mod phase;
@@ -61,6 +65,7 @@ pub mod sink;
 pub mod size;
 pub mod verify;
 pub mod workload;
+pub mod world;
 
 pub use error::{Error, Result};
 pub use gen::{Generator, Profile};

@@ -14,6 +14,7 @@ use dgen_engine::run::RunEnv;
 use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, Sink};
 use dgen_engine::size::{format_size, parse_size};
 use dgen_engine::workload::Plan;
+use dgen_engine::world::World;
 use dgen_engine::{verify, Error};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -439,42 +440,88 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         }
         lib_error(e)
     };
-    if let (Some(r), Some(n)) = (args.rank, args.world_size) {
-        if r >= n {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "--rank {r} is not below --world-size {n} (ranks are 0 … {})",
-                n - 1
-            )));
-        }
-    }
-    let plan = Plan::load(&args.workload, &args.sets).map_err(early)?;
-    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal::plain()).map_err(early)?;
-    let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let cancel = install_cancel();
-    let mut progress = Progress::new(0, !args.quiet && mode == Mode::Write);
-    let (rank, world_size) = (args.rank.unwrap_or(0), args.world_size.unwrap_or(1));
-    let env = RunEnv { quiet: args.quiet, cancel, events: Arc::new(progress.terminal()), rank, world_size };
+    let world = Arc::new(make_world(&args, cancel.clone())?);
+    let root = world.rank() == 0;
+    // Under a launcher only rank 0 talks; the others print their errors only.
+    let quiet = args.quiet || !root;
+    // A rank that cannot start tells the others, so none of them waits at the first barrier.
+    let early = |e: Error| {
+        world.fail(e.exit_code(), &e.to_string());
+        world.end_failed(e.exit_code(), FAILED_GRACE);
+        early(e)
+    };
+    let plan = Plan::load(&args.workload, &args.sets).map_err(early)?;
+    let plugin = dgen_engine::run::load_plugin(&plan, quiet, &Terminal::plain()).map_err(early)?;
+    let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
+    let mut progress = Progress::new(0, !quiet && mode == Mode::Write);
+    let env = RunEnv { quiet, cancel: cancel.clone(), events: Arc::new(progress.terminal()), world: world.clone() };
     let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
     progress.finish();
-    let outcome = outcome.map_err(early)?;
-    let code = outcome.exit_code();
-    let lines = report::outcome_lines(&plan, &outcome);
-    if !args.quiet || code != 0 {
+    let mut outcome = outcome.map_err(early)?;
+    // Ranks that finished wait for each other before the merge: a rank failing late is heard here.
+    if outcome.error.is_none() {
+        if let Err(e) = world.barrier(&cancel) {
+            outcome.error = Some(e);
+        }
+    }
+    if matches!(outcome.error, Some(Error::Cancelled)) {
+        if let Some(f) = world.peer_failure() {
+            outcome.error = Some(f.error());
+        }
+    }
+    let own_code = outcome.exit_code();
+    let mut code = own_code;
+    let mut others_failed = Vec::new();
+    let mut lines = report::outcome_lines(&plan, &outcome);
+    let mut json = report::outcome_json(&plan, &outcome);
+    let faulted = outcome.error.is_some();
+    if let Some(e) = outcome.error.as_ref().filter(|_| world.is_mpi()) {
+        world.fail(code, &e.to_string());
+        if !root {
+            lines = vec![format!("rank {}: error: {e}", world.rank())];
+        }
+    }
+    if !faulted && world.size() > 1 {
+        let mine = dgen_engine::merge::RankSummary::of(world.rank(), world.host(), &outcome);
+        if let Some(all) = world.gather(mine.to_bytes()).map_err(lib_error)? {
+            let merged = dgen_engine::merge::Merged::new(
+                all.iter().filter_map(|b| dgen_engine::merge::RankSummary::from_bytes(b)).collect(),
+            );
+            code = code.max(merged.exit_code());
+            others_failed = merged.ranks.iter().filter(|r| r.exit_code != 0).map(|r| r.rank).collect();
+            lines.extend(merged.lines());
+            json = merged.into_json(json);
+            if let Some(m) = json.as_object_mut() {
+                m.insert("exit_code".into(), serde_json::json!(code));
+            }
+        }
+    }
+    if (!quiet || code != 0) && (root || faulted) {
         for l in &lines {
             say(l);
         }
-    } else {
+    } else if root {
         // Warnings (an upload that could not be aborted) are printed even when quiet.
         for n in outcome.notes.iter().filter(|n| n.starts_with("warning:")) {
             say(n);
         }
     }
-    if let Some(path) = &args.json_report {
-        let json = report::outcome_json(&plan, &outcome);
+    if let Some(path) = args.json_report.as_ref().filter(|_| root) {
         let text = serde_json::to_string_pretty(&json).unwrap_or_default();
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write the JSON report {}", path.display()))
             .map_err(Failure::io)?;
+    }
+    if faulted {
+        // Every rank has aborted its open objects by now; rank 0 waits for them, then ends the job.
+        world.end_failed(code, FAILED_GRACE);
+    } else {
+        world.finish();
+    }
+    if outcome.error.is_none() && own_code == 0 && code != 0 {
+        let ranks: Vec<String> = others_failed.iter().map(u32::to_string).collect();
+        return Err(Failure { code, error: anyhow::anyhow!("rank {} did not pass its checks", ranks.join(", ")) });
     }
     match (outcome.error, code) {
         (Some(e), _) => {
@@ -524,6 +571,46 @@ fn plugin_inspect(file: &Path) -> Result<(), Failure> {
     println!("sha256:   {}", plugin.sha256);
     println!("params:   {}", text(&m.params));
     Ok(())
+}
+
+/// How long rank 0 of a failed run waits for the other ranks to abort their open objects before it
+/// ends the job.
+const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// This process's place among the run's ranks: MPI under a launcher (with `--features mpi`), the
+/// `--rank`/`--world-size` flags, or alone.
+fn make_world(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<World, Failure> {
+    if let (Some(r), Some(n)) = (args.rank, args.world_size) {
+        if r >= n {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--rank {r} is not below --world-size {n} (ranks are 0 … {})",
+                n - 1
+            )));
+        }
+    }
+    let launched = dgen_engine::world::launcher_world_size();
+    match (launched, args.rank, args.world_size) {
+        (Some(_), Some(_), _) => Err(Failure::usage(anyhow::anyhow!(
+            "--rank and --world-size are for runs without a launcher; under mpirun/srun the launcher assigns them"
+        ))),
+        #[cfg(feature = "mpi")]
+        (Some(_), None, _) => {
+            let _ = args;
+            World::mpi(cancel).map_err(lib_error)
+        }
+        #[cfg(not(feature = "mpi"))]
+        (Some(n), None, _) if n > 1 => {
+            drop(cancel);
+            Err(Failure::usage(anyhow::anyhow!(
+                "started by an MPI launcher as one of {n} ranks, but this dgen-engine was built without MPI: \
+                 build it with `cargo build --release --features mpi` (README, \"Many hosts\")"
+            )))
+        }
+        (_, r, n) => {
+            drop(cancel);
+            Ok(World::solo(r.unwrap_or(0), n.unwrap_or(1)))
+        }
+    }
 }
 
 /// Ctrl-C sets a flag the pipeline checks, so a run aborts cleanly instead of dying mid-write.

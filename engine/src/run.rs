@@ -78,9 +78,8 @@ pub struct RunEnv {
     pub quiet: bool,
     pub cancel: Arc<AtomicBool>,
     pub events: Arc<dyn Events>,
-    /// This process's rank, and the ranks in the run (0 and 1 alone).
-    pub rank: u32,
-    pub world_size: u32,
+    /// This process's rank among the run's, and how the ranks reach each other.
+    pub world: Arc<crate::world::World>,
 }
 
 /// Runs (or verifies) a workload with a loaded plugin.
@@ -92,8 +91,8 @@ pub fn execute(
     observer: &mut (dyn Observer + Send),
     env: &RunEnv,
 ) -> Result<Outcome> {
-    let RunEnv { quiet, cancel, events, rank, world_size } = env;
-    let (rank, world_size) = (*rank, (*world_size).max(1));
+    let RunEnv { quiet, cancel, events, world } = env;
+    let (rank, world_size) = (world.rank(), world.size());
     let (quiet, cancel) = (*quiet, cancel.clone());
     let (sink, notes) = plan.target.open()?;
     if !quiet {
@@ -151,8 +150,7 @@ pub fn execute(
         events: events.clone(),
         started,
         split,
-        rank,
-        world_size,
+        world: world.clone(),
     };
     let started;
     let (state, result, exec_result) = match mode {
@@ -162,7 +160,9 @@ pub fn execute(
             // Read-backs for the plugin's own `verify` calls use two buffers of their own.
             let verify_pool =
                 BufferPool::new(2, exec.chunk_size(), caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
-            // Like `gen`, the clock starts once the pool is allocated and pre-faulted.
+            // Like `gen`, the clock starts once the pool is allocated and pre-faulted — on every
+            // rank at once.
+            world.barrier(&cancel)?;
             started = Instant::now();
             let read_pool = exec.pool().clone();
             let state = HostState::new(
@@ -188,6 +188,7 @@ pub fn execute(
             let pool = BufferPool::new(2, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             let read_pool =
                 BufferPool::new(plan.buffers, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
+            world.barrier(&cancel)?;
             started = Instant::now();
             let state = HostState::new(make_ctx(pool, read_pool, None, started, Arc::default()), plan.limits.clone());
             let (mut state, result) = plugin.run(state, config);

@@ -239,10 +239,9 @@ pub struct RunContext {
     pub started: Instant,
     /// The run's time counters (the executor's, in a write run), which phases take their split from.
     pub split: Arc<crate::phase::TimeSplit>,
-    /// This process's rank and the run's ranks: each rank's data is its own lane of the run's
-    /// streams.
-    pub rank: u32,
-    pub world_size: u32,
+    /// This process's rank among the run's (each rank's data is its own lane of the run's streams),
+    /// and the barrier phases start at.
+    pub world: Arc<crate::world::World>,
 }
 
 /// A name used in this run.
@@ -355,7 +354,8 @@ type HostResult<T> = wasmtime::Result<Result<T, String>>;
 
 impl HostState {
     pub fn new(ctx: RunContext, limits: Limits) -> HostState {
-        let gen = Arc::new(Generator::new(ctx.seed, ctx.profile).for_rank(ctx.rank.into(), ctx.world_size.into()));
+        let gen =
+            Arc::new(Generator::new(ctx.seed, ctx.profile).for_rank(ctx.world.rank().into(), ctx.world.size().into()));
         let caps = ctx.sink.capabilities();
         let started = ctx.started;
         let first = Phase::new("run".into(), started).with_split(ctx.split.snapshot());
@@ -504,7 +504,7 @@ impl HostState {
             return Ok(i);
         }
         // Each extra profile gets its own stream, so its blocks never collide with the run's.
-        let gen = Generator::new(self.ctx.seed, p).for_rank(self.ctx.rank.into(), self.ctx.world_size.into());
+        let gen = Generator::new(self.ctx.seed, p).for_rank(self.ctx.world.rank().into(), self.ctx.world.size().into());
         self.gens.push((p, Arc::new(gen), 0));
         Ok(self.gens.len() - 1)
     }

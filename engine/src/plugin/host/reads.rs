@@ -273,6 +273,14 @@ impl HostState {
             return Err(self.violate(format!("started more than {MAX_PHASES} phases")));
         }
         self.charge(self.phase_cost + name.len(), "starting a phase")?;
+        // Every rank starts the phase together, so their timings are comparable. The wait is not
+        // the plugin's time; a peer's failure (or Ctrl-C) during it stops this rank too.
+        let waited = Instant::now();
+        let at_barrier = self.ctx.world.barrier(&self.ctx.cancel);
+        self.blocked += waited.elapsed();
+        if at_barrier.is_err() {
+            return Err(self.interrupted_trap());
+        }
         let now = Instant::now();
         let split = self.ctx.split.snapshot();
         if let Some(p) = self.phases.last_mut() {

@@ -1,0 +1,378 @@
+//! Where this process stands among the ranks of a run, and what the ranks do together: a barrier
+//! at every phase start, the gather of each rank's figures to rank 0 for the one merged report, and
+//! the word that a rank failed, so that all of them stop (and abort their open objects) within
+//! moments instead of waiting at the next barrier for a rank that will not come.
+//!
+//! Alone, or as one rank of a run launched without MPI (`--rank`/`--world-size`), there is nothing
+//! to wait for: [`World::solo`]. Under `mpirun`/`srun` (built with `--features mpi`), every MPI
+//! call goes through one thread of its own ([`mpi`]'s `MPI_THREAD_FUNNELED` on that thread), which
+//! between requests watches for another rank's failure message and raises the run's cancel flag.
+
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A rank's failure, as the others learn it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerFailure {
+    pub rank: u32,
+    pub code: u8,
+    pub message: String,
+}
+
+impl PeerFailure {
+    pub fn error(&self) -> Error {
+        Error::Rank { rank: self.rank, code: self.code, message: self.message.clone() }
+    }
+}
+
+/// The environment variables launchers set for each process: Open MPI, MPICH/Hydra and Slurm's PMI,
+/// PMIx. Seen without MPI support, they mean a launch this build cannot join.
+pub fn launcher_world_size() -> Option<u32> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().and_then(|v| v.trim().parse().ok()))
+        .or_else(|| std::env::var_os("PMIX_RANK").map(|_| 0))
+}
+
+enum Kind {
+    Solo,
+    #[cfg(feature = "mpi")]
+    Mpi(mpi_world::MpiWorld),
+}
+
+/// This process's rank among the run's, and how the ranks reach each other.
+pub struct World {
+    rank: u32,
+    size: u32,
+    host: String,
+    kind: Kind,
+    /// A failure another rank reported.
+    failure: Arc<Mutex<Option<PeerFailure>>>,
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
+
+impl World {
+    /// Rank `rank` of `size`, without a launcher: barriers and gathers are this process alone.
+    pub fn solo(rank: u32, size: u32) -> World {
+        World { rank, size: size.max(1), host: host_name(), kind: Kind::Solo, failure: Arc::default() }
+    }
+
+    /// The MPI world this process was launched into; `cancel` is raised when another rank fails.
+    #[cfg(feature = "mpi")]
+    pub fn mpi(cancel: Arc<AtomicBool>) -> Result<World> {
+        let failure: Arc<Mutex<Option<PeerFailure>>> = Arc::default();
+        let (m, rank, size, host) = mpi_world::MpiWorld::start(cancel, failure.clone())?;
+        Ok(World { rank, size, host, kind: Kind::Mpi(m), failure })
+    }
+
+    pub fn rank(&self) -> u32 {
+        self.rank
+    }
+
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// The host this rank runs on (for the per-host rows).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// True under a launcher with other ranks to reach.
+    pub fn is_mpi(&self) -> bool {
+        !matches!(self.kind, Kind::Solo)
+    }
+
+    /// What another rank reported, if one failed.
+    pub fn peer_failure(&self) -> Option<PeerFailure> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until every rank has reached it. A peer's failure, or `cancel`, ends the wait with
+    /// the error to stop with.
+    pub fn barrier(&self, cancel: &AtomicBool) -> Result<()> {
+        match &self.kind {
+            Kind::Solo => Ok(()),
+            #[cfg(feature = "mpi")]
+            Kind::Mpi(m) => m.barrier(cancel, &self.failure),
+        }
+        .and_then(|()| if cancel.load(Ordering::Relaxed) { Err(self.stop_error()) } else { Ok(()) })
+    }
+
+    /// Why this rank stops early: a peer's failure, else Ctrl-C.
+    pub fn stop_error(&self) -> Error {
+        self.peer_failure().map_or(Error::Cancelled, |f| f.error())
+    }
+
+    /// Every rank's `mine`, in rank order, on rank 0 (`None` on the others). Collective: every rank
+    /// calls it once, at the end of a run that did not fail.
+    pub fn gather(&self, mine: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>> {
+        match &self.kind {
+            Kind::Solo => Ok(Some(vec![mine])),
+            #[cfg(feature = "mpi")]
+            Kind::Mpi(m) => m.gather(mine),
+        }
+    }
+
+    /// Tells every other rank that this one failed (exit `code`, `message`).
+    pub fn fail(&self, code: u8, message: &str) {
+        match &self.kind {
+            Kind::Solo => {}
+            #[cfg(feature = "mpi")]
+            Kind::Mpi(m) => m.fail(code, message),
+        }
+        let _ = (code, message);
+    }
+
+    /// After a failed run: rank 0 waits (a bounded time) for every other rank to have aborted its open
+    /// objects, then ends the job with `code`; the other ranks report that they are done and wait to
+    /// be ended. Alone, nothing to do. Returns only on rank 0 of a solo world, or when waiting ran out.
+    pub fn end_failed(&self, code: u8, grace: Duration) {
+        match &self.kind {
+            Kind::Solo => {}
+            #[cfg(feature = "mpi")]
+            Kind::Mpi(m) => m.end_failed(code, grace),
+        }
+        let _ = (code, grace);
+    }
+
+    /// Ends MPI after a run that did not fail (every rank calls it, once).
+    pub fn finish(&self) {
+        match &self.kind {
+            Kind::Solo => {}
+            #[cfg(feature = "mpi")]
+            Kind::Mpi(m) => m.finish(),
+        }
+    }
+}
+
+#[cfg(feature = "mpi")]
+mod mpi_world {
+    use super::PeerFailure;
+    use crate::error::{Error, Result};
+    use crossbeam_channel::{Receiver, Sender};
+    use mpi::traits::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// Message tags: a failure (code byte + text), and "done aborting" after one.
+    const FAIL: i32 = 0x0d6e;
+    const DONE: i32 = 0x0d6f;
+    /// How often the MPI thread looks for another rank's failure while idle or waiting.
+    const POLL: Duration = Duration::from_millis(10);
+
+    enum Req {
+        Barrier(Sender<Result<()>>),
+        Gather(Vec<u8>, Sender<Result<Option<Vec<Vec<u8>>>>>),
+        Fail(u8, String),
+        EndFailed(u8, Duration, Sender<()>),
+        Finish,
+    }
+
+    pub(super) struct MpiWorld {
+        tx: Sender<Req>,
+        thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    }
+
+    impl MpiWorld {
+        pub(super) fn start(
+            cancel: Arc<AtomicBool>,
+            failure: Arc<Mutex<Option<PeerFailure>>>,
+        ) -> Result<(MpiWorld, u32, u32, String)> {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+            let thread = std::thread::Builder::new()
+                .name("dgen-mpi".into())
+                .spawn(move || serve(rx, ready_tx, cancel, failure))
+                .map_err(|e| Error::Resource(format!("cannot start the MPI thread: {e}")))?;
+            let (rank, size, host) =
+                ready_rx.recv().map_err(|_| Error::Resource("MPI did not start".into()))?.map_err(Error::Resource)?;
+            Ok((MpiWorld { tx, thread: Mutex::new(Some(thread)) }, rank, size, host))
+        }
+
+        pub(super) fn barrier(&self, cancel: &AtomicBool, failure: &Mutex<Option<PeerFailure>>) -> Result<()> {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = self.tx.send(Req::Barrier(tx));
+            // The MPI thread ends the wait on a peer's failure; Ctrl-C ends it here (the barrier
+            // stays pending, which the abort that follows a failed run does not mind).
+            loop {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(r) => return r,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        return Err(Error::Resource("the MPI thread ended".into()))
+                    }
+                    Err(_) => {
+                        if let Some(f) = failure.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                            return Err(f.error());
+                        }
+                        if cancel.load(Ordering::Relaxed) {
+                            return Err(Error::Cancelled);
+                        }
+                    }
+                }
+            }
+        }
+
+        pub(super) fn gather(&self, mine: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>> {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = self.tx.send(Req::Gather(mine, tx));
+            rx.recv().map_err(|_| Error::Resource("the MPI thread ended".into()))?
+        }
+
+        pub(super) fn fail(&self, code: u8, message: &str) {
+            let _ = self.tx.send(Req::Fail(code, message.to_string()));
+        }
+
+        pub(super) fn end_failed(&self, code: u8, grace: Duration) {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = self.tx.send(Req::EndFailed(code, grace, tx));
+            let _ = rx.recv_timeout(grace + Duration::from_secs(5));
+        }
+
+        pub(super) fn finish(&self) {
+            let _ = self.tx.send(Req::Finish);
+            if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// The MPI thread: initialises MPI, serves requests, and between them looks for failures.
+    fn serve(
+        rx: Receiver<Req>,
+        ready: Sender<std::result::Result<(u32, u32, String), String>>,
+        cancel: Arc<AtomicBool>,
+        failure: Arc<Mutex<Option<PeerFailure>>>,
+    ) {
+        let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Funneled) else {
+            let _ = ready.send(Err("cannot initialise MPI (MPI_Init_thread failed)".into()));
+            return;
+        };
+        let world = universe.world();
+        let (rank, size) = (world.rank() as u32, world.size() as u32);
+        let host = mpi::environment::processor_name().unwrap_or_else(|_| super::host_name());
+        let _ = ready.send(Ok((rank, size, host)));
+        let watch = |failure: &Mutex<Option<PeerFailure>>| {
+            while let Some((msg, status)) = world
+                .any_process()
+                .immediate_probe_with_tag(FAIL)
+                .map(|_| world.any_process().receive_vec_with_tag::<u8>(FAIL))
+            {
+                let code = msg.first().copied().unwrap_or(1);
+                let text = String::from_utf8_lossy(msg.get(1..).unwrap_or_default()).into_owned();
+                let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
+                if f.is_none() {
+                    *f = Some(PeerFailure { rank: status.source_rank() as u32, code, message: text });
+                }
+                cancel.store(true, Ordering::SeqCst);
+            }
+        };
+        let failed = |failure: &Mutex<Option<PeerFailure>>| failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut sent_failure = false;
+        loop {
+            let req = match rx.recv_timeout(POLL) {
+                Ok(r) => r,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    watch(&failure);
+                    continue;
+                }
+                Err(_) => Req::Finish,
+            };
+            match req {
+                Req::Barrier(reply) => {
+                    let mut pending = world.immediate_barrier();
+                    let r = loop {
+                        match pending.test() {
+                            Ok(_) => break Ok(()),
+                            Err(p) => pending = p,
+                        }
+                        watch(&failure);
+                        if let Some(f) = failed(&failure) {
+                            // The barrier cannot be cancelled: leave it; the run ends in an abort.
+                            std::mem::forget(pending);
+                            break Err(f.error());
+                        }
+                        std::thread::sleep(Duration::from_micros(200));
+                    };
+                    let _ = reply.send(r);
+                }
+                Req::Gather(mine, reply) => {
+                    let _ = reply.send(Ok(gather(&world, mine)));
+                }
+                Req::Fail(code, message) => {
+                    if !sent_failure && failed(&failure).is_none() {
+                        sent_failure = true;
+                        let mut msg = vec![code];
+                        msg.extend_from_slice(message.as_bytes());
+                        for r in (0..size as i32).filter(|&r| r != rank as i32) {
+                            // Small messages go eagerly: this does not wait for the peer.
+                            world.process_at_rank(r).send_with_tag(&msg[..], FAIL);
+                        }
+                    }
+                }
+                Req::EndFailed(code, grace, reply) => {
+                    if rank == 0 {
+                        let until = Instant::now() + grace;
+                        let mut done = 1u32;
+                        while done < size && Instant::now() < until {
+                            watch(&failure);
+                            if world.any_process().immediate_probe_with_tag(DONE).is_some() {
+                                let _ = world.any_process().receive_vec_with_tag::<u8>(DONE);
+                                done += 1;
+                            } else {
+                                std::thread::sleep(POLL);
+                            }
+                        }
+                        let _ = reply.send(());
+                        world.abort(code as i32);
+                    } else {
+                        world.process_at_rank(0).send_with_tag(&[code][..], DONE);
+                        let until = Instant::now() + grace;
+                        while Instant::now() < until {
+                            watch(&failure);
+                            std::thread::sleep(POLL);
+                        }
+                        let _ = reply.send(());
+                        // Rank 0 did not end the job: end it from here.
+                        world.abort(code as i32);
+                    }
+                }
+                Req::Finish => break,
+            }
+        }
+        drop(universe);
+    }
+
+    fn gather(world: &mpi::topology::SimpleCommunicator, mine: Vec<u8>) -> Option<Vec<Vec<u8>>> {
+        let root = world.process_at_rank(0);
+        let len = mine.len() as i32;
+        if world.rank() == 0 {
+            let mut lens = vec![0i32; world.size() as usize];
+            root.gather_into_root(&len, &mut lens[..]);
+            let displs: Vec<i32> = lens
+                .iter()
+                .scan(0i32, |acc, &x| {
+                    let at = *acc;
+                    *acc += x;
+                    Some(at)
+                })
+                .collect();
+            let mut buf = vec![0u8; lens.iter().map(|&l| l as usize).sum()];
+            {
+                let mut part = mpi::datatype::PartitionMut::new(&mut buf[..], &lens[..], &displs[..]);
+                root.gather_varcount_into_root(&mine[..], &mut part);
+            }
+            Some(displs.iter().zip(&lens).map(|(&d, &l)| buf[d as usize..(d + l) as usize].to_vec()).collect())
+        } else {
+            root.gather_into(&len);
+            root.gather_varcount_into(&mine[..]);
+            None
+        }
+    }
+}
