@@ -442,7 +442,8 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     };
     let cancel = install_cancel();
     let world = Arc::new(make_world(&args, cancel.clone())?);
-    let root = world.rank() == 0;
+    // Rank 0 of an MPI run speaks for all; a rank run alone (`--rank`) speaks for itself.
+    let root = world.rank() == 0 || !world.is_mpi();
     // Under a launcher only rank 0 talks; the others print their errors only.
     let quiet = args.quiet || !root;
     // A rank that cannot start tells the others, so none of them waits at the first barrier.

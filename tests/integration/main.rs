@@ -7,6 +7,8 @@ mod determinism;
 mod errors;
 mod fidelity;
 mod hardening;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod objects;
 mod plugins;
 mod ranks;

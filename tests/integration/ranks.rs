@@ -7,7 +7,7 @@ use std::path::Path;
 
 const PAYLOAD: u64 = 8 << 20;
 /// The objects plugin's header before each payload.
-const HEADER: usize = 24;
+pub(crate) const HEADER: usize = 24;
 
 fn put(dir: &Path, rank: u32, world: u32, dedup: f64) -> (std::process::Output, serde_json::Value) {
     let report = dir.join(format!("rank{rank}.json"));
@@ -24,7 +24,7 @@ fn put(dir: &Path, rank: u32, world: u32, dedup: f64) -> (std::process::Output, 
 }
 
 /// (blocks, distinct blocks) over the payloads of `files`, in 4 KiB blocks from the payload start.
-fn blocks(files: &[std::path::PathBuf]) -> (u64, usize) {
+pub(crate) fn blocks(files: &[std::path::PathBuf]) -> (u64, usize) {
     let mut seen = HashSet::new();
     let mut n = 0;
     for f in files {

@@ -1,0 +1,201 @@
+//! Real MPI ranks (Open MPI's `mpirun`, on this machine, `--oversubscribe`): the ranks split the
+//! work, the bytes are those of the same ranks run one by one with `--rank`, rank 0 writes one merged
+//! report, and a rank that fails or is killed ends every rank within seconds. Built with
+//! `--features mpi` (scripts/test does).
+
+use crate::common::{bin, files_under, stderr, tempdir, workload};
+use crate::ranks::{blocks, HEADER};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PAYLOAD: u64 = 4 << 20;
+
+fn mpirun(np: u32) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args(["--oversubscribe", "--bind-to", "none", "-np", &np.to_string()])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl", "self,vader,tcp")
+        .env("OMPI_MCA_btl_tcp_if_include", "lo")
+        .env("OMPI_MCA_oob_tcp_if_include", "lo")
+        .arg(env!("CARGO_BIN_EXE_dgen-engine"));
+    c
+}
+
+fn objects_args(out: &Path, report: &Path, count: u64, size: u64) -> Vec<String> {
+    [
+        "run",
+        &workload("objects.toml"),
+        "-q",
+        "--json-report",
+        report.to_str().unwrap(),
+        "--seed",
+        "11",
+        "--set",
+        &format!("target.uri=file://{}", out.display()),
+        "--set",
+        &format!("params.count={count}"),
+        "--set",
+        "params.distribution=\"fixed\"",
+        "--set",
+        "params.footer=false",
+        "--set",
+        &format!("params.size={size}"),
+        "--set",
+        "data.dedup=2",
+        "--set",
+        r#"params.phases=["put","get"]"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o))
+}
+
+#[test]
+fn four_ranks_write_what_four_single_ranks_write_and_rank_0_merges_them() {
+    let dir = tempdir("mpi-objects");
+    let (out, report) = (dir.join("mpi"), dir.join("mpi.json"));
+    let o = mpirun(4).args(objects_args(&out, &report, 16, PAYLOAD)).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = json(&report);
+    assert_eq!((r["world_size"].as_u64(), r["objects"].as_u64()), (Some(4), Some(16)), "{r}");
+    let ranks = r["ranks"].as_array().unwrap();
+    assert_eq!(ranks.iter().map(|x| x["rank"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    let sum: u64 = ranks.iter().map(|x| x["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(r["bytes"].as_u64(), Some(sum));
+    assert_eq!(sum, 16 * (PAYLOAD + HEADER as u64));
+    for x in ranks {
+        assert_eq!(x["objects"], 4, "{x}");
+        assert!(x["host"].as_str().is_some_and(|h| !h.is_empty()) && x["gbps"].as_f64().unwrap() > 0.0, "{x}");
+    }
+    // The merged phases: every rank's operations, both throughputs.
+    let put = r["phases"].as_array().unwrap().iter().find(|p| p["name"] == "put").unwrap();
+    let get = r["phases"].as_array().unwrap().iter().find(|p| p["name"] == "get").unwrap();
+    assert_eq!((put["ops"].as_u64(), put["bytes"].as_u64()), (Some(16), Some(sum)), "{put}");
+    assert_eq!((get["reads"].as_u64(), get["read_failures"].as_u64()), (Some(16), Some(0)), "{get}");
+    for p in [put, get] {
+        assert!(p["gbps"].as_f64().unwrap() > 0.0 && p["slowest_rank_gbps"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(p["seconds"].as_f64().unwrap() + 1e-6 >= p["slowest_rank_seconds"].as_f64().unwrap() * 0.5, "{p}");
+        assert!(p["latency_us"]["p50"].as_u64().unwrap() <= p["latency_us"]["max"].as_u64().unwrap());
+    }
+    assert_eq!(r["object_list"].as_array().unwrap().len(), 16);
+    // Only rank 0 talks: one table.
+    assert_eq!(text(&o).matches("all 4 ranks on 1 hosts").count(), 0, "quiet: {}", text(&o));
+    // The same seed and world size, one rank at a time without MPI: the same bytes.
+    let single = dir.join("single");
+    for rank in 0..4 {
+        let o = bin()
+            .args(objects_args(&single, &dir.join(format!("s{rank}.json")), 16, PAYLOAD))
+            .args(["--rank", &rank.to_string(), "--world-size", "4"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let names = files_under(&out);
+    assert_eq!(names.len(), 16);
+    assert_eq!(names, files_under(&single));
+    for n in &names {
+        assert!(std::fs::read(out.join(n)).unwrap() == std::fs::read(single.join(n)).unwrap(), "{n} differs");
+    }
+    // All ranks' data together has the ratio asked for.
+    let (n, distinct) = blocks(&names.iter().map(|n| out.join(n)).collect::<Vec<_>>());
+    let ratio = n as f64 / distinct as f64;
+    assert!((ratio - 2.0).abs() < 0.05, "dedup over all ranks {ratio:.4}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Files under their final names are whole (the objects plugin's size); nothing else looks complete.
+fn complete_or_absent(out: &Path, size: u64) {
+    for n in files_under(out) {
+        let len = std::fs::metadata(out.join(&n)).unwrap().len();
+        if n.ends_with(".bin") && !n.contains(".tmp") && !n.starts_with('.') {
+            assert_eq!(len, size, "{n} looks complete but is {len} bytes");
+        }
+    }
+}
+
+#[test]
+fn a_rank_that_fails_ends_every_rank_and_the_report_names_it() {
+    let dir = tempdir("mpi-fail");
+    let (out, report) = (dir.join("out"), dir.join("r.json"));
+    // Rank 2's second object cannot be written: a directory has its name.
+    std::fs::create_dir_all(out.join("obj-000006.bin")).unwrap();
+    let t = Instant::now();
+    let o = mpirun(4).args(objects_args(&out, &report, 16, PAYLOAD)).output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(60), "took {:?}", t.elapsed());
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("rank 2: error: ") && text(&o).contains("obj-000006.bin"), "{}", text(&o));
+    let r = json(&report);
+    assert_eq!(r["error_kind"], "rank", "{r}");
+    assert!(r["error"].as_str().unwrap().starts_with("rank 2 failed: "), "{r}");
+    std::fs::remove_dir_all(out.join("obj-000006.bin")).unwrap();
+    complete_or_absent(&out, PAYLOAD + HEADER as u64);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The PIDs of `dgen-engine` processes writing under `out` that are MPI rank `rank` (from their
+/// command line and environment: other tests run ranks too).
+fn rank_pids(out: &Path, rank: u32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let is_engine = String::from_utf8_lossy(&cmd).contains(&format!("file://{}", out.display()));
+        let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+        if is_engine && env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_rank_killed_mid_run_ends_every_rank_within_seconds() {
+    let dir = tempdir("mpi-kill");
+    let (out, report) = (dir.join("out"), dir.join("r.json"));
+    let mut child = mpirun(3)
+        .args(objects_args(&out, &report, 600, 4 << 20))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until rank 1 has written something, then kill it outright.
+    let t = Instant::now();
+    let victim = loop {
+        assert!(t.elapsed() < Duration::from_secs(60), "rank 1 never started writing");
+        if !files_under(&out).is_empty() {
+            if let Some(&pid) = rank_pids(&out, 1).first() {
+                break pid;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "the other ranks did not end within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let o = child.wait_with_output().unwrap();
+    assert!(!status.success(), "{}", text(&o));
+    // No rank is left running, and no file looks complete that is not.
+    std::thread::sleep(Duration::from_millis(500));
+    for r in 0..3 {
+        assert!(rank_pids(&out, r).is_empty(), "rank {r} still runs");
+    }
+    complete_or_absent(&out, (4 << 20) + HEADER as u64);
+    std::fs::remove_dir_all(dir).ok();
+}
