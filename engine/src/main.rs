@@ -71,8 +71,9 @@ struct RunArgs {
     #[arg(long, value_name = "R", allow_hyphen_values = true, requires = "world_size",
           value_parser = clap::value_parser!(u32).range(0..65536))]
     rank: Option<u32>,
-    /// Ranks in the run (1 … 65536), with --rank.
-    #[arg(long, value_name = "N", allow_hyphen_values = true, requires = "rank",
+    /// Ranks in the run (1 … 65536). With --rank, run as that rank; without, run the N ranks one
+    /// after another in this process and merge them as rank 0 of an MPI run would.
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     world_size: Option<u32>,
 }
@@ -432,6 +433,9 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
 }
 
 fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
+    if let (None, Some(n)) = (args.rank, args.world_size) {
+        return run_ranks_in_turn(args, mode, n);
+    }
     // A failure before the run still leaves a JSON report when one was asked for.
     let early = |e: Error| {
         if let Some(path) = &args.json_report {
@@ -572,6 +576,101 @@ fn plugin_inspect(file: &Path) -> Result<(), Failure> {
     println!("sha256:   {}", plugin.sha256);
     println!("params:   {}", text(&m.params));
     Ok(())
+}
+
+/// `--world-size N` without `--rank`: ranks 0 … N − 1 one after another in this process (each with
+/// its own share and bytes, as under MPI), then one merged report. Stops at the first rank that
+/// fails. The merged times are each rank's own: the ranks did not run at once.
+fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
+    let early = |e: Error| {
+        if let Some(path) = &args.json_report {
+            let json = report::failure_json(&args.workload, mode == Mode::Verify, &e);
+            let _ = std::fs::write(path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n");
+        }
+        lib_error(e)
+    };
+    if dgen_engine::world::launcher_world_size().is_some() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--world-size is for runs without a launcher; under mpirun/srun the launcher assigns the ranks"
+        )));
+    }
+    let plan = Plan::load(&args.workload, &args.sets).map_err(early)?;
+    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal::plain()).map_err(early)?;
+    let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
+    let cancel = install_cancel();
+    let mut summaries = Vec::new();
+    let mut checks = Vec::new();
+    let mut first = None;
+    for rank in 0..n {
+        let world = Arc::new(World::solo(rank, n));
+        let host = world.host().to_string();
+        let mut progress = Progress::new(0, !args.quiet && mode == Mode::Write);
+        let env = RunEnv { quiet: true, cancel: cancel.clone(), events: Arc::new(progress.terminal()), world };
+        let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
+        progress.finish();
+        let outcome = outcome.map_err(early)?;
+        let code = outcome.exit_code();
+        if let Some(r) = &outcome.report {
+            checks.extend(r.checks.iter().map(|c| {
+                serde_json::json!({"rank": rank, "name": c.name, "observed": c.observed, "op": c.op,
+                                   "threshold": c.threshold, "passed": c.passed})
+            }));
+        }
+        if outcome.error.is_some() || code != 0 {
+            for l in report::outcome_lines(&plan, &outcome) {
+                say(&format!("rank {rank}: {l}"));
+            }
+        }
+        summaries.push(dgen_engine::merge::RankSummary::of(rank, &host, &outcome));
+        let json = report::outcome_json(&plan, &outcome);
+        if let Some(e) = outcome.error {
+            if let Some(path) = &args.json_report {
+                let _ = std::fs::write(path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n");
+            }
+            return Err(Failure { code, error: anyhow::anyhow!("rank {rank} of {n} failed: {e}") });
+        }
+        first.get_or_insert(json);
+    }
+    let merged = dgen_engine::merge::Merged::new(summaries);
+    let code = merged.exit_code();
+    let mut lines = vec![format!(
+        "dgen-engine {}: workload '{}' with plugin {} {}, seed {seed}, {} ranks one after another (each rank's times are its own); target {}",
+        if mode == Mode::Verify { "verify" } else { "run" },
+        plan.name,
+        dgen_engine::input::sanitize(&plugin.meta.name, 100),
+        dgen_engine::input::sanitize(&plugin.meta.version, 50),
+        n,
+        plan.uri
+    )];
+    lines.extend(merged.lines());
+    for c in checks.iter().filter(|c| c["passed"] == false) {
+        lines.push(format!("  FAIL rank {} {} {} {} {}", c["rank"], c["name"], c["observed"], c["op"], c["threshold"]));
+    }
+    if !args.quiet || code != 0 {
+        for l in &lines {
+            say(l);
+        }
+    }
+    if let Some(path) = &args.json_report {
+        let mut json = merged.into_json(first.unwrap_or_default());
+        if let Some(m) = json.as_object_mut() {
+            m.insert("checks".into(), serde_json::json!(checks));
+            m.insert("exit_code".into(), serde_json::json!(code));
+            m.insert("ranks_in_turn".into(), serde_json::json!(true));
+        }
+        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write the JSON report {}", path.display()))
+            .map_err(Failure::io)?;
+    }
+    match code {
+        0 => Ok(()),
+        code => {
+            let ranks: Vec<String> =
+                merged.ranks.iter().filter(|r| r.exit_code != 0).map(|r| r.rank.to_string()).collect();
+            Err(Failure { code, error: anyhow::anyhow!("rank {} did not pass", ranks.join(", ")) })
+        }
+    }
 }
 
 /// How long rank 0 of a failed run waits for the other ranks to abort their open objects before it

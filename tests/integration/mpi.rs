@@ -106,6 +106,31 @@ fn four_ranks_write_what_four_single_ranks_write_and_rank_0_merges_them() {
     for n in &names {
         assert!(std::fs::read(out.join(n)).unwrap() == std::fs::read(single.join(n)).unwrap(), "{n} differs");
     }
+    // A verify of the 4-rank run: from 4 ranks, and from one process taking the ranks in turn.
+    let verify = |mut cmd: Command, extra: &[&str]| {
+        cmd.args(["verify", &workload("objects.toml"), "--json-report", dir.join("v.json").to_str().unwrap()])
+            .args(objects_args(&out, &dir.join("unused.json"), 16, PAYLOAD).iter().skip(5))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = verify(mpirun(4), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(json(&dir.join("v.json"))["verify"].as_array().map(Vec::len), Some(4), "rank 0's own verdicts");
+    let o = verify(bin(), &["--world-size", "4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&dir.join("v.json"));
+    assert_eq!((v["world_size"].as_u64(), v["ranks_in_turn"].as_bool()), (Some(4), Some(true)), "{v}");
+    // One flipped byte in rank 3's object: the one-process verify finds it and names it.
+    let victim = out.join("obj-000007.bin");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[1 << 20] ^= 1;
+    std::fs::write(&victim, &bytes).unwrap();
+    let o = verify(bin(), &["--world-size", "4"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("obj-000007.bin") && text(&o).contains("rank 3"), "{}", text(&o));
+    bytes[1 << 20] ^= 1;
+    std::fs::write(&victim, &bytes).unwrap();
     // All ranks' data together has the ratio asked for.
     let (n, distinct) = blocks(&names.iter().map(|n| out.join(n)).collect::<Vec<_>>());
     let ratio = n as f64 / distinct as f64;
