@@ -224,3 +224,61 @@ fn a_rank_killed_mid_run_ends_every_rank_within_seconds() {
     complete_or_absent(&out, (4 << 20) + HEADER as u64);
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `mpirun` with the environment of `cmd` (credentials, endpoints) passed on to the ranks.
+fn mpirun_like(np: u32, cmd: &Command) -> Command {
+    let mut m = mpirun(np);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => m.env(k, v),
+            None => m.env_remove(k),
+        };
+    }
+    m
+}
+
+/// Two ranks to S3 and to Azure: the objects hold the same bytes as two ranks' files, and no upload
+/// is left open.
+#[test]
+fn two_ranks_to_s3_and_azure_store_what_they_store_in_files() {
+    use crate::azure::{azurite, bin_az, Container};
+    use crate::objects::Remote;
+    use crate::s3::{bin_s3, moto, Bucket};
+    let dir = tempdir("mpi-cloud");
+    let size = 12u64 << 20;
+    let set = |uri: String| -> Vec<String> {
+        let mut a = objects_args(&dir.join("unused"), &dir.join("r.json"), 6, size);
+        let at = a.iter().position(|x| x.starts_with("target.uri=")).unwrap();
+        a[at] = format!("target.uri={uri}");
+        a
+    };
+    // The reference: both ranks' files, one after the other in one process.
+    let files = dir.join("files");
+    let o = bin().args(set(format!("file://{}", files.display()))).args(["--world-size", "2"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let names = files_under(&files);
+    assert_eq!(names.len(), 6);
+    let bucket = Bucket::new("mpi");
+    let s3 = bin_s3(&moto().endpoint);
+    let o = mpirun_like(2, &s3)
+        .args(set(bucket.uri("ck")))
+        .args(["--set", "target.part_size=\"5MiB\"", "--set", "target.multipart_threshold=\"5MiB\""])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(json(&dir.join("r.json"))["world_size"], 2);
+    assert!(bucket.uploads().is_empty(), "uploads left open: {:?}", bucket.uploads());
+    let container = Container::new("mpi");
+    let az = bin_az(&azurite().connection_string());
+    let o = mpirun_like(2, &az).args(set(container.uri("ck"))).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for n in &names {
+        let want = std::fs::read(files.join(n)).unwrap();
+        assert!(bucket.get(&format!("ck/{n}")) == want, "S3 {n} differs from the file");
+        assert!(container.get(&format!("ck/{n}")) == want, "Azure {n} differs from the file");
+    }
+    assert_eq!(bucket.list("ck/").len(), 6);
+    assert_eq!(container.list("ck/").len(), 6);
+    assert!(container.uncommitted("ck/").is_empty(), "{:?}", container.uncommitted("ck/"));
+    std::fs::remove_dir_all(dir).ok();
+}
