@@ -479,7 +479,8 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     let mut code = own_code;
     let mut others_failed = Vec::new();
     let mut lines = report::outcome_lines(&plan, &outcome);
-    let mut json = report::outcome_json(&plan, &outcome);
+    // The JSON report can be big (every metric, every object): built only when asked for.
+    let mut json = args.json_report.as_ref().filter(|_| root).map(|_| report::outcome_json(&plan, &outcome));
     let faulted = outcome.error.is_some();
     if let Some(e) = outcome.error.as_ref().filter(|_| world.is_mpi()) {
         world.fail(code, &e.to_string());
@@ -496,10 +497,13 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
             code = code.max(merged.exit_code());
             others_failed = merged.ranks.iter().filter(|r| r.exit_code != 0).map(|r| r.rank).collect();
             lines.extend(merged.lines());
-            json = merged.into_json(json);
-            if let Some(m) = json.as_object_mut() {
-                m.insert("exit_code".into(), serde_json::json!(code));
-            }
+            json = json.map(|j| {
+                let mut j = merged.into_json(j);
+                if let Some(m) = j.as_object_mut() {
+                    m.insert("exit_code".into(), serde_json::json!(code));
+                }
+                j
+            });
         }
     }
     if (!quiet || code != 0) && (root || faulted) {
@@ -512,8 +516,8 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
             say(n);
         }
     }
-    if let Some(path) = args.json_report.as_ref().filter(|_| root) {
-        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    if let (Some(path), Some(json)) = (&args.json_report, &json) {
+        let text = serde_json::to_string_pretty(json).unwrap_or_default();
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write the JSON report {}", path.display()))
             .map_err(Failure::io)?;
@@ -622,14 +626,16 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
             }
         }
         summaries.push(dgen_engine::merge::RankSummary::of(rank, &host, &outcome));
-        let json = report::outcome_json(&plan, &outcome);
+        let json = args.json_report.as_ref().map(|_| report::outcome_json(&plan, &outcome));
         if let Some(e) = outcome.error {
-            if let Some(path) = &args.json_report {
-                let _ = std::fs::write(path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n");
+            if let (Some(path), Some(json)) = (&args.json_report, &json) {
+                let _ = std::fs::write(path, serde_json::to_string_pretty(json).unwrap_or_default() + "\n");
             }
             return Err(Failure { code, error: anyhow::anyhow!("rank {rank} of {n} failed: {e}") });
         }
-        first.get_or_insert(json);
+        if first.is_none() {
+            first = json;
+        }
     }
     let merged = dgen_engine::merge::Merged::new(summaries);
     let code = merged.exit_code();

@@ -188,6 +188,12 @@ pub fn pause(seconds: f64) {
     host::pause(seconds)
 }
 
+/// Waits until every rank of the run has called it (alone, returns at once). Phases already start
+/// at one; this is for a plugin's own synchronisation points.
+pub fn barrier() {
+    host::barrier()
+}
+
 /// Waits for every committed object to be durable; returns those finished since the last call.
 pub fn wait_all() -> Result<Vec<ObjectStats>> {
     host::wait_all()

@@ -138,6 +138,51 @@ fn four_ranks_write_what_four_single_ranks_write_and_rank_0_merges_them() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+#[test]
+fn four_ranks_of_ckpt_save_what_four_ranks_in_turn_save() {
+    let dir = tempdir("mpi-ckpt");
+    let args = |out: &Path, report: &Path| -> Vec<String> {
+        ["run", &workload("ckpt.toml"), "-q", "--json-report", report.to_str().unwrap(), "--seed", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(
+                [
+                    format!("target.uri=file://{}", out.display()),
+                    "params.model=\"tiny\"".into(),
+                    "params.ranks=8".into(),
+                    "params.steps=2".into(),
+                    "params.min_gbps=0".into(),
+                    "params.restore=1".into(),
+                ]
+                .into_iter()
+                .flat_map(|s| ["--set".to_string(), s]),
+            )
+            .collect()
+    };
+    let (out, report) = (dir.join("mpi"), dir.join("mpi.json"));
+    let o = mpirun(4).args(args(&out, &report)).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = json(&report);
+    // Per step: 8 shards, a manifest per rank, rank 0's index.
+    assert_eq!(r["objects"].as_u64(), Some(2 * (8 + 4 + 1)), "{r}");
+    let ranks = r["ranks"].as_array().unwrap();
+    let sum = |k: &str| ranks.iter().map(|x| x[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((r["bytes"].as_u64(), sum("objects")), (Some(sum("bytes")), 26));
+    let restore = r["phases"].as_array().unwrap().iter().find(|p| p["name"] == "restore").unwrap();
+    assert_eq!(restore["read_failures"], 0, "{restore}");
+    assert!(restore["reads"].as_u64().unwrap() > 16, "{restore}");
+    let single = dir.join("single");
+    let o = bin().args(args(&single, &dir.join("single.json"))).args(["--world-size", "4"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let names = files_under(&out);
+    assert_eq!(names, files_under(&single));
+    assert_eq!(names.len(), 26);
+    for n in &names {
+        assert!(std::fs::read(out.join(n)).unwrap() == std::fs::read(single.join(n)).unwrap(), "{n} differs");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
 /// Files under their final names are whole (the objects plugin's size); nothing else looks complete.
 fn complete_or_absent(out: &Path, size: u64) {
     for n in files_under(out) {

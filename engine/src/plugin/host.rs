@@ -1164,6 +1164,10 @@ impl Host for HostState {
         self.pause_inner(seconds)
     }
 
+    fn barrier(&mut self) -> wasmtime::Result<()> {
+        self.barrier_inner()
+    }
+
     fn phase_totals(&mut self) -> wasmtime::Result<wit::RunTotals> {
         let p = self.phases.last().expect("a phase");
         Ok(wit::RunTotals { bytes: p.bytes(), objects: p.ops(), seconds: p.seconds() })

@@ -294,6 +294,11 @@ impl Plugin for Ckpt {
                 }),
             )?;
             total += step_bytes;
+            if hosts > 1 {
+                // As a framework does after a save (torch.distributed.barrier()): every host has
+                // its shards durable before any goes on.
+                dgen_plugin_sdk::barrier();
+            }
             if hosts == 1 {
                 log!("step {step}: {ranks} shards, {step_bytes} tensor bytes");
             } else {

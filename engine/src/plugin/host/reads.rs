@@ -275,12 +275,7 @@ impl HostState {
         self.charge(self.phase_cost + name.len(), "starting a phase")?;
         // Every rank starts the phase together, so their timings are comparable. The wait is not
         // the plugin's time; a peer's failure (or Ctrl-C) during it stops this rank too.
-        let waited = Instant::now();
-        let at_barrier = self.ctx.world.barrier(&self.ctx.cancel);
-        self.blocked += waited.elapsed();
-        if at_barrier.is_err() {
-            return Err(self.interrupted_trap());
-        }
+        self.barrier_inner()?;
         let now = Instant::now();
         let split = self.ctx.split.snapshot();
         if let Some(p) = self.phases.last_mut() {
@@ -314,6 +309,14 @@ impl HostState {
         }
         self.blocked += t.elapsed();
         Ok(())
+    }
+
+    /// Waits for every rank at a barrier; the wait is not the plugin's time.
+    pub(super) fn barrier_inner(&mut self) -> wasmtime::Result<()> {
+        let waited = Instant::now();
+        let r = self.ctx.world.barrier(&self.ctx.cancel);
+        self.blocked += waited.elapsed();
+        r.map_err(|_| self.interrupted_trap())
     }
 
     /// The phases, their last one ended now.
