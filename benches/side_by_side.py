@@ -4,7 +4,7 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|all] [--size 8GiB] [--write-size 16GiB]
+    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|mpi|all] [--size 8GiB] [--write-size 16GiB]
         [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL] [--files 8] [--file-size 800MiB]
 
 gen — the generator alone, per core and with all cores:
@@ -43,6 +43,12 @@ phase (no check, and verify) vs s3dlio's `get_many_stats`; GB/s and CPU-seconds 
 restore — `run workloads/ckpt.toml` (llama3-1b, 8 shards, one step) saving then restoring (CRC32C
 checked), each phase's GB/s; vs fio writing files of the shard size (psync, one job per shard,
 `end_fsync`) and then reading them cold (`invalidate=1`).
+
+mpi (not in `all`: it builds with `--features mpi` and needs Open MPI) — 1, 2 and 4 ranks under
+`mpirun` writing the same total (`--size`, 64 objects) to the null sink and to files, vs one process
+with the same total concurrency (generator threads and objects in flight split over the ranks):
+rank 0's merged GB/s, and what the barriers, the gather and the merge cost (the report's
+`coordination`), as a share of the run.
 
 sinks — one workload through each sink in turn: the same N objects of S bytes (`run
 workloads/objects.toml`, incompressible, 8 MiB buffers, a 128 MiB pool, checksums on, concurrency auto)
@@ -705,9 +711,74 @@ def ensure_peers():
     return peers
 
 
+def mpi_binary():
+    """The engine built with MPI (a second build: the default one needs no MPI)."""
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "mpi"], cwd=ROOT, check=True)
+    return os.path.join(target, "release", "dgen-engine")
+
+
+def mpi_bench(rounds, total, sinks=("null", "file")):
+    """1, 2 and 4 MPI ranks writing the same total (64 objects) to the null sink and to files, vs one
+    process with the same total concurrency; rank 0's merged GB/s, and what the barriers, the gather
+    and the merge cost it (from the report's `coordination`)."""
+    if not shutil.which("mpirun"):
+        sys.exit("mpi: mpirun not found (apt-get install openmpi-bin libopenmpi-dev libclang-dev)")
+    binary = mpi_binary()
+    base = os.path.join(ROOT, "target", "side-by-side-mpi")
+    report = os.path.join(base, "report.json")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    cores = os.cpu_count() or 1
+    count = 64
+
+    def run(n, sink):
+        shutil.rmtree(os.path.join(base, "out"), ignore_errors=True)
+        os.makedirs(base, exist_ok=True)
+        uri = "null://" if sink == "null" else f"file://{os.path.join(base, 'out')}"
+        # The same total concurrency however it is split: generator threads and objects in flight.
+        threads, conc = max(1, cores // n), max(1, 8 // n)
+        args = [binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", "--json-report", report,
+                "--seed", "3", "--set", f"target.uri={uri}", "--set", f"params.count={count}",
+                "--set", 'params.distribution="fixed"', "--set", f"params.size={total // count - 24}",
+                "--set", f"pipeline.threads={threads}", "--set", f"pipeline.concurrency={conc}"]
+        if n > 1:
+            args = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(n)] + args
+        subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL)
+        r = json.load(open(report))
+        c = r.get("coordination", {})
+        # Time at barriers includes waiting for slower ranks (their imbalance); gather and merge are
+        # the mechanism's own cost.
+        cost = (c.get("barrier_s", 0), c.get("gather_s", 0) + c.get("merge_s", 0))
+        return r["gbps"], cost, r.get("run_seconds", r["seconds"])
+
+    res = {}
+    for rnd in range(rounds):
+        ns = [1, 2, 4]
+        ns = ns[rnd % 3:] + ns[:rnd % 3]
+        for sink in sinks:
+            for n in ns:
+                res.setdefault((sink, n), []).append(run(n, sink))
+        print(f"mpi round {rnd + 1}/{rounds}: " + "; ".join(
+            f"{s} x{n} {v[-1][0]:.2f}" for (s, n), v in sorted(res.items())), file=sys.stderr)
+    shutil.rmtree(base, ignore_errors=True)
+    print(f"\nMPI ranks on one {cores}-core machine, {total >> 20} MiB in {count} objects per run, same total "
+          f"concurrency; merged GB/s (median of {rounds} alternating rounds, {time.strftime('%Y-%m-%d')})")
+    print(f"{'sink':<8}{'ranks':>6}{'GB/s':>10}{'vs 1 process':>14}{'at barriers':>14}{'gather+merge':>15}{'of the run':>12}")
+    for sink in sinks:
+        one = statistics.median(g for g, _, _ in res[(sink, 1)])
+        for n in (1, 2, 4):
+            v = res[(sink, n)]
+            g = statistics.median(x for x, _, _ in v)
+            barrier = statistics.median(c[0] for _, c, _ in v)
+            gm = statistics.median(c[1] for _, c, _ in v)
+            wall = statistics.median(w for _, _, w in v)
+            print(f"{sink:<8}{n:>6}{g:>10.2f}{g / one:>13.2f}x{barrier:>12.3f} s{gm * 1000:>12.1f} ms"
+                  f"{100 * (barrier + gm) / max(wall, 1e-9):>11.1f}%")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "mpi", "all"])
     ap.add_argument("--files", type=int, default=8, help="files per ckpt run (default 8)")
     ap.add_argument("--file-size", default="800MiB", help="bytes per ckpt file (default 800MiB)")
     ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
@@ -718,6 +789,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     size = parse_size(args.size)
+    if args.what == "mpi":
+        return mpi_bench(args.rounds, size)
     binary = engine_binary()
     if args.what in ("sinks", "all"):
         sinks_bench(binary, args.rounds, args.objects, parse_size(args.object_size))

@@ -491,16 +491,30 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     if !faulted && world.size() > 1 {
         let mine = dgen_engine::merge::RankSummary::of(world.rank(), world.host(), &outcome);
         if let Some(all) = world.gather(mine.to_bytes()).map_err(lib_error)? {
+            let merge_started = std::time::Instant::now();
             let merged = dgen_engine::merge::Merged::new(
                 all.iter().filter_map(|b| dgen_engine::merge::RankSummary::from_bytes(b)).collect(),
             );
             code = code.max(merged.exit_code());
             others_failed = merged.ranks.iter().filter(|r| r.exit_code != 0).map(|r| r.rank).collect();
             lines.extend(merged.lines());
-            json = json.map(|j| {
-                let mut j = merged.into_json(j);
+            let merged_json = json.map(|j| merged.into_json(j));
+            let c = world.costs();
+            let merge_s = merge_started.elapsed().as_secs_f64();
+            lines.push(format!(
+                "coordination on rank 0: {} barriers, {:.3} s in them (waiting for slower ranks included), gather {:.3} s, merge {merge_s:.3} s",
+                c.barriers,
+                c.barrier_wait.as_secs_f64(),
+                c.gather.as_secs_f64()
+            ));
+            json = merged_json.map(|mut j| {
                 if let Some(m) = j.as_object_mut() {
                     m.insert("exit_code".into(), serde_json::json!(code));
+                    m.insert(
+                        "coordination".into(),
+                        serde_json::json!({"barriers": c.barriers, "barrier_s": c.barrier_wait.as_secs_f64(),
+                                           "gather_s": c.gather.as_secs_f64(), "merge_s": merge_s}),
+                    );
                 }
                 j
             });

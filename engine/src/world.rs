@@ -50,6 +50,17 @@ pub struct World {
     kind: Kind,
     /// A failure another rank reported.
     failure: Arc<Mutex<Option<PeerFailure>>>,
+    /// What the ranks' coordination cost this one: barriers and the time in them (waiting for
+    /// slower ranks included), and the gather.
+    costs: Mutex<Costs>,
+}
+
+/// Barriers passed and the wall time in them, and the gather's wall time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Costs {
+    pub barriers: u64,
+    pub barrier_wait: Duration,
+    pub gather: Duration,
 }
 
 fn host_name() -> String {
@@ -59,7 +70,14 @@ fn host_name() -> String {
 impl World {
     /// Rank `rank` of `size`, without a launcher: barriers and gathers are this process alone.
     pub fn solo(rank: u32, size: u32) -> World {
-        World { rank, size: size.max(1), host: host_name(), kind: Kind::Solo, failure: Arc::default() }
+        World {
+            rank,
+            size: size.max(1),
+            host: host_name(),
+            kind: Kind::Solo,
+            failure: Arc::default(),
+            costs: Mutex::default(),
+        }
     }
 
     /// The MPI world this process was launched into; `cancel` is raised when another rank fails.
@@ -67,7 +85,7 @@ impl World {
     pub fn mpi(cancel: Arc<AtomicBool>) -> Result<World> {
         let failure: Arc<Mutex<Option<PeerFailure>>> = Arc::default();
         let (m, rank, size, host) = mpi_world::MpiWorld::start(cancel, failure.clone())?;
-        Ok(World { rank, size, host, kind: Kind::Mpi(m), failure })
+        Ok(World { rank, size, host, kind: Kind::Mpi(m), failure, costs: Mutex::default() })
     }
 
     pub fn rank(&self) -> u32 {
@@ -96,12 +114,22 @@ impl World {
     /// Waits until every rank has reached it. A peer's failure, or `cancel`, ends the wait with
     /// the error to stop with.
     pub fn barrier(&self, cancel: &AtomicBool) -> Result<()> {
-        match &self.kind {
+        let t = std::time::Instant::now();
+        let r = match &self.kind {
             Kind::Solo => Ok(()),
             #[cfg(feature = "mpi")]
             Kind::Mpi(m) => m.barrier(cancel, &self.failure),
-        }
-        .and_then(|()| if cancel.load(Ordering::Relaxed) { Err(self.stop_error()) } else { Ok(()) })
+        };
+        let mut c = self.costs.lock().unwrap_or_else(|e| e.into_inner());
+        c.barriers += 1;
+        c.barrier_wait += t.elapsed();
+        drop(c);
+        r.and_then(|()| if cancel.load(Ordering::Relaxed) { Err(self.stop_error()) } else { Ok(()) })
+    }
+
+    /// What coordinating with the other ranks has cost this one so far.
+    pub fn costs(&self) -> Costs {
+        *self.costs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Why this rank stops early: a peer's failure, else Ctrl-C.
@@ -112,11 +140,14 @@ impl World {
     /// Every rank's `mine`, in rank order, on rank 0 (`None` on the others). Collective: every rank
     /// calls it once, at the end of a run that did not fail.
     pub fn gather(&self, mine: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>> {
-        match &self.kind {
+        let t = std::time::Instant::now();
+        let r = match &self.kind {
             Kind::Solo => Ok(Some(vec![mine])),
             #[cfg(feature = "mpi")]
             Kind::Mpi(m) => m.gather(mine),
-        }
+        };
+        self.costs.lock().unwrap_or_else(|e| e.into_inner()).gather += t.elapsed();
+        r
     }
 
     /// Tells every other rank that this one failed (exit `code`, `message`).
