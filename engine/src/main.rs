@@ -491,6 +491,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     if !faulted && world.size() > 1 {
         let mine = dgen_engine::merge::RankSummary::of(world.rank(), world.host(), &outcome);
         if let Some(all) = world.gather(mine.to_bytes()).map_err(lib_error)? {
+            let gathered: usize = all.iter().map(Vec::len).sum();
             let merge_started = std::time::Instant::now();
             let merged = dgen_engine::merge::Merged::new(
                 all.iter().filter_map(|b| dgen_engine::merge::RankSummary::from_bytes(b)).collect(),
@@ -502,7 +503,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
             let c = world.costs();
             let merge_s = merge_started.elapsed().as_secs_f64();
             lines.push(format!(
-                "coordination on rank 0: {} barriers, {:.3} s in them (waiting for slower ranks included), gather {:.3} s, merge {merge_s:.3} s",
+                "coordination on rank 0: {} barriers, {:.3} s in them (waiting for slower ranks included), gather {:.3} s ({gathered} bytes), merge {merge_s:.3} s",
                 c.barriers,
                 c.barrier_wait.as_secs_f64(),
                 c.gather.as_secs_f64()
@@ -513,7 +514,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
                     m.insert(
                         "coordination".into(),
                         serde_json::json!({"barriers": c.barriers, "barrier_s": c.barrier_wait.as_secs_f64(),
-                                           "gather_s": c.gather.as_secs_f64(), "merge_s": merge_s}),
+                                           "gather_s": c.gather.as_secs_f64(), "gathered_bytes": gathered, "merge_s": merge_s}),
                     );
                 }
                 j
