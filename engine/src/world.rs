@@ -127,6 +127,17 @@ impl World {
         r.and_then(|()| if cancel.load(Ordering::Relaxed) { Err(self.stop_error()) } else { Ok(()) })
     }
 
+    /// `a` and `b` summed and `c` the largest over all ranks, on every rank. Collective: every rank
+    /// calls it at the same point; it starts with a barrier (so a failed peer ends the wait).
+    pub fn sum_max(&self, a: u64, b: u64, c: f64, cancel: &AtomicBool) -> Result<(u64, u64, f64)> {
+        self.barrier(cancel)?;
+        match &self.kind {
+            Kind::Solo => Ok((a, b, c)),
+            #[cfg(feature = "mpi")]
+            Kind::Mpi(m) => m.sum_max(a, b, c),
+        }
+    }
+
     /// What coordinating with the other ranks has cost this one so far.
     pub fn costs(&self) -> Costs {
         *self.costs.lock().unwrap_or_else(|e| e.into_inner())
@@ -201,6 +212,7 @@ mod mpi_world {
     enum Req {
         Barrier(Sender<Result<()>>),
         Gather(Vec<u8>, Sender<Result<Option<Vec<Vec<u8>>>>>),
+        SumMax([u64; 2], f64, Sender<([u64; 2], f64)>),
         Fail(u8, String),
         EndFailed(u8, Duration, Sender<()>),
         Finish,
@@ -254,6 +266,13 @@ mod mpi_world {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let _ = self.tx.send(Req::Gather(mine, tx));
             rx.recv().map_err(|_| Error::Resource("the MPI thread ended".into()))?
+        }
+
+        pub(super) fn sum_max(&self, a: u64, b: u64, c: f64) -> Result<(u64, u64, f64)> {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = self.tx.send(Req::SumMax([a, b], c, tx));
+            let ([a, b], c) = rx.recv().map_err(|_| Error::Resource("the MPI thread ended".into()))?;
+            Ok((a, b, c))
         }
 
         pub(super) fn fail(&self, code: u8, message: &str) {
@@ -332,6 +351,14 @@ mod mpi_world {
                         std::thread::sleep(Duration::from_micros(200));
                     };
                     let _ = reply.send(r);
+                }
+                Req::SumMax(sums, max, reply) => {
+                    // Every rank has just passed a barrier: none is missing from the reduction.
+                    let mut s = [0u64; 2];
+                    world.all_reduce_into(&sums[..], &mut s[..], mpi::collective::SystemOperation::sum());
+                    let mut m = 0f64;
+                    world.all_reduce_into(&max, &mut m, mpi::collective::SystemOperation::max());
+                    let _ = reply.send((s, m));
                 }
                 Req::Gather(mine, reply) => {
                     let _ = reply.send(Ok(gather(&world, mine)));

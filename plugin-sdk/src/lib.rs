@@ -194,6 +194,12 @@ pub fn barrier() {
     host::barrier()
 }
 
+/// [`totals`] (or, with `phase`, [`phase_totals`]) summed over all ranks, seconds the longest
+/// rank's. Every rank must call it at the same point (it waits for them all); alone, the own.
+pub fn world_totals(phase: bool) -> Totals {
+    host::world_totals(phase)
+}
+
 /// Waits for every committed object to be durable; returns those finished since the last call.
 pub fn wait_all() -> Result<Vec<ObjectStats>> {
     host::wait_all()

@@ -171,6 +171,14 @@ fn four_ranks_of_ckpt_save_what_four_ranks_in_turn_save() {
     let restore = r["phases"].as_array().unwrap().iter().find(|p| p["name"] == "restore").unwrap();
     assert_eq!(restore["read_failures"], 0, "{restore}");
     assert!(restore["reads"].as_u64().unwrap() > 16, "{restore}");
+    // Rank 0's checks are about all hosts: the throughput over every rank's bytes.
+    let checks = r["checks"].as_array().unwrap();
+    let save = checks.iter().find(|c| c["name"] == "throughput GB/s (all hosts)").unwrap_or_else(|| panic!("{r}"));
+    let merged_gbps =
+        sum("bytes") as f64 / ranks.iter().map(|x| x["seconds"].as_f64().unwrap()).fold(0.0, f64::max) / 1e9;
+    let observed = save["observed"].as_f64().unwrap();
+    assert!((observed - merged_gbps).abs() <= 0.05 * merged_gbps, "{observed} vs {merged_gbps}");
+    assert!(checks.iter().any(|c| c["name"] == "restore throughput GB/s (all hosts)"), "{r}");
     let single = dir.join("single");
     let o = bin().args(args(&single, &dir.join("single.json"))).args(["--world-size", "4"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -1168,6 +1168,17 @@ impl Host for HostState {
         self.barrier_inner()
     }
 
+    fn world_totals(&mut self, phase: bool) -> wasmtime::Result<wit::RunTotals> {
+        let own = if phase { self.phase_totals()? } else { self.totals()? };
+        let waited = Instant::now();
+        let r = self.ctx.world.sum_max(own.bytes, own.objects, own.seconds, &self.ctx.cancel);
+        self.blocked += waited.elapsed();
+        match r {
+            Ok((bytes, objects, seconds)) => Ok(wit::RunTotals { bytes, objects, seconds }),
+            Err(_) => Err(self.interrupted_trap()),
+        }
+    }
+
     fn phase_totals(&mut self) -> wasmtime::Result<wit::RunTotals> {
         let p = self.phases.last().expect("a phase");
         Ok(wit::RunTotals { bytes: p.bytes(), objects: p.ops(), seconds: p.seconds() })
