@@ -43,6 +43,9 @@ pub struct PhaseSummary {
     pub meta_ops: u64,
     pub read_failures: u64,
     pub latency: Pairs,
+    /// Bytes done per time bucket from its start.
+    pub timeline_bucket_ms: u64,
+    pub timeline: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -82,6 +85,8 @@ impl RankSummary {
             meta_ops: p.meta_ops,
             read_failures: p.read_failures,
             latency: pairs(&p.latency),
+            timeline_bucket_ms: p.timeline.bucket_ms,
+            timeline: p.timeline.bytes.clone(),
         };
         RankSummary {
             rank,
@@ -136,6 +141,10 @@ pub struct MergedPhase {
     /// First start to last end, and the longest rank's duration.
     pub wall_s: f64,
     pub slowest_s: f64,
+    /// Stonewalled, as IOR's `-D` reports: the first rank to finish the phase ends it for the
+    /// figures — the bytes every rank had done by then, over that time.
+    pub stonewall_s: f64,
+    pub stonewall_bytes: u64,
     pub latency: Histogram<u64>,
 }
 
@@ -145,6 +154,9 @@ impl MergedPhase {
     }
     pub fn slowest_gbps(&self) -> f64 {
         self.bytes as f64 / self.slowest_s.max(1e-9) / 1e9
+    }
+    pub fn stonewall_gbps(&self) -> f64 {
+        self.stonewall_bytes as f64 / self.stonewall_s.max(1e-9) / 1e9
     }
 }
 
@@ -180,6 +192,18 @@ impl Merged {
             let sum = |f: fn(&PhaseSummary) -> u64| of.iter().map(|p| f(p)).sum::<u64>();
             let (written, read) = (sum(|p| p.written), sum(|p| p.read));
             let (writes, reads, meta_ops) = (sum(|p| p.writes), sum(|p| p.reads), sum(|p| p.meta_ops));
+            // The first rank done with its share (among those that had one) ends the stonewalled window.
+            let busy: Vec<&&PhaseSummary> = of.iter().filter(|p| p.written + p.read > 0).collect();
+            let stonewall_s = busy.iter().map(|p| p.seconds).fold(f64::INFINITY, f64::min);
+            let stonewall_s = if stonewall_s.is_finite() { stonewall_s } else { 0.0 };
+            let stonewall_bytes = busy
+                .iter()
+                .map(|p| {
+                    let t =
+                        crate::phase::Timeline { bucket_ms: p.timeline_bucket_ms.max(1), bytes: p.timeline.clone() };
+                    t.by(stonewall_s).min(p.written + p.read)
+                })
+                .sum();
             phases.push(MergedPhase {
                 name: of[0].name.clone(),
                 bytes: written + read,
@@ -192,6 +216,8 @@ impl Merged {
                 read_failures: sum(|p| p.read_failures),
                 wall_s: (last - first).max(0.0),
                 slowest_s: of.iter().map(|p| p.seconds).fold(0.0, f64::max),
+                stonewall_s,
+                stonewall_bytes,
                 latency,
             });
         }
@@ -245,18 +271,19 @@ impl Merged {
         )];
         if !self.phases.is_empty() {
             lines.push(format!(
-                "{:<16} {:>12} {:>8} {:>9} {:>8} {:>13} {:>9} {:>9} {:>9}",
-                "phase (all)", "bytes", "ops", "wall s", "GB/s", "slowest GB/s", "p50", "p99", "max"
+                "{:<16} {:>12} {:>8} {:>9} {:>8} {:>13} {:>15} {:>9} {:>9} {:>9}",
+                "phase (all)", "bytes", "ops", "wall s", "GB/s", "slowest GB/s", "stonewall GB/s", "p50", "p99", "max"
             ));
             for p in self.phases.iter().take(50) {
                 lines.push(format!(
-                    "{:<16} {:>12} {:>8} {:>9.3} {:>8.2} {:>13.2} {:>9} {:>9} {:>9}",
+                    "{:<16} {:>12} {:>8} {:>9.3} {:>8.2} {:>13.2} {:>15.2} {:>9} {:>9} {:>9}",
                     sanitize(&p.name, 64),
                     format_size(p.bytes),
                     p.ops,
                     p.wall_s,
                     p.gbps(),
                     p.slowest_gbps(),
+                    p.stonewall_gbps(),
                     ms(q(&p.latency, 0.5)),
                     ms(q(&p.latency, 0.99)),
                     ms(p.latency.max()),
@@ -316,6 +343,7 @@ impl Merged {
                     "name": p.name, "bytes": p.bytes, "ops": p.ops,
                     "seconds": p.wall_s, "gbps": p.gbps(),
                     "slowest_rank_seconds": p.slowest_s, "slowest_rank_gbps": p.slowest_gbps(),
+                    "stonewall": { "seconds": p.stonewall_s, "bytes": p.stonewall_bytes, "gbps": p.stonewall_gbps() },
                     "latency_us": lat(&p.latency),
                     "written": p.written, "writes": p.writes, "read": p.read, "reads": p.reads,
                     "meta_ops": p.meta_ops, "read_failures": p.read_failures,

@@ -87,6 +87,11 @@ fn four_ranks_write_what_four_single_ranks_write_and_rank_0_merges_them() {
         assert!(p["seconds"].as_f64().unwrap() + 1e-6 >= p["slowest_rank_seconds"].as_f64().unwrap() * 0.5, "{p}");
         assert!(p["latency_us"]["p50"].as_u64().unwrap() <= p["latency_us"]["max"].as_u64().unwrap());
     }
+    // Stonewalled: what every rank had done when the first finished its share, over that time.
+    let sw = &put["stonewall"];
+    let (sw_s, sw_b) = (sw["seconds"].as_f64().unwrap(), sw["bytes"].as_u64().unwrap());
+    assert!(sw_s > 0.0 && sw_s <= put["slowest_rank_seconds"].as_f64().unwrap() + 1e-9, "{put}");
+    assert!(sw_b > 0 && sw_b <= sum, "{put}");
     assert_eq!(r["object_list"].as_array().unwrap().len(), 16);
     // Only rank 0 talks: one table.
     assert_eq!(text(&o).matches("all 4 ranks on 1 hosts").count(), 0, "quiet: {}", text(&o));

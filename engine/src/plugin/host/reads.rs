@@ -44,7 +44,7 @@ impl HostState {
         if let Some(p) = self.phases.get_mut(phase) {
             p.written += r.size;
             p.writes += 1;
-            p.done(r.at, r.latency);
+            p.done(r.at, r.latency, r.size);
         }
     }
 
@@ -133,7 +133,7 @@ impl HostState {
         if let Some(p) = self.phases.get_mut(r.tag) {
             p.read += r.bytes;
             p.reads += 1;
-            p.done(r.at, r.latency);
+            p.done(r.at, r.latency, r.bytes);
             let _ = p.ttfb.record((r.ttfb.as_micros() as u64).clamp(1, 3_600_000_000));
             if matches!(r.outcome, Outcome::Failed(_)) {
                 p.read_failures += 1;
@@ -228,7 +228,7 @@ impl HostState {
         self.blocked += took;
         let p = self.phases.last_mut().expect("a phase");
         p.meta_ops += 1;
-        p.done(Instant::now(), took);
+        p.done(Instant::now(), took, 0);
         r
     }
 
