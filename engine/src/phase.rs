@@ -224,10 +224,10 @@ impl Timeline {
         self.bytes[i] += bytes;
     }
 
-    /// Bytes finished within the first `s` seconds (whole buckets; a bucket counts when it ends
-    /// by then).
+    /// Bytes finished within the first `s` seconds, to a bucket: a bucket counts when it starts
+    /// before then (so the rank whose end this is counts all of its own bytes).
     pub fn by(&self, s: f64) -> u64 {
-        let buckets = ((s * 1000.0) / self.bucket_ms as f64).floor() as usize;
+        let buckets = ((s * 1000.0) / self.bucket_ms as f64).ceil() as usize;
         self.bytes.iter().take(buckets.max(1)).sum()
     }
 }
