@@ -225,6 +225,43 @@ fn a_rank_that_fails_ends_every_rank_and_the_report_names_it() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+#[test]
+fn a_plugin_that_traps_on_rank_2_only_ends_every_rank_and_is_named() {
+    let dir = tempdir("mpi-trap");
+    let wasm = dir.join("hostile.wasm");
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/hostile");
+    let o =
+        bin().args(["plugin", "build", crate_dir.to_str().unwrap(), "-o", wasm.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.join("out");
+    let workload = dir.join("w.toml");
+    std::fs::write(
+        &workload,
+        format!(
+            "name = \"trap\"\nplugin = \"{}\"\n[target]\nuri = \"file://{}\"\n[params]\nmode = \"rank2-trap\"\ncount = 400\nsize = 8388608\n",
+            wasm.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let report = dir.join("r.json");
+    let t = Instant::now();
+    let o = mpirun(4)
+        .args(["run", workload.to_str().unwrap(), "-q", "--json-report", report.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(60), "took {:?}", t.elapsed());
+    assert_eq!(o.status.code(), Some(4), "a plugin fault is exit 4: {}", text(&o));
+    assert!(text(&o).contains("rank 2: error: plugin 'hostile-host"), "{}", text(&o));
+    assert!(text(&o).contains("rank 2 gives up after object 0"), "{}", text(&o));
+    let r = json(&report);
+    assert!(r["error"].as_str().unwrap().starts_with("rank 2 failed: plugin 'hostile-host"), "{r}");
+    // The others stopped long before writing their 400 objects, and left nothing that looks whole.
+    assert!(files_under(&out).len() < 3 * 400, "{}", files_under(&out).len());
+    complete_or_absent(&out, 8 << 20);
+    std::fs::remove_dir_all(dir).ok();
+}
+
 /// The PIDs of `dgen-engine` processes writing under `out` that are MPI rank `rank` (from their
 /// command line and environment: other tests run ranks too).
 fn rank_pids(out: &Path, rank: u32) -> Vec<i32> {

@@ -28,6 +28,19 @@ impl Plugin for Hostile {
     fn run(config: &Config) -> Result<Report, String> {
         let p: Params = config.params()?;
         match p.mode.as_str() {
+            // Under several ranks, rank 2 traps after its first object while the others keep
+            // writing: the whole run must stop, naming rank 2.
+            "rank2-trap" => {
+                for i in 0..p.count {
+                    let mut t = Target::open(&format!("r{}-{i:06}.bin", config.rank))?;
+                    t.fill(p.size)?;
+                    t.commit()?;
+                    wait_all()?;
+                    if config.rank == 2 {
+                        panic!("rank 2 gives up after object {i}");
+                    }
+                }
+            }
             // Nothing hostile: what the engine costs on its own (the baseline for memory checks).
             "noop" => {
                 let mut t = Target::open("noop.bin")?;
