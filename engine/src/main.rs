@@ -445,7 +445,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         lib_error(e)
     };
     let cancel = install_cancel();
-    let world = Arc::new(make_world(&args, cancel.clone())?);
+    let world = Arc::new(World::for_run(args.rank, args.world_size, cancel.clone()).map_err(lib_error)?);
     // Rank 0 of an MPI run speaks for all; a rank run alone (`--rank`) speaks for itself.
     let root = world.rank() == 0 || !world.is_mpi();
     // Under a launcher only rank 0 talks; the others print their errors only.
@@ -697,42 +697,6 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
 /// How long rank 0 of a failed run waits for the other ranks to abort their open objects before it
 /// ends the job.
 const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// This process's place among the run's ranks: MPI under a launcher (with `--features mpi`), the
-/// `--rank`/`--world-size` flags, or alone.
-fn make_world(args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<World, Failure> {
-    if let (Some(r), Some(n)) = (args.rank, args.world_size) {
-        if r >= n {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "--rank {r} is not below --world-size {n} (ranks are 0 … {})",
-                n - 1
-            )));
-        }
-    }
-    let launched = dgen_engine::world::launcher_world_size();
-    match (launched, args.rank, args.world_size) {
-        (Some(_), Some(_), _) => Err(Failure::usage(anyhow::anyhow!(
-            "--rank and --world-size are for runs without a launcher; under mpirun/srun the launcher assigns them"
-        ))),
-        #[cfg(feature = "mpi")]
-        (Some(_), None, _) => {
-            let _ = args;
-            World::mpi(cancel).map_err(lib_error)
-        }
-        #[cfg(not(feature = "mpi"))]
-        (Some(n), None, _) if n > 1 => {
-            drop(cancel);
-            Err(Failure::usage(anyhow::anyhow!(
-                "started by an MPI launcher as one of {n} ranks, but this dgen-engine was built without MPI: \
-                 build it with `cargo build --release --features mpi` (README, \"Many hosts\")"
-            )))
-        }
-        (_, r, n) => {
-            drop(cancel);
-            Ok(World::solo(r.unwrap_or(0), n.unwrap_or(1)))
-        }
-    }
-}
 
 /// Ctrl-C sets a flag the pipeline checks, so a run aborts cleanly instead of dying mid-write.
 fn install_cancel() -> Arc<AtomicBool> {

@@ -68,6 +68,46 @@ fn host_name() -> String {
 }
 
 impl World {
+    /// This process's place among a run's ranks: MPI under a launcher (built with `--features mpi`),
+    /// else rank `rank` of `size` as the `--rank`/`--world-size` flags say, else alone. Asking for a
+    /// rank under a launcher, a rank outside the world, or a launch this build cannot join is bad
+    /// input (exit 2).
+    pub fn for_run(rank: Option<u32>, size: Option<u32>, cancel: Arc<AtomicBool>) -> Result<World> {
+        if let (Some(r), Some(n)) = (rank, size) {
+            if r >= n {
+                return Err(Error::InvalidValue {
+                    key: "--rank",
+                    value: r.to_string(),
+                    reason: format!("is not below --world-size {n} (ranks are 0 … {})", n.saturating_sub(1)),
+                });
+            }
+        }
+        match (launcher_world_size(), rank) {
+            (Some(_), Some(r)) => Err(Error::InvalidValue {
+                key: "--rank",
+                value: r.to_string(),
+                reason: "is for runs without a launcher; under mpirun/srun the launcher assigns ranks".into(),
+            }),
+            #[cfg(feature = "mpi")]
+            (Some(_), None) => World::mpi(cancel),
+            #[cfg(not(feature = "mpi"))]
+            (Some(n), None) if n > 1 => {
+                drop(cancel);
+                Err(Error::Workload {
+                    at: "MPI launch".into(),
+                    message: format!(
+                        "started by an MPI launcher as one of {n} ranks, but this dgen-engine was built without MPI: \
+                         build it with `cargo build --release --features mpi` (README, \"Many hosts on MPI\")"
+                    ),
+                })
+            }
+            _ => {
+                drop(cancel);
+                Ok(World::solo(rank.unwrap_or(0), size.unwrap_or(1)))
+            }
+        }
+    }
+
     /// Rank `rank` of `size`, without a launcher: barriers and gathers are this process alone.
     pub fn solo(rank: u32, size: u32) -> World {
         World {

@@ -81,7 +81,7 @@ fn four_ranks_split_the_objects_and_hold_the_dedup_ratio_together() {
 fn a_rank_outside_the_world_is_a_usage_error() {
     let o = bin().args(["run", &workload("objects.toml"), "--rank", "4", "--world-size", "4"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--rank 4 is not below --world-size 4"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--rank '4': is not below --world-size 4"), "{}", stderr(&o));
     let o = bin().args(["run", &workload("objects.toml"), "--rank", "1"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--world-size"), "{}", stderr(&o));
