@@ -464,62 +464,21 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
     progress.finish();
     let mut outcome = outcome.map_err(early)?;
-    // Ranks that finished wait for each other before the merge: a rank failing late is heard here.
-    if outcome.error.is_none() {
-        if let Err(e) = world.barrier(&cancel) {
-            outcome.error = Some(e);
-        }
-    }
-    if matches!(outcome.error, Some(Error::Cancelled)) {
-        if let Some(f) = world.peer_failure() {
-            outcome.error = Some(f.error());
-        }
-    }
+    let gathered = dgen_engine::merge::after_run(&world, &mut outcome, &cancel).map_err(lib_error)?;
     let own_code = outcome.exit_code();
-    let mut code = own_code;
-    let mut others_failed = Vec::new();
+    let faulted = outcome.error.is_some();
     let mut lines = report::outcome_lines(&plan, &outcome);
+    if let Some(e) = outcome.error.as_ref().filter(|_| world.is_mpi() && !root) {
+        lines = vec![format!("rank {}: error: {e}", world.rank())];
+    }
     // The JSON report can be big (every metric, every object): built only when asked for.
     let mut json = args.json_report.as_ref().filter(|_| root).map(|_| report::outcome_json(&plan, &outcome));
-    let faulted = outcome.error.is_some();
-    if let Some(e) = outcome.error.as_ref().filter(|_| world.is_mpi()) {
-        world.fail(code, &e.to_string());
-        if !root {
-            lines = vec![format!("rank {}: error: {e}", world.rank())];
-        }
-    }
-    if !faulted && world.size() > 1 {
-        let mine = dgen_engine::merge::RankSummary::of(world.rank(), world.host(), &outcome);
-        if let Some(all) = world.gather(mine.to_bytes()).map_err(lib_error)? {
-            let gathered: usize = all.iter().map(Vec::len).sum();
-            let merge_started = std::time::Instant::now();
-            let merged = dgen_engine::merge::Merged::new(
-                all.iter().filter_map(|b| dgen_engine::merge::RankSummary::from_bytes(b)).collect(),
-            );
-            code = code.max(merged.exit_code());
-            others_failed = merged.ranks.iter().filter(|r| r.exit_code != 0).map(|r| r.rank).collect();
-            lines.extend(merged.lines());
-            let merged_json = json.map(|j| merged.into_json(j));
-            let c = world.costs();
-            let merge_s = merge_started.elapsed().as_secs_f64();
-            lines.push(format!(
-                "coordination on rank 0: {} barriers, {:.3} s in them (waiting for slower ranks included), gather {:.3} s ({gathered} bytes), merge {merge_s:.3} s",
-                c.barriers,
-                c.barrier_wait.as_secs_f64(),
-                c.gather.as_secs_f64()
-            ));
-            json = merged_json.map(|mut j| {
-                if let Some(m) = j.as_object_mut() {
-                    m.insert("exit_code".into(), serde_json::json!(code));
-                    m.insert(
-                        "coordination".into(),
-                        serde_json::json!({"barriers": c.barriers, "barrier_s": c.barrier_wait.as_secs_f64(),
-                                           "gather_s": c.gather.as_secs_f64(), "gathered_bytes": gathered, "merge_s": merge_s}),
-                    );
-                }
-                j
-            });
-        }
+    let (mut code, mut others_failed) = (own_code, Vec::new());
+    if let Some(g) = &gathered {
+        code = code.max(g.merged.exit_code());
+        others_failed = g.merged.ranks.iter().filter(|r| r.exit_code != 0).map(|r| r.rank).collect();
+        lines.extend(g.lines());
+        json = json.map(|j| g.into_json(j, code));
     }
     if (!quiet || code != 0) && (root || faulted) {
         for l in &lines {

@@ -9,11 +9,14 @@
 //! Ranks start every phase at a barrier, and each rank measures its phases from the barrier the run
 //! started at, so the offsets of different hosts' clocks never enter the figures.
 
+use crate::error::{Error, Result};
 use crate::phase::Phase;
 use crate::run::Outcome;
+use crate::world::{Costs, World};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::sync::atomic::AtomicBool;
 
 /// A latency histogram as (value µs, count) pairs: exact to merge.
 type Pairs = Vec<(u64, u64)>;
@@ -400,4 +403,76 @@ impl Merged {
         }
         report
     }
+}
+
+/// All ranks' figures on rank 0, and what gathering and merging them cost.
+pub struct Gathered {
+    pub merged: Merged,
+    pub bytes: usize,
+    pub merge_s: f64,
+    pub costs: Costs,
+}
+
+impl Gathered {
+    /// The merged lines, then what coordination cost.
+    pub fn lines(&self) -> Vec<String> {
+        let c = &self.costs;
+        let mut lines = self.merged.lines();
+        lines.push(format!(
+            "coordination on rank 0: {} barriers, {:.3} s in them (waiting for slower ranks included), gather {:.3} s ({} bytes), merge {:.3} s",
+            c.barriers,
+            c.barrier_wait.as_secs_f64(),
+            c.gather.as_secs_f64(),
+            self.bytes,
+            self.merge_s
+        ));
+        lines
+    }
+
+    /// Rank 0's JSON report made the run's, with its exit code and `coordination`.
+    pub fn into_json(&self, report: serde_json::Value, exit_code: u8) -> serde_json::Value {
+        let c = &self.costs;
+        let mut j = self.merged.into_json(report);
+        if let Some(m) = j.as_object_mut() {
+            m.insert("exit_code".into(), json!(exit_code));
+            m.insert(
+                "coordination".into(),
+                json!({"barriers": c.barriers, "barrier_s": c.barrier_wait.as_secs_f64(),
+                       "gather_s": c.gather.as_secs_f64(), "gathered_bytes": self.bytes, "merge_s": self.merge_s}),
+            );
+        }
+        j
+    }
+}
+
+/// What every rank does once its own run is over. A rank that finished waits for the others (a
+/// rank failing late is heard there); a run stopped by a peer's failure takes that failure as its
+/// error; a rank that failed tells the others. Then, when no rank failed, every rank's summary
+/// goes to rank 0, which gets them merged (`None` elsewhere, alone, or after a failure).
+pub fn after_run(world: &World, outcome: &mut Outcome, cancel: &AtomicBool) -> Result<Option<Gathered>> {
+    if outcome.error.is_none() {
+        if let Err(e) = world.barrier(cancel) {
+            outcome.error = Some(e);
+        }
+    }
+    if matches!(outcome.error, Some(Error::Cancelled)) {
+        if let Some(f) = world.peer_failure() {
+            outcome.error = Some(f.error());
+        }
+    }
+    if let Some(e) = &outcome.error {
+        world.fail(outcome.exit_code(), &e.to_string());
+        return Ok(None);
+    }
+    if world.size() == 1 {
+        return Ok(None);
+    }
+    let mine = RankSummary::of(world.rank(), world.host(), outcome);
+    let Some(all) = world.gather(mine.to_bytes())? else {
+        return Ok(None);
+    };
+    let bytes = all.iter().map(Vec::len).sum();
+    let t = std::time::Instant::now();
+    let merged = Merged::new(all.iter().filter_map(|b| RankSummary::from_bytes(b)).collect());
+    Ok(Some(Gathered { merged, bytes, merge_s: t.elapsed().as_secs_f64(), costs: world.costs() }))
 }
