@@ -169,7 +169,6 @@ struct Run<'e, 's> {
     in_gen: usize,
     in_io: usize,
     finishing: usize,
-    io_since: Option<Instant>,
     failure: Option<Error>,
     stats: RunStats,
 }
@@ -240,6 +239,8 @@ impl<'s> Executor<'s> {
         cancel: &AtomicBool,
     ) -> Result<RunStats> {
         let start = Instant::now();
+        // Where the time went is what the split's counters gained over this run.
+        let split_at_start = self.split.snapshot();
         let (tx, rx) = crossbeam_channel::unbounded::<Event>();
         let (fin_tx, fin_rx) = crossbeam_channel::unbounded::<ToFinish<'s>>();
         let mut run = Run {
@@ -251,7 +252,6 @@ impl<'s> Executor<'s> {
             in_gen: 0,
             in_io: 0,
             finishing: 0,
-            io_since: None,
             failure: None,
             stats: RunStats {
                 bytes: 0,
@@ -295,6 +295,10 @@ impl<'s> Executor<'s> {
             return Err(Error::Cancelled);
         }
         run.stats.elapsed = start.elapsed();
+        let split = self.split.snapshot().since(&split_at_start);
+        run.stats.generate = split.generate;
+        run.stats.io_busy = split.writes_in_flight;
+        run.stats.buffer_wait = split.write_buffer_wait;
         Ok(run.stats)
     }
 }
@@ -365,9 +369,7 @@ impl<'e, 's> Run<'e, 's> {
             // Out of buffers with some held by the sink: the storage is what we wait for. (With all of
             // them being generated, it is generation, which the generate time already shows.)
             if starved && self.in_io > 0 {
-                let w = waited.elapsed();
-                self.stats.buffer_wait += w;
-                self.exec.split.write_waited(w);
+                self.exec.split.write_waited(waited.elapsed());
             }
             match event {
                 Some(Event::Generated { obj, chunk, len, buf, crc, took }) => {
@@ -393,9 +395,6 @@ impl<'e, 's> Run<'e, 's> {
                 observer.progress(self.stats.bytes);
                 last_progress = Instant::now();
             }
-        }
-        if let Some(t) = self.io_since.take() {
-            self.stats.io_busy += t.elapsed();
         }
         self.exec.split.writes_idle();
         for mut o in self.open.drain(..) {
@@ -512,7 +511,6 @@ impl<'e, 's> Run<'e, 's> {
         cancel: &AtomicBool,
     ) {
         self.in_gen -= 1;
-        self.stats.generate += took;
         self.exec.split.generated(took);
         let stopping = self.stopping(cancel);
         let Some(o) = self.open.iter_mut().find(|o| o.id == obj) else {
@@ -526,9 +524,6 @@ impl<'e, 's> Run<'e, 's> {
             o.crc.add(chunk, c, len as u64);
         }
         self.in_io += 1;
-        if self.in_io == 1 {
-            self.io_since = Some(Instant::now());
-        }
         self.exec.split.write_started();
         let tx = self.tx.clone();
         let submitted = Instant::now();
@@ -541,11 +536,6 @@ impl<'e, 's> Run<'e, 's> {
     fn written(&mut self, obj: usize, len: usize, result: Result<()>, took: Duration, fin_tx: &Sender<ToFinish<'s>>) {
         self.in_io -= 1;
         self.exec.split.write_done();
-        if self.in_io == 0 {
-            if let Some(t) = self.io_since.take() {
-                self.stats.io_busy += t.elapsed();
-            }
-        }
         self.stats.ops += 1;
         let _ = self.stats.op_latency.record((took.as_micros() as u64).max(1));
         let Some(i) = self.open.iter().position(|o| o.id == obj) else {
