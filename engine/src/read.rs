@@ -400,30 +400,11 @@ fn read_piece(sh: &Shared, piece: &Piece, scratch: &mut Vec<u8>) -> Result<Piece
     let calls = Instant::now();
     sh.split.read_waited(calls - waited);
     let win = &mut buf.as_mut_slice()[..(win_end - win_start) as usize];
-    let mut filled = 0usize;
-    while filled < want {
-        let n = reader.read_at(win_start + filled as u64, &mut win[filled..]);
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                sh.split.read_io(calls.elapsed());
-                return Err(e);
-            }
-        };
-        if n == 0 {
-            return Err(Error::sink(
-                &read.req.name,
-                format!(
-                    "ended at byte {} while reading up to {}: shorter than it said",
-                    win_start + filled as u64,
-                    piece.end
-                ),
-            ));
-        }
-        filled += n;
-    }
+    let filled = fill_window(reader.as_ref(), win, win_start, want, piece.end, &read.req.name);
     let checking = Instant::now();
+    // Read-call time, whether the calls succeeded or not.
     sh.split.read_io(checking - calls);
+    filled?;
     let arrived = read.started.get().map_or(Duration::ZERO, |t| t.elapsed());
     let got = &win[(piece.start - win_start) as usize..want];
     let check = read.req.check;
@@ -465,6 +446,33 @@ fn read_piece(sh: &Shared, piece: &Piece, scratch: &mut Vec<u8>) -> Result<Piece
     }
     sh.split.checked(checking.elapsed());
     Ok(out)
+}
+
+/// Reads `want` bytes of the window starting at `win_start` into `win`; an object that ends first
+/// (before `piece_end`) is an error naming it.
+fn fill_window(
+    reader: &dyn ObjectReader,
+    win: &mut [u8],
+    win_start: u64,
+    want: usize,
+    piece_end: u64,
+    name: &str,
+) -> Result<()> {
+    let mut filled = 0usize;
+    while filled < want {
+        let n = reader.read_at(win_start + filled as u64, &mut win[filled..])?;
+        if n == 0 {
+            return Err(Error::sink(
+                name,
+                format!(
+                    "ended at byte {} while reading up to {piece_end}: shorter than it said",
+                    win_start + filled as u64
+                ),
+            ));
+        }
+        filled += n;
+    }
+    Ok(())
 }
 
 /// Bytes checked at a time: regenerated into a scratch that stays in the core's cache.
