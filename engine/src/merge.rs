@@ -47,8 +47,7 @@ pub struct PhaseSummary {
     pub read_failures: u64,
     pub latency: Pairs,
     /// Bytes done per time bucket from its start.
-    pub timeline_bucket_ms: u64,
-    pub timeline: Vec<u64>,
+    pub timeline: crate::phase::Timeline,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -88,8 +87,7 @@ impl RankSummary {
             meta_ops: p.meta_ops,
             read_failures: p.read_failures,
             latency: pairs(&p.latency),
-            timeline_bucket_ms: p.timeline.bucket_ms,
-            timeline: p.timeline.bytes.clone(),
+            timeline: p.timeline.clone(),
         };
         RankSummary {
             rank,
@@ -133,8 +131,6 @@ impl RankSummary {
 /// One phase over all ranks.
 pub struct MergedPhase {
     pub name: String,
-    pub bytes: u64,
-    pub ops: u64,
     pub written: u64,
     pub writes: u64,
     pub read: u64,
@@ -152,11 +148,17 @@ pub struct MergedPhase {
 }
 
 impl MergedPhase {
+    pub fn bytes(&self) -> u64 {
+        self.written + self.read
+    }
+    pub fn ops(&self) -> u64 {
+        self.writes + self.reads + self.meta_ops
+    }
     pub fn gbps(&self) -> f64 {
-        self.bytes as f64 / self.wall_s.max(1e-9) / 1e9
+        self.bytes() as f64 / self.wall_s.max(1e-9) / 1e9
     }
     pub fn slowest_gbps(&self) -> f64 {
-        self.bytes as f64 / self.slowest_s.max(1e-9) / 1e9
+        self.bytes() as f64 / self.slowest_s.max(1e-9) / 1e9
     }
     pub fn stonewall_gbps(&self) -> f64 {
         self.stonewall_bytes as f64 / self.stonewall_s.max(1e-9) / 1e9
@@ -199,18 +201,9 @@ impl Merged {
             let busy: Vec<&&PhaseSummary> = of.iter().filter(|p| p.written + p.read > 0).collect();
             let stonewall_s = busy.iter().map(|p| p.seconds).fold(f64::INFINITY, f64::min);
             let stonewall_s = if stonewall_s.is_finite() { stonewall_s } else { 0.0 };
-            let stonewall_bytes = busy
-                .iter()
-                .map(|p| {
-                    let t =
-                        crate::phase::Timeline { bucket_ms: p.timeline_bucket_ms.max(1), bytes: p.timeline.clone() };
-                    t.by(stonewall_s).min(p.written + p.read)
-                })
-                .sum();
+            let stonewall_bytes = busy.iter().map(|p| p.timeline.by(stonewall_s).min(p.written + p.read)).sum();
             phases.push(MergedPhase {
                 name: of[0].name.clone(),
-                bytes: written + read,
-                ops: writes + reads + meta_ops,
                 written,
                 writes,
                 read,
@@ -281,8 +274,8 @@ impl Merged {
                 lines.push(format!(
                     "{:<16} {:>12} {:>8} {:>9.3} {:>8.2} {:>13.2} {:>15.2} {:>9} {:>9} {:>9}",
                     sanitize(&p.name, 64),
-                    format_size(p.bytes),
-                    p.ops,
+                    format_size(p.bytes()),
+                    p.ops(),
                     p.wall_s,
                     p.gbps(),
                     p.slowest_gbps(),
@@ -343,7 +336,7 @@ impl Merged {
             .iter()
             .map(|p| {
                 json!({
-                    "name": p.name, "bytes": p.bytes, "ops": p.ops,
+                    "name": p.name, "bytes": p.bytes(), "ops": p.ops(),
                     "seconds": p.wall_s, "gbps": p.gbps(),
                     "slowest_rank_seconds": p.slowest_s, "slowest_rank_gbps": p.slowest_gbps(),
                     "stonewall": { "seconds": p.stonewall_s, "bytes": p.stonewall_bytes, "gbps": p.stonewall_gbps() },

@@ -196,7 +196,7 @@ pub struct Phase {
 /// Bytes of finished operations per time bucket since a phase started: 1024 buckets at most, each
 /// 10 ms at first and doubling (neighbours merged) whenever the phase outgrows them, so a phase of
 /// any length costs 8 KiB and its curve keeps 0.1 % resolution.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Timeline {
     pub bucket_ms: u64,
     pub bytes: Vec<u64>,
