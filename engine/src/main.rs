@@ -436,14 +436,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     if let (None, Some(n)) = (args.rank, args.world_size) {
         return run_ranks_in_turn(args, mode, n);
     }
-    // A failure before the run still leaves a JSON report when one was asked for.
-    let early = |e: Error| {
-        if let Some(path) = &args.json_report {
-            let json = report::failure_json(&args.workload, mode == Mode::Verify, &e);
-            let _ = std::fs::write(path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n");
-        }
-        lib_error(e)
-    };
+    let early = early_failure(&args, mode);
     let cancel = install_cancel();
     let world = Arc::new(World::for_run(args.rank, args.world_size, cancel.clone()).map_err(lib_error)?);
     // Rank 0 of an MPI run speaks for all; a rank run alone (`--rank`) speaks for itself.
@@ -491,10 +484,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         }
     }
     if let (Some(path), Some(json)) = (&args.json_report, &json) {
-        let text = serde_json::to_string_pretty(json).unwrap_or_default();
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write the JSON report {}", path.display()))
-            .map_err(Failure::io)?;
+        write_report(path, json)?;
     }
     if faulted {
         // Every rank has aborted its open objects by now; rank 0 waits for them, then ends the job.
@@ -560,13 +550,7 @@ fn plugin_inspect(file: &Path) -> Result<(), Failure> {
 /// its own share and bytes, as under MPI), then one merged report. Stops at the first rank that
 /// fails. The merged times are each rank's own: the ranks did not run at once.
 fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
-    let early = |e: Error| {
-        if let Some(path) = &args.json_report {
-            let json = report::failure_json(&args.workload, mode == Mode::Verify, &e);
-            let _ = std::fs::write(path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n");
-        }
-        lib_error(e)
-    };
+    let early = early_failure(&args, mode);
     if dgen_engine::world::launcher_world_size().is_some() {
         return Err(Failure::usage(anyhow::anyhow!(
             "--world-size is for runs without a launcher; under mpirun/srun the launcher assigns the ranks"
@@ -600,15 +584,16 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
             }
         }
         summaries.push(dgen_engine::merge::RankSummary::of(rank, &host, &outcome));
-        let json = args.json_report.as_ref().map(|_| report::outcome_json(&plan, &outcome));
-        if let Some(e) = outcome.error {
-            if let (Some(path), Some(json)) = (&args.json_report, &json) {
-                let _ = std::fs::write(path, serde_json::to_string_pretty(json).unwrap_or_default() + "\n");
+        // The JSON report is rank 0's made the run's, or the failing rank's.
+        let json = || report::outcome_json(&plan, &outcome);
+        if let Some(e) = &outcome.error {
+            if let Some(path) = &args.json_report {
+                let _ = write_report(path, &json());
             }
             return Err(Failure { code, error: anyhow::anyhow!("rank {rank} of {n} failed: {e}") });
         }
-        if first.is_none() {
-            first = json;
+        if rank == 0 && args.json_report.is_some() {
+            first = Some(json());
         }
     }
     let merged = dgen_engine::merge::Merged::new(summaries);
@@ -638,10 +623,7 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
             m.insert("exit_code".into(), serde_json::json!(code));
             m.insert("ranks_in_turn".into(), serde_json::json!(true));
         }
-        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write the JSON report {}", path.display()))
-            .map_err(Failure::io)?;
+        write_report(path, &json)?;
     }
     match code {
         0 => Ok(()),
@@ -651,6 +633,24 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
             Err(Failure { code, error: anyhow::anyhow!("rank {} did not pass", ranks.join(", ")) })
         }
     }
+}
+
+/// How a failure before the run ends: with a JSON report of it when one was asked for.
+fn early_failure(args: &RunArgs, mode: Mode) -> impl Fn(Error) -> Failure + Copy + '_ {
+    move |e: Error| {
+        if let Some(path) = &args.json_report {
+            let _ = write_report(path, &report::failure_json(&args.workload, mode == Mode::Verify, &e));
+        }
+        lib_error(e)
+    }
+}
+
+/// Writes a JSON report to `path`.
+fn write_report(path: &Path, json: &serde_json::Value) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(json).unwrap_or_default();
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write the JSON report {}", path.display()))
+        .map_err(Failure::io)
 }
 
 /// How long rank 0 of a failed run waits for the other ranks to abort their open objects before it
