@@ -60,7 +60,9 @@ ckpt — a checkpoint's shape on the root disk: F files of S bytes (default 8 ×
 each fsynced, incompressible data, buffered and O_DIRECT:
 - dgen-engine: `run workloads/objects.toml` with F fixed-size objects without the CRC footer
   (`params.footer=false`: the plain file fio writes), 8 MiB buffers, a 128 MiB pool, concurrency F,
-  the default engine (io_uring) and pwrite; its reported GB/s (bytes over the time to the last fsync).
+  the default engine (io_uring) and pwrite, plainly buffered, and io_uring with uncached buffered
+  writes (`target.file.uncached=true`, RWF_DONTCACHE, as `workloads/ckpt.toml` writes where the
+  kernel has it); its reported GB/s (bytes over the time to the last fsync).
 - fio: one psync job per file (`numjobs=F`), 8 MiB blocks, `end_fsync=1`, `fallocate=none`; fio's
   aggregate bandwidth (its job time includes the final fsync).
 The files, and fio's, are deleted and the disk synced between runs; each phase of a round starts with
@@ -240,7 +242,7 @@ def ckpt_bench(binary, rounds, files, size):
     base = os.path.join(ROOT, "target", "side-by-side-ckpt")
     report = os.path.join(base, "report.json")
 
-    def engine(direct, how):
+    def engine(direct, how, uncached=False):
         out = os.path.join(base, "engine")
         args = [binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", "--json-report", report,
                 "--set", "data.dedup=1", "--set", "data.compress=1", "--set", "pipeline.buffer_size=8MiB",
@@ -248,7 +250,8 @@ def ckpt_bench(binary, rounds, files, size):
                 "--set", f"params.count={files}", "--set", 'params.distribution="fixed"',
                 "--set", "params.footer=false", "--set", f"params.size={size - 24}",
                 "--set", f"target.uri=file://{out}", "--set", f"target.file.engine=\"{how}\"",
-                "--set", f"target.file.direct={'true' if direct else 'false'}"]
+                "--set", f"target.file.direct={'true' if direct else 'false'}",
+                "--set", f"target.file.uncached={'true' if uncached else 'false'}"]
         _, _, rss = run_and_measure(args)
         shutil.rmtree(out, ignore_errors=True)
         return json.load(open(report))["gbps"], rss
@@ -264,7 +267,10 @@ def ckpt_bench(binary, rounds, files, size):
         return json.loads(o[o.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 1e9, rss
 
     os.makedirs(base, exist_ok=True)
-    tools = {"dgen-engine io_uring": lambda d: engine(d, "io_uring"), "dgen-engine pwrite": lambda d: engine(d, "pwrite")}
+    tools = {"dgen-engine io_uring": lambda d: engine(d, "io_uring"), "dgen-engine pwrite": lambda d: engine(d, "pwrite"),
+             # Uncached buffered writes (RWF_DONTCACHE); O_DIRECT has no cache to skip, so that row
+             # repeats the plain io_uring one.
+             "dgen-engine uncached": lambda d: engine(d, "io_uring", uncached=not d)}
     if shutil.which("fio"):
         tools["fio psync"] = fio
     res = {}
@@ -286,14 +292,14 @@ def ckpt_bench(binary, rounds, files, size):
     print(f"\ncheckpoint shape: {files} files x {size >> 20} MiB at once, fsync per file, root disk; GB/s and "
           f"peak RSS, median of {rounds} alternating rounds ({time.strftime('%Y-%m-%d')})")
     peers = [t for t in tools if not t.startswith("dgen-engine")]
-    print(f"{'':<10}" + "".join(f"{t:>28}" for t in tools) + "".join(f"{'io_uring vs ' + p:>22}" for p in peers)
-          + "".join(f"{'pwrite vs ' + p:>20}" for p in peers))
+    ours = [t for t in tools if t.startswith("dgen-engine")]
+    print(f"{'':<10}" + "".join(f"{t:>28}" for t in tools)
+          + "".join(f"{o.removeprefix('dgen-engine ') + ' vs ' + p:>22}" for o in ours for p in peers))
     for direct, by in res.items():
         med = {t: (statistics.median(g for g, _ in v), max(m for _, m in v)) for t, v in by.items()}
         row = f"{'O_DIRECT' if direct else 'buffered':<10}"
         row += "".join(f"{med[t][0]:>17.2f} {med[t][1]:>6.0f} MiB" for t in tools)
-        row += "".join(f"{med['dgen-engine io_uring'][0] / med[p][0]:>21.2f}x" for p in peers)
-        row += "".join(f"{med['dgen-engine pwrite'][0] / med[p][0]:>19.2f}x" for p in peers)
+        row += "".join(f"{med[o][0] / med[p][0]:>21.2f}x" for o in ours for p in peers)
         print(row)
     print("per round (GB/s):")
     for direct, by in res.items():

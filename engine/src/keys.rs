@@ -115,12 +115,15 @@ impl<'a> Keys<'a> {
         Ok(Some(n))
     }
 
-    /// A value parsed from its text (a string, or an integer read as text: `16` or `"auto"`).
+    /// A value parsed from its text (a string, or an integer or a boolean read as text: `16`, `true` or
+    /// `"auto"`).
     pub fn parsed<T: std::str::FromStr<Err = String>>(&mut self, key: &str) -> Result<Option<T>> {
         let text = match self.take(key) {
             None => return Ok(None),
             Some(toml::Value::String(s)) => s,
             Some(toml::Value::Integer(n)) => n.to_string(),
+            // For the keys whose choices include on and off (`uncached = true` or `"auto"`).
+            Some(toml::Value::Boolean(b)) => b.to_string(),
             Some(v) => return Err(self.wrong_type(key, "a string", &v)),
         };
         text.parse().map(Some).map_err(|m: String| self.invalid(key, m))

@@ -139,6 +139,52 @@ fn cold_reads_drop_the_page_cache_and_keep_keeps_it() {
 }
 
 #[test]
+fn uncached_buffered_writes_hold_the_same_bytes_and_say_so() {
+    let dir = tempdir("uncached");
+    let uri = format!("file://{}", dir.join("out").display());
+    let phases = r#"params.phases=["put","get"]"#;
+    let verify = r#"params.get_check="verify""#;
+    // "auto": uncached where the kernel takes RWF_DONTCACHE, plain otherwise; either way the files
+    // read back identical and the report names what was used.
+    let (o, r) = objects(bin(), &uri, &dir.join("auto.json"), &[phases, verify, r#"target.file.uncached="auto""#]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!((phase(&r, "get")["reads"].as_u64(), r["read_failures"].as_u64()), (Some(8), Some(0)), "{r}");
+    let engine = r["engine"].as_str().unwrap().to_string();
+    let supported = engine.ends_with(", uncached");
+    assert!(
+        supported || text(&o).contains("uncached buffered writes are not supported here"),
+        "{engine}: {}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(dir.join("out")).ok();
+    // true: required; where the kernel lacks it the run stops before writing, naming the key.
+    let (o, r) = objects(bin(), &uri, &dir.join("on.json"), &[phases, verify, "target.file.uncached=true"]);
+    if supported {
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert_eq!(r["read_failures"].as_u64(), Some(0), "{r}");
+        assert!(r["engine"].as_str().unwrap().ends_with(", uncached"), "{r}");
+    } else {
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("target.file.uncached") && text(&o).contains("RWF_DONTCACHE"), "{}", text(&o));
+    }
+    std::fs::remove_dir_all(dir.join("out")).ok();
+    // O_DIRECT writes bypass the cache already: the key changes nothing and is accepted.
+    let (o, r) = objects(
+        bin(),
+        &uri,
+        &dir.join("d.json"),
+        &[phases, verify, "target.file.uncached=true", "target.file.direct=true"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!r["engine"].as_str().unwrap().contains("uncached"), "{r}");
+    std::fs::remove_dir_all(dir.join("out")).ok();
+    let (o, _) = objects(bin(), &uri, &dir.join("bad.json"), &[phases, r#"target.file.uncached="sometimes""#]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("uncached") && text(&o).contains("sometimes"), "{}", text(&o));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn readahead_advice_reads_the_same_bytes_and_a_bad_value_names_the_key() {
     let dir = tempdir("readahead");
     let uri = format!("file://{}", dir.join("out").display());

@@ -104,6 +104,34 @@ impl std::str::FromStr for Readahead {
     }
 }
 
+/// Whether buffered writes leave their pages in the page cache (`target.file.uncached`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uncached {
+    /// Plain buffered writes: the pages stay cached once written back, as an application's would.
+    Off,
+    /// `RWF_DONTCACHE` (Linux 6.14+, ext4, XFS, btrfs…): each write starts its own writeback and its
+    /// pages are dropped once on disk, so a long write streams through a small, recycled part of the
+    /// page cache instead of filling it (fio's `uncached=1`). Refused where the kernel lacks it.
+    On,
+    /// `On` where the kernel and file system support it, else `Off` (the report says which).
+    Auto,
+}
+
+impl std::str::FromStr for Uncached {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "false" | "off" => Ok(Uncached::Off),
+            "true" | "on" => Ok(Uncached::On),
+            "auto" => Ok(Uncached::Auto),
+            other => Err(format!("unknown value '{other}' (use true, false or \"auto\")")),
+        }
+    }
+}
+
+/// `RWF_DONTCACHE` (include/uapi/linux/fs.h, Linux 6.14); the libc crate does not name it yet.
+const RWF_DONTCACHE: i32 = 0x80;
+
 #[derive(Clone, Debug)]
 pub struct FileOptions {
     pub engine: FileEngine,
@@ -117,6 +145,8 @@ pub struct FileOptions {
     pub cache: CacheMode,
     /// How the kernel reads ahead of buffered reads.
     pub readahead: Readahead,
+    /// Buffered writes without leaving their pages cached.
+    pub uncached: Uncached,
 }
 
 impl Default for FileOptions {
@@ -128,12 +158,13 @@ impl Default for FileOptions {
             create_root: false,
             cache: CacheMode::Drop,
             readahead: Readahead::Normal,
+            uncached: Uncached::Off,
         }
     }
 }
 
 /// The keys a workload's `[target.file]` (or `[target]`, for a `file://` URI) takes.
-pub const KEYS: &[&str] = &["engine", "direct", "queue_depth", "cache", "readahead"];
+pub const KEYS: &[&str] = &["engine", "direct", "queue_depth", "cache", "readahead", "uncached"];
 
 /// A `file://DIR` target: the directory and how to write below it.
 #[derive(Clone, Debug)]
@@ -153,6 +184,7 @@ impl FileTarget {
             create_root: true,
             cache: keys.parsed("cache")?.unwrap_or(d.cache),
             readahead: keys.parsed("readahead")?.unwrap_or(d.readahead),
+            uncached: keys.parsed("uncached")?.unwrap_or(d.uncached),
         })
     }
 
@@ -201,28 +233,61 @@ impl Drop for Engine {
     }
 }
 
-fn pwrite_worker(rx: crossbeam_channel::Receiver<Job>) {
+/// `flags`: the `RWF_*` flags of every write (0: a plain `pwrite`).
+fn pwrite_worker(rx: crossbeam_channel::Receiver<Job>, flags: i32) {
     for job in rx.iter() {
         let mut done = 0;
         let result = loop {
             if done == job.len {
                 break Ok(());
             }
-            match nix::sys::uio::pwrite(
-                &*job.file,
-                &job.buf.as_slice()[done..job.len],
-                (job.offset + done as u64) as i64,
-            ) {
+            match pwrite_flags(&job.file, &job.buf.as_slice()[done..job.len], job.offset + done as u64, flags) {
                 Ok(0) => break Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0 bytes")),
                 Ok(n) => done += n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => break Err(io::Error::from(e)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
             }
         };
         match result {
             Ok(()) => job.succeed(),
             Err(e) => job.fail(e),
         }
+    }
+}
+
+/// One `pwritev2` of `buf` at `offset` with `flags` (a plain `pwrite` when they are 0).
+fn pwrite_flags(file: &File, buf: &[u8], offset: u64, flags: i32) -> io::Result<usize> {
+    if flags == 0 {
+        return nix::sys::uio::pwrite(file, buf, offset as i64).map_err(io::Error::from);
+    }
+    let iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    // SAFETY: one iovec over a live slice, which the kernel only reads.
+    let n = unsafe { libc::pwritev2(file.as_raw_fd(), &iov, 1, offset as i64, flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Whether buffered writes with `RWF_DONTCACHE` work under `dir` (kernel and file system), tried on
+/// a small probe file.
+fn uncached_supported(dir: &Path) -> Result<bool> {
+    let probe = dir.join(format!(".dgen-uncached-probe.{}", std::process::id()));
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&probe)
+        .map_err(|e| Error::io(&probe, e))?;
+    let r = pwrite_flags(&file, &[0u8; 4096], 0, RWF_DONTCACHE);
+    let _ = fs::remove_file(&probe);
+    match r {
+        Ok(_) => Ok(true),
+        // Older kernels reject the unknown flag; file systems without support say so.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)) => Ok(false),
+        Err(e) => Err(Error::io(&probe, e)),
     }
 }
 
@@ -263,6 +328,30 @@ impl FileSink {
                 root.display()
             ));
         }
+        let uncached = match opts.uncached {
+            _ if opts.direct => false,
+            Uncached::Off => false,
+            Uncached::On if uncached_supported(&root)? => true,
+            Uncached::On => {
+                return Err(Error::InvalidValue {
+                    key: "target.file.uncached",
+                    value: "true".into(),
+                    reason: format!(
+                        "this kernel or the file system under {} does not take uncached buffered writes \
+                         (RWF_DONTCACHE: Linux 6.14 or later, on ext4, XFS or btrfs); use false or \"auto\"",
+                        root.display()
+                    ),
+                })
+            }
+            Uncached::Auto => {
+                let yes = uncached_supported(&root)?;
+                if !yes {
+                    notes.push("uncached buffered writes are not supported here; writing plainly buffered".into());
+                }
+                yes
+            }
+        };
+        let write_flags = if uncached { RWF_DONTCACHE } else { 0 };
         let use_uring = match opts.engine {
             FileEngine::Pwrite => false,
             FileEngine::IoUring => {
@@ -280,9 +369,9 @@ impl FileSink {
             },
         };
         let (engine, engine_name) = if use_uring {
-            let ring = Ring::start(queue_depth, !opts.direct)
+            let ring = Ring::start(queue_depth, !opts.direct, write_flags)
                 .map_err(|e| Error::sink(format!("file:{}", root.display()), format!("cannot start io_uring: {e}")))?;
-            (Engine::Uring(ring), "io_uring")
+            (Engine::Uring(ring), if uncached { "io_uring, uncached" } else { "io_uring" })
         } else {
             let (tx, rx) = crossbeam_channel::unbounded::<Job>();
             let mut workers = Vec::new();
@@ -290,11 +379,11 @@ impl FileSink {
                 let rx = rx.clone();
                 let w = std::thread::Builder::new()
                     .name(format!("dgen-pwrite-{i}"))
-                    .spawn(move || pwrite_worker(rx))
+                    .spawn(move || pwrite_worker(rx, write_flags))
                     .map_err(|e| Error::Resource(format!("cannot start pwrite threads: {e}")))?;
                 workers.push(w);
             }
-            (Engine::Pwrite { tx: Some(tx), workers }, "pwrite")
+            (Engine::Pwrite { tx: Some(tx), workers }, if uncached { "pwrite, uncached" } else { "pwrite" })
         };
         let name_max = name_max(&root);
         Ok(FileSink {

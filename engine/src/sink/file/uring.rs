@@ -92,8 +92,9 @@ fn eventfd() -> io::Result<OwnedFd> {
 
 impl Ring {
     /// `buffered`: the files are not O_DIRECT, so every write goes to the kernel's workers (see
-    /// [`push_op`]).
-    pub(super) fn start(queue_depth: usize, buffered: bool) -> io::Result<Ring> {
+    /// [`push_op`]). `write_flags`: the `RWF_*` flags of every write (`RWF_DONTCACHE` for uncached
+    /// buffered writes).
+    pub(super) fn start(queue_depth: usize, buffered: bool, write_flags: i32) -> io::Result<Ring> {
         let depth = queue_depth.clamp(1, 4096);
         let ring = IoUring::new((depth as u32 + 1).next_power_of_two())?;
         let efd = Arc::new(eventfd()?);
@@ -102,7 +103,7 @@ impl Ring {
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("dgen-io_uring".into())
-            .spawn(move || drive(ring, rx, efd2, depth, buffered, stop2))?;
+            .spawn(move || drive(ring, rx, efd2, depth, (buffered, write_flags), stop2))?;
         Ok(Ring { tx: Some(tx), efd, stop, thread: Some(thread) })
     }
 
@@ -174,7 +175,15 @@ impl Op {
 // One loop, kept whole: its phases (take work, fill slots, arm the wake-up, wait, reap) share the
 // ring, the slots and the wake buffer the kernel may still write into, and reading it top to bottom
 // is how one checks that no buffer is released while the kernel can touch it.
-fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize, buffered: bool, stop: Arc<AtomicBool>) {
+/// `mode`: whether the files are buffered, and the `RWF_*` flags of every write.
+fn drive(
+    mut ring: IoUring,
+    rx: Receiver<Msg>,
+    efd: Arc<OwnedFd>,
+    depth: usize,
+    mode: (bool, i32),
+    stop: Arc<AtomicBool>,
+) {
     let mut slots: Vec<Option<InFlight>> = (0..depth).map(|_| None).collect();
     let mut free: Vec<usize> = (0..depth).rev().collect();
     let mut waiting: VecDeque<Op> = VecDeque::new();
@@ -221,7 +230,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize, 
             let op = waiting.pop_front().unwrap();
             let slot = free.pop().unwrap();
             slots[slot] = Some(InFlight { op, done: 0 });
-            push_op(&mut ring, &slots, slot, registered.as_ref(), buffered);
+            push_op(&mut ring, &slots, slot, registered.as_ref(), mode);
         }
         if !wake_armed && !closed {
             let e = opcode::Read::new(types::Fd(efd.as_raw_fd()), wake_buf.as_mut_ptr(), 8).build().user_data(WAKE);
@@ -260,7 +269,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize, 
                 let err = io::Error::from_raw_os_error(-res);
                 if err.kind() == io::ErrorKind::Interrupted {
                     slots[slot] = Some(f);
-                    push_op(&mut ring, &slots, slot, registered.as_ref(), buffered);
+                    push_op(&mut ring, &slots, slot, registered.as_ref(), mode);
                     continue;
                 }
                 f.op.fail(err);
@@ -277,7 +286,7 @@ fn drive(mut ring: IoUring, rx: Receiver<Msg>, efd: Arc<OwnedFd>, depth: usize, 
                 let Op::Write(job) = &f.op else { unreachable!() };
                 if f.done < job.len {
                     slots[slot] = Some(f);
-                    push_op(&mut ring, &slots, slot, registered.as_ref(), buffered);
+                    push_op(&mut ring, &slots, slot, registered.as_ref(), mode);
                 } else {
                     let Op::Write(job) = f.op else { unreachable!() };
                     job.succeed();
@@ -319,7 +328,7 @@ fn push_op(
     slots: &[Option<InFlight>],
     slot: usize,
     registered: Option<&BufferPool>,
-    buffered: bool,
+    (buffered, write_flags): (bool, i32),
 ) {
     let f = slots[slot].as_ref().expect("slot in use");
     let job = match &f.op {
@@ -341,9 +350,9 @@ fn push_op(
     let offset = job.offset + f.done as u64;
     let fixed = registered.is_some_and(|p| job.buf.belongs_to(p));
     let e = if fixed {
-        opcode::WriteFixed::new(fd, ptr, len, job.buf.index() as u16).offset(offset).build()
+        opcode::WriteFixed::new(fd, ptr, len, job.buf.index() as u16).offset(offset).rw_flags(write_flags).build()
     } else {
-        opcode::Write::new(fd, ptr, len).offset(offset).build()
+        opcode::Write::new(fd, ptr, len).offset(offset).rw_flags(write_flags).build()
     };
     // SAFETY: the buffer and file are owned by the job, which stays in `slots` until its completion is
     // reaped; the submission queue has a free entry because at most `depth` writes plus the wake read
