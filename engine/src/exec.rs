@@ -10,6 +10,11 @@
 //!
 //! On the first failed write, or on cancellation (Ctrl-C), nothing new is scheduled, in-flight work
 //! drains, and every object still open is aborted — its writer removes what it wrote.
+//!
+//! When a stonewall goes up (another rank finished the phase first), the phase ends here too: no new
+//! write starts, the writes in flight complete, objects already whole are finished, and the others
+//! are aborted and reported as cut (with the bytes they had written); objects that arrive while the
+//! wall is up are reported as cut at once, without a byte written.
 
 use crate::error::{Error, Result};
 use crate::gen::Generator;
@@ -68,6 +73,8 @@ pub struct ObjectResult {
     pub latency: Duration,
     /// When it became durable (the run's throughput is measured to the last of these).
     pub at: Instant,
+    /// The stonewall ended its phase first: `size` is the bytes it had written, and it was removed.
+    pub cut: bool,
 }
 
 /// What a run did, and where its time went.
@@ -157,12 +164,15 @@ pub struct Executor<'s> {
     cfg: ExecConfig,
     chunk: usize,
     split: Arc<TimeSplit>,
+    wall: Option<Arc<crate::world::Wall>>,
 }
 
 /// The coordinator's state during one run.
 struct Run<'e, 's> {
     exec: &'e Executor<'s>,
     tx: Sender<Event>,
+    /// Where finished (and cut) objects go when someone listens.
+    done: Option<Sender<ObjectResult>>,
     open: Vec<Open<'s>>,
     next_id: usize,
     rr: usize,
@@ -196,7 +206,17 @@ impl<'s> Executor<'s> {
             .thread_name(|i| format!("dgen-gen-{i}"))
             .build()
             .map_err(|e| Error::Resource(format!("cannot start generator threads: {e}")))?;
-        Ok(Executor { sink, gen: Arc::new(gen), pool, workers, cfg, chunk: size, split: Arc::default() })
+        Ok(Executor { sink, gen: Arc::new(gen), pool, workers, cfg, chunk: size, split: Arc::default(), wall: None })
+    }
+
+    /// Stops each phase's writes when `wall` goes up (stonewalling across ranks).
+    pub fn with_wall(mut self, wall: Arc<crate::world::Wall>) -> Executor<'s> {
+        self.wall = Some(wall);
+        self
+    }
+
+    fn walled(&self) -> bool {
+        self.wall.as_ref().is_some_and(|w| w.up())
     }
 
     /// The counters its threads add to as they work (a phase takes its share of them).
@@ -246,6 +266,7 @@ impl<'s> Executor<'s> {
         let mut run = Run {
             exec: self,
             tx: tx.clone(),
+            done: done.clone(),
             open: Vec::new(),
             next_id: 0,
             rr: 0,
@@ -406,6 +427,11 @@ impl<'e, 's> Run<'e, 's> {
 
     fn open_object(&mut self, job: ObjectJob, fin_tx: &Sender<ToFinish<'s>>) {
         let exec = self.exec;
+        if exec.walled() {
+            let at = Instant::now();
+            let cut = ObjectResult { name: job.name, size: 0, crc32c: None, latency: Duration::ZERO, at, cut: true };
+            return self.cut(cut);
+        }
         let max = exec.sink.capabilities().max_object;
         if job.size > max {
             return self.fail(Error::sink(
@@ -458,9 +484,42 @@ impl<'e, 's> Run<'e, 's> {
         }
     }
 
+    /// An object the stonewall stopped: reported like a finished one, flagged.
+    fn cut(&mut self, r: ObjectResult) {
+        match &self.done {
+            Some(d) => {
+                let _ = d.send(r);
+            }
+            None => self.stats.objects.push(r),
+        }
+    }
+
+    /// With the wall up: every open object with no write in flight and not whole is aborted and
+    /// reported cut (whole ones were handed to the finisher as their last write completed).
+    fn cut_open(&mut self) {
+        let mut i = 0;
+        while i < self.open.len() {
+            let o = &self.open[i];
+            if o.in_flight == 0 && o.writer.is_some() && o.written < o.job.size {
+                let mut o = self.open.swap_remove(i);
+                if let Some(w) = o.writer.take() {
+                    w.abort();
+                }
+                let (latency, at) = (o.started.elapsed(), Instant::now());
+                self.cut(ObjectResult { name: o.job.name, size: o.written, crc32c: None, latency, at, cut: true });
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     /// Starts generating chunks while buffers are free; true if work was left for want of a buffer.
     fn schedule(&mut self) -> bool {
         let exec = self.exec;
+        if exec.walled() {
+            self.cut_open();
+            return false;
+        }
         while !self.open.is_empty() {
             // Generating ahead of the workers only spreads the data over more of the pool: one chunk per
             // worker keeps the buffers in use few enough to stay in the last-level cache (measured on
@@ -516,7 +575,8 @@ impl<'e, 's> Run<'e, 's> {
         let Some(o) = self.open.iter_mut().find(|o| o.id == obj) else {
             return;
         };
-        if stopping || o.writer.is_none() {
+        // With the wall up no new write starts (the object will be cut once its writes in flight end).
+        if stopping || o.writer.is_none() || self.exec.walled() {
             o.in_flight -= 1;
             return; // dropping `buf` returns it to the pool
         }
@@ -560,8 +620,14 @@ impl<'e, 's> Run<'e, 's> {
         let exec = self.exec;
         let writer = o.writer.take().expect("open object has a writer");
         let crc32c = exec.cfg.crc.then_some(o.crc.prefix);
-        let result =
-            ObjectResult { name: o.job.name, size: o.job.size, crc32c, latency: Duration::ZERO, at: Instant::now() };
+        let result = ObjectResult {
+            name: o.job.name,
+            size: o.job.size,
+            crc32c,
+            latency: Duration::ZERO,
+            at: Instant::now(),
+            cut: false,
+        };
         self.finishing += 1;
         if let Err(e) = fin_tx.send(ToFinish { writer, result, started: o.started }) {
             // The finisher is gone (it cannot be, while we hold its channel); abort rather than leak.

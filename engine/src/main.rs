@@ -546,9 +546,8 @@ fn plugin_inspect(file: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `--world-size N` without `--rank`: ranks 0 … N − 1 one after another in this process (each with
-/// its own share and bytes, as under MPI), then one merged report. Stops at the first rank that
-/// fails. The merged times are each rank's own: the ranks did not run at once.
+/// `--world-size N` without `--rank`: the library runs ranks 0 … N − 1 one after another in this
+/// process and merges them; this prints and saves what it made.
 fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
     let early = early_failure(&args, mode);
     if dgen_engine::world::launcher_world_size().is_some() {
@@ -560,78 +559,47 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
     let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal::plain()).map_err(early)?;
     let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let cancel = install_cancel();
-    let mut summaries = Vec::new();
-    let mut checks = Vec::new();
-    let mut first = None;
-    for rank in 0..n {
-        let world = Arc::new(World::solo(rank, n));
-        let host = world.host().to_string();
-        let mut progress = Progress::new(0, !args.quiet && mode == Mode::Write);
-        let env = RunEnv { quiet: true, cancel: cancel.clone(), events: Arc::new(progress.terminal()), world };
-        let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
-        progress.finish();
-        let outcome = outcome.map_err(early)?;
-        let code = outcome.exit_code();
-        if let Some(r) = &outcome.report {
-            checks.extend(r.checks.iter().map(|c| {
-                serde_json::json!({"rank": rank, "name": c.name, "observed": c.observed, "op": c.op,
-                                   "threshold": c.threshold, "passed": c.passed})
-            }));
-        }
-        if outcome.error.is_some() || code != 0 {
-            for l in report::outcome_lines(&plan, &outcome) {
-                say(&format!("rank {rank}: {l}"));
-            }
-        }
-        summaries.push(dgen_engine::merge::RankSummary::of(rank, &host, &outcome));
-        // The JSON report is rank 0's made the run's, or the failing rank's.
-        let json = || report::outcome_json(&plan, &outcome);
-        if let Some(e) = &outcome.error {
-            if let Some(path) = &args.json_report {
-                let _ = write_report(path, &json());
-            }
-            return Err(Failure { code, error: anyhow::anyhow!("rank {rank} of {n} failed: {e}") });
-        }
-        if rank == 0 && args.json_report.is_some() {
-            first = Some(json());
-        }
-    }
-    let merged = dgen_engine::merge::Merged::new(summaries);
-    let code = merged.exit_code();
-    let mut lines = vec![format!(
-        "dgen-engine {}: workload '{}' with plugin {} {}, seed {seed}, {} ranks one after another (each rank's times are its own); target {}",
-        if mode == Mode::Verify { "verify" } else { "run" },
-        plan.name,
-        dgen_engine::input::sanitize(&plugin.meta.name, 100),
-        dgen_engine::input::sanitize(&plugin.meta.version, 50),
-        n,
-        plan.uri
-    )];
-    lines.extend(merged.lines());
-    for c in checks.iter().filter(|c| c["passed"] == false) {
-        lines.push(format!("  FAIL rank {} {} {} {} {}", c["rank"], c["name"], c["observed"], c["op"], c["threshold"]));
-    }
-    if !args.quiet || code != 0 {
-        for l in &lines {
+    let bar = !args.quiet && mode == Mode::Write;
+    let mut screen = |_rank: u32| {
+        let progress = RankProgress(Progress::new(0, bar));
+        let events: Arc<dyn dgen_engine::events::Events> = Arc::new(progress.0.terminal());
+        (Box::new(progress) as Box<dyn dgen_engine::exec::Observer + Send>, events)
+    };
+    let turns =
+        dgen_engine::run::run_in_turn(&plan, &plugin, seed, mode, n, &cancel, args.json_report.is_some(), &mut screen)
+            .map_err(early)?;
+    if !args.quiet || turns.code != 0 {
+        for l in &turns.lines {
             say(l);
         }
     }
-    if let Some(path) = &args.json_report {
-        let mut json = merged.into_json(first.unwrap_or_default());
-        if let Some(m) = json.as_object_mut() {
-            m.insert("checks".into(), serde_json::json!(checks));
-            m.insert("exit_code".into(), serde_json::json!(code));
-            m.insert("ranks_in_turn".into(), serde_json::json!(true));
-        }
-        write_report(path, &json)?;
+    if let (Some(path), Some(json)) = (&args.json_report, &turns.json) {
+        write_report(path, json)?;
     }
-    match code {
+    if let Some((rank, e)) = turns.failed {
+        return Err(Failure { code: turns.code, error: anyhow::anyhow!("rank {rank} of {n} failed: {e}") });
+    }
+    match turns.code {
         0 => Ok(()),
         code => {
-            let ranks: Vec<String> =
-                merged.ranks.iter().filter(|r| r.exit_code != 0).map(|r| r.rank.to_string()).collect();
+            let ranks: Vec<String> = turns.not_passed.iter().map(u32::to_string).collect();
             Err(Failure { code, error: anyhow::anyhow!("rank {} did not pass", ranks.join(", ")) })
         }
+    }
+}
+
+/// A rank's progress line, ended when the rank is done.
+struct RankProgress(Progress);
+
+impl dgen_engine::exec::Observer for RankProgress {
+    fn progress(&mut self, bytes: u64) {
+        dgen_engine::exec::Observer::progress(&mut self.0, bytes);
+    }
+}
+
+impl Drop for RankProgress {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 

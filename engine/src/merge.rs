@@ -48,6 +48,13 @@ pub struct PhaseSummary {
     pub latency: Pairs,
     /// Bytes done per time bucket from its start.
     pub timeline: crate::phase::Timeline,
+    /// Stonewalling: the rank whose finish ended this rank's phase, and what it cut here.
+    #[serde(default)]
+    pub stonewalled_by: Option<u32>,
+    #[serde(default)]
+    pub cut_objects: u64,
+    #[serde(default)]
+    pub cut_reads: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -88,6 +95,9 @@ impl RankSummary {
             read_failures: p.read_failures,
             latency: pairs(&p.latency),
             timeline: p.timeline.clone(),
+            stonewalled_by: p.stonewalled.map(|(_, by)| by),
+            cut_objects: p.cut_objects,
+            cut_reads: p.cut_reads,
         };
         RankSummary {
             rank,
@@ -144,6 +154,11 @@ pub struct MergedPhase {
     /// figures — the bytes every rank had done by then, over that time.
     pub stonewall_s: f64,
     pub stonewall_bytes: u64,
+    /// Enforced stonewalling (`stonewall = true`): the rank that finished first and ended the phase
+    /// for the others, and what it cut on them.
+    pub stonewalled_by: Option<u32>,
+    pub cut_objects: u64,
+    pub cut_reads: u64,
     pub latency: Histogram<u64>,
 }
 
@@ -214,6 +229,9 @@ impl Merged {
                 slowest_s: of.iter().map(|p| p.seconds).fold(0.0, f64::max),
                 stonewall_s,
                 stonewall_bytes,
+                stonewalled_by: of.iter().find_map(|p| p.stonewalled_by),
+                cut_objects: sum(|p| p.cut_objects),
+                cut_reads: sum(|p| p.cut_reads),
                 latency,
             });
         }
@@ -285,6 +303,17 @@ impl Merged {
                     ms(p.latency.max()),
                 ));
             }
+            for p in self.phases.iter().take(50) {
+                if let Some(by) = p.stonewalled_by {
+                    lines.push(format!(
+                        "stonewalled: phase {} ended for every rank when rank {by} finished first; {} objects and {} \
+                         reads cut short (removed objects, stopped reads; their bytes so far are counted)",
+                        sanitize(&p.name, 64),
+                        p.cut_objects,
+                        p.cut_reads
+                    ));
+                }
+            }
         }
         lines.push(format!(
             "{:<6} {:<24} {:>12} {:>9} {:>8} {:>9} {:>9}  result",
@@ -343,6 +372,7 @@ impl Merged {
                     "latency_us": lat(&p.latency),
                     "written": p.written, "writes": p.writes, "read": p.read, "reads": p.reads,
                     "meta_ops": p.meta_ops, "read_failures": p.read_failures,
+                    "stonewalled_by": p.stonewalled_by, "cut_objects": p.cut_objects, "cut_reads": p.cut_reads,
                 })
             })
             .collect();
@@ -360,6 +390,7 @@ impl Merged {
                         "bytes": p.written + p.read, "ops": p.writes + p.reads + p.meta_ops,
                         "gbps": (p.written + p.read) as f64 / p.seconds.max(1e-9) / 1e9,
                         "latency_us": lat(&histogram(&p.latency)),
+                        "stonewalled_by": p.stonewalled_by, "cut_objects": p.cut_objects, "cut_reads": p.cut_reads,
                     })).collect::<Vec<_>>(),
                 })
             })

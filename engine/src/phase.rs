@@ -191,6 +191,12 @@ pub struct Phase {
     pub split: Split,
     /// Bytes done over time since its start, for stonewalled figures across ranks.
     pub timeline: Timeline,
+    /// Stonewalling ended it here: seconds from its start when another rank finished it first,
+    /// and which rank that was.
+    pub stonewalled: Option<(f64, u32)>,
+    /// Objects and reads the stonewall cut short (their bytes so far are in `written` / `read`).
+    pub cut_objects: u64,
+    pub cut_reads: u64,
 }
 
 /// Bytes of finished operations per time bucket since a phase started: 1024 buckets at most, each
@@ -254,6 +260,9 @@ impl Phase {
             split_at_start: Split::default(),
             split: Split::default(),
             timeline: Timeline::default(),
+            stonewalled: None,
+            cut_objects: 0,
+            cut_reads: 0,
         }
     }
 

@@ -13,6 +13,9 @@
 //!
 //! Where and how a read differs goes to the user's report; a plugin is only told whether it passed
 //! (nothing read from storage flows back into the sandbox). A read never writes.
+//!
+//! When a stonewall goes up (another rank finished the phase first), no new piece starts: the pieces
+//! in flight complete, and every read not done ends as [`Outcome::Cut`] with the bytes it had.
 
 use crate::error::{Error, Result};
 use crate::gen::Generator;
@@ -81,6 +84,8 @@ pub enum Outcome {
     Failed(Verdict),
     /// Could not be read (missing, refused, the range beyond its end, the connection lost).
     Error(Error),
+    /// The stonewall ended its phase first: `bytes` were read (and checked, for `Verify`).
+    Cut,
 }
 
 /// A finished read.
@@ -131,6 +136,8 @@ struct Progress {
     crcs: Crcs,
     failed: Option<Verdict>,
     error: Option<Error>,
+    /// The stonewall stopped it.
+    cut: bool,
 }
 
 /// The CRC32Cs of a read's bytes, combined in offset order as its pieces finish, so what is kept
@@ -176,6 +183,8 @@ struct Shared {
     /// Objects open for reading in this phase: each is opened (and its cache dropped) once per
     /// phase, not once per range.
     open: Mutex<HashMap<String, Arc<dyn ObjectReader>>>,
+    /// Up when another rank finished the phase first (stonewalling; unset without it).
+    wall: OnceLock<Arc<crate::world::Wall>>,
 }
 
 /// Objects kept open at once (each holds a file descriptor); past it the set starts over.
@@ -212,6 +221,7 @@ impl Reads {
             cancel,
             split,
             open: Mutex::new(HashMap::new()),
+            wall: OnceLock::new(),
         });
         let mut threads = Vec::new();
         for i in 0..depth.clamp(1, 256) {
@@ -223,6 +233,11 @@ impl Reads {
             threads.push(t);
         }
         Ok(Reads { shared, threads })
+    }
+
+    /// Stops each phase's reads when `wall` goes up (stonewalling across ranks).
+    pub fn set_wall(&self, wall: Arc<crate::world::Wall>) {
+        let _ = self.shared.wall.set(wall);
     }
 
     /// A new phase starts: objects are opened afresh (and their cached pages dropped again).
@@ -271,6 +286,9 @@ fn worker(sh: &Shared) {
         sh.split.read_started();
         let result = if sh.cancel.load(Ordering::Relaxed) {
             Err(Error::Cancelled)
+        } else if piece.start == piece.end && piece.read.state.lock().unwrap().cut {
+            // What the stonewall left of a read: nothing to read.
+            Ok(PieceResult { crc: 0, want_crc: None, differs: None, arrived: Duration::ZERO })
         } else {
             read_piece(sh, &piece, &mut scratch)
         };
@@ -286,14 +304,32 @@ fn claim(sh: &Shared) -> Option<Piece> {
         if let Some(front) = q.front().cloned() {
             // Opening can take a round trip (a HEAD): do it without holding the queue, once.
             drop(q);
-            front.started.get_or_init(Instant::now);
-            let opened = front.reader.get_or_init(|| open(sh, &front));
+            let walled = sh.wall.get().is_some_and(|w| w.up());
+            if !walled {
+                front.started.get_or_init(Instant::now);
+            }
+            let opened = (!walled).then(|| front.reader.get_or_init(|| open(sh, &front)));
             let mut p = front.state.lock().unwrap();
             q = sh.queue.lock().unwrap();
             if p.claimed_all {
                 // Another worker took the last piece while we opened; it is off the queue already.
                 continue;
             }
+            let Some(opened) = opened else {
+                // The stonewall ended the phase: the rest of this read is not read. One empty piece
+                // carries it to its end (and its report) like any other.
+                p.cut = true;
+                p.end = Some(p.next);
+                p.claimed_all = true;
+                if q.front().is_some_and(|f| Arc::ptr_eq(f, &front)) {
+                    q.pop_front();
+                }
+                p.out += 1;
+                let at = p.next;
+                drop(p);
+                drop(q);
+                return Some(Piece { read: front, start: at, end: at });
+            };
             let end = match (opened, p.end) {
                 (_, Some(end)) => end,
                 (Err(e), None) => {
@@ -490,7 +526,7 @@ fn finish_piece(sh: &Shared, piece: Piece, result: Result<PieceResult>) {
         Ok(r) => {
             p.bytes += piece.end - piece.start;
             p.ttfb = Some(p.ttfb.map_or(r.arrived, |t| t.min(r.arrived)));
-            if read.req.check == Check::Crc && p.error.is_none() {
+            if read.req.check == Check::Crc && p.error.is_none() && piece.end > piece.start {
                 p.crcs.add(piece.start, piece.end - piece.start, r.crc, r.want_crc);
             }
             if let Some(Verdict::Differs { offset, .. }) = &r.differs {
@@ -513,7 +549,8 @@ fn finish_piece(sh: &Shared, piece: Piece, result: Result<PieceResult>) {
         return;
     }
     let req = &read.req;
-    let crc = (req.check == Check::Crc && p.error.is_none() && p.failed.is_none()).then(|| p.crcs.got.unwrap_or(0));
+    let crc =
+        (req.check == Check::Crc && p.error.is_none() && p.failed.is_none() && !p.cut).then(|| p.crcs.got.unwrap_or(0));
     if let Some(got) = crc {
         let want = match req.expected.as_ref().and_then(|x| x.crc32c.filter(|_| covers_whole(req, x.size))) {
             Some(whole) => Some(whole),
@@ -530,6 +567,8 @@ fn finish_piece(sh: &Shared, piece: Piece, result: Result<PieceResult>) {
         Outcome::Error(e)
     } else if let Some(v) = p.failed.take() {
         Outcome::Failed(v)
+    } else if p.cut {
+        Outcome::Cut
     } else {
         Outcome::Passed
     };

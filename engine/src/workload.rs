@@ -33,6 +33,9 @@ struct Spec {
     name: String,
     plugin: PluginRef,
     seed: Option<u64>,
+    /// IOR's stonewalling across ranks: a phase ends for all when the first rank finishes it.
+    #[serde(default)]
+    stonewall: bool,
     /// Read by the sink layer, which owns the keys (see [`Target::configure`]).
     #[serde(default)]
     target: toml::Table,
@@ -88,6 +91,9 @@ pub struct Plan {
     pub name: String,
     pub plugin: PluginSource,
     pub seed: Option<u64>,
+    /// Under MPI, a phase ends for every rank when the first one has finished its share of it: what
+    /// the others had not finished is cut (objects removed, reads stopped) and reported as such.
+    pub stonewall: bool,
     pub target: Target,
     /// The target as a URI, for reports.
     pub uri: String,
@@ -272,6 +278,7 @@ impl Plan {
             name: spec.name,
             plugin: plugin_source(&spec.plugin, file, text)?,
             seed: spec.seed,
+            stonewall: spec.stonewall,
             uri: target.uri(),
             target,
             profile: profile(&spec.data, file, text)?,

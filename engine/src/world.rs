@@ -7,11 +7,56 @@
 //! to wait for: [`World::solo`]. Under `mpirun`/`srun` (built with `--features mpi`), every MPI
 //! call goes through one thread of its own ([`mpi`]'s `MPI_THREAD_FUNNELED` on that thread), which
 //! between requests watches for another rank's failure message and raises the run's cancel flag.
+//!
+//! Stonewalling (a workload's `stonewall = true`, IOR's `-D` semantics by count): the first rank to
+//! finish a phase tells the others, and the phase ends for them too — the [`Wall`] they share with
+//! their executor and reader threads goes up, which stops what they had not finished.
 
 use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Whether this rank's current phase was ended by another rank finishing it first (stonewalling).
+/// Phases are counted by their starts (the plugin's `phase` calls, the same on every rank), so a
+/// word about a phase this rank has left already changes nothing.
+#[derive(Default)]
+pub struct Wall {
+    current: AtomicU64,
+    /// One past the latest phase another rank finished.
+    ended: AtomicU64,
+    /// When the wall went up for the current phase, and which rank raised it.
+    raised: Mutex<Option<(u64, Instant, u32)>>,
+}
+
+impl Wall {
+    /// This rank is now in phase `seq`.
+    pub fn enter(&self, seq: u64) {
+        self.current.store(seq, Ordering::SeqCst);
+    }
+
+    /// Rank `by` finished phase `seq`: it is over here too, if this rank is still in it.
+    pub fn end(&self, seq: u64, by: u32) {
+        let before = self.ended.fetch_max(seq + 1, Ordering::SeqCst);
+        if before <= seq {
+            let mut r = self.raised.lock().unwrap_or_else(|e| e.into_inner());
+            if r.is_none_or(|(s, _, _)| s < seq) {
+                *r = Some((seq, Instant::now(), by));
+            }
+        }
+    }
+
+    /// True once another rank finished the phase this rank is in.
+    pub fn up(&self) -> bool {
+        self.ended.load(Ordering::SeqCst) > self.current.load(Ordering::SeqCst)
+    }
+
+    /// For phase `seq`: when the wall went up and which rank finished first, if it did.
+    pub fn raised(&self, seq: u64) -> Option<(Instant, u32)> {
+        let r = self.raised.lock().unwrap_or_else(|e| e.into_inner());
+        r.filter(|(s, _, _)| *s == seq).map(|(_, at, by)| (at, by))
+    }
+}
 
 /// A rank's failure, as the others learn it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +95,8 @@ pub struct World {
     kind: Kind,
     /// A failure another rank reported.
     failure: Arc<Mutex<Option<PeerFailure>>>,
+    /// Phases ended by a rank that finished them first.
+    wall: Arc<Wall>,
     /// What the ranks' coordination cost this one: barriers and the time in them (waiting for
     /// slower ranks included), and the gather.
     costs: Mutex<Costs>,
@@ -116,6 +163,7 @@ impl World {
             host: host_name(),
             kind: Kind::Solo,
             failure: Arc::default(),
+            wall: Arc::default(),
             costs: Mutex::default(),
         }
     }
@@ -124,8 +172,9 @@ impl World {
     #[cfg(feature = "mpi")]
     pub fn mpi(cancel: Arc<AtomicBool>) -> Result<World> {
         let failure: Arc<Mutex<Option<PeerFailure>>> = Arc::default();
-        let (m, rank, size, host) = mpi_world::MpiWorld::start(cancel, failure.clone())?;
-        Ok(World { rank, size, host, kind: Kind::Mpi(m), failure, costs: Mutex::default() })
+        let wall: Arc<Wall> = Arc::default();
+        let (m, rank, size, host) = mpi_world::MpiWorld::start(cancel, failure.clone(), wall.clone())?;
+        Ok(World { rank, size, host, kind: Kind::Mpi(m), failure, wall, costs: Mutex::default() })
     }
 
     pub fn rank(&self) -> u32 {
@@ -144,6 +193,22 @@ impl World {
     /// True under a launcher with other ranks to reach.
     pub fn is_mpi(&self) -> bool {
         !matches!(self.kind, Kind::Solo)
+    }
+
+    /// The phases other ranks ended by finishing them first.
+    pub fn wall(&self) -> &Arc<Wall> {
+        &self.wall
+    }
+
+    /// Tells every other rank that this one has finished phase `seq`, so that it ends for them too
+    /// (stonewalling). Alone, there is no one to tell.
+    pub fn stonewall(&self, seq: u64) {
+        match &self.kind {
+            Kind::Solo => {}
+            #[cfg(feature = "mpi")]
+            Kind::Mpi(m) => m.stonewall(seq),
+        }
+        let _ = seq;
     }
 
     /// What another rank reported, if one failed.
@@ -235,7 +300,7 @@ impl World {
 
 #[cfg(feature = "mpi")]
 mod mpi_world {
-    use super::PeerFailure;
+    use super::{PeerFailure, Wall};
     use crate::error::{Error, Result};
     use crossbeam_channel::{Receiver, Sender};
     use mpi::traits::*;
@@ -246,6 +311,8 @@ mod mpi_world {
     /// Message tags: a failure (code byte + text), and "done aborting" after one.
     const FAIL: i32 = 0x0d6e;
     const DONE: i32 = 0x0d6f;
+    /// "I finished phase N" (8 bytes, little-endian), for stonewalling.
+    const WALL: i32 = 0x0d70;
     /// How often the MPI thread looks for another rank's failure while idle or waiting.
     const POLL: Duration = Duration::from_millis(10);
 
@@ -254,6 +321,7 @@ mod mpi_world {
         Gather(Vec<u8>, Sender<Result<Option<Vec<Vec<u8>>>>>),
         SumMax([u64; 2], f64, Sender<([u64; 2], f64)>),
         Fail(u8, String),
+        Wall(u64),
         EndFailed(u8, Duration, Sender<()>),
         Finish,
     }
@@ -267,12 +335,13 @@ mod mpi_world {
         pub(super) fn start(
             cancel: Arc<AtomicBool>,
             failure: Arc<Mutex<Option<PeerFailure>>>,
+            wall: Arc<Wall>,
         ) -> Result<(MpiWorld, u32, u32, String)> {
             let (tx, rx) = crossbeam_channel::unbounded();
             let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
             let thread = std::thread::Builder::new()
                 .name("dgen-mpi".into())
-                .spawn(move || serve(rx, ready_tx, cancel, failure))
+                .spawn(move || serve(rx, ready_tx, cancel, failure, wall))
                 .map_err(|e| Error::Resource(format!("cannot start the MPI thread: {e}")))?;
             let (rank, size, host) =
                 ready_rx.recv().map_err(|_| Error::Resource("MPI did not start".into()))?.map_err(Error::Resource)?;
@@ -319,6 +388,10 @@ mod mpi_world {
             let _ = self.tx.send(Req::Fail(code, message.to_string()));
         }
 
+        pub(super) fn stonewall(&self, seq: u64) {
+            let _ = self.tx.send(Req::Wall(seq));
+        }
+
         pub(super) fn end_failed(&self, code: u8, grace: Duration) {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let _ = self.tx.send(Req::EndFailed(code, grace, tx));
@@ -339,6 +412,7 @@ mod mpi_world {
         ready: Sender<std::result::Result<(u32, u32, String), String>>,
         cancel: Arc<AtomicBool>,
         failure: Arc<Mutex<Option<PeerFailure>>>,
+        wall: Arc<Wall>,
     ) {
         let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Funneled) else {
             let _ = ready.send(Err("cannot initialise MPI (MPI_Init_thread failed)".into()));
@@ -361,6 +435,16 @@ mod mpi_world {
                     *f = Some(PeerFailure { rank: status.source_rank() as u32, code, message: text });
                 }
                 cancel.store(true, Ordering::SeqCst);
+            }
+            while let Some((msg, status)) = world
+                .any_process()
+                .immediate_probe_with_tag(WALL)
+                .map(|_| world.any_process().receive_vec_with_tag::<u8>(WALL))
+            {
+                let seq = msg.get(..8).and_then(|b| b.try_into().ok()).map_or(u64::MAX, u64::from_le_bytes);
+                if seq != u64::MAX {
+                    wall.end(seq, status.source_rank() as u32);
+                }
             }
         };
         let failed = |failure: &Mutex<Option<PeerFailure>>| failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -414,6 +498,12 @@ mod mpi_world {
                         }
                     }
                 }
+                Req::Wall(seq) => {
+                    let msg = seq.to_le_bytes();
+                    for r in (0..size as i32).filter(|&r| r != rank as i32) {
+                        world.process_at_rank(r).send_with_tag(&msg[..], WALL);
+                    }
+                }
                 Req::EndFailed(code, grace, reply) => {
                     if rank == 0 {
                         let until = Instant::now() + grace;
@@ -441,7 +531,12 @@ mod mpi_world {
                         world.abort(code as i32);
                     }
                 }
-                Req::Finish => break,
+                Req::Finish => {
+                    // Every rank sent its last stonewall word before the closing barrier: take
+                    // them in, so none is left unreceived when MPI ends.
+                    watch(&failure);
+                    break;
+                }
             }
         }
         drop(universe);

@@ -200,6 +200,14 @@ pub fn world_totals(phase: bool) -> Totals {
     host::world_totals(phase)
 }
 
+/// Objects and reads the stonewall cut short so far (a workload's `stonewall = true` under MPI: the
+/// first rank to finish its share ends the stretch for the others). Cut objects are not among those
+/// [`wait_all`] returns; a plugin that checks its counts takes them off what it expected. 0 without
+/// stonewalling.
+pub fn stonewalled() -> u64 {
+    host::stonewalled()
+}
+
 /// Waits for every committed object to be durable; returns those finished since the last call.
 pub fn wait_all() -> Result<Vec<ObjectStats>> {
     host::wait_all()

@@ -377,3 +377,49 @@ fn two_ranks_to_s3_and_azure_store_what_they_store_in_files() {
     assert!(container.uncommitted("ck/").is_empty(), "{:?}", container.uncommitted("ck/"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn stonewalling_ends_a_phase_for_every_rank_when_the_first_finishes_and_says_so() {
+    let dir = tempdir("mpi-stonewall");
+    let (out, report) = (dir.join("out"), dir.join("r.json"));
+    // Three objects on two ranks: rank 0 writes two, one after the other; rank 1 one, so it is
+    // done first and ends the put for rank 0 while rank 0's second object is still being written.
+    // O_DIRECT and few buffers, so a rank's time is its bytes on the disk, not the page cache's.
+    let size = 96u64 << 20;
+    let mut args = objects_args(&out, &report, 3, size);
+    let sets = ["stonewall=true", "pipeline.concurrency=1", "pipeline.buffers=4", "target.file.direct=true"];
+    args.extend(sets.iter().flat_map(|s| ["--set".to_string(), s.to_string()]));
+    let o = mpirun(2).args(&args).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = json(&report);
+    let put = r["phases"].as_array().unwrap().iter().find(|p| p["name"] == "put").unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(put["stonewalled_by"], 1, "{put}");
+    let cut = put["cut_objects"].as_u64().unwrap();
+    assert!(cut >= 1, "{put}");
+    let rank0 = &r["ranks"][0]["phases"][0];
+    assert_eq!(rank0["stonewalled_by"], 1, "{r}");
+    // What was cut is gone: on disk exactly the objects the report lists, each whole, nothing else.
+    let listed: Vec<String> =
+        r["object_list"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().into()).collect();
+    let mut on_disk = files_under(&out);
+    on_disk.sort();
+    let mut want = listed.clone();
+    want.sort();
+    assert_eq!(on_disk, want, "{r}");
+    assert_eq!(listed.len() as u64 + cut, 3, "{r}");
+    complete_or_absent(&out, size + HEADER as u64);
+    // The get phase read back (and verified) what the put left, and nothing cut.
+    let get = r["phases"].as_array().unwrap().iter().find(|p| p["name"] == "get").unwrap();
+    assert_eq!((get["reads"].as_u64(), r["read_failures"].as_u64()), (Some(listed.len() as u64), Some(0)), "{r}");
+    // Without the key every rank writes its whole share.
+    std::fs::remove_dir_all(&out).ok();
+    let o = mpirun(2).args(objects_args(&out, &report, 3, size)).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = json(&report);
+    assert_eq!(files_under(&out).len(), 3, "{r}");
+    assert!(
+        r["phases"].as_array().unwrap().iter().all(|p| p["stonewalled_by"].is_null() && p["cut_objects"] == 0),
+        "{r}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

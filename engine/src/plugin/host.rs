@@ -242,6 +242,9 @@ pub struct RunContext {
     /// This process's rank among the run's (each rank's data is its own lane of the run's streams),
     /// and the barrier phases start at.
     pub world: Arc<crate::world::World>,
+    /// Stonewalling: a phase ends for every rank when the first one finishes it (the workload's
+    /// `stonewall`; only among ranks running at once).
+    pub stonewall: bool,
 }
 
 /// A name used in this run.
@@ -257,6 +260,8 @@ enum Named {
         /// Its write has finished (it is durable), with its CRC32C when one was taken.
         durable: bool,
         crc32c: Option<u32>,
+        /// The stonewall ended its phase before it was whole: it was removed.
+        cut: bool,
     },
     /// Described but not written: on storage already (an earlier run's), for reads to check.
     Declared {
@@ -325,6 +330,13 @@ pub struct HostState {
     pub verdicts: Vec<(String, Verdict)>,
     /// The executor stopped (an error or Ctrl-C): nothing more will finish.
     pub writes_stopped: bool,
+    /// Committed objects the stonewall cut (they are not in `finished`).
+    pub cut: u64,
+    /// Meeting points of all ranks passed so far (phase starts, barriers, world totals): the
+    /// current stretch's number, the same on every rank, for stonewalling.
+    pub(crate) phase_seq: u64,
+    /// Objects committed and reads issued when the current stretch began.
+    stretch_mark: (u64, u64),
     /// The run's phases, in order; the last is current.
     pub phases: Vec<Phase>,
     /// What one phase's records cost the budget.
@@ -382,6 +394,9 @@ impl HostState {
             metrics: Vec::new(),
             verdicts: Vec::new(),
             writes_stopped: false,
+            cut: 0,
+            phase_seq: 0,
+            stretch_mark: (0, 0),
             phases: vec![first],
             phase_cost: reads::phase_cost(),
             reads: None,
@@ -409,8 +424,9 @@ impl HostState {
     /// done), so the run's list is whole.
     pub fn collect_finished(&mut self) {
         while let Ok(r) = self.ctx.done.try_recv() {
-            self.attribute(&r);
-            self.finished.push(r);
+            if !self.attribute(&r) {
+                self.finished.push(r);
+            }
         }
     }
 
@@ -528,9 +544,10 @@ impl HostState {
         while !pred(self) && !self.writes_stopped {
             match self.ctx.done.recv_timeout(Duration::from_millis(100)) {
                 Ok(r) => {
-                    self.attribute(&r);
-                    self.finished.push(r.clone());
-                    self.unreported.push(r);
+                    if !self.attribute(&r) {
+                        self.finished.push(r.clone());
+                        self.unreported.push(r);
+                    }
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     if self.ctx.cancel.load(Ordering::Relaxed) {
@@ -546,11 +563,23 @@ impl HostState {
     /// when the run's writes stopped first. Time waiting is not held against the deadline.
     fn wait_durable(&mut self, name: &str) -> HostResult<()> {
         let durable = |s: &Self| matches!(s.names.get(name), Some(Named::Committed { durable: true, .. }));
+        let settled = |s: &Self| {
+            matches!(
+                s.names.get(name),
+                Some(Named::Committed { durable: true, .. } | Named::Committed { cut: true, .. })
+            )
+        };
         let t = Instant::now();
-        self.wait_until(durable);
+        self.wait_until(settled);
         self.blocked += t.elapsed();
         if self.ctx.cancel.load(Ordering::Relaxed) {
             return Err(self.interrupted_trap());
+        }
+        if matches!(self.names.get(name), Some(Named::Committed { cut: true, .. })) {
+            return Ok(Err(format!(
+                "'{}' was not written whole: the stonewall ended its phase (another rank finished first)",
+                sanitize(name, 200)
+            )));
         }
         if !durable(self) {
             return Ok(Err(format!("'{}' was not written (the run's writes have stopped)", sanitize(name, 200))));
@@ -1022,7 +1051,15 @@ impl HostState {
         let phase = self.phases.len() - 1;
         self.names.insert(
             name.clone(),
-            Named::Committed { seq, recipe: recipe.clone(), verified: None, phase, durable: false, crc32c: None },
+            Named::Committed {
+                seq,
+                recipe: recipe.clone(),
+                verified: None,
+                phase,
+                durable: false,
+                crc32c: None,
+                cut: false,
+            },
         );
         match self.ctx.mode {
             Mode::Write => {
@@ -1045,7 +1082,8 @@ impl HostState {
                     Verdict::Identical { crc32c, .. } => (Some(*crc32c), started.elapsed()),
                     _ => (None, Duration::ZERO),
                 };
-                let r = ObjectResult { name: name.clone(), size: recipe.size(), crc32c, latency, at: Instant::now() };
+                let (size, at) = (recipe.size(), Instant::now());
+                let r = ObjectResult { name: name.clone(), size, crc32c, latency, at, cut: false };
                 self.attribute(&r);
                 self.finished.push(r.clone());
                 self.unreported.push(r);
@@ -1069,12 +1107,13 @@ impl Host for HostState {
     fn wait_all(&mut self) -> HostResult<Vec<wit::ObjectStats>> {
         let committed = self.committed as usize;
         let t = Instant::now();
-        self.wait_until(|s| s.finished.len() >= committed);
+        self.wait_until(|s| s.finished.len() + s.cut as usize >= committed);
         self.blocked += t.elapsed();
         if self.ctx.cancel.load(Ordering::Relaxed) {
             return Err(self.interrupted_trap());
         }
-        if self.finished.len() < committed {
+        // Cut objects are not among those returned: what was written whole is.
+        if self.finished.len() + (self.cut as usize) < committed {
             return Ok(Err("the run's writes have stopped (see the error report)".into()));
         }
         // Completion order varies from run to run; commit order does not.
@@ -1169,14 +1208,23 @@ impl Host for HostState {
     }
 
     fn world_totals(&mut self, phase: bool) -> wasmtime::Result<wit::RunTotals> {
+        self.end_stretch_first()?;
         let own = if phase { self.phase_totals()? } else { self.totals()? };
         let waited = Instant::now();
         let r = self.ctx.world.sum_max(own.bytes, own.objects, own.seconds, &self.ctx.cancel);
         self.blocked += waited.elapsed();
         match r {
-            Ok((bytes, objects, seconds)) => Ok(wit::RunTotals { bytes, objects, seconds }),
+            Ok((bytes, objects, seconds)) => {
+                self.next_stretch();
+                Ok(wit::RunTotals { bytes, objects, seconds })
+            }
             Err(_) => Err(self.interrupted_trap()),
         }
+    }
+
+    fn stonewalled(&mut self) -> wasmtime::Result<u64> {
+        // Reads taken in so far: the plugin's own wait-reads decides when that is.
+        Ok(self.cut + self.phases.iter().map(|p| p.cut_reads).sum::<u64>())
     }
 
     fn phase_totals(&mut self) -> wasmtime::Result<wit::RunTotals> {

@@ -233,6 +233,12 @@ pub fn phase_lines(phases: &[Phase], threads: usize, readers: usize) -> Vec<Stri
         if p.read_failures > 0 {
             row.push_str(&format!("  {} reads FAILED their check", p.read_failures));
         }
+        if let Some((at, by)) = p.stonewalled {
+            row.push_str(&format!(
+                "  stonewalled at {at:.3} s (rank {by} finished first): {} objects, {} reads cut",
+                p.cut_objects, p.cut_reads
+            ));
+        }
         lines.push(row);
     }
     if phases.len() > SHOWN {
@@ -260,6 +266,9 @@ pub fn phase_json(p: &Phase) -> serde_json::Value {
         "meta_ops": p.meta_ops,
         "ttfb_us": { "p50": q(&p.ttfb, 0.5), "p99": q(&p.ttfb, 0.99), "max": p.ttfb.max() },
         "cached_fraction": p.cached_fraction(),
+        "stonewalled": p.stonewalled.map(|(at, by)| json!({ "at_s": at, "by_rank": by })),
+        "cut_objects": p.cut_objects,
+        "cut_reads": p.cut_reads,
         "time_split": {
             "window_s": p.window().as_secs_f64(),
             "generate_s": p.split.generate.as_secs_f64(),

@@ -166,6 +166,8 @@ impl Plugin for Objects {
         let mut summary = Vec::new();
         let mut described = false;
         let mut expected = 0u64;
+        // Objects a stonewall cut short in `put` (removed): later phases leave them out.
+        let mut cut_names = std::collections::HashSet::new();
         for (k, ph) in p.phases.iter().enumerate() {
             let mut rng = Rng(config.seed ^ 0x006F_626A_6563_7473);
             let tag = if p.phases.len() > 1 { format!("{ph} ") } else { String::new() };
@@ -184,6 +186,8 @@ impl Plugin for Objects {
                     }
                     // The total before the first object starts, for the user's progress line.
                     dgen_plugin_sdk::expect(total, own);
+                    let cut_before = dgen_plugin_sdk::stonewalled();
+                    let mut sized = std::collections::HashMap::new();
                     for i in 0..p.count {
                         let payload = next_payload(&mut rng)?;
                         if !mine(i) {
@@ -191,6 +195,7 @@ impl Plugin for Objects {
                         }
                         let t = describe(i, payload)?;
                         expected += t.size();
+                        sized.insert(name(i), t.size());
                         t.commit()?;
                     }
                     described = true;
@@ -201,8 +206,18 @@ impl Plugin for Objects {
                         if hosts > 1 { dgen_plugin_sdk::world_totals(false) } else { dgen_plugin_sdk::totals() };
                     let gbps = totals.bytes as f64 / totals.seconds.max(1e-9) / 1e9;
                     log!("{} objects, {} bytes, {:.2} GB/s", done.len(), bytes, gbps);
+                    // Stonewalled: the objects cut short are not written; the others are whole.
+                    let cut = dgen_plugin_sdk::stonewalled() - cut_before;
+                    if cut > 0 {
+                        expected = done.iter().map(|o| sized.get(&o.name).copied().unwrap_or(0)).sum();
+                        log!("{cut} objects cut short by the stonewall");
+                        for o in &done {
+                            sized.remove(&o.name);
+                        }
+                        cut_names.extend(sized.into_keys());
+                    }
                     report = report
-                        .check_eq("objects written", done.len() as f64, own as f64)
+                        .check_eq("objects written", (done.len() as u64 + cut) as f64, own as f64)
                         .check_eq("bytes written", bytes as f64, expected as f64)
                         .check_ge(
                             if hosts > 1 { "throughput GB/s (all hosts)" } else { "throughput GB/s" },
@@ -212,12 +227,13 @@ impl Plugin for Objects {
                     summary.push(format!("{own} {} objects, {} bytes", p.distribution, bytes));
                 }
                 "get" => {
+                    let cut_before = dgen_plugin_sdk::stonewalled();
                     let mut want = 0u64;
                     let mut ranges = Rng(config.seed ^ 0x7261_6e67_6573 ^ k as u64);
                     for i in 0..p.count {
                         let payload = next_payload(&mut rng)?;
                         let size = HEADER as u64 + payload + footer;
-                        if !mine(i) {
+                        if !mine(i) || cut_names.contains(&name(i)) {
                             continue;
                         }
                         if !described && check != ReadCheck::None {
@@ -237,10 +253,17 @@ impl Plugin for Objects {
                     described |= check != ReadCheck::None;
                     let done = wait_reads()?;
                     let bytes: u64 = done.iter().map(|r| r.bytes).sum();
-                    let passed = done.iter().filter(|r| r.passed).count();
-                    report = report.check_eq(&format!("{tag}bytes read"), bytes as f64, want as f64).check_eq(
+                    let passed = done.iter().filter(|r| r.passed).count() as u64;
+                    // Stonewalled: reads cut short did not pass, nor fail; what they read counts.
+                    let cut = dgen_plugin_sdk::stonewalled() - cut_before;
+                    report = if cut == 0 {
+                        report.check_eq(&format!("{tag}bytes read"), bytes as f64, want as f64)
+                    } else {
+                        report.check_le(&format!("{tag}bytes read (stonewalled)"), bytes as f64, want as f64)
+                    };
+                    report = report.check_eq(
                         &format!("{tag}reads passing {}", p.get_check),
-                        passed as f64,
+                        (passed + cut) as f64,
                         done.len() as f64,
                     );
                     summary.push(format!("{} reads, {bytes} bytes", done.len()));
@@ -249,11 +272,12 @@ impl Plugin for Objects {
                     let mut found = 0u64;
                     for i in 0..p.count {
                         let size = sizes(&mut rng)?;
-                        if mine(i) && dgen_plugin_sdk::stat(&name(i))? == Some(size) {
+                        if mine(i) && !cut_names.contains(&name(i)) && dgen_plugin_sdk::stat(&name(i))? == Some(size) {
                             found += 1;
                         }
                     }
-                    report = report.check_eq(&format!("{tag}objects found with their size"), found as f64, own as f64);
+                    let there = own - cut_names.len() as u64;
+                    report = report.check_eq(&format!("{tag}objects found with their size"), found as f64, there as f64);
                     summary.push(format!("{found} stat"));
                 }
                 "list" => {
@@ -272,18 +296,19 @@ impl Plugin for Objects {
                             bytes as f64,
                         )
                     } else {
-                        report.check_ge(&format!("{tag}objects listed"), l.count as f64, own as f64)
+                        report.check_ge(&format!("{tag}objects listed"), l.count as f64, (own - cut_names.len() as u64) as f64)
                     };
                     summary.push(format!("{} listed", l.count));
                 }
                 _ => {
                     let mut deleted = 0u64;
-                    for i in (0..p.count).filter(|&i| mine(i)) {
+                    for i in (0..p.count).filter(|&i| mine(i) && !cut_names.contains(&name(i))) {
                         if dgen_plugin_sdk::delete(&name(i)).is_ok() {
                             deleted += 1;
                         }
                     }
-                    report = report.check_eq(&format!("{tag}objects deleted"), deleted as f64, own as f64);
+                    let there = own - cut_names.len() as u64;
+                    report = report.check_eq(&format!("{tag}objects deleted"), deleted as f64, there as f64);
                     summary.push(format!("{deleted} deleted"));
                 }
             }
@@ -295,6 +320,6 @@ impl Plugin for Objects {
 export_plugin!(
     Objects,
     name = "objects",
-    version = "0.4.0",
+    version = "0.5.0",
     params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), footer: CRC32C at the end (true), min_gbps (0), phases: list of put|get|stat|list|delete (put), range_size bytes (0: whole objects), get_check: none|crc|verify (verify)"
 );

@@ -31,21 +31,35 @@ pub(super) fn phase_cost() -> usize {
 }
 
 impl HostState {
-    /// Counts a finished object in the phase it was committed in, and keeps its CRC for reads.
-    pub(super) fn attribute(&mut self, r: &crate::exec::ObjectResult) {
+    /// Counts a finished object in the phase it was committed in, and keeps its CRC for reads. An
+    /// object the stonewall cut counts its bytes and is counted apart (true: it was cut).
+    pub(super) fn attribute(&mut self, r: &crate::exec::ObjectResult) -> bool {
         let phase = match self.names.get_mut(&r.name) {
-            Some(Named::Committed { phase, durable, crc32c, .. }) => {
-                *durable = true;
+            Some(Named::Committed { phase, durable, crc32c, cut, .. }) => {
+                *durable = !r.cut;
+                *cut = r.cut;
                 *crc32c = r.crc32c;
                 *phase
             }
             _ => self.phases.len() - 1,
         };
+        if r.cut {
+            self.cut += 1;
+        }
         if let Some(p) = self.phases.get_mut(phase) {
             p.written += r.size;
-            p.writes += 1;
-            p.done(r.at, r.latency, r.size);
+            if r.cut {
+                p.cut_objects += 1;
+                if r.size > 0 {
+                    p.timeline.add(r.at.saturating_duration_since(p.started).as_millis() as u64, r.size);
+                    p.last_done = Some(p.last_done.map_or(r.at, |t| t.max(r.at)));
+                }
+            } else {
+                p.writes += 1;
+                p.done(r.at, r.latency, r.size);
+            }
         }
+        r.cut
     }
 
     /// A name a plugin passes to `open` or a storage call: one that could leave the target root, or
@@ -115,7 +129,12 @@ impl HostState {
                 self.ctx.split.clone(),
             );
             match reads {
-                Ok(r) => self.reads = Some(r),
+                Ok(r) => {
+                    if self.ctx.stonewall {
+                        r.set_wall(self.ctx.world.wall().clone());
+                    }
+                    self.reads = Some(r)
+                }
                 Err(e) => return Ok(Err(self.op_failed(e))),
             }
         }
@@ -132,8 +151,17 @@ impl HostState {
         self.reads_received += 1;
         if let Some(p) = self.phases.get_mut(r.tag) {
             p.read += r.bytes;
-            p.reads += 1;
-            p.done(r.at, r.latency, r.bytes);
+            if matches!(r.outcome, Outcome::Cut) {
+                // Its bytes count; it is not a read done (nor is its time a latency).
+                p.cut_reads += 1;
+                p.timeline.add(r.at.saturating_duration_since(p.started).as_millis() as u64, r.bytes);
+                if r.bytes > 0 {
+                    p.last_done = Some(p.last_done.map_or(r.at, |t| t.max(r.at)));
+                }
+            } else {
+                p.reads += 1;
+                p.done(r.at, r.latency, r.bytes);
+            }
             let _ = p.ttfb.record((r.ttfb.as_micros() as u64).clamp(1, 3_600_000_000));
             if matches!(r.outcome, Outcome::Failed(_)) {
                 p.read_failures += 1;
@@ -160,7 +188,7 @@ impl HostState {
             Outcome::Error(e) => {
                 self.read_error.get_or_insert(e.clone());
             }
-            Outcome::Passed => {}
+            Outcome::Passed | Outcome::Cut => {}
         }
         let charge = cost::READ + r.name.len();
         self.reads_unreported.push((r, charge));
@@ -312,11 +340,65 @@ impl HostState {
     }
 
     /// Waits for every rank at a barrier; the wait is not the plugin's time.
+    /// Stonewalling counts a run in stretches between the points where all ranks meet (a phase
+    /// start, a `barrier`, `world-totals`: every rank passes the same ones in the same order). A
+    /// rank that reaches one is done with its stretch once its writes and reads have ended (waited
+    /// for here); the first rank done tells the others, which ends the stretch for them.
+    pub(super) fn end_stretch_first(&mut self) -> wasmtime::Result<()> {
+        if !self.ctx.stonewall {
+            return Ok(());
+        }
+        let committed = self.committed as usize;
+        let t = Instant::now();
+        self.wait_until(|s| s.finished.len() + s.cut as usize >= committed);
+        while self.reads_received < self.reads_issued && !self.cancelled() {
+            if let Ok(r) = self.read_rx.recv_timeout(Duration::from_millis(50)) {
+                self.receive_read(r)?;
+            }
+        }
+        self.blocked += t.elapsed();
+        if self.cancelled() {
+            return Err(self.interrupted_trap());
+        }
+        self.stonewall_phase_done();
+        Ok(())
+    }
+
+    /// This rank's writes and reads of its current stretch are over: record whether another rank's
+    /// finish ended it, or be the one that ends it for the others.
+    pub fn stonewall_phase_done(&mut self) {
+        if !self.ctx.stonewall {
+            return;
+        }
+        let wall = self.ctx.world.wall().clone();
+        // A rank with nothing to do in a stretch does not end it for the others.
+        let idle = (self.committed, self.reads_issued) == self.stretch_mark;
+        match wall.raised(self.phase_seq) {
+            Some((at, by)) => {
+                if let Some(p) = self.phases.last_mut() {
+                    p.stonewalled = Some((at.saturating_duration_since(p.started).as_secs_f64(), by));
+                }
+            }
+            None if !idle => self.ctx.world.stonewall(self.phase_seq),
+            None => {}
+        }
+    }
+
     pub(super) fn barrier_inner(&mut self) -> wasmtime::Result<()> {
+        self.end_stretch_first()?;
         let waited = Instant::now();
         let r = self.ctx.world.barrier(&self.ctx.cancel);
         self.blocked += waited.elapsed();
-        r.map_err(|_| self.interrupted_trap())
+        r.map_err(|_| self.interrupted_trap())?;
+        self.next_stretch();
+        Ok(())
+    }
+
+    /// Every rank has passed the same meeting point: a new stretch begins.
+    pub(super) fn next_stretch(&mut self) {
+        self.phase_seq += 1;
+        self.stretch_mark = (self.committed, self.reads_issued);
+        self.ctx.world.wall().enter(self.phase_seq);
     }
 
     /// The phases, their last one ended now.
