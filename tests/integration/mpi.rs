@@ -262,6 +262,43 @@ fn a_plugin_that_traps_on_rank_2_only_ends_every_rank_and_is_named() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+#[test]
+fn a_rank_that_hangs_is_stopped_by_its_deadline_and_ends_every_rank() {
+    let dir = tempdir("mpi-hang");
+    let wasm = dir.join("hostile.wasm");
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/hostile");
+    let o =
+        bin().args(["plugin", "build", crate_dir.to_str().unwrap(), "-o", wasm.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.join("out");
+    let workload = dir.join("w.toml");
+    // Fuel to spare: only the deadline can end rank 2's loop. The others wait at a barrier, which
+    // does not count against theirs.
+    std::fs::write(
+        &workload,
+        format!(
+            "name = \"hang\"\nplugin = \"{}\"\n[target]\nuri = \"file://{}\"\n[limits]\nfuel = 1e19\ndeadline = 3\n[params]\nmode = \"rank2-hang\"\ncount = 5\nsize = 1048576\n",
+            wasm.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let report = dir.join("r.json");
+    let t = Instant::now();
+    let o = mpirun(4)
+        .args(["run", workload.to_str().unwrap(), "-q", "--json-report", report.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(45), "took {:?}", t.elapsed());
+    assert_eq!(o.status.code(), Some(4), "a plugin fault is exit 4: {}", text(&o));
+    assert!(text(&o).contains("rank 2: error: plugin 'hostile-host"), "{}", text(&o));
+    assert!(text(&o).contains("deadline"), "{}", text(&o));
+    let r = json(&report);
+    assert!(r["error"].as_str().unwrap().starts_with("rank 2 failed: "), "{r}");
+    complete_or_absent(&out, 1 << 20);
+    std::fs::remove_dir_all(dir).ok();
+}
+
 /// The PIDs of `dgen-engine` processes writing under `out` that are MPI rank `rank` (from their
 /// command line and environment: other tests run ranks too).
 fn rank_pids(out: &Path, rank: u32) -> Vec<i32> {

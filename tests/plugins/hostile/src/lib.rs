@@ -41,6 +41,23 @@ impl Plugin for Hostile {
                     }
                 }
             }
+            // Under several ranks, rank 2 hangs in its own code after its first object while the
+            // others wait for it at a barrier: its deadline must stop it, and with it the run.
+            "rank2-hang" => {
+                for i in 0..p.count {
+                    let mut t = Target::open(&format!("r{}-{i:06}.bin", config.rank))?;
+                    t.fill(p.size)?;
+                    t.commit()?;
+                    wait_all()?;
+                    if config.rank == 2 {
+                        let mut x = 0u64;
+                        loop {
+                            x = std::hint::black_box(x.wrapping_add(1));
+                        }
+                    }
+                    dgen_plugin_sdk::barrier();
+                }
+            }
             // Nothing hostile: what the engine costs on its own (the baseline for memory checks).
             "noop" => {
                 let mut t = Target::open("noop.bin")?;
