@@ -31,7 +31,7 @@
 //! - [`workload`] — workload TOML files, strictly parsed into a checked plan; [`keys`] is how a
 //!   table's owner (a sink, for `[target]`) takes its keys with file/line errors.
 //! - [`run`] — `run` and `verify`: plan + plugin + sink + executor, and the outcome that decides the
-//!   exit code.
+//!   exit code. [`in_turn`] runs a workload's ranks one after another in one process and merges them.
 //! - [`output`] — `gen`'s pipeline: one stream to stdout, a pipe, a file or the null sink, plain or
 //!   zstd-compressed, always through the executor (one pool of buffers, one of threads).
 //! - [`report`] — a run's results as lines and JSON (formatting only: the library never prints).
@@ -50,6 +50,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod gen;
+pub mod in_turn;
 pub mod input;
 pub mod keys;
 pub mod merge;

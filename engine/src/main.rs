@@ -566,7 +566,7 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
         (Box::new(progress) as Box<dyn dgen_engine::exec::Observer + Send>, events)
     };
     let turns =
-        dgen_engine::run::run_in_turn(&plan, &plugin, seed, mode, n, &cancel, args.json_report.is_some(), &mut screen)
+        dgen_engine::in_turn::run(&plan, &plugin, seed, mode, n, &cancel, args.json_report.is_some(), &mut screen)
             .map_err(early)?;
     if !args.quiet || turns.code != 0 {
         for l in &turns.lines {
