@@ -277,7 +277,8 @@ impl Plugin for Objects {
                         }
                     }
                     let there = own - cut_names.len() as u64;
-                    report = report.check_eq(&format!("{tag}objects found with their size"), found as f64, there as f64);
+                    report =
+                        report.check_eq(&format!("{tag}objects found with their size"), found as f64, there as f64);
                     summary.push(format!("{found} stat"));
                 }
                 "list" => {
@@ -296,7 +297,11 @@ impl Plugin for Objects {
                             bytes as f64,
                         )
                     } else {
-                        report.check_ge(&format!("{tag}objects listed"), l.count as f64, (own - cut_names.len() as u64) as f64)
+                        report.check_ge(
+                            &format!("{tag}objects listed"),
+                            l.count as f64,
+                            (own - cut_names.len() as u64) as f64,
+                        )
                     };
                     summary.push(format!("{} listed", l.count));
                 }
