@@ -737,12 +737,14 @@ def mpi_bench(rounds, total, sinks=("null", "file")):
     cores = os.cpu_count() or 1
     count = 64
 
-    def run(n, sink):
+    def run(n, sink, threads=None):
         shutil.rmtree(os.path.join(base, "out"), ignore_errors=True)
         os.makedirs(base, exist_ok=True)
         uri = "null://" if sink == "null" else f"file://{os.path.join(base, 'out')}"
         # The same total concurrency however it is split: generator threads and objects in flight.
-        threads, conc = max(1, cores // n), max(1, 8 // n)
+        # (`threads`: one process given as many generator threads as n ranks have together.)
+        conc = max(1, 8 // n)
+        threads = threads or max(1, cores // n)
         args = [binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", "--json-report", report,
                 "--seed", "3", "--set", f"target.uri={uri}", "--set", f"params.count={count}",
                 "--set", 'params.distribution="fixed"', "--set", f"params.size={total // count - 24}",
@@ -764,8 +766,14 @@ def mpi_bench(rounds, total, sinks=("null", "file")):
         for sink in sinks:
             for n in ns:
                 res.setdefault((sink, n), []).append(run(n, sink))
+                # More ranks than cores means more generator threads in all than one process has
+                # (each rank has at least one): one process with that many is the like-for-like.
+                if n * max(1, cores // n) > cores:
+                    same = run(1, sink, threads=n * max(1, cores // n))
+                    res.setdefault((sink, n, "same threads"), []).append(same)
         print(f"mpi round {rnd + 1}/{rounds}: " + "; ".join(
-            f"{s} x{n} {v[-1][0]:.2f}" for (s, n), v in sorted(res.items())), file=sys.stderr)
+            f"{k[0]} x{k[1]}{' (1 process, same threads)' if len(k) > 2 else ''} {v[-1][0]:.2f}"
+            for k, v in sorted(res.items(), key=lambda kv: str(kv[0]))), file=sys.stderr)
     shutil.rmtree(base, ignore_errors=True)
     print(f"\nMPI ranks on one {cores}-core machine, {total >> 20} MiB in {count} objects per run, same total "
           f"concurrency; merged GB/s (median of {rounds} alternating rounds, {time.strftime('%Y-%m-%d')})")
@@ -780,6 +788,10 @@ def mpi_bench(rounds, total, sinks=("null", "file")):
             wall = statistics.median(w for _, _, w in v)
             print(f"{sink:<8}{n:>6}{g:>10.2f}{g / one:>13.2f}x{barrier:>12.3f} s{gm * 1000:>12.1f} ms"
                   f"{100 * (barrier + gm) / max(wall, 1e-9):>11.1f}%")
+            if (sink, n, "same threads") in res:
+                same = statistics.median(x for x, _, _ in res[(sink, n, "same threads")])
+                print(f"{'':<8}{'':>6}{'':>10}{g / same:>13.2f}x  vs 1 process with the same {n} generator threads "
+                      f"({same:.2f} GB/s)")
 
 
 def main():
