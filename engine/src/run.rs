@@ -183,7 +183,7 @@ pub fn execute(
                 let exec_result =
                     handle.join().unwrap_or_else(|_| Err(Error::Resource("the executor panicked".into())));
                 state.collect_finished();
-                state.stonewall_phase_done();
+                state.stretch_done();
                 (state, result, Some(exec_result))
             })
         }
@@ -198,7 +198,7 @@ pub fn execute(
             let state = HostState::new(make_ctx(pool, read_pool, None, started, Arc::default()), plan.limits.clone());
             let (mut state, result) = plugin.run(state, config);
             state.finish_reads();
-            state.stonewall_phase_done();
+            state.stretch_done();
             (state, result, None)
         }
     };

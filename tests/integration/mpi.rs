@@ -5,7 +5,7 @@
 
 use crate::common::{bin, files_under, stderr, tempdir, workload};
 use crate::ranks::{blocks, HEADER};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -225,9 +225,9 @@ fn a_rank_that_fails_ends_every_rank_and_the_report_names_it() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-#[test]
-fn a_plugin_that_traps_on_rank_2_only_ends_every_rank_and_is_named() {
-    let dir = tempdir("mpi-trap");
+/// A workload running the hostile plugin, built from source, in `mode` with `extra` TOML (params
+/// and limits) appended, writing to `dir/out`: returns (workload, out).
+fn hostile_workload(dir: &Path, mode: &str, extra: &str) -> (PathBuf, PathBuf) {
     let wasm = dir.join("hostile.wasm");
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/hostile");
     let o =
@@ -238,16 +238,24 @@ fn a_plugin_that_traps_on_rank_2_only_ends_every_rank_and_is_named() {
     std::fs::write(
         &workload,
         format!(
-            "name = \"trap\"\nplugin = \"{}\"\n[target]\nuri = \"file://{}\"\n[params]\nmode = \"rank2-trap\"\ncount = 400\nsize = 8388608\n",
+            "name = \"{mode}\"\nplugin = \"{}\"\n[target]\nuri = \"file://{}\"\n{extra}\n[params]\nmode = \"{mode}\"\n",
             wasm.display(),
             out.display()
         ),
     )
     .unwrap();
+    (workload, out)
+}
+
+#[test]
+fn a_plugin_that_traps_on_rank_2_only_ends_every_rank_and_is_named() {
+    let dir = tempdir("mpi-trap");
+    let (workload, out) = hostile_workload(&dir, "rank2", "");
     let report = dir.join("r.json");
     let t = Instant::now();
     let o = mpirun(4)
         .args(["run", workload.to_str().unwrap(), "-q", "--json-report", report.to_str().unwrap()])
+        .args(["--set", "params.how=trap", "--set", "params.count=400", "--set", "params.size=8388608"])
         .output()
         .unwrap();
     assert!(t.elapsed() < Duration::from_secs(60), "took {:?}", t.elapsed());
@@ -265,28 +273,14 @@ fn a_plugin_that_traps_on_rank_2_only_ends_every_rank_and_is_named() {
 #[test]
 fn a_rank_that_hangs_is_stopped_by_its_deadline_and_ends_every_rank() {
     let dir = tempdir("mpi-hang");
-    let wasm = dir.join("hostile.wasm");
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/hostile");
-    let o =
-        bin().args(["plugin", "build", crate_dir.to_str().unwrap(), "-o", wasm.to_str().unwrap()]).output().unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let out = dir.join("out");
-    let workload = dir.join("w.toml");
     // Fuel to spare: only the deadline can end rank 2's loop. The others wait at a barrier, which
     // does not count against theirs.
-    std::fs::write(
-        &workload,
-        format!(
-            "name = \"hang\"\nplugin = \"{}\"\n[target]\nuri = \"file://{}\"\n[limits]\nfuel = 1e19\ndeadline = 3\n[params]\nmode = \"rank2-hang\"\ncount = 5\nsize = 1048576\n",
-            wasm.display(),
-            out.display()
-        ),
-    )
-    .unwrap();
+    let (workload, out) = hostile_workload(&dir, "rank2", "[limits]\nfuel = 1e19\ndeadline = 3");
     let report = dir.join("r.json");
     let t = Instant::now();
     let o = mpirun(4)
         .args(["run", workload.to_str().unwrap(), "-q", "--json-report", report.to_str().unwrap()])
+        .args(["--set", "params.how=hang", "--set", "params.count=5", "--set", "params.size=1048576"])
         .output()
         .unwrap();
     assert!(t.elapsed() < Duration::from_secs(45), "took {:?}", t.elapsed());

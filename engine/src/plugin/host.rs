@@ -540,6 +540,11 @@ impl HostState {
     }
 
     /// Receives finished-object reports until `pred` holds or the executor stops.
+    /// Every object committed so far has ended, whole or cut by a stonewall.
+    fn writes_ended(&self) -> bool {
+        self.finished.len() + self.cut as usize >= self.committed as usize
+    }
+
     fn wait_until(&mut self, mut pred: impl FnMut(&Self) -> bool) {
         while !pred(self) && !self.writes_stopped {
             match self.ctx.done.recv_timeout(Duration::from_millis(100)) {
@@ -1105,15 +1110,14 @@ impl Host for HostState {
     }
 
     fn wait_all(&mut self) -> HostResult<Vec<wit::ObjectStats>> {
-        let committed = self.committed as usize;
         let t = Instant::now();
-        self.wait_until(|s| s.finished.len() + s.cut as usize >= committed);
+        self.wait_until(HostState::writes_ended);
         self.blocked += t.elapsed();
         if self.ctx.cancel.load(Ordering::Relaxed) {
             return Err(self.interrupted_trap());
         }
         // Cut objects are not among those returned: what was written whole is.
-        if self.finished.len() + (self.cut as usize) < committed {
+        if !self.writes_ended() {
             return Ok(Err("the run's writes have stopped (see the error report)".into()));
         }
         // Completion order varies from run to run; commit order does not.

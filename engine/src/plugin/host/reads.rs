@@ -348,9 +348,8 @@ impl HostState {
         if !self.ctx.stonewall {
             return Ok(());
         }
-        let committed = self.committed as usize;
         let t = Instant::now();
-        self.wait_until(|s| s.finished.len() + s.cut as usize >= committed);
+        self.wait_until(HostState::writes_ended);
         while self.reads_received < self.reads_issued && !self.cancelled() {
             if let Ok(r) = self.read_rx.recv_timeout(Duration::from_millis(50)) {
                 self.receive_read(r)?;
@@ -360,13 +359,13 @@ impl HostState {
         if self.cancelled() {
             return Err(self.interrupted_trap());
         }
-        self.stonewall_phase_done();
+        self.stretch_done();
         Ok(())
     }
 
     /// This rank's writes and reads of its current stretch are over: record whether another rank's
     /// finish ended it, or be the one that ends it for the others.
-    pub fn stonewall_phase_done(&mut self) {
+    pub fn stretch_done(&mut self) {
         if !self.ctx.stonewall {
             return;
         }

@@ -14,6 +14,8 @@ struct Params {
     size: u64,
     #[serde(default)]
     count: u64,
+    #[serde(default)]
+    how: String,
 }
 
 struct Hostile;
@@ -28,34 +30,27 @@ impl Plugin for Hostile {
     fn run(config: &Config) -> Result<Report, String> {
         let p: Params = config.params()?;
         match p.mode.as_str() {
-            // Under several ranks, rank 2 traps after its first object while the others keep
-            // writing: the whole run must stop, naming rank 2.
-            "rank2-trap" => {
+            // Under several ranks, rank 2 fails after its first object, as `how` says: "trap"
+            // (a panic while the others keep writing) or "hang" (a loop in its own code while the
+            // others wait for it at a barrier, so only its deadline can stop it). Either way the
+            // whole run must stop, naming rank 2.
+            "rank2" => {
                 for i in 0..p.count {
                     let mut t = Target::open(&format!("r{}-{i:06}.bin", config.rank))?;
                     t.fill(p.size)?;
                     t.commit()?;
                     wait_all()?;
-                    if config.rank == 2 {
-                        panic!("rank 2 gives up after object {i}");
-                    }
-                }
-            }
-            // Under several ranks, rank 2 hangs in its own code after its first object while the
-            // others wait for it at a barrier: its deadline must stop it, and with it the run.
-            "rank2-hang" => {
-                for i in 0..p.count {
-                    let mut t = Target::open(&format!("r{}-{i:06}.bin", config.rank))?;
-                    t.fill(p.size)?;
-                    t.commit()?;
-                    wait_all()?;
-                    if config.rank == 2 {
-                        let mut x = 0u64;
-                        loop {
-                            x = std::hint::black_box(x.wrapping_add(1));
+                    match (config.rank, p.how.as_str()) {
+                        (2, "trap") => panic!("rank 2 gives up after object {i}"),
+                        (2, "hang") => {
+                            let mut x = 0u64;
+                            loop {
+                                x = std::hint::black_box(x.wrapping_add(1));
+                            }
                         }
+                        (_, "hang") => dgen_plugin_sdk::barrier(),
+                        _ => {}
                     }
-                    dgen_plugin_sdk::barrier();
                 }
             }
             // Nothing hostile: what the engine costs on its own (the baseline for memory checks).
