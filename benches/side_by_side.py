@@ -741,6 +741,10 @@ def mpi_bench(rounds, total, sinks=("null", "file")):
         shutil.rmtree(os.path.join(base, "out"), ignore_errors=True)
         os.makedirs(base, exist_ok=True)
         uri = "null://" if sink == "null" else f"file://{os.path.join(base, 'out')}"
+        # Files three ways: plain buffered (page-cache copies dominate and vary run to run on a VM),
+        # O_DIRECT and uncached buffered, to tell the page cache's cost from the ranks'.
+        mode = {"direct": ["--set", "target.file.direct=true"],
+                "uncached": ["--set", "target.file.uncached=true"]}.get(sink, [])
         # The same total concurrency however it is split: generator threads and objects in flight.
         # (`threads`: one process given as many generator threads as n ranks have together.)
         conc = max(1, 8 // n)
@@ -748,7 +752,7 @@ def mpi_bench(rounds, total, sinks=("null", "file")):
         args = [binary, "run", os.path.join(ROOT, "workloads", "objects.toml"), "-q", "--json-report", report,
                 "--seed", "3", "--set", f"target.uri={uri}", "--set", f"params.count={count}",
                 "--set", 'params.distribution="fixed"', "--set", f"params.size={total // count - 24}",
-                "--set", f"pipeline.threads={threads}", "--set", f"pipeline.concurrency={conc}"]
+                "--set", f"pipeline.threads={threads}", "--set", f"pipeline.concurrency={conc}"] + mode
         if n > 1:
             args = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(n)] + args
         subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -805,10 +809,11 @@ def main():
     ap.add_argument("--size", default="8GiB", help="bytes per generator run (default 8GiB)")
     ap.add_argument("--write-size", default="16GiB", help="bytes per file write (default 16GiB)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sinks", default="null,file", help="mpi: null, file, direct, uncached (default null,file)")
     args = ap.parse_args()
     size = parse_size(args.size)
     if args.what == "mpi":
-        return mpi_bench(args.rounds, size)
+        return mpi_bench(args.rounds, size, tuple(args.sinks.split(",")))
     binary = engine_binary()
     if args.what in ("sinks", "all"):
         sinks_bench(binary, args.rounds, args.objects, parse_size(args.object_size))
