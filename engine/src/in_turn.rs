@@ -41,7 +41,7 @@ pub fn run(
     mode: Mode,
     n: u32,
     cancel: &Arc<AtomicBool>,
-    want_json: bool,
+    report: Option<&std::path::Path>,
     screen: &mut dyn FnMut(u32) -> (Box<dyn Observer + Send>, Arc<dyn Events>),
 ) -> Result<InTurn> {
     let mut summaries = Vec::new();
@@ -52,7 +52,7 @@ pub fn run(
         let world = Arc::new(crate::world::World::solo(rank, n));
         let host = world.host().to_string();
         let (mut observer, events) = screen(rank);
-        let env = RunEnv { quiet: true, cancel: cancel.clone(), events, world };
+        let env = RunEnv { quiet: true, cancel: cancel.clone(), events, world, results: report.map(Into::into) };
         let outcome = execute(plan, plugin, seed, mode, &mut *observer, &env)?;
         drop(observer);
         let code = outcome.exit_code();
@@ -67,10 +67,10 @@ pub fn run(
         }
         summaries.push(crate::merge::RankSummary::of(rank, &host, &outcome));
         if let Some(e) = outcome.error.as_ref() {
-            let json = want_json.then(|| crate::report::outcome_json(plan, &outcome));
+            let json = report.is_some().then(|| crate::report::outcome_json(plan, &outcome));
             return Ok(InTurn { lines, json, code, failed: Some((rank, e.clone())), not_passed: Vec::new() });
         }
-        if rank == 0 && want_json {
+        if rank == 0 && report.is_some() {
             first = Some(crate::report::outcome_json(plan, &outcome));
         }
     }
@@ -97,7 +97,7 @@ pub fn run(
         lines.push(format!("  FAIL rank {} {} {} {} {}", c["rank"], c["name"], c["observed"], c["op"], c["threshold"]));
     }
     let not_passed = merged.ranks.iter().filter(|r| r.exit_code != 0).map(|r| r.rank).collect();
-    let json = want_json.then(|| {
+    let json = report.is_some().then(|| {
         let mut json = merged.into_json(first.unwrap_or_default());
         if let Some(m) = json.as_object_mut() {
             m.insert("checks".into(), serde_json::json!(checks));

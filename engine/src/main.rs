@@ -453,7 +453,13 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
     let plugin = dgen_engine::run::load_plugin(&plan, quiet, &Terminal::plain()).map_err(early)?;
     let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let mut progress = Progress::new(0, !quiet && mode == Mode::Write);
-    let env = RunEnv { quiet, cancel: cancel.clone(), events: Arc::new(progress.terminal()), world: world.clone() };
+    let env = RunEnv {
+        quiet,
+        cancel: cancel.clone(),
+        events: Arc::new(progress.terminal()),
+        world: world.clone(),
+        results: args.json_report.clone(),
+    };
     let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
     progress.finish();
     let mut outcome = outcome.map_err(early)?;
@@ -566,7 +572,7 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
         (Box::new(progress) as Box<dyn dgen_engine::exec::Observer + Send>, events)
     };
     let turns =
-        dgen_engine::in_turn::run(&plan, &plugin, seed, mode, n, &cancel, args.json_report.is_some(), &mut screen)
+        dgen_engine::in_turn::run(&plan, &plugin, seed, mode, n, &cancel, args.json_report.as_deref(), &mut screen)
             .map_err(early)?;
     if !args.quiet || turns.code != 0 {
         for l in &turns.lines {

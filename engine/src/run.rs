@@ -9,11 +9,12 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Events};
 use crate::exec::{ExecConfig, Executor, ObjectResult, Observer, RunStats};
 use crate::gen::Generator;
-use crate::plugin::host::{HostState, Mode, RunContext};
+use crate::plugin::host::{HostFacts, HostState, Mode, RunContext};
 use crate::plugin::{build, LoadedPlugin, PluginMeta, Report, RunConfig};
 use crate::pool::BufferPool;
 use crate::verify::Verdict;
 use crate::workload::{Plan, PluginSource};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +81,8 @@ pub struct RunEnv {
     pub events: Arc<dyn Events>,
     /// This process's rank among the run's, and how the ranks reach each other.
     pub world: Arc<crate::world::World>,
+    /// Where the run's report goes (`--json-report`), for the plugin's `facts`.
+    pub results: Option<std::path::PathBuf>,
 }
 
 /// Runs (or verifies) a workload with a loaded plugin.
@@ -91,7 +94,7 @@ pub fn execute(
     observer: &mut (dyn Observer + Send),
     env: &RunEnv,
 ) -> Result<Outcome> {
-    let RunEnv { quiet, cancel, events, world } = env;
+    let RunEnv { quiet, cancel, events, world, results } = env;
     let (rank, world_size) = (world.rank(), world.size());
     let (quiet, cancel) = (*quiet, cancel.clone());
     let (sink, notes) = plan.target.open()?;
@@ -154,6 +157,7 @@ pub fn execute(
         split,
         world: world.clone(),
         stonewall,
+        facts: facts(&plan.target, world, results.as_deref()),
     };
     let started;
     let (state, result, exec_result) = match mode {
@@ -204,6 +208,36 @@ pub fn execute(
     };
     settle(&mut outcome, state, result, exec_result, started, sink.as_ref(), plugin);
     Ok(outcome)
+}
+
+/// What the plugin's `facts` tell of this node and the target, taken once the target is open (its
+/// root exists).
+fn facts(target: &crate::sink::Target, world: &crate::world::World, results: Option<&Path>) -> HostFacts {
+    use std::os::unix::fs::MetadataExt;
+    let node_memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024);
+    let (page_cache, cache_drop, results_elsewhere) = match target {
+        crate::sink::Target::File(t) => {
+            let dev = |p: &Path| std::fs::metadata(p).ok().map(|m| m.dev());
+            // The report's directory (it is written at the end; a bare name is the working one).
+            let results_dir = results.map(|r| match r.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            });
+            let elsewhere = match (results_dir.as_deref().and_then(dev), dev(&t.root)) {
+                (Some(a), Some(b)) => Some(a != b),
+                _ => None,
+            };
+            (!t.options.direct, t.options.cache == crate::sink::CacheMode::Drop, elsewhere)
+        }
+        _ => (false, false, None),
+    };
+    HostFacts { node_memory, node_ranks: world.node_ranks(), page_cache, cache_drop, results_elsewhere }
 }
 
 /// Fills a run's outcome from what the host, the executor and the plugin ended with.

@@ -92,6 +92,8 @@ pub struct World {
     rank: u32,
     size: u32,
     host: String,
+    /// Ranks of the run on this host, this one included.
+    node_ranks: u32,
     kind: Kind,
     /// A failure another rank reported.
     failure: Arc<Mutex<Option<PeerFailure>>>,
@@ -161,6 +163,7 @@ impl World {
             rank,
             size: size.max(1),
             host: host_name(),
+            node_ranks: 1,
             kind: Kind::Solo,
             failure: Arc::default(),
             wall: Arc::default(),
@@ -173,8 +176,8 @@ impl World {
     pub fn mpi(cancel: Arc<AtomicBool>) -> Result<World> {
         let failure: Arc<Mutex<Option<PeerFailure>>> = Arc::default();
         let wall: Arc<Wall> = Arc::default();
-        let (m, rank, size, host) = mpi_world::MpiWorld::start(cancel, failure.clone(), wall.clone())?;
-        Ok(World { rank, size, host, kind: Kind::Mpi(m), failure, wall, costs: Mutex::default() })
+        let (m, rank, size, host, node_ranks) = mpi_world::MpiWorld::start(cancel, failure.clone(), wall.clone())?;
+        Ok(World { rank, size, host, node_ranks, kind: Kind::Mpi(m), failure, wall, costs: Mutex::default() })
     }
 
     pub fn rank(&self) -> u32 {
@@ -188,6 +191,11 @@ impl World {
     /// The host this rank runs on (for the per-host rows).
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Ranks of the run on this host, this one included (1 alone or in turn).
+    pub fn node_ranks(&self) -> u32 {
+        self.node_ranks
     }
 
     /// True under a launcher with other ranks to reach.
@@ -336,16 +344,16 @@ mod mpi_world {
             cancel: Arc<AtomicBool>,
             failure: Arc<Mutex<Option<PeerFailure>>>,
             wall: Arc<Wall>,
-        ) -> Result<(MpiWorld, u32, u32, String)> {
+        ) -> Result<(MpiWorld, u32, u32, String, u32)> {
             let (tx, rx) = crossbeam_channel::unbounded();
             let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
             let thread = std::thread::Builder::new()
                 .name("dgen-mpi".into())
                 .spawn(move || serve(rx, ready_tx, cancel, failure, wall))
                 .map_err(|e| Error::Resource(format!("cannot start the MPI thread: {e}")))?;
-            let (rank, size, host) =
+            let (rank, size, host, node_ranks) =
                 ready_rx.recv().map_err(|_| Error::Resource("MPI did not start".into()))?.map_err(Error::Resource)?;
-            Ok((MpiWorld { tx, thread: Mutex::new(Some(thread)) }, rank, size, host))
+            Ok((MpiWorld { tx, thread: Mutex::new(Some(thread)) }, rank, size, host, node_ranks))
         }
 
         pub(super) fn barrier(&self, cancel: &AtomicBool, failure: &Mutex<Option<PeerFailure>>) -> Result<()> {
@@ -409,7 +417,7 @@ mod mpi_world {
     /// The MPI thread: initialises MPI, serves requests, and between them looks for failures.
     fn serve(
         rx: Receiver<Req>,
-        ready: Sender<std::result::Result<(u32, u32, String), String>>,
+        ready: Sender<std::result::Result<(u32, u32, String, u32), String>>,
         cancel: Arc<AtomicBool>,
         failure: Arc<Mutex<Option<PeerFailure>>>,
         wall: Arc<Wall>,
@@ -421,7 +429,10 @@ mod mpi_world {
         let world = universe.world();
         let (rank, size) = (world.rank() as u32, world.size() as u32);
         let host = mpi::environment::processor_name().unwrap_or_else(|_| super::host_name());
-        let _ = ready.send(Ok((rank, size, host)));
+        // The ranks sharing this node's memory (MPI_Comm_split_type SHARED): a collective every
+        // rank makes here, at start.
+        let node_ranks = world.split_shared(world.rank()).size().max(1) as u32;
+        let _ = ready.send(Ok((rank, size, host, node_ranks)));
         let watch = |failure: &Mutex<Option<PeerFailure>>| {
             while let Some((msg, status)) = world
                 .any_process()

@@ -37,7 +37,8 @@ pub mod bindings {
 use bindings::dgen::plugin::host;
 use bindings::dgen::plugin::types as wit;
 pub use bindings::dgen::plugin::types::{
-    DataProfile, FieldKind, Listing, LogLevel, ObjectStats, ReadCheck, ReadStats, RunTotals as Totals,
+    DataProfile, FieldKind, Listing, LogLevel, NodeFacts as Facts, ObjectStats, ReadCheck, ReadStats,
+    RunTotals as Totals,
 };
 
 /// The contract this SDK speaks (the WIT package).
@@ -206,6 +207,13 @@ pub fn world_totals(phase: bool) -> Totals {
 /// stonewalling.
 pub fn stonewalled() -> u64 {
     host::stonewalled()
+}
+
+/// What the host can tell of this node and the target, for a benchmark's rules: the node's memory
+/// and ranks, whether reads can come from its page cache (and what share of the current phase's
+/// did), and whether the report goes to another file system than the data.
+pub fn facts() -> Facts {
+    host::facts()
 }
 
 /// Waits for every committed object to be durable; returns those finished since the last call.

@@ -245,6 +245,19 @@ pub struct RunContext {
     /// Stonewalling: a phase ends for every rank when the first one finishes it (the workload's
     /// `stonewall`; only among ranks running at once).
     pub stonewall: bool,
+    /// What `facts` tells the plugin, but for the current phase's page-cache share.
+    pub facts: HostFacts,
+}
+
+/// The node and target facts a plugin may ask for (`facts`): sizes and settings, nothing of
+/// storage's content.
+#[derive(Clone, Debug, Default)]
+pub struct HostFacts {
+    pub node_memory: u64,
+    pub node_ranks: u32,
+    pub page_cache: bool,
+    pub cache_drop: bool,
+    pub results_elsewhere: Option<bool>,
 }
 
 /// A name used in this run.
@@ -1224,6 +1237,18 @@ impl Host for HostState {
             }
             Err(_) => Err(self.interrupted_trap()),
         }
+    }
+
+    fn facts(&mut self) -> wasmtime::Result<wit::NodeFacts> {
+        let f = &self.ctx.facts;
+        Ok(wit::NodeFacts {
+            node_memory: f.node_memory,
+            node_ranks: f.node_ranks,
+            page_cache: f.page_cache,
+            cache_drop: f.cache_drop,
+            cached_fraction: self.phases.last().and_then(|p| p.cached_fraction()),
+            results_elsewhere: f.results_elsewhere,
+        })
     }
 
     fn stonewalled(&mut self) -> wasmtime::Result<u64> {
