@@ -7,6 +7,7 @@ mod determinism;
 mod errors;
 mod fidelity;
 mod hardening;
+mod mlperf;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod objects;
