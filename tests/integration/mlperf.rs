@@ -19,11 +19,11 @@ const MODELS: &[(&str, u64, u64, u64, u64, u64, u64, u64, u32, u64)] = &[
 const VOCAB: u64 = 128256;
 
 /// Expected files of one checkpoint: name → (rank, element count and element bytes of each tensor).
-type Table = BTreeMap<String, (u64, Vec<(u64, u64)>)>;
+pub(crate) type Table = BTreeMap<String, (u64, Vec<(u64, u64)>)>;
 
 /// Every rank's files for `model` on `ranks` ranks (subset: sharded as the CLOSED run's), each
 /// tensor's element count times `scale`, rounded up.
-fn expected(model: &str, ranks: u64, subset: bool, scale: f64) -> Table {
+pub(crate) fn expected(model: &str, ranks: u64, subset: bool, scale: f64) -> Table {
     let &(_, l, h, ffn, heads, kv, tp, pp, zero, closed) = MODELS.iter().find(|m| m.0 == model).unwrap();
     let mp = tp * pp;
     let dp = if subset { closed / mp } else { ranks / mp };
@@ -71,7 +71,7 @@ fn expected(model: &str, ranks: u64, subset: bool, scale: f64) -> Table {
     t
 }
 
-fn bytes(tensors: &[(u64, u64)]) -> u64 {
+pub(crate) fn bytes(tensors: &[(u64, u64)]) -> u64 {
     tensors.iter().map(|(n, b)| n * b).sum()
 }
 

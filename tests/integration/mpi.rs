@@ -454,3 +454,50 @@ fn stonewalling_ends_a_phase_for_every_rank_when_the_first_finishes_and_says_so(
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn eight_ranks_of_the_scaled_mlperf_8b_checkpoint_save_and_load_every_file_verified() {
+    let dir = tempdir("mpi-mlperf");
+    let (out, report) = (dir.join("ckpt"), dir.join("r.json"));
+    let o = mpirun(8)
+        .args(["run", &workload("mlperf-ckpt-8b-scaled.toml"), "--json-report", report.to_str().unwrap()])
+        .args(["--set", &format!("target.uri=file://{}", out.display())])
+        .args(["--set", "params.time_between_checkpoints=0", "--set", "params.recovery_rank_shift=true"])
+        .output()
+        .unwrap();
+    // The scaled run breaks the full-size rule (exit 1); everything else holds.
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = json(&report);
+    assert_eq!(r["world_size"], 8, "{r}");
+    // One process per rank: each saved its own two files per checkpoint, named as DLIO's.
+    let table = crate::mlperf::expected("llama3-8b", 8, false, 0.001);
+    let mut names: Vec<String> =
+        (1..=10).flat_map(|s| table.keys().map(move |n| format!("llama3-8b/global_epoch1_step{s}/{n}"))).collect();
+    names.sort();
+    assert_eq!(files_under(&out), names);
+    for (name, (rank, tensors)) in &table {
+        let path = out.join("llama3-8b/global_epoch1_step10").join(name);
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size > crate::mlperf::bytes(tensors), "{name}");
+        let row = r["ranks"].as_array().unwrap().iter().find(|x| x["rank"] == *rank).unwrap();
+        assert!(row["bytes"].as_u64().unwrap() >= 10 * size, "{row}");
+    }
+    let phases = r["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 20, "{r}");
+    let checks = r["checks"].as_array().unwrap();
+    let find = |p: &str| {
+        checks.iter().find(|c| c["name"].as_str().unwrap().starts_with(p)).unwrap_or_else(|| panic!("{p}: {r}"))
+    };
+    assert_eq!(find("load reads passing verify")["passed"], true, "{r}");
+    assert_eq!(find("rule: CLOSED rank count")["passed"], true);
+    assert_eq!(find("rule: loads read from storage")["passed"], true);
+    assert_eq!(find("rule: full-size checkpoint")["passed"], false);
+    // The 8 ranks share one node (MPI's shared-memory split says so): the shift does not apply.
+    assert!(text(&o).contains("(8 ranks, 8 per node): recovery_rank_shift does not apply"), "{}", text(&o));
+    let metric = |n: &str| {
+        r["metrics"].as_array().unwrap().iter().find(|m| m["name"] == n).map(|m| m["value"].as_f64().unwrap())
+    };
+    assert!(metric("save_checkpoint_io_mean_GB_per_second").unwrap() > 0.0, "{r}");
+    assert!(metric("load_checkpoint_io_mean_GB_per_second").unwrap() > 0.0, "{r}");
+    std::fs::remove_dir_all(dir).ok();
+}
