@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// (name, layers, hidden, ffn, heads, kv heads, TP, PP, ZeRO, CLOSED ranks); vocab 128256.
-const MODELS: &[(&str, u64, u64, u64, u64, u64, u64, u64, u32, u64)] = &[
+type ModelRow = (&'static str, u64, u64, u64, u64, u64, u64, u64, u32, u64);
+const MODELS: &[ModelRow] = &[
     ("llama3-8b", 32, 4096, 14336, 32, 8, 1, 1, 3, 8),
     ("llama3-70b", 80, 8192, 28672, 128, 8, 8, 1, 3, 64),
     ("llama3-405b", 126, 16384, 53248, 128, 8, 8, 32, 1, 512),
