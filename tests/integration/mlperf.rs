@@ -348,6 +348,62 @@ fn with_rank_shift_rank_r_loads_the_files_rank_r_plus_ranks_per_node_saved() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// DLIO's model keys, overriding the YAML's one by one: what DLIO itself printed for this shape
+/// (`mpirun -np 8 dlio_benchmark workload=llama3_8b ++workload.model.num_layers=4
+/// ++workload.model.transformer.hidden_size=512 …`, branch mlperf_storage_v2.0: "Total number of
+/// parameters in the model: 30052864", summary.json `checkpoint_size_GB` 0.3920736312866211),
+/// the file table of the formulas here, and a rule saying the model is not the rules' model.
+#[test]
+fn a_model_reshaped_with_dlio_s_keys_plans_what_dlio_computed_for_that_shape() {
+    let dir = tempdir("mlperf-reshaped");
+    let shape = [
+        "params.num_layers=4",
+        "params.hidden_size=512",
+        "params.ffn_hidden_size=1792",
+        "params.vocab_size=16032",
+        "params.num_attention_heads=4",
+        "params.num_kv_heads=1",
+    ];
+    let out = dir.join("plan");
+    let mut c = bin();
+    c.args([
+        "run",
+        &workload("mlperf-ckpt-8b-scaled.toml"),
+        "-q",
+        "--set",
+        "params.plan=true",
+        "--set",
+        "params.scale=1",
+    ])
+    .args(["--set", &format!("target.uri=file://{}", out.display())]);
+    for s in shape {
+        c.args(["--set", s]);
+    }
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let plan = json(&out.join("llama3-8b/plan.json"));
+    assert_eq!(plan["parameters"].as_u64(), Some(30_052_864), "{plan}");
+    let gib = plan["checkpoint_size_GB"].as_f64().unwrap();
+    assert!((gib - 0.3920736312866211).abs() < 1e-12, "{gib}");
+    assert_eq!(plan["files"].as_array().unwrap().len(), 16);
+
+    // Run, the rule names the keys that made it another model.
+    let report = dir.join("r.json");
+    let o = run_scaled(
+        &dir.join("out"),
+        &report,
+        &[&shape[..], &["params.scale=1", "params.num_checkpoints_write=1", "params.num_checkpoints_read=1"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = json(&report);
+    let rule = check(&r, "rule: the model's shape as the rules give it");
+    assert_eq!(rule["passed"], false, "{rule}");
+    assert!(rule["name"].as_str().unwrap().contains("num_layers = 4, hidden_size = 512"), "{rule}");
+    assert!(r["summary"].as_str().unwrap().contains("reshaped (num_layers = 4"), "{}", r["summary"]);
+    assert!((metric(&r, "checkpoint_size_GB") - 0.3920736312866211).abs() < 1e-12);
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn bad_mlperf_params_name_what_is_wrong() {
     let dir = tempdir("mlperf-bad");
@@ -359,6 +415,9 @@ fn bad_mlperf_params_name_what_is_wrong() {
         ("params.simulate_ranks=0", "params.simulate_ranks = 0"),
         ("params.time_between_checkpoints=-1", "params.time_between_checkpoints = -1"),
         ("params.recovery_rank_shfit=true", "recovery_rank_shfit"),
+        ("params.hidden_size=0", "params.hidden_size = 0: it must be from 1 to"),
+        ("params.num_layers=0", "params.num_layers = 0: it must be from 1 to 4096"),
+        ("params.num_kv_heads=64", "num_kv_heads 64 is more than num_attention_heads 32"),
     ] {
         let o = run_scaled(&dir.join("out"), &report, &[set]);
         assert_ne!(o.status.code(), Some(0), "{set}");

@@ -19,7 +19,10 @@
 //! playing its share with its own files and figures: 8 alone is one process playing 8 ranks, the
 //! same under `mpirun -np 8` one each; default one per process), `scale` (1: every tensor's element count times this, rounded up), `read_check`
 //! (verify, crc, none), `rules` (true: the rules as checks), `folder` (the model's name), `plan`
-//! (false: write only `{folder}/plan.json`, the table of every rank's files, and nothing else).
+//! (false: write only `{folder}/plan.json`, the table of every rank's files, and nothing else);
+//! and DLIO's model keys, each overriding the model's (`num_layers`, `hidden_size`,
+//! `ffn_hidden_size`, `num_attention_heads`, `num_kv_heads`, `vocab_size`) so that a side-by-side
+//! gives DLIO and this plugin the same smaller model — not the rules' model, and a rule says so.
 //!
 //! With `num_checkpoints_write = 0` the checkpoints are on storage already (an earlier run with the
 //! same seed and params saved them): they are described again and declared, so the loads still check
@@ -68,6 +71,75 @@ struct Params {
     folder: Option<String>,
     #[serde(default)]
     plan: bool,
+    // Overrides of the model's shape, named as DLIO's YAML names them, so a benchmark can give
+    // this plugin and DLIO the same smaller model; a run with any of them is not the rules' model.
+    #[serde(default)]
+    num_layers: Option<u64>,
+    #[serde(default)]
+    hidden_size: Option<u64>,
+    #[serde(default)]
+    ffn_hidden_size: Option<u64>,
+    #[serde(default)]
+    num_attention_heads: Option<u64>,
+    #[serde(default)]
+    num_kv_heads: Option<u64>,
+    #[serde(default)]
+    vocab_size: Option<u64>,
+}
+
+impl Params {
+    /// The overridden keys, as `key = value`.
+    fn reshaped(&self) -> Vec<String> {
+        [
+            ("num_layers", self.num_layers),
+            ("hidden_size", self.hidden_size),
+            ("ffn_hidden_size", self.ffn_hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_kv_heads", self.num_kv_heads),
+            ("vocab_size", self.vocab_size),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k} = {v}")))
+        .collect()
+    }
+
+    /// `m` with the overrides applied, checked as DLIO's formulas need them.
+    fn shape(&self, mut m: model::Model) -> Result<model::Model, String> {
+        let range = |name: &str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("params.{name} = {v}: it must be from {lo} to {hi}"))
+            }
+        };
+        if let Some(v) = self.num_layers {
+            m.layers = range("num_layers", v, 1, 4096)?;
+        }
+        if let Some(v) = self.hidden_size {
+            m.hidden = range("hidden_size", v, 1, 1 << 20)?;
+        }
+        if let Some(v) = self.ffn_hidden_size {
+            m.ffn = range("ffn_hidden_size", v, 1, 1 << 22)?;
+        }
+        if let Some(v) = self.num_attention_heads {
+            m.heads = range("num_attention_heads", v, 1, 1 << 16)?;
+        }
+        if let Some(v) = self.num_kv_heads {
+            m.kv_heads = range("num_kv_heads", v, 1, 1 << 16)?;
+        }
+        if let Some(v) = self.vocab_size {
+            m.vocab = range("vocab_size", v, 1, 1 << 24)?;
+        }
+        // No divisibility rule for hidden / heads: DLIO's formulas divide with a floor (llama3-1t's
+        // 25,872 over 192 heads does not divide), and so do ours.
+        if m.kv_heads > m.heads {
+            return Err(format!("num_kv_heads {} is more than num_attention_heads {}", m.kv_heads, m.heads));
+        }
+        if m.layers < m.pp {
+            return Err(format!("num_layers {} is fewer than {}'s {} pipeline stages", m.layers, m.name, m.pp));
+        }
+        Ok(m)
+    }
 }
 
 fn default_model() -> String {
@@ -177,7 +249,8 @@ impl Plugin for MlperfCkpt {
     fn run(config: &Config) -> Result<Report, String> {
         let p: Params = config.params()?;
         p.check()?;
-        let model = model::model(&p.model)?;
+        let model = p.shape(model::model(&p.model)?)?;
+        let reshaped = p.reshaped();
         let procs = config.world_size.max(1) as u64;
         let ranks = p.simulate_ranks.map_or(procs, u64::from);
         if ranks % procs != 0 {
@@ -190,7 +263,10 @@ impl Plugin for MlperfCkpt {
         let mine: Vec<u64> = (config.rank as u64 * k..(config.rank as u64 + 1) * k).collect();
         let folder = p.folder.clone().unwrap_or_else(|| p.model.clone());
         let size_gib = layout.checkpoint_gib();
-        let scaled = if p.scale < 1.0 { format!(", scaled {}", p.scale) } else { String::new() };
+        let mut scaled = if p.scale < 1.0 { format!(", scaled {}", p.scale) } else { String::new() };
+        if !reshaped.is_empty() {
+            scaled += &format!(", reshaped ({})", reshaped.join(", "));
+        }
         let subset = if p.subset { " (subset)" } else { "" };
 
         if p.plan {
@@ -431,6 +507,10 @@ fn rules(
         if closed_ranks { layout.ranks as f64 } else { m.closed as f64 },
     );
     report = report.check_eq("rule: full-size checkpoint (scale = 1)", p.scale, 1.0);
+    let reshaped = p.reshaped();
+    if !reshaped.is_empty() {
+        report = report.check(&format!("rule: the model's shape as the rules give it: {}", reshaped.join(", ")), false);
+    }
     if nr > 0 {
         // This node's checkpoint data: its processes' ranks' (each process's about the same).
         let node_data = own_bytes as f64 * facts.node_ranks.max(1) as f64 * nr as f64;
@@ -466,6 +546,6 @@ fn rules(
 export_plugin!(
     MlperfCkpt,
     name = "mlperf-ckpt",
-    version = "0.1.0",
-    params = "model: llama3-8b|llama3-70b|llama3-405b|llama3-1t (llama3-8b), num_checkpoints_write (10), num_checkpoints_read (10), time_between_checkpoints (5), recovery_rank_shift (false), ranks_per_node (the host's), subset (false), simulate_ranks (one per process), scale (1), read_check: verify|crc|none (verify), rules (true), folder (the model), plan (false)"
+    version = "0.2.0",
+    params = "model: llama3-8b|llama3-70b|llama3-405b|llama3-1t (llama3-8b), num_checkpoints_write (10), num_checkpoints_read (10), time_between_checkpoints (5), recovery_rank_shift (false), ranks_per_node (the host's), subset (false), simulate_ranks (one per process), scale (1), read_check: verify|crc|none (verify), rules (true), folder (the model), plan (false), num_layers / hidden_size / ffn_hidden_size / num_attention_heads / num_kv_heads / vocab_size (the model's)"
 );
