@@ -4,7 +4,7 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|mpi|all] [--size 8GiB] [--write-size 16GiB]
+    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|mpi|mlperf|python|all] [--size 8GiB] [--write-size 16GiB]
         [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL] [--files 8] [--file-size 800MiB]
 
 gen — the generator alone, per core and with all cores:
@@ -49,6 +49,23 @@ mpi (not in `all`: it builds with `--features mpi` and needs Open MPI) — 1, 2 
 with the same total concurrency (generator threads and objects in flight split over the ranks):
 rank 0's merged GB/s, and what the barriers, the gather and the merge cost (the report's
 `coordination`), as a share of the run.
+
+mlperf (not in `all`: DLIO needs torch and tensorflow, ~6 GiB, installed into a venv under
+~/.cache/dgen-engine from $DLIO_SRC, a checkout of argonne-lcf/dlio_benchmark at mlperf_storage_v2.0,
+with the YAMLs of $MLPERF_STORAGE_SRC, a checkout of mlcommons/storage) — MLPerf Storage's llama3-8b
+checkpointing, 8 ranks, the same (reshaped, smaller) model for both tools, a save run, the page cache
+dropped, a load run, alternating: `run workloads/mlperf-ckpt-8b-scaled.toml` with DLIO's model keys
+vs `mpirun -np 8 dlio_benchmark workload=llama3_8b ++workload.model.…`; each tool's own GB/s
+(DLIO's figures, both GiB-based) and the peak PSS / RSS of its process tree; the files compared
+(names, sizes, what torch.load finds); then dgen-engine alone at full size as far as the disk allows
+(4 of the 8 ranks in subset mode: half of the 105 GiB checkpoint).
+
+python (not in `all`: it needs `pip install ./python`) — the Python package against dgen-py in one
+Python process, alternating: `Generator.fill_chunk` into the same reused 8 MiB buffer, 1 thread and all
+cores, incompressible and dedup 2 compress 2; then `--write-size` bytes to one file on the root disk
+with O_DIRECT: `write_file` (io_uring, 16 × 8 MiB pool), dgen-py's `fill_chunk` + `os.write` loop (an
+aligned 8 MiB buffer, an O_DIRECT descriptor) and fio (io_uring, 8 MiB blocks, queue depth 16); wall
+time around each, fsync included, and each one's peak RSS growth.
 
 sinks — one workload through each sink in turn: the same N objects of S bytes (`run
 workloads/objects.toml`, incompressible, 8 MiB buffers, a 128 MiB pool, checksums on, concurrency auto)
@@ -717,11 +734,380 @@ def ensure_peers():
     return peers
 
 
+PY_LOOP_DIRECT = "dgen-py loop"
+
+
+def _rss_reset():
+    """Resets this process's peak RSS (VmHWM), so the next reading is one step's own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _rss_peak_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def python_bench(rounds, gen_size, write_size):
+    """The Python package against dgen-py, in this one Python process, alternating: fill_chunk into
+    the same reused buffer, per core and with all cores; then a file written O_DIRECT on the root
+    disk by `write_file` (io_uring), by the loop dgen-py's streaming report measured (fill_chunk into
+    an aligned buffer + os.write, here on an O_DIRECT descriptor) and by fio; wall time around each
+    call (fsync included), and each step's peak RSS above what the process held before it."""
+    import mmap
+    try:
+        import dgen_engine
+    except ImportError:
+        sys.exit("python: the dgen_engine package is not installed; pip install ./python first")
+    try:
+        import dgen_py
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "dgen-py"], check=True)
+        import dgen_py
+    cores = os.cpu_count() or 1
+    buf = mmap.mmap(-1, CHUNK)  # page-aligned: also the O_DIRECT loop's buffer
+    for i in range(0, CHUNK, 4096):
+        buf[i] = 1
+
+    def fill(make, size):
+        g = make(size)
+        start = time.perf_counter()
+        total = 0
+        while True:
+            n = g.fill_chunk(buf)
+            if n == 0:
+                break
+            total += n
+        return total / (time.perf_counter() - start) / 1e9
+
+    gens = {
+        "dgen-engine": lambda d, c, t: lambda size: dgen_engine.Generator(size, d, c, seed=1, max_threads=t),
+        "dgen-py": lambda d, c, t: lambda size: dgen_py.Generator(size=size, dedup_ratio=d, compress_ratio=c,
+                                                                  max_threads=t, seed=1, chunk_size=CHUNK),
+    }
+    gen_res = {}
+    for r in range(rounds):
+        names = list(gens) if r % 2 == 0 else list(reversed(gens))
+        for pname, d, c in PROFILES:
+            for t in sorted({1, cores}):
+                for tool in names:
+                    gen_res.setdefault((pname, t), {}).setdefault(tool, []).append(fill(gens[tool](d, c, t), gen_size))
+        print(f"python fill round {r + 1}/{rounds} done", file=sys.stderr)
+
+    d = os.path.join(ROOT, "target", "side-by-side-python")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "data.bin")
+
+    def ours():
+        _rss_reset()
+        base = _rss_peak_mib()
+        start = time.perf_counter()
+        st = dgen_engine.write_file(path, write_size, buffer_size=CHUNK, buffer_count=16, use_direct_io=True,
+                                    use_io_uring=True, seed=1)
+        secs = time.perf_counter() - start
+        assert st.bytes_written == write_size and "O_DIRECT" in st.engine, st
+        return write_size / secs / 1e9, _rss_peak_mib() - base
+
+    def loop():
+        _rss_reset()
+        base = _rss_peak_mib()
+        start = time.perf_counter()
+        g = dgen_py.Generator(size=write_size, seed=1, chunk_size=CHUNK)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+        try:
+            while True:
+                n = g.fill_chunk(buf)
+                if n == 0:
+                    break
+                done = 0
+                while done < n:  # n is a multiple of 4 KiB here (sizes are whole MiB)
+                    done += os.write(fd, memoryview(buf)[done:n])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return write_size / (time.perf_counter() - start) / 1e9, _rss_peak_mib() - base
+
+    def fio():
+        out, _, rss = run_and_measure(["fio", "--name=w", f"--filename={path}", "--rw=write", f"--bs={CHUNK}",
+                                       f"--size={write_size}", "--direct=1", "--ioengine=io_uring", "--iodepth=16",
+                                       "--end_fsync=1", "--fallocate=none", "--output-format=json"])
+        return json.loads(out[out.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 1e9, rss
+
+    writers = {"write_file": ours, PY_LOOP_DIRECT: loop}
+    if shutil.which("fio") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "fio"], capture_output=True)
+    if shutil.which("fio"):
+        writers["fio"] = fio
+    write_res = {}
+    for r in range(rounds):
+        names = list(writers)
+        names = names[r % len(names):] + names[:r % len(names)]
+        for tool in names:
+            write_res.setdefault(tool, []).append(writers[tool]())
+            os.remove(path)
+            subprocess.run(["sync"])
+        print(f"python write round {r + 1}/{rounds} done", file=sys.stderr)
+    shutil.rmtree(d, ignore_errors=True)
+
+    print(f"\nPython: Generator.fill_chunk into one reused {CHUNK >> 20} MiB buffer, {gen_size >> 30} GiB per run, "
+          f"GB/s, median of {rounds} alternating rounds, one process (dgen-engine {dgen_engine.__version__}, "
+          f"dgen-py {dgen_py.__version__})")
+    print(f"{'profile':<22}{'threads':>8}{'dgen-engine':>13}{'dgen-py':>10}{'ratio':>8}")
+    for (pname, t), by in gen_res.items():
+        a, b = statistics.median(by["dgen-engine"]), statistics.median(by["dgen-py"])
+        print(f"{pname:<22}{t:>8}{a:>13.2f}{b:>10.2f}{a / b:>7.2f}x")
+    print(f"\nPython: a {write_size >> 30} GiB file, O_DIRECT, root disk, {CHUNK >> 20} MiB writes, fsync included; "
+          f"GB/s and peak RSS growth (MiB), median of {rounds} alternating rounds")
+    med = {t: (statistics.median(g for g, _ in v), max(m for _, m in v)) for t, v in write_res.items()}
+    for t, (g, m) in med.items():
+        ratio = "" if t == "write_file" else f"   write_file {med['write_file'][0] / g:.2f}x"
+        print(f"  {t:<16}{g:>8.2f} GB/s {m:>8.0f} MiB{ratio}")
+    print("  per round: " + "; ".join(f"{t} " + " ".join(f"{g:.2f}" for g, _ in v) for t, v in write_res.items()))
+
+
 def mpi_binary():
     """The engine built with MPI (a second build: the default one needs no MPI)."""
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "mpi"], cwd=ROOT, check=True)
     return os.path.join(target, "release", "dgen-engine")
+
+
+# mlperf: DLIO's model shapes (its YAML keys), the same for both tools. "reshaped" models keep the
+# llama3-8b YAML's parallelism (8 ranks, TP 1 PP 1, ZeRO 3) and shrink its dimensions so that DLIO,
+# which holds every rank's tensors in RAM, fits this machine.
+MLPERF_CASES = [
+    ("8b reshaped, 1.45 GiB", dict(num_layers=8, hidden_size=768, ffn_hidden_size=2688, num_attention_heads=6,
+                                   num_kv_heads=2, vocab_size=32064), 10),
+    ("8b reshaped, 4.56 GiB", dict(num_layers=4, hidden_size=2048, ffn_hidden_size=7168, num_attention_heads=16,
+                                   num_kv_heads=4, vocab_size=32064), 3),
+]
+MLPERF_TORCH_CHECK = r"""
+import sys, torch
+def shape(o):
+    if isinstance(o, torch.Tensor): return (str(o.dtype), o.numel())
+    if isinstance(o, dict): return {k: shape(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [shape(v) for v in o]
+    return repr(o)
+ours, theirs = sys.argv[1], sys.argv[2]
+a = shape(torch.load(ours, weights_only=True))
+b = shape(torch.load(theirs, weights_only=False))
+print("same" if a == b else f"different: {str(a)[:300]} vs {str(b)[:300]}")
+"""
+
+
+def tree_memory(pid):
+    """PSS and RSS (MiB) summed over a process and its descendants: PSS shares the libraries that
+    DLIO's eight Python ranks all map, so it is the fair sum; RSS counts them eight times."""
+    kids, pss, rss = {}, 0, 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        todo += kids.get(p, [])
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+                    elif line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+        except OSError:
+            pass
+    return pss / 1024, rss / 1024
+
+
+def run_sampled(args, env=None, cwd=None, ok=(0,)):
+    """Runs args, sampling the process tree's memory every 0.2 s; (stdout, stderr, peak PSS, peak RSS)."""
+    import threading
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    peak = [0.0, 0.0]
+
+    def sample():
+        while p.poll() is None:
+            pss, rss = tree_memory(p.pid)
+            peak[0], peak[1] = max(peak[0], pss), max(peak[1], rss)
+            time.sleep(0.2)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, err = p.communicate()
+    t.join()
+    if p.returncode not in ok:
+        sys.exit(f"{args[0]} failed ({p.returncode}): {err.strip()[-2000:]}")
+    return out, err, peak[0], peak[1]
+
+
+def drop_caches():
+    """What MLPerf's rules ask before a load: the page cache emptied, so loads read the device."""
+    subprocess.run(["sync"], check=True)
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def dlio_setup():
+    """DLIO as MLPerf Storage v2.0 runs it (mlcommons/storage pins argonne-lcf/dlio_benchmark at the
+    `mlperf_storage_v2.0` branch), in a venv under dgen-engine's cache: torch, tensorflow-cpu (DLIO
+    imports it whatever the framework), mpi4py and DLIO's pure-Python deps; the source from
+    $DLIO_SRC or a pip-installable checkout, and the llama3 YAMLs from $MLPERF_STORAGE_SRC."""
+    venv = os.path.join(os.path.expanduser("~"), ".cache", "dgen-engine", "dlio-venv")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(os.path.join(venv, "bin", "dlio_benchmark")):
+        src = os.environ.get("DLIO_SRC")
+        if not src:
+            sys.exit("mlperf: DLIO is not installed; set DLIO_SRC to a checkout of argonne-lcf/dlio_benchmark "
+                     "(branch mlperf_storage_v2.0)")
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        pip = [py, "-m", "pip", "install", "--quiet"]
+        subprocess.run(pip + ["torch", "tensorflow-cpu", "mpi4py", "numpy", "psutil", "hydra-core", "omegaconf",
+                              "pandas", "h5py", "Pillow", "PyYAML", "pydftracer==1.0.2"], check=True)
+        subprocess.run(pip + ["--no-deps", src], check=True)
+    conf = os.environ.get("MLPERF_STORAGE_SRC")
+    if not conf:
+        sys.exit("mlperf: set MLPERF_STORAGE_SRC to a checkout of mlcommons/storage (its configs/dlio)")
+    return venv, py, os.path.join(conf, "configs", "dlio")
+
+
+def mlperf_bench(binary, rounds):
+    """MLPerf Storage's 8b checkpointing, dgen-engine's mlperf-ckpt plugin vs DLIO, same model shape,
+    same 8 ranks, same disk, alternating: a save run, the page cache dropped, a load run (as
+    mlpstorage runs them); each tool's own figures (DLIO's summary.json, our report's metrics, both
+    GiB-based) and the peak memory of its process tree. The first round also checks that the files
+    are the same: names, sizes, and the structure torch.load finds in ours and in DLIO's."""
+    venv, py, conf = dlio_setup()
+    base = os.path.join(ROOT, "target", "side-by-side-mlperf")
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(base)
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               TF_CPP_MIN_LOG_LEVEL="3", PATH=os.path.join(venv, "bin") + ":" + os.environ["PATH"])
+    dropped = True
+    wl = os.path.join(ROOT, "workloads", "mlperf-ckpt-8b-scaled.toml")
+
+    def ours(shape, n, write):
+        out = os.path.join(base, "ours")
+        report = os.path.join(base, "ours.json")
+        args = [binary, "run", wl, "-q", "--json-report", report, "--set", f"target.uri=file://{out}",
+                "--set", "params.scale=1", "--set", "params.rules=false", "--set", "target.file.cache=keep",
+                "--set", "params.time_between_checkpoints=0",
+                "--set", f"params.num_checkpoints_write={n if write else 0}",
+                "--set", f"params.num_checkpoints_read={0 if write else n}"]
+        for k, v in shape.items():
+            args += ["--set", f"params.{k}={v}"]
+        _, _, pss, rss = run_sampled(args, env)
+        m = {x["name"]: x["value"] for x in json.load(open(report))["metrics"]}
+        kind = "save" if write else "load"
+        return m[f"{kind}_checkpoint_io_mean_GB_per_second"], m["checkpoint_size_GB"], pss, rss
+
+    def dlio(shape, n, write):
+        out = os.path.join(base, "dlio")
+        args = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", "8", os.path.join(venv, "bin", "dlio_benchmark"),
+                "--config-dir", conf, "workload=llama3_8b", f"hydra.run.dir={out}-results",
+                f"++workload.checkpoint.checkpoint_folder={out}", "++workload.checkpoint.time_between_checkpoints=0",
+                f"++workload.checkpoint.num_checkpoints_write={n if write else 0}",
+                f"++workload.checkpoint.num_checkpoints_read={0 if write else n}"]
+        for k, v in shape.items():
+            args.append(f"++workload.model.{'' if k == 'num_layers' else 'transformer.'}{k}={v}")
+        shutil.rmtree(f"{out}-results", ignore_errors=True)
+        _, _, pss, rss = run_sampled(args, env, cwd=base)
+        m = json.load(open(f"{out}-results/summary.json"))["metric"]
+        kind = "save" if write else "load"
+        return m[f"{kind}_checkpoint_io_mean_GB_per_second"], m["checkpoint_size_GB"], pss, rss
+
+    def same_files(name):
+        a, b = os.path.join(base, "ours", "llama3-8b"), os.path.join(base, "dlio")
+        fa = sorted(os.path.relpath(os.path.join(d, f), a) for d, _, fs in os.walk(a) for f in fs)
+        fb = sorted(os.path.relpath(os.path.join(d, f), b) for d, _, fs in os.walk(b) for f in fs)
+        if fa != fb:
+            return f"{name}: file names differ: {fa[:3]} vs {fb[:3]}"
+        worst = max(abs(os.path.getsize(os.path.join(a, f)) - os.path.getsize(os.path.join(b, f))) for f in fa)
+        torch_says = set()
+        for f in fa:
+            if "step1/" in f:
+                o = subprocess.run([py, "-c", MLPERF_TORCH_CHECK, os.path.join(a, f), os.path.join(b, f)],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+                torch_says.add(o)
+        return (f"{name}: {len(fa)} files, the same names; sizes differ by at most {worst} bytes (pickle and zip "
+                f"headers); torch.load(weights_only=True) of ours vs DLIO's: {', '.join(sorted(torch_says))}")
+
+    res, notes = {}, []
+    for r in range(rounds):
+        tools = [("dgen-engine", ours), ("DLIO", dlio)]
+        if r % 2:
+            tools.reverse()
+        for name, shape, n in MLPERF_CASES:
+            for tool, fn in tools:
+                shutil.rmtree(os.path.join(base, "ours" if fn is ours else "dlio"), ignore_errors=True)
+                save, size, pss_w, rss_w = fn(shape, n, True)
+                dropped = drop_caches() and dropped
+                load, _, pss_r, rss_r = fn(shape, n, False)
+                res.setdefault(name, {}).setdefault(tool, []).append((save, load, max(pss_w, pss_r),
+                                                                       max(rss_w, rss_r), size))
+            if r == 0:
+                notes.append(same_files(name))
+            for d in ("ours", "dlio"):
+                shutil.rmtree(os.path.join(base, d), ignore_errors=True)
+        print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+
+    # As far as the disk allows at full size: 4 of llama3-8b's 8 ranks in subset mode, their real
+    # files (half of the 105 GiB checkpoint), one save and one load; DLIO would need the half
+    # checkpoint in RAM, so only dgen-engine runs it.
+    free = shutil.disk_usage(base).free
+    full = None
+    if free > 60 << 30:
+        out = os.path.join(base, "full")
+        report = os.path.join(base, "full.json")
+        common = [binary, "run", wl, "-q", "--json-report", report, "--set", f"target.uri=file://{out}",
+                  "--set", "params.scale=1", "--set", "params.rules=false", "--set", "params.subset=true",
+                  "--set", "params.simulate_ranks=4", "--set", "params.time_between_checkpoints=0",
+                  "--set", "target.file.cache=keep"]
+        _, _, pss_w, _ = run_sampled(common + ["--set", "params.num_checkpoints_write=1",
+                                               "--set", "params.num_checkpoints_read=0"], env)
+        m = {x["name"]: x["value"] for x in json.load(open(report))["metrics"]}
+        drop_caches()
+        _, _, pss_r, _ = run_sampled(common + ["--set", "params.num_checkpoints_write=0",
+                                               "--set", "params.num_checkpoints_read=1"], env)
+        m2 = {x["name"]: x["value"] for x in json.load(open(report))["metrics"]}
+        rank_gib = sum(v for k, v in m.items() if k.startswith("rank_") and k.endswith("_checkpoint_GB"))
+        full = (rank_gib, m["save_checkpoint_io_mean_GB_per_second"], m2["load_checkpoint_io_mean_GB_per_second"],
+                max(pss_w, pss_r))
+        shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+    print(f"\nMLPerf Storage checkpointing, llama3-8b's 8 ranks (TP 1 PP 1 DP 8, ZeRO 3), buffered writes with "
+          f"fsync per file, the page cache {'dropped' if dropped else 'NOT dropped (not root)'} between the save "
+          f"run and the load run; median of {rounds} alternating rounds ({time.strftime('%Y-%m-%d')})")
+    print(f"{'case':<24}{'tool':<13}{'GiB/ckpt':>9}{'saves':>6}{'save GB/s':>11}{'load GB/s':>11}"
+          f"{'peak PSS MiB':>14}{'peak RSS MiB':>14}")
+    for name, _, n in MLPERF_CASES:
+        med = {}
+        for tool, rows in res[name].items():
+            med[tool] = [statistics.median(x[i] for x in rows) for i in range(5)]
+            save, load, pss, rss, size = med[tool]
+            print(f"{name:<24}{tool:<13}{size:>9.3f}{n:>6}{save:>11.3f}{load:>11.3f}{pss:>14.0f}{rss:>14.0f}")
+        a, b = med["dgen-engine"], med["DLIO"]
+        print(f"{'':<24}{'ratio':<13}{'':>15}{a[0] / b[0]:>10.2f}x{a[1] / b[1]:>10.2f}x{a[2] / b[2]:>13.2f}x")
+    if full:
+        print(f"{'8b full size, subset 4':<24}{'dgen-engine':<13}{full[0]:>9.3f}{1:>6}{full[1]:>11.3f}"
+              f"{full[2]:>11.3f}{full[3]:>14.0f}   (DLIO: would hold {full[0]:.0f} GiB in RAM)")
+    else:
+        print(f"full size: skipped, {free >> 30} GiB free (needs 60)")
+    for n in notes:
+        print(n)
 
 
 def mpi_bench(rounds, total, sinks=("null", "file")):
@@ -800,7 +1186,7 @@ def mpi_bench(rounds, total, sinks=("null", "file")):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "mpi", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "mpi", "mlperf", "python", "all"])
     ap.add_argument("--files", type=int, default=8, help="files per ckpt run (default 8)")
     ap.add_argument("--file-size", default="800MiB", help="bytes per ckpt file (default 800MiB)")
     ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
@@ -815,6 +1201,10 @@ def main():
     if args.what == "mpi":
         return mpi_bench(args.rounds, size, tuple(args.sinks.split(",")))
     binary = engine_binary()
+    if args.what == "mlperf":
+        return mlperf_bench(binary, args.rounds)
+    if args.what == "python":
+        return python_bench(args.rounds, size, parse_size(args.write_size))
     if args.what in ("sinks", "all"):
         sinks_bench(binary, args.rounds, args.objects, parse_size(args.object_size))
         if args.what == "sinks":

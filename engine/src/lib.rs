@@ -34,6 +34,8 @@
 //!   exit code. [`in_turn`] runs a workload's ranks one after another in one process and merges them.
 //! - [`output`] — `gen`'s pipeline: one stream to stdout, a pipe, a file or the null sink, plain or
 //!   zstd-compressed, always through the executor (one pool of buffers, one of threads).
+//! - [`write`] — one generated object written to any target by its URI (a path, `s3://…`, `az://…`)
+//!   and read back: the Python package's `write_file`.
 //! - [`report`] — a run's results as lines and JSON (formatting only: the library never prints).
 //! - [`input`] — what comes from users and strangers, made safe: regular files within a size cap,
 //!   plugin and storage text escaped for the terminal.
@@ -67,6 +69,7 @@ pub mod size;
 pub mod verify;
 pub mod workload;
 pub mod world;
+pub mod write;
 
 pub use error::{Error, Result};
 pub use gen::{Generator, Profile};

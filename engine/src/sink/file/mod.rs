@@ -314,7 +314,7 @@ impl FileSink {
         }
         match fs::metadata(&root) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(Error::io(&root, io::Error::other("not a directory"))),
+            Ok(_) => return Err(Error::io(&root, io::Error::from_raw_os_error(libc::ENOTDIR))),
             Err(e) => return Err(Error::io(&root, e)),
         }
         let align = if opts.direct { direct_alignment(&root)? } else { 1 };
