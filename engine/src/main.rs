@@ -5,7 +5,7 @@ mod terminal;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
+use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT, MIX_EXTENT};
 use dgen_engine::object::Content;
 use dgen_engine::output::GenSpec;
 use dgen_engine::plugin::host::Mode;
@@ -109,6 +109,14 @@ struct GenArgs {
     /// Dedup unit: a power of two from 512 B to 1 MiB.
     #[arg(long, allow_hyphen_values = true, default_value_t = DEFAULT_UNIT, value_parser = unit_arg)]
     dedup_unit: u64,
+    /// Duplicates in aligned runs of this size (a power of two from the dedup unit to 1 MiB): arrays
+    /// deduplicating at any unit up to it see the ratio. Default: the dedup unit (32 KiB with a mix).
+    #[arg(long, allow_hyphen_values = true, value_parser = unit_arg)]
+    dedup_extent: Option<u64>,
+    /// A compressibility mix instead of one ratio: FRACTION:RATIO,… (e.g. 0.3:1,0.5:2,0.2:8), each
+    /// extent's class drawn deterministically; the stream's ratio is 1 / Σ fraction / ratio.
+    #[arg(long, allow_hyphen_values = true, value_parser = mix_arg, conflicts_with = "compress")]
+    compress_mix: Option<Mix>,
     /// Run seed; the same seed and profile give the same bytes. Drawn at random (and printed) if absent.
     #[arg(long, allow_hyphen_values = true)]
     seed: Option<u64>,
@@ -177,6 +185,21 @@ fn unit_arg(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// `--compress-mix`'s classes (a newtype: clap would take a `Vec` field for repeated flags).
+#[derive(Clone, Debug)]
+struct Mix(Vec<(f64, f64)>);
+
+fn mix_arg(s: &str) -> Result<Mix, String> {
+    s.split(',')
+        .map(|class| {
+            let (f, r) = class.split_once(':').ok_or_else(|| format!("'{class}' is not FRACTION:RATIO"))?;
+            let num = |x: &str| x.trim().parse::<f64>().map_err(|_| format!("'{x}' in '{class}' is not a number"));
+            Ok((num(f)?, num(r)?))
+        })
+        .collect::<Result<_, String>>()
+        .map(Mix)
+}
+
 fn buffer_arg(s: &str) -> Result<u64, String> {
     match parse_size(s)? {
         0 => Err("must be at least 1 byte".into()),
@@ -214,6 +237,8 @@ fn flag_for(key: &str) -> &str {
         "data.dedup" => "--dedup",
         "data.compress" => "--compress",
         "data.dedup_unit" => "--dedup-unit",
+        "data.dedup_extent" => "--dedup-extent",
+        "data.compress_mix" => "--compress-mix",
         other => other,
     }
 }
@@ -328,7 +353,12 @@ fn lib_error(e: Error) -> Failure {
 }
 
 fn gen(args: GenArgs) -> Result<(), Failure> {
-    let profile = Profile::new(args.dedup, args.compress, args.dedup_unit).map_err(profile_error)?;
+    let mut profile = Profile::new(args.dedup, args.compress, args.dedup_unit).map_err(profile_error)?;
+    let extent_default = if args.compress_mix.is_some() { MIX_EXTENT.max(args.dedup_unit) } else { args.dedup_unit };
+    profile = profile.with_extent(args.dedup_extent.unwrap_or(extent_default)).map_err(profile_error)?;
+    if let Some(mix) = &args.compress_mix {
+        profile = profile.with_mix(&mix.0).map_err(profile_error)?;
+    }
     let seed = args.seed.unwrap_or_else(random_seed);
     let threads =
         args.threads.map(|t| t as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -55,6 +55,9 @@ struct DataSpec {
     dedup: Option<f64>,
     compress: Option<f64>,
     dedup_unit: Option<SizeValue>,
+    dedup_extent: Option<SizeValue>,
+    /// `[[fraction, ratio], …]`.
+    compress_mix: Option<Vec<[f64; 2]>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,13 +335,27 @@ fn plugin_source(plugin: &PluginRef, file: &Path, text: &str) -> Result<PluginSo
 /// `[data]`: the profile of the synthetic bytes.
 fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
     let unit = size_of(&data.dedup_unit, crate::gen::DEFAULT_UNIT, file, text, "data", "dedup_unit")?;
-    Profile::new(data.dedup.unwrap_or(1.0), data.compress.unwrap_or(1.0), unit).map_err(|e| match e {
+    let named = |e: Error| match e {
         Error::InvalidValue { key, value, reason } => {
             let k = key.trim_start_matches("data.");
             at_key(file, text, "data", k, format!("'{value}' {reason}"))
         }
         other => other,
-    })
+    };
+    let mut profile = Profile::new(data.dedup.unwrap_or(1.0), data.compress.unwrap_or(1.0), unit).map_err(named)?;
+    // A mix's classes are drawn per extent, so a mix without an extent gets one of 32 KiB (or the
+    // unit, if larger): chunks up to that size compress by their class's ratio.
+    let extent_default = if data.compress_mix.is_some() { crate::gen::MIX_EXTENT.max(unit) } else { unit };
+    let extent = size_of(&data.dedup_extent, extent_default, file, text, "data", "dedup_extent")?;
+    profile = profile.with_extent(extent).map_err(named)?;
+    if let Some(mix) = &data.compress_mix {
+        if data.compress.is_some() {
+            return Err(at_key(file, text, "data", "compress_mix", "give compress or compress_mix, not both"));
+        }
+        let classes: Vec<(f64, f64)> = mix.iter().map(|[f, r]| (*f, *r)).collect();
+        profile = profile.with_mix(&classes).map_err(named)?;
+    }
+    Ok(profile)
 }
 
 /// `[pipeline]`: buffer size, buffers, objects open at once, generator threads.

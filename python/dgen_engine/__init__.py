@@ -53,6 +53,26 @@ def _unit(value: Any) -> int:
     return value
 
 
+def _extent(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    value = _int("dedup_extent", value, 512, 1 << 20)
+    if value & (value - 1):
+        raise ValueError(f"dedup_extent = {value}: must be a power of two from the dedup unit to 1048576")
+    return value
+
+
+def _mix(value: Any) -> Optional[list]:
+    """``[(fraction, ratio), …]`` (pairs as tuples or lists), checked again by the engine."""
+    if value is None:
+        return None
+    try:
+        pairs = [(float(f), float(r)) for f, r in value]
+    except (TypeError, ValueError):
+        raise TypeError("compress_mix must be a list of (fraction, ratio) pairs, e.g. [(0.3, 1), (0.7, 4)]") from None
+    return pairs
+
+
 def _seed(value: Any) -> Optional[int]:
     if value is None:
         return None
@@ -115,6 +135,8 @@ def write_file(
     *,
     max_threads: Optional[int] = None,
     target: Optional[Mapping[str, Any]] = None,
+    dedup_extent: Optional[int] = None,
+    compress_mix: Optional[Any] = None,
 ) -> WriteStats:
     """Writes ``size`` bytes of synthetic data to ``path``, generation and I/O entirely in Rust.
 
@@ -134,7 +156,7 @@ def write_file(
     ``progress(bytes_written)`` is called about every 50 ms; if it raises, the write stops with
     that exception. ``max_threads`` generator threads (all cores by default). ``target``: more
     ``[target]`` keys for the backend, as in a workload (``{"endpoint": "http://…"}`` for S3,
-    ``{"file": {"queue_depth": 16}}``).
+    ``{"file": {"queue_depth": 16}}``). ``dedup_extent`` and ``compress_mix`` as for ``Generator``.
 
     The GIL is released for the whole write. Raises ``ValueError`` / ``TypeError`` for bad
     arguments (naming the argument), ``OSError`` (with ``errno``) for I/O and storage errors.
@@ -153,7 +175,7 @@ def write_file(
     table = _toml_table(target or {}, "target")
     d = _native.write_file(path, size, buffer_size, buffer_count, bool(use_direct_io), dedup_ratio,
                            compress_ratio, bool(use_io_uring), _seed(seed), dedup_unit, bool(verify), progress,
-                           _threads(max_threads), table)
+                           _threads(max_threads), table, _extent(dedup_extent), _mix(compress_mix))
     return WriteStats(d)
 
 
@@ -205,7 +227,10 @@ class Generator:
     """A stream of synthetic data with exact dedup and compression ratios, filled into your buffers.
 
     ``Generator(size=None, dedup_ratio=1.0, compress_ratio=1.0, seed=None, dedup_unit=4096,
-    max_threads=None)``: ``size`` bytes in all (None: endless). Byte ``i`` of the stream is byte ``i``
+    max_threads=None, chunk_size=32 MiB, dedup_extent=None, compress_mix=None)``: ``size`` bytes in all
+    (None: endless). ``dedup_extent``: duplicates come in aligned runs of this many bytes, so arrays
+    deduplicating at any unit up to it see ``dedup_ratio``. ``compress_mix``: ``[(fraction, ratio), …]``
+    instead of one ``compress_ratio``, each extent's ratio drawn deterministically. Byte ``i`` of the stream is byte ``i``
     of ``dgen-engine gen --seed SEED --dedup D --compress C --dedup-unit U`` whatever the chunking
     and the thread count. dgen-py's names are kept: ``fill_chunk``, ``get_chunk``, ``reset``,
     ``position``, ``total_size``, ``is_complete``, ``set_seed``, ``chunk_size``.
@@ -220,6 +245,8 @@ class Generator:
         dedup_unit: int = 4096,
         max_threads: Optional[int] = None,
         chunk_size: int = 32 * MiB,
+        dedup_extent: Optional[int] = None,
+        compress_mix: Optional[Any] = None,
         **dgen_py_only: Any,
     ):
         for k in dgen_py_only:
@@ -231,8 +258,23 @@ class Generator:
         self._unit = _unit(dedup_unit)
         self._threads = _threads(max_threads)
         self._chunk = _int("chunk_size", chunk_size, 1, _MAX_BUFFER)
-        self._stream = _native.Stream(_seed(seed), self._dedup, self._compress, self._unit, self._threads)
+        self._extent = _extent(dedup_extent)
+        self._mix = _mix(compress_mix)
+        self._stream = self._new_stream(_seed(seed))
         self._pos = 0
+
+    def _new_stream(self, seed: Optional[int]):
+        return _native.Stream(seed, self._dedup, self._compress, self._unit, self._threads, self._extent, self._mix)
+
+    @property
+    def dedup_extent(self) -> int:
+        """Bytes per run of duplicates (the dedup unit unless given; 32 KiB with a mix)."""
+        return self._stream.extent
+
+    @property
+    def stream_compress_ratio(self) -> float:
+        """What the whole stream compresses by: ``compress_ratio``, or what ``compress_mix`` implies."""
+        return self._stream.compress
 
     @property
     def seed(self) -> int:
@@ -300,7 +342,7 @@ class Generator:
         """Another seed (None: a random one) from the next fill on, keeping the position, as dgen-py's
         ``set_seed`` does: the bytes that follow are those of the new seed's stream at this position
         (``reset()`` then gives the new stream from its start)."""
-        self._stream = _native.Stream(_seed(seed), self._dedup, self._compress, self._unit, self._threads)
+        self._stream = self._new_stream(_seed(seed))
 
     def __repr__(self) -> str:
         return (f"Generator(size={self._size}, dedup_ratio={self._dedup}, compress_ratio={self._compress}, "
@@ -314,9 +356,12 @@ def generate(
     seed: Optional[int] = None,
     dedup_unit: int = 4096,
     max_threads: Optional[int] = None,
+    dedup_extent: Optional[int] = None,
+    compress_mix: Optional[Any] = None,
 ) -> bytes:
     """``size`` bytes from the start of the stream of ``seed`` and the profile, as bytes."""
-    g = Generator(size, dedup_ratio, compress_ratio, seed, dedup_unit, max_threads)
+    g = Generator(size, dedup_ratio, compress_ratio, seed, dedup_unit, max_threads, dedup_extent=dedup_extent,
+                  compress_mix=compress_mix)
     return g.generate(size)
 
 

@@ -1,6 +1,6 @@
 """Type stubs for dgen_engine (see the module docstring: write_file, Generator, generate, run, verify)."""
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 __version__: str
 MiB: int
@@ -41,6 +41,8 @@ def write_file(
     *,
     max_threads: Optional[int] = None,
     target: Optional[Mapping[str, Any]] = None,
+    dedup_extent: Optional[int] = None,
+    compress_mix: Optional[Sequence[Tuple[float, float]]] = None,
 ) -> WriteStats: ...
 
 class _Position(int):
@@ -56,8 +58,14 @@ class Generator:
         dedup_unit: int = 4096,
         max_threads: Optional[int] = None,
         chunk_size: int = ...,
+        dedup_extent: Optional[int] = None,
+        compress_mix: Optional[Sequence[Tuple[float, float]]] = None,
         **dgen_py_only: Any,
     ) -> None: ...
+    @property
+    def dedup_extent(self) -> int: ...
+    @property
+    def stream_compress_ratio(self) -> float: ...
     @property
     def seed(self) -> int: ...
     @property
@@ -80,6 +88,8 @@ def generate(
     seed: Optional[int] = None,
     dedup_unit: int = 4096,
     max_threads: Optional[int] = None,
+    dedup_extent: Optional[int] = None,
+    compress_mix: Optional[Sequence[Tuple[float, float]]] = None,
 ) -> bytes: ...
 
 class WorkloadError(Exception):

@@ -65,12 +65,32 @@ mod libc_errno {
     pub const ENOSPC: i32 = 28;
 }
 
-fn profile(dedup: f64, compress: f64, unit: u64) -> PyResult<Profile> {
-    Profile::new(dedup, compress, unit).map_err(|e| {
+/// The profile of the arguments: `extent` None is the unit (32 KiB with a mix), `mix` None is
+/// `compress` for every block.
+fn profile(
+    dedup: f64,
+    compress: f64,
+    unit: u64,
+    extent: Option<u64>,
+    mix: Option<Vec<(f64, f64)>>,
+) -> PyResult<Profile> {
+    let named = |e: Error| {
         // The engine names its workload keys; Python callers know the arguments.
-        let text = e.to_string().replace("data.dedup_unit", "dedup_unit").replace("data.dedup", "dedup_ratio");
+        let text = e
+            .to_string()
+            .replace("data.dedup_unit", "dedup_unit")
+            .replace("data.dedup_extent", "dedup_extent")
+            .replace("data.compress_mix", "compress_mix")
+            .replace("data.dedup", "dedup_ratio");
         PyValueError::new_err(text.replace("data.compress", "compress_ratio"))
-    })
+    };
+    let mut p = Profile::new(dedup, compress, unit).map_err(named)?;
+    let default_extent = if mix.is_some() { dgen_engine::gen::MIX_EXTENT.max(unit) } else { unit };
+    p = p.with_extent(extent.unwrap_or(default_extent)).map_err(named)?;
+    if let Some(m) = mix {
+        p = p.with_mix(&m).map_err(named)?;
+    }
+    Ok(p)
 }
 
 fn random_seed() -> u64 {
@@ -92,9 +112,17 @@ struct Stream {
 #[pymethods]
 impl Stream {
     #[new]
-    #[pyo3(signature = (seed, dedup, compress, unit, max_threads))]
-    fn new(seed: Option<u64>, dedup: f64, compress: f64, unit: u64, max_threads: Option<usize>) -> PyResult<Stream> {
-        let gen = Generator::new(seed.unwrap_or_else(random_seed), profile(dedup, compress, unit)?);
+    #[pyo3(signature = (seed, dedup, compress, unit, max_threads, extent=None, mix=None))]
+    fn new(
+        seed: Option<u64>,
+        dedup: f64,
+        compress: f64,
+        unit: u64,
+        max_threads: Option<usize>,
+        extent: Option<u64>,
+        mix: Option<Vec<(f64, f64)>>,
+    ) -> PyResult<Stream> {
+        let gen = Generator::new(seed.unwrap_or_else(random_seed), profile(dedup, compress, unit, extent, mix)?);
         let pool = match max_threads {
             None => None,
             Some(0) => return Err(PyValueError::new_err("max_threads must be at least 1")),
@@ -111,6 +139,17 @@ impl Stream {
     #[getter]
     fn seed(&self) -> u64 {
         self.gen.seed()
+    }
+
+    /// The stream's compress ratio (with a mix, the one it implies).
+    #[getter]
+    fn compress(&self) -> f64 {
+        self.gen.profile().compress()
+    }
+
+    #[getter]
+    fn extent(&self) -> u64 {
+        self.gen.profile().extent()
     }
 
     #[getter]
@@ -219,8 +258,10 @@ fn supervised<T: Send + 'static>(
             if now != reported {
                 reported = now;
                 if let Err(e) = cb.call1(py, (now,)) {
-                    // A callback that raises stops the write as Ctrl-C does, with its exception.
+                    // A callback that raises stops the write as Ctrl-C does, with its exception;
+                    // Ctrl-C itself may land while the callback runs, and is then said as Ctrl-C.
                     cancel.store(true, Ordering::SeqCst);
+                    signalled = e.is_instance_of::<PyKeyboardInterrupt>(py);
                     interrupted = Some(e);
                 }
             }
@@ -231,7 +272,8 @@ fn supervised<T: Send + 'static>(
 /// Writes one object; the arguments are `dgen_engine.write_file`'s, checked there.
 #[pyfunction]
 #[pyo3(signature = (path, size, buffer_size, buffer_count, use_direct_io, dedup_ratio, compress_ratio,
-                    use_io_uring, seed, dedup_unit, verify, progress, max_threads, target))]
+                    use_io_uring, seed, dedup_unit, verify, progress, max_threads, target, dedup_extent=None,
+                    compress_mix=None))]
 #[allow(clippy::too_many_arguments)]
 fn write_file<'py>(
     py: Python<'py>,
@@ -249,8 +291,11 @@ fn write_file<'py>(
     progress: Option<Py<PyAny>>,
     max_threads: Option<usize>,
     target: String,
+    dedup_extent: Option<u64>,
+    compress_mix: Option<Vec<(f64, f64)>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let gen = Generator::new(seed.unwrap_or_else(random_seed), profile(dedup_ratio, compress_ratio, dedup_unit)?);
+    let p = profile(dedup_ratio, compress_ratio, dedup_unit, dedup_extent, compress_mix)?;
+    let gen = Generator::new(seed.unwrap_or_else(random_seed), p);
     let mut table: toml::Table = toml::from_str(&target)
         .map_err(|e| PyValueError::new_err(format!("target: not a table of [target] keys: {e}")))?;
     if dgen_engine::write::split(&path).map_err(to_py)?.0.starts_with("file://") {

@@ -14,6 +14,7 @@ mod objects;
 mod plugins;
 mod ranks;
 mod reads;
+mod realism;
 mod reporter;
 mod s3;
 mod sinks;

@@ -13,6 +13,12 @@
 //!   is; arrays that compress in 4 KiB+ chunks see the same ratio. The odd period keeps every 512-byte
 //!   sector of a block distinct, and the filler is never an all-zero run.
 //!
+//! - Duplicates may come in aligned *extents* of E bytes (a power of two, U ≤ E ≤ 1 MiB): the dedup map
+//!   then places extents, and an extent's blocks are copied together, so an array deduplicating at any
+//!   unit from U to E sees D. A *compressibility mix* gives each extent content a class (its ratio),
+//!   drawn from a Weyl sequence over content ids, so each class holds its fraction within a few extents
+//!   and copies always share their class. E = U without a mix is the plain layout, byte for byte.
+//!
 //! Because every byte is a function of its position, [`Generator::fill`] gives random access and a
 //! streaming [`StreamReader`] gives the same bytes for any chunking; [`Generator::fill_par`] splits a
 //! buffer on fixed offsets, so the thread count cannot change the bytes either.
@@ -51,13 +57,31 @@ pub const MAX_DEDUP: f64 = 1e6;
 /// `fill_par` hands out work in pieces of this size (or one unit, if larger), aligned to the stream.
 pub const PAR_PIECE: usize = 256 << 10;
 
-/// What the data looks like: dedup ratio, compress ratio, dedup unit. Built only through [`Profile::new`],
-/// so every `Profile` is valid.
+/// Most classes a compressibility mix may have.
+pub const MAX_MIX: usize = 8;
+/// The dedup extent a compressibility mix gets when none is given: a block's class is its extent's,
+/// so chunks up to this size (what arrays compress one by one: 4, 8, 16, 32 KiB) each have one ratio.
+pub const MIX_EXTENT: u64 = 32 << 10;
+
+/// One class of a compressibility mix: this fraction of the blocks compresses by this ratio.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct MixClass {
+    pub fraction: f64,
+    pub ratio: f64,
+}
+
+/// What the data looks like: dedup ratio, compress ratio (or a mix of ratios), dedup unit, dedup
+/// extent. Built only through [`Profile::new`] and its `with_…` methods, so every `Profile` is valid.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Profile {
     dedup: f64,
     compress: f64,
     unit: u64,
+    /// Duplicates come in aligned runs of this many bytes (a power of two, unit ≤ extent ≤ 1 MiB).
+    extent: u64,
+    /// The compressibility mix (`mix_len` classes; 0: every block compresses by `compress`).
+    mix: [MixClass; MAX_MIX],
+    mix_len: usize,
 }
 
 impl Profile {
@@ -83,29 +107,100 @@ impl Profile {
                 format!("must be a number from 1 to {max_c} for a {} dedup unit", format_size(unit)),
             ));
         }
-        Ok(Profile { dedup, compress, unit })
+        Ok(Profile { dedup, compress, unit, extent: unit, mix: [MixClass::default(); MAX_MIX], mix_len: 0 })
+    }
+
+    /// Duplicates in aligned runs of `extent` bytes: an array deduplicating at any unit from the dedup
+    /// unit up to the extent sees the ratio. Errors name `data.dedup_extent`.
+    pub fn with_extent(mut self, extent: u64) -> Result<Profile, Error> {
+        if !extent.is_power_of_two() || extent < self.unit || extent > MAX_UNIT {
+            return Err(Error::InvalidValue {
+                key: "data.dedup_extent",
+                value: format_size(extent),
+                reason: format!("must be a power of two from the dedup unit ({}) to 1 MiB", format_size(self.unit)),
+            });
+        }
+        self.extent = extent;
+        Ok(self)
+    }
+
+    /// A compressibility mix: `(fraction, ratio)` classes, fractions summing to 1, each ratio as
+    /// `compress` allows; each block's class is drawn (deterministically) for its extent, so chunks up to
+    /// the extent compress by their class's ratio. Replaces `compress`, which becomes the ratio the
+    /// mix implies for the stream. Errors name `data.compress_mix`.
+    pub fn with_mix(mut self, classes: &[(f64, f64)]) -> Result<Profile, Error> {
+        let bad = |reason: String| Error::InvalidValue {
+            key: "data.compress_mix",
+            value: classes.iter().map(|(f, r)| format!("[{f}, {r}]")).collect::<Vec<_>>().join(", "),
+            reason,
+        };
+        if classes.is_empty() || classes.len() > MAX_MIX {
+            return Err(bad(format!("must have from 1 to {MAX_MIX} [fraction, ratio] classes")));
+        }
+        let max_c = (self.unit.min(GRANULE) / MIN_COMPRESSED) as f64;
+        let mut sum = 0.0;
+        for (i, &(f, r)) in classes.iter().enumerate() {
+            if !f.is_finite() || f <= 0.0 || f > 1.0 {
+                return Err(bad(format!("class {}: the fraction {f} must be above 0 and at most 1", i + 1)));
+            }
+            if !r.is_finite() || !(1.0..=max_c).contains(&r) {
+                return Err(bad(format!("class {}: the ratio {r} must be from 1 to {max_c}", i + 1)));
+            }
+            sum += f;
+            self.mix[i] = MixClass { fraction: f, ratio: r };
+        }
+        if (sum - 1.0).abs() > 1e-6 {
+            return Err(bad(format!("the fractions add up to {sum}, not 1")));
+        }
+        self.mix_len = classes.len();
+        self.compress = 1.0 / classes.iter().map(|(f, r)| f / r).sum::<f64>();
+        Ok(self)
     }
 
     pub fn dedup(&self) -> f64 {
         self.dedup
     }
+    /// The compress ratio; with a mix, the one the mix implies for the whole stream (1 / Σ fᵢ/rᵢ).
     pub fn compress(&self) -> f64 {
         self.compress
     }
     pub fn unit(&self) -> u64 {
         self.unit
     }
+    pub fn extent(&self) -> u64 {
+        self.extent
+    }
+    /// The compressibility mix; empty when every block compresses by [`Profile::compress`].
+    pub fn mix(&self) -> &[MixClass] {
+        &self.mix[..self.mix_len]
+    }
 }
 
 impl Default for Profile {
     fn default() -> Self {
-        Profile { dedup: 1.0, compress: 1.0, unit: DEFAULT_UNIT }
+        Profile::new(1.0, 1.0, DEFAULT_UNIT).expect("the default profile is valid")
     }
 }
 
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "dedup {} compress {} unit {}", self.dedup, self.compress, format_size(self.unit))
+        if self.mix_len == 0 {
+            write!(f, "dedup {} compress {} unit {}", self.dedup, self.compress, format_size(self.unit))?;
+        } else {
+            let classes: Vec<String> = self.mix().iter().map(|c| format!("{}:{}", c.fraction, c.ratio)).collect();
+            write!(
+                f,
+                "dedup {} compress mix {} (stream {:.3}) unit {}",
+                self.dedup,
+                classes.join(","),
+                self.compress,
+                format_size(self.unit)
+            )?;
+        }
+        if self.extent != self.unit {
+            write!(f, " extent {}", format_size(self.extent))?;
+        }
+        Ok(())
     }
 }
 
@@ -117,13 +212,41 @@ pub struct Generator {
     kernel: Kernel,
     unit: u64,
     granule: usize,
-    /// Keystream bytes at the start of each granule.
-    random: usize,
-    /// Period of the filler (odd, ≤ `random`).
-    period: usize,
+    /// Per compressibility class (one without a mix): keystream bytes at the start of each granule,
+    /// and the period of the filler (odd, ≤ the keystream bytes).
+    classes: [Class; MAX_MIX],
+    /// Class `i` takes extents whose draw (0.64 fixed point) is below `bounds[i]`.
+    bounds: [u64; MAX_MIX],
+    n_classes: usize,
+    /// Blocks per dedup extent.
+    per_extent: u64,
+    /// Places extents (not blocks): an extent's blocks are copied together.
     dedup: DedupMap,
     prf_keys: [Block; PRF_ROUNDS + 1],
+    /// Offsets the class draws, so that seeds differ in where each class falls.
+    class_phase: u64,
 }
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Class {
+    random: usize,
+    period: usize,
+}
+
+impl Class {
+    fn new(granule: usize, compress: f64) -> Class {
+        let random = if compress == 1.0 {
+            granule
+        } else {
+            ((granule as f64 / compress - MATCH_COST).round() as usize).clamp(MIN_RANDOM as usize, granule)
+        };
+        Class { random, period: if random % 2 == 1 { random } else { random - 1 } }
+    }
+}
+
+/// 1 / the plastic number as an odd 0.64 fixed-point Weyl step for the class draws: not the
+/// golden ratio the dedup map phases its columns with, so classes do not follow those phases.
+const MIX_WEYL: u64 = 0xC13F_A9A9_02A6_328F;
 
 /// Keystream round keys are the block key xor these fixed constants (fractional digits of pi).
 const ROUND_TWEAKS: [Block; STREAM_ROUNDS] = [
@@ -150,23 +273,35 @@ impl Generator {
     pub fn with_kernel(seed: u64, profile: Profile, kernel: Kernel) -> Generator {
         let mut s = seed;
         let prf_keys = std::array::from_fn(|_| [splitmix64(&mut s), splitmix64(&mut s)]);
+        let class_phase = splitmix64(&mut s);
         let granule = profile.unit.min(GRANULE) as usize;
-        let random = if profile.compress == 1.0 {
-            granule
+        let mut classes = [Class::default(); MAX_MIX];
+        let mut bounds = [u64::MAX; MAX_MIX];
+        let n_classes = profile.mix_len.max(1);
+        if profile.mix_len == 0 {
+            classes[0] = Class::new(granule, profile.compress);
         } else {
-            ((granule as f64 / profile.compress - MATCH_COST).round() as usize).clamp(MIN_RANDOM as usize, granule)
-        };
-        let period = if random % 2 == 1 { random } else { random - 1 };
+            let mut cum = 0.0;
+            for (i, c) in profile.mix().iter().enumerate() {
+                classes[i] = Class::new(granule, c.ratio);
+                cum += c.fraction;
+                bounds[i] =
+                    if i + 1 == profile.mix_len { u64::MAX } else { (cum * 18_446_744_073_709_551_616.0) as u64 };
+            }
+        }
         Generator {
             seed,
             profile,
             kernel,
             unit: profile.unit,
             granule,
-            random,
-            period,
-            dedup: DedupMap::new(profile.dedup, profile.unit),
+            classes,
+            bounds,
+            n_classes,
+            per_extent: profile.extent / profile.unit,
+            dedup: DedupMap::new(profile.dedup, profile.extent),
             prf_keys,
+            class_phase,
         }
     }
 
@@ -209,11 +344,29 @@ impl Generator {
             let start = (pos % self.unit) as usize;
             let n = (self.unit as usize - start).min(out.len());
             let (head, rest) = out.split_at_mut(n);
-            let keys = self.block_keys(stream, self.dedup.content(block));
-            self.fill_block(&keys, start, head);
+            let (content, class) = self.content(block);
+            let keys = self.block_keys(stream, content);
+            self.fill_block(&keys, &self.classes[class], start, head);
             out = rest;
             pos += n as u64;
         }
+    }
+
+    /// Block `block`'s content id (equal ids, equal bytes) and compressibility class. An extent's
+    /// blocks share its placement and its class; their ids are the extent's id times the blocks per
+    /// extent plus their place in it, so with one block per extent the id is the extent's.
+    #[inline]
+    fn content(&self, block: u64) -> (u64, usize) {
+        let extent = self.dedup.content(block / self.per_extent);
+        let content = extent * self.per_extent + block % self.per_extent;
+        if self.n_classes == 1 {
+            return (content, 0);
+        }
+        // A Weyl draw per extent content: classes take their fractions of any run of consecutive
+        // ids within a few ids (low discrepancy), which is what the dedup map hands out.
+        let draw = (extent.wrapping_add(1)).wrapping_mul(MIX_WEYL).wrapping_add(self.class_phase);
+        let class = self.bounds[..self.n_classes - 1].iter().take_while(|&&b| draw >= b).count();
+        (content, class)
     }
 
     /// As [`Generator::fill`], split across the current rayon pool in pieces aligned to the stream (so the
@@ -239,8 +392,8 @@ impl Generator {
     }
 
     /// Bytes `[start, start + out.len())` of one block (`start + out.len() ≤ unit`).
-    fn fill_block(&self, keys: &StreamKeys, start: usize, out: &mut [u8]) {
-        if self.random == self.granule {
+    fn fill_block(&self, keys: &StreamKeys, class: &Class, start: usize, out: &mut [u8]) {
+        if class.random == self.granule {
             // Incompressible: the block is its keystream.
             return aes::keystream(self.kernel, keys, start as u64, out);
         }
@@ -253,10 +406,10 @@ impl Generator {
             let n = (g - within).min(out.len());
             let (head, rest) = out.split_at_mut(n);
             if n == g {
-                self.fill_granule(keys, g_start, head);
+                self.fill_granule(keys, class, g_start, head);
             } else {
                 let mut tmp = [0u8; GRANULE as usize];
-                self.fill_granule(keys, g_start, &mut tmp[..g]);
+                self.fill_granule(keys, class, g_start, &mut tmp[..g]);
                 head.copy_from_slice(&tmp[within..within + n]);
             }
             out = rest;
@@ -266,8 +419,8 @@ impl Generator {
 
     /// One whole granule starting at block offset `g_start`: keystream, then the periodic filler.
     #[inline]
-    fn fill_granule(&self, keys: &StreamKeys, g_start: usize, out: &mut [u8]) {
-        let (r, p) = (self.random, self.period);
+    fn fill_granule(&self, keys: &StreamKeys, class: &Class, g_start: usize, out: &mut [u8]) {
+        let (r, p) = (class.random, class.period);
         aes::keystream(self.kernel, keys, g_start as u64, &mut out[..r]);
         let mut q = r;
         while q < out.len() {
@@ -287,10 +440,11 @@ mod tests {
         let g = Generator::new(1, Profile::new(1.0, 3.0, 4096).unwrap());
         let mut b = vec![0u8; 4096];
         g.fill(0, 0, &mut b);
-        assert_eq!(g.random, 1364);
-        assert_eq!(g.period, 1363);
-        for i in g.random..4096 {
-            assert_eq!(b[i], b[i - g.period]);
+        let c = g.classes[0];
+        assert_eq!(c.random, 1364);
+        assert_eq!(c.period, 1363);
+        for i in c.random..4096 {
+            assert_eq!(b[i], b[i - c.period]);
         }
     }
 

@@ -527,7 +527,10 @@ impl HostState {
     fn generator(&mut self, profile: Option<DataProfile>) -> Result<usize, String> {
         let p = match profile {
             None => return Ok(0),
-            Some(p) => Profile::new(p.dedup, p.compress, self.ctx.profile.unit()).map_err(|e| e.to_string())?,
+            // The run's unit and extent: a fill's own profile changes its ratios, not where copies fall.
+            Some(p) => Profile::new(p.dedup, p.compress, self.ctx.profile.unit())
+                .and_then(|q| q.with_extent(self.ctx.profile.extent()))
+                .map_err(|e| e.to_string())?,
         };
         if let Some(i) = self.gens.iter().position(|(q, _, _)| *q == p) {
             return Ok(i);

@@ -312,7 +312,7 @@ pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> se
         "plugin": { "name": o.plugin.name, "version": o.plugin.version, "sha256": o.plugin_sha256, "contract": o.plugin.contract },
         "seed": o.seed,
         "target": plan.uri,
-        "data": { "dedup": plan.profile.dedup(), "compress": plan.profile.compress(), "dedup_unit": plan.profile.unit() },
+        "data": data_json(&plan.profile),
         "bytes": bytes,
         "objects": o.objects.len(),
         "seconds": o.elapsed.as_secs_f64(),
@@ -356,4 +356,16 @@ pub fn failure_json(workload: &std::path::Path, verify: bool, e: &crate::Error) 
         "mode": if verify { "verify" } else { "run" },
     });
     with_error(report, Some(e), e.exit_code())
+}
+
+/// A profile as the JSON report gives it: the workload's `[data]` keys, with the extent always and
+/// the mix (its classes, and `compress` the stream ratio it implies) when there is one.
+pub fn data_json(p: &crate::gen::Profile) -> serde_json::Value {
+    let mut d = serde_json::json!({
+        "dedup": p.dedup(), "compress": p.compress(), "dedup_unit": p.unit(), "dedup_extent": p.extent(),
+    });
+    if !p.mix().is_empty() {
+        d["compress_mix"] = p.mix().iter().map(|c| serde_json::json!([c.fraction, c.ratio])).collect();
+    }
+    d
 }
