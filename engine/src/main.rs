@@ -5,6 +5,7 @@ mod terminal;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use dgen_engine::gen::copies::CopySpec;
 use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT, MIX_EXTENT};
 use dgen_engine::object::Content;
 use dgen_engine::output::GenSpec;
@@ -100,9 +101,10 @@ struct GenArgs {
     /// Bytes to generate: 4096, 10GiB, 1.5 GB, … (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB).
     #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
     size: u64,
-    /// Deduplication ratio D ≥ 1 at the dedup unit: total blocks / distinct blocks.
-    #[arg(long, allow_hyphen_values = true, default_value = "1", value_parser = ratio_arg)]
-    dedup: f64,
+    /// Deduplication ratio D ≥ 1 at the dedup unit: total blocks / distinct blocks [default: 1, or
+    /// what a --dedup-copies histogram implies].
+    #[arg(long, allow_hyphen_values = true, value_parser = ratio_arg)]
+    dedup: Option<f64>,
     /// Compression ratio C ≥ 1 (zstd, lz4 and gzip all land near it).
     #[arg(long, allow_hyphen_values = true, default_value = "1", value_parser = ratio_arg)]
     compress: f64,
@@ -117,6 +119,10 @@ struct GenArgs {
     /// extent's class drawn deterministically; the stream's ratio is 1 / Σ fraction / ratio.
     #[arg(long, allow_hyphen_values = true, value_parser = mix_arg, conflicts_with = "compress")]
     compress_mix: Option<Mix>,
+    /// How many copies each distinct block has: even (all D), zipf:S (P(k) ∝ k^-S, mean D), or a
+    /// file of `copies, blocks` lines (its mean is the dedup ratio).
+    #[arg(long, allow_hyphen_values = true)]
+    dedup_copies: Option<String>,
     /// Run seed; the same seed and profile give the same bytes. Drawn at random (and printed) if absent.
     #[arg(long, allow_hyphen_values = true)]
     seed: Option<u64>,
@@ -239,6 +245,7 @@ fn flag_for(key: &str) -> &str {
         "data.dedup_unit" => "--dedup-unit",
         "data.dedup_extent" => "--dedup-extent",
         "data.compress_mix" => "--compress-mix",
+        "data.dedup_copies" => "--dedup-copies",
         other => other,
     }
 }
@@ -353,16 +360,20 @@ fn lib_error(e: Error) -> Failure {
 }
 
 fn gen(args: GenArgs) -> Result<(), Failure> {
-    let mut profile = Profile::new(args.dedup, args.compress, args.dedup_unit).map_err(profile_error)?;
+    let mut profile = Profile::new(args.dedup.unwrap_or(1.0), args.compress, args.dedup_unit).map_err(profile_error)?;
     let extent_default = if args.compress_mix.is_some() { MIX_EXTENT.max(args.dedup_unit) } else { args.dedup_unit };
     profile = profile.with_extent(args.dedup_extent.unwrap_or(extent_default)).map_err(profile_error)?;
     if let Some(mix) = &args.compress_mix {
         profile = profile.with_mix(&mix.0).map_err(profile_error)?;
     }
+    if let Some(copies) = &args.dedup_copies {
+        let spec = CopySpec::parse(copies).map_err(profile_error)?;
+        profile = profile.with_copies(spec, args.dedup.is_some()).map_err(profile_error)?;
+    }
     let seed = args.seed.unwrap_or_else(random_seed);
     let threads =
         args.threads.map(|t| t as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let gen = Generator::new(seed, profile);
+    let gen = Generator::new(seed, profile.clone());
     let output = classify(&args.output)?;
     if (args.verify || args.verify_only) && !matches!(output, Output::File { .. }) {
         let flag = if args.verify { "--verify" } else { "--verify-only" };

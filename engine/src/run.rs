@@ -115,7 +115,7 @@ pub fn execute(
         open_objects: plan.concurrency,
         crc: true,
     };
-    let gen = Generator::new(seed, plan.profile).for_rank(rank.into(), world_size.into());
+    let gen = Generator::new(seed, plan.profile.clone()).for_rank(rank.into(), world_size.into());
     // Stonewalling needs ranks running at once; alone (or in turn) each phase ends when it ends.
     let stonewall = plan.stonewall && world.is_mpi() && world_size > 1;
     let mut outcome = Outcome {
@@ -142,7 +142,7 @@ pub fn execute(
         plugin: crate::input::sanitize(&plugin.meta.name, 100),
         params_json: plan.params_json.clone(),
         seed,
-        profile: plan.profile,
+        profile: plan.profile.clone(),
         mode,
         sink: sink.clone(),
         pool,

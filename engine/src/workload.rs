@@ -4,6 +4,7 @@
 //! [`Plan`] whose values are all valid.
 
 use crate::error::{Error, Result};
+use crate::gen::copies::CopySpec;
 use crate::gen::Profile;
 use crate::plugin::Limits;
 use crate::sink::Target;
@@ -58,6 +59,8 @@ struct DataSpec {
     dedup_extent: Option<SizeValue>,
     /// `[[fraction, ratio], …]`.
     compress_mix: Option<Vec<[f64; 2]>>,
+    /// `"even"`, `{ zipf = S }` or `{ histogram = "FILE" }`.
+    dedup_copies: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,6 +357,28 @@ fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
         }
         let classes: Vec<(f64, f64)> = mix.iter().map(|[f, r]| (*f, *r)).collect();
         profile = profile.with_mix(&classes).map_err(named)?;
+    }
+    if let Some(v) = &data.dedup_copies {
+        let bad = |why: String| at_key(file, text, "data", "dedup_copies", why);
+        let spec = match v {
+            toml::Value::String(s) if s == "even" => CopySpec::Even,
+            toml::Value::Table(t) if t.len() == 1 => match t.iter().next() {
+                Some((k, v)) if k == "zipf" => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+                    Some(s) => CopySpec::Zipf(s),
+                    None => return Err(bad(format!("zipf = {v}: the exponent must be a number"))),
+                },
+                Some((k, toml::Value::String(p))) if k == "histogram" => {
+                    let base = file.parent().unwrap_or(Path::new(""));
+                    CopySpec::histogram_file(&base.join(p)).map_err(|e| match e {
+                        Error::InvalidValue { value, reason, .. } => bad(format!("{value}: {reason}")),
+                        other => bad(other.to_string()),
+                    })?
+                }
+                _ => return Err(bad(format!("{v} is not {{ zipf = S }} or {{ histogram = \"FILE\" }}"))),
+            },
+            other => return Err(bad(format!("{other} is not \"even\", {{ zipf = S }} or {{ histogram = \"FILE\" }}"))),
+        };
+        profile = profile.with_copies(spec, data.dedup.is_some()).map_err(named)?;
     }
     Ok(profile)
 }

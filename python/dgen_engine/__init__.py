@@ -73,6 +73,22 @@ def _mix(value: Any) -> Optional[list]:
     return pairs
 
 
+def _copies(value: Any) -> Optional[str]:
+    """``"even"``, ``"zipf:S"`` or a histogram file's path."""
+    if value is None:
+        return None
+    if isinstance(value, _os.PathLike):
+        value = _os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise TypeError("dedup_copies must be 'even', 'zipf:S' or the path of a 'copies, blocks' file")
+    return value
+
+
+def _dedup_arg(dedup_ratio: float, copies: Optional[str]) -> Optional[float]:
+    """None where a histogram of copies should set the ratio (dedup_ratio left at its default)."""
+    return None if copies is not None and dedup_ratio == 1.0 else dedup_ratio
+
+
 def _seed(value: Any) -> Optional[int]:
     if value is None:
         return None
@@ -137,6 +153,7 @@ def write_file(
     target: Optional[Mapping[str, Any]] = None,
     dedup_extent: Optional[int] = None,
     compress_mix: Optional[Any] = None,
+    dedup_copies: Optional[str] = None,
 ) -> WriteStats:
     """Writes ``size`` bytes of synthetic data to ``path``, generation and I/O entirely in Rust.
 
@@ -156,7 +173,7 @@ def write_file(
     ``progress(bytes_written)`` is called about every 50 ms; if it raises, the write stops with
     that exception. ``max_threads`` generator threads (all cores by default). ``target``: more
     ``[target]`` keys for the backend, as in a workload (``{"endpoint": "http://…"}`` for S3,
-    ``{"file": {"queue_depth": 16}}``). ``dedup_extent`` and ``compress_mix`` as for ``Generator``.
+    ``{"file": {"queue_depth": 16}}``). ``dedup_extent``, ``compress_mix`` and ``dedup_copies`` as for ``Generator``.
 
     The GIL is released for the whole write. Raises ``ValueError`` / ``TypeError`` for bad
     arguments (naming the argument), ``OSError`` (with ``errno``) for I/O and storage errors.
@@ -173,9 +190,11 @@ def write_file(
     if progress is not None and not callable(progress):
         raise TypeError("progress must be callable (it is given the bytes written so far)")
     table = _toml_table(target or {}, "target")
-    d = _native.write_file(path, size, buffer_size, buffer_count, bool(use_direct_io), dedup_ratio,
+    copies = _copies(dedup_copies)
+    d = _native.write_file(path, size, buffer_size, buffer_count, bool(use_direct_io), _dedup_arg(dedup_ratio, copies),
                            compress_ratio, bool(use_io_uring), _seed(seed), dedup_unit, bool(verify), progress,
-                           _threads(max_threads), table, _extent(dedup_extent), _mix(compress_mix))
+                           _threads(max_threads), table, _extent(dedup_extent), _mix(compress_mix),
+                           copies)
     return WriteStats(d)
 
 
@@ -230,7 +249,9 @@ class Generator:
     max_threads=None, chunk_size=32 MiB, dedup_extent=None, compress_mix=None)``: ``size`` bytes in all
     (None: endless). ``dedup_extent``: duplicates come in aligned runs of this many bytes, so arrays
     deduplicating at any unit up to it see ``dedup_ratio``. ``compress_mix``: ``[(fraction, ratio), …]``
-    instead of one ``compress_ratio``, each extent's ratio drawn deterministically. Byte ``i`` of the stream is byte ``i``
+    instead of one ``compress_ratio``, each extent's ratio drawn deterministically. ``dedup_copies``:
+    how many copies each distinct block has — ``"even"`` (all ``dedup_ratio``), ``"zipf:S"`` (P(k) ∝ k^-S
+    with mean ``dedup_ratio``) or the path of a file of ``copies, blocks`` lines (its mean is the ratio). Byte ``i`` of the stream is byte ``i``
     of ``dgen-engine gen --seed SEED --dedup D --compress C --dedup-unit U`` whatever the chunking
     and the thread count. dgen-py's names are kept: ``fill_chunk``, ``get_chunk``, ``reset``,
     ``position``, ``total_size``, ``is_complete``, ``set_seed``, ``chunk_size``.
@@ -247,6 +268,7 @@ class Generator:
         chunk_size: int = 32 * MiB,
         dedup_extent: Optional[int] = None,
         compress_mix: Optional[Any] = None,
+        dedup_copies: Optional[str] = None,
         **dgen_py_only: Any,
     ):
         for k in dgen_py_only:
@@ -260,16 +282,23 @@ class Generator:
         self._chunk = _int("chunk_size", chunk_size, 1, _MAX_BUFFER)
         self._extent = _extent(dedup_extent)
         self._mix = _mix(compress_mix)
+        self._copies = _copies(dedup_copies)
         self._stream = self._new_stream(_seed(seed))
         self._pos = 0
 
     def _new_stream(self, seed: Optional[int]):
-        return _native.Stream(seed, self._dedup, self._compress, self._unit, self._threads, self._extent, self._mix)
+        return _native.Stream(seed, _dedup_arg(self._dedup, self._copies), self._compress, self._unit, self._threads,
+                              self._extent, self._mix, self._copies)
 
     @property
     def dedup_extent(self) -> int:
         """Bytes per run of duplicates (the dedup unit unless given; 32 KiB with a mix)."""
         return self._stream.extent
+
+    @property
+    def dedup(self) -> float:
+        """The dedup ratio: ``dedup_ratio``, or what a histogram in ``dedup_copies`` implies."""
+        return self._stream.dedup
 
     @property
     def stream_compress_ratio(self) -> float:
@@ -358,10 +387,11 @@ def generate(
     max_threads: Optional[int] = None,
     dedup_extent: Optional[int] = None,
     compress_mix: Optional[Any] = None,
+    dedup_copies: Optional[str] = None,
 ) -> bytes:
     """``size`` bytes from the start of the stream of ``seed`` and the profile, as bytes."""
     g = Generator(size, dedup_ratio, compress_ratio, seed, dedup_unit, max_threads, dedup_extent=dedup_extent,
-                  compress_mix=compress_mix)
+                  compress_mix=compress_mix, dedup_copies=dedup_copies)
     return g.generate(size)
 
 

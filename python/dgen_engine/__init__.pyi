@@ -43,6 +43,7 @@ def write_file(
     target: Optional[Mapping[str, Any]] = None,
     dedup_extent: Optional[int] = None,
     compress_mix: Optional[Sequence[Tuple[float, float]]] = None,
+    dedup_copies: Optional[Union[str, os.PathLike[str]]] = None,
 ) -> WriteStats: ...
 
 class _Position(int):
@@ -60,8 +61,11 @@ class Generator:
         chunk_size: int = ...,
         dedup_extent: Optional[int] = None,
         compress_mix: Optional[Sequence[Tuple[float, float]]] = None,
+        dedup_copies: Optional[Union[str, os.PathLike[str]]] = None,
         **dgen_py_only: Any,
     ) -> None: ...
+    @property
+    def dedup(self) -> float: ...
     @property
     def dedup_extent(self) -> int: ...
     @property
@@ -90,6 +94,7 @@ def generate(
     max_threads: Optional[int] = None,
     dedup_extent: Optional[int] = None,
     compress_mix: Optional[Sequence[Tuple[float, float]]] = None,
+    dedup_copies: Optional[Union[str, os.PathLike[str]]] = None,
 ) -> bytes: ...
 
 class WorkloadError(Exception):

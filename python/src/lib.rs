@@ -68,11 +68,12 @@ mod libc_errno {
 /// The profile of the arguments: `extent` None is the unit (32 KiB with a mix), `mix` None is
 /// `compress` for every block.
 fn profile(
-    dedup: f64,
+    dedup: Option<f64>,
     compress: f64,
     unit: u64,
     extent: Option<u64>,
     mix: Option<Vec<(f64, f64)>>,
+    copies: Option<String>,
 ) -> PyResult<Profile> {
     let named = |e: Error| {
         // The engine names its workload keys; Python callers know the arguments.
@@ -81,14 +82,22 @@ fn profile(
             .replace("data.dedup_unit", "dedup_unit")
             .replace("data.dedup_extent", "dedup_extent")
             .replace("data.compress_mix", "compress_mix")
+            .replace("data.dedup_copies", "dedup_copies")
             .replace("data.dedup", "dedup_ratio");
         PyValueError::new_err(text.replace("data.compress", "compress_ratio"))
     };
-    let mut p = Profile::new(dedup, compress, unit).map_err(named)?;
+    let mut p = Profile::new(dedup.unwrap_or(1.0), compress, unit).map_err(named)?;
     let default_extent = if mix.is_some() { dgen_engine::gen::MIX_EXTENT.max(unit) } else { unit };
     p = p.with_extent(extent.unwrap_or(default_extent)).map_err(named)?;
     if let Some(m) = mix {
         p = p.with_mix(&m).map_err(named)?;
+    }
+    if let Some(c) = copies {
+        let spec = dgen_engine::gen::copies::CopySpec::parse(&c).map_err(|e| match e {
+            Error::InvalidValue { .. } => named(e),
+            other => to_py(other),
+        })?;
+        p = p.with_copies(spec, dedup.is_some()).map_err(named)?;
     }
     Ok(p)
 }
@@ -112,17 +121,20 @@ struct Stream {
 #[pymethods]
 impl Stream {
     #[new]
-    #[pyo3(signature = (seed, dedup, compress, unit, max_threads, extent=None, mix=None))]
+    #[pyo3(signature = (seed, dedup, compress, unit, max_threads, extent=None, mix=None, copies=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         seed: Option<u64>,
-        dedup: f64,
+        dedup: Option<f64>,
         compress: f64,
         unit: u64,
         max_threads: Option<usize>,
         extent: Option<u64>,
         mix: Option<Vec<(f64, f64)>>,
+        copies: Option<String>,
     ) -> PyResult<Stream> {
-        let gen = Generator::new(seed.unwrap_or_else(random_seed), profile(dedup, compress, unit, extent, mix)?);
+        let p = profile(dedup, compress, unit, extent, mix, copies)?;
+        let gen = Generator::new(seed.unwrap_or_else(random_seed), p);
         let pool = match max_threads {
             None => None,
             Some(0) => return Err(PyValueError::new_err("max_threads must be at least 1")),
@@ -150,6 +162,12 @@ impl Stream {
     #[getter]
     fn extent(&self) -> u64 {
         self.gen.profile().extent()
+    }
+
+    /// The dedup ratio (with a histogram of copies, the one it implies).
+    #[getter]
+    fn dedup(&self) -> f64 {
+        self.gen.profile().dedup()
     }
 
     #[getter]
@@ -273,7 +291,7 @@ fn supervised<T: Send + 'static>(
 #[pyfunction]
 #[pyo3(signature = (path, size, buffer_size, buffer_count, use_direct_io, dedup_ratio, compress_ratio,
                     use_io_uring, seed, dedup_unit, verify, progress, max_threads, target, dedup_extent=None,
-                    compress_mix=None))]
+                    compress_mix=None, dedup_copies=None))]
 #[allow(clippy::too_many_arguments)]
 fn write_file<'py>(
     py: Python<'py>,
@@ -282,7 +300,7 @@ fn write_file<'py>(
     buffer_size: usize,
     buffer_count: usize,
     use_direct_io: bool,
-    dedup_ratio: f64,
+    dedup_ratio: Option<f64>,
     compress_ratio: f64,
     use_io_uring: bool,
     seed: Option<u64>,
@@ -293,8 +311,9 @@ fn write_file<'py>(
     target: String,
     dedup_extent: Option<u64>,
     compress_mix: Option<Vec<(f64, f64)>>,
+    dedup_copies: Option<String>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let p = profile(dedup_ratio, compress_ratio, dedup_unit, dedup_extent, compress_mix)?;
+    let p = profile(dedup_ratio, compress_ratio, dedup_unit, dedup_extent, compress_mix, dedup_copies)?;
     let gen = Generator::new(seed.unwrap_or_else(random_seed), p);
     let mut table: toml::Table = toml::from_str(&target)
         .map_err(|e| PyValueError::new_err(format!("target: not a table of [target] keys: {e}")))?;

@@ -72,6 +72,24 @@ def test_extents_and_mixes_give_the_cli_s_bytes():
         dg.Generator(compress_mix=[1, 2])
 
 
+def test_duplicate_count_distributions_give_the_cli_s_bytes(tmp_path):
+    hist = tmp_path / "copies.txt"
+    hist.write_text("1, 600\n2, 200\n10, 10\n")
+    size = 3 * MiB
+    for args, kwargs in [(["--dedup", "3", "--dedup-copies", "zipf:1.3"], dict(dedup_ratio=3, dedup_copies="zipf:1.3")),
+                         (["--dedup-copies", str(hist)], dict(dedup_copies=hist))]:
+        want = subprocess.run([cli(), "gen", "--size", str(size), "--seed", "4", *args, "-q"], capture_output=True,
+                              check=True).stdout
+        assert dg.generate(size, seed=4, **kwargs) == want, args
+    assert abs(dg.Generator(dedup_copies=str(hist)).dedup - 1100 / 810) < 1e-9
+    with pytest.raises(ValueError, match="dedup_copies.*cannot reach dedup 9"):
+        dg.Generator(dedup_ratio=9, dedup_copies="zipf:3")
+    with pytest.raises(ValueError, match="dedup_ratio.*implies"):
+        dg.Generator(dedup_ratio=4, dedup_copies=str(hist))
+    with pytest.raises(ValueError, match="none.txt.*cannot be read"):
+        dg.Generator(dedup_copies=str(tmp_path / "none.txt"))
+
+
 def test_fill_chunk_into_every_kind_of_buffer_in_place():
     np = pytest.importorskip("numpy")
     want = cli_bytes(2 * MiB, 99, 2.0, 3.0)

@@ -89,10 +89,10 @@ fn size_zero_is_empty() {
 #[test]
 fn every_kernel_writes_the_same_bytes() {
     for base in gens() {
-        let p = *base.profile();
-        let want = hash(&reference(&Generator::with_kernel(11, p, Kernel::Soft), 3 << 20));
+        let p = base.profile().clone();
+        let want = hash(&reference(&Generator::with_kernel(11, p.clone(), Kernel::Soft), 3 << 20));
         for k in Kernel::all_available() {
-            let got = hash(&reference(&Generator::with_kernel(11, p, k), 3 << 20));
+            let got = hash(&reference(&Generator::with_kernel(11, p.clone(), k), 3 << 20));
             assert_eq!(got, want, "{p} kernel {}", k.name());
         }
     }

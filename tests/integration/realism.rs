@@ -4,8 +4,9 @@
 //! measure it, on ≥ 256 MiB; the uniform profiles' bytes are pinned in `determinism`.
 
 use crate::common::*;
+use dgen_engine::gen::copies::CopySpec;
 use dgen_engine::{Generator, Profile};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 
 const LEN: u64 = 256 << 20;
@@ -159,9 +160,15 @@ fn new_profile_kinds_are_deterministic_under_any_threads_chunking_and_access() {
         extent_profile(3.0, 1.0, 512, 1 << 20),
         profile(2.0, 1.0, 4096).with_mix(&MIX).unwrap(),
         profile(1.5, 1.0, 8192).with_extent(32 << 10).unwrap().with_mix(&[(0.5, 1.0), (0.5, 4.0)]).unwrap(),
+        profile(2.0, 1.0, 4096).with_copies(CopySpec::Zipf(1.5), true).unwrap(),
+        extent_profile(3.0, 2.0, 4096, 64 << 10)
+            .with_copies(CopySpec::Zipf(1.1), true)
+            .unwrap()
+            .with_mix(&MIX)
+            .unwrap(),
     ];
     for p in kinds {
-        let gen = Generator::new(77, p);
+        let gen = Generator::new(77, p.clone());
         let len = 12 << 20;
         let want = reference(&gen, len);
         for threads in [1, 2, 3] {
@@ -185,7 +192,7 @@ fn new_profile_kinds_are_deterministic_under_any_threads_chunking_and_access() {
     }
     // A different seed shares no block.
     let p = extent_profile(2.0, 1.0, 4096, 64 << 10).with_mix(&MIX).unwrap();
-    let a: HashSet<u128> = reference(&Generator::new(1, p), 8 << 20).chunks(4096).map(hash).collect();
+    let a: HashSet<u128> = reference(&Generator::new(1, p.clone()), 8 << 20).chunks(4096).map(hash).collect();
     let b: HashSet<u128> = reference(&Generator::new(2, p), 8 << 20).chunks(4096).map(hash).collect();
     assert_eq!(a.intersection(&b).count(), 0);
 }
@@ -244,6 +251,9 @@ fn gen_takes_an_extent_and_a_mix_and_says_so() {
         (&["--compress-mix", "0.5:2"][..], "add up to 0.5"),
         (&["--compress-mix", "0.5-2"][..], "FRACTION:RATIO"),
         (&["--compress-mix", "1:2", "--compress", "2"][..], "cannot be used with"),
+        (&["--dedup-copies", "zipf:x"][..], "'--dedup-copies': 'x' is not a number"),
+        (&["--dedup-copies", "zipf:3", "--dedup", "8"][..], "cannot reach dedup 8"),
+        (&["--dedup-copies", "/nonexistent/copies.txt"][..], "/nonexistent/copies.txt"),
     ] {
         let o = run(&[&["gen", "--size", "1MiB", "-o", "/dev/null"][..], args].concat());
         assert_eq!(o.status.code(), Some(2), "{args:?}");
@@ -276,8 +286,38 @@ fn workload_data_tables_take_an_extent_and_a_mix() {
     assert!(o.status.success(), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["data"]["dedup_extent"], 32768);
+    // A duplicate-count distribution: zipf, or a histogram file beside the workload.
+    std::fs::write(dir.join("copies.txt"), "1, 900\n3, 100\n").unwrap();
+    for (data, want) in [
+        ("dedup = 2\ndedup_copies = { zipf = 1.5 }", serde_json::json!({ "zipf": 1.5 })),
+        ("dedup_copies = { histogram = \"copies.txt\" }", serde_json::json!({ "histogram": "", "rows": 2 })),
+        ("dedup_copies = \"even\"", serde_json::Value::Null),
+    ] {
+        write(data);
+        let o = run(&["run", wl.to_str().unwrap(), "-q", "--json-report", report.to_str().unwrap()]);
+        assert!(o.status.success(), "{data}: {}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let got = &r["data"]["dedup_copies"];
+        match want.get("histogram") {
+            Some(_) => {
+                assert!(got["histogram"].as_str().unwrap().ends_with("copies.txt"), "{got}");
+                assert_eq!(got["rows"], 2);
+                assert!((r["data"]["dedup"].as_f64().unwrap() - 1.2).abs() < 1e-9, "{}", r["data"]);
+            }
+            None => assert_eq!(got, &want, "{data}"),
+        }
+        if !want.is_null() {
+            let bytes = r["data"]["dedup_table"]["bytes"].as_u64().unwrap();
+            assert!(bytes > 0 && bytes < 4 << 20, "{}", r["data"]);
+        }
+    }
     // Bad values name the file, the line and the key.
     for (data, line, says) in [
+        ("dedup_copies = { zipf = 0 }", 7, "data.dedup_copies: 'zipf:0' the zipf exponent 0 must be from 0.1 to 10"),
+        ("dedup = 9\ndedup_copies = { zipf = 3 }", 8, "cannot reach dedup 9"),
+        ("dedup_copies = \"lumpy\"", 7, "data.dedup_copies: \"lumpy\" is not"),
+        ("dedup_copies = { histogram = \"none.txt\" }", 7, "none.txt"),
+        ("dedup = 5\ndedup_copies = { histogram = \"copies.txt\" }", 7, "data.dedup: '5' the histogram"),
         ("compress = 2\ncompress_mix = [[1, 2]]", 8, "data.compress_mix: give compress or compress_mix, not both"),
         ("compress_mix = [[0.5, 2]]", 7, "data.compress_mix: '[0.5, 2]' the fractions add up to 0.5"),
         ("dedup_extent = \"3KiB\"", 7, "data.dedup_extent: '3 KiB' must be a power of two"),
@@ -289,5 +329,79 @@ fn workload_data_tables_take_an_extent_and_a_mix() {
         let err = stderr(&o);
         assert!(err.contains(&format!("w.toml:{line}")) && err.contains(says), "{data}: {err}");
     }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Copies per distinct block over the first `len` bytes: the ratio and the histogram (the fraction
+/// of distinct blocks with each copy count).
+fn copy_histogram(gen: &Generator, len: u64) -> (f64, BTreeMap<u64, f64>) {
+    let unit = gen.profile().unit() as usize;
+    let step = 8 << 20;
+    let mut buf = vec![0u8; step];
+    let mut copies: HashMap<u128, u64> = HashMap::new();
+    let mut pos = 0;
+    while pos < len {
+        gen.fill_par(0, pos, &mut buf);
+        for c in buf.chunks(unit) {
+            *copies.entry(hash(c)).or_default() += 1;
+        }
+        pos += step as u64;
+    }
+    let distinct = copies.len() as f64;
+    let mut h = BTreeMap::new();
+    for &k in copies.values() {
+        *h.entry(k).or_default() += 1.0 / distinct;
+    }
+    ((len / unit as u64) as f64 / distinct, h)
+}
+
+/// Total variation distance between two histograms: half the sum of their differences.
+fn tv(a: &BTreeMap<u64, f64>, b: &[(u64, f64)]) -> f64 {
+    let mut keys: Vec<u64> = a.keys().copied().chain(b.iter().map(|x| x.0)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let bm: BTreeMap<u64, f64> = b.iter().copied().collect();
+    keys.iter().map(|k| (a.get(k).unwrap_or(&0.0) - bm.get(k).unwrap_or(&0.0)).abs()).sum::<f64>() / 2.0
+}
+
+#[test]
+fn duplicate_counts_follow_the_distribution_and_the_ratio_holds() {
+    let dir = tempdir("realism-copies");
+    let hist = dir.join("copies.txt");
+    std::fs::write(&hist, "# copies, blocks (as DEDISbench's)\n1, 6000\n2, 2000\n4 1000\n10, 100\n50, 10\n").unwrap();
+    let cases = [
+        (CopySpec::Zipf(2.0), 2.0f64, 4096u64, 4096u64),
+        (CopySpec::Zipf(1.2), 4.0, 4096, 4096),
+        (CopySpec::histogram_file(&hist).unwrap(), 0.0, 4096, 4096),
+        (CopySpec::Zipf(1.5), 3.0, 4096, 64 << 10),
+    ];
+    let mut failures = Vec::new();
+    for (spec, d, unit, extent) in cases {
+        let label = format!("{spec} D={d} extent {extent}");
+        let p = Profile::new(d.max(1.0), 1.0, unit).unwrap().with_extent(extent).unwrap();
+        let p = p.with_copies(spec, d > 0.0).unwrap();
+        let want_d = p.dedup();
+        let table: Vec<(u64, f64)> = p.copies().unwrap().histogram().to_vec();
+        let gen = Generator::new(21, p);
+        let (got_d, h) = copy_histogram(&gen, 1 << 30);
+        let dist = tv(&h, &table);
+        eprintln!("{label}: dedup {got_d:.4} (want {want_d:.4}), TV {dist:.4}, table {} B", gen.table_bytes());
+        eprintln!("  measured {:?}", h.iter().take(8).map(|(k, f)| format!("{k}:{f:.4}")).collect::<Vec<_>>());
+        eprintln!("  table    {:?}", table.iter().take(8).map(|(k, f)| format!("{k}:{f:.4}")).collect::<Vec<_>>());
+        if extent == unit && (got_d / want_d - 1.0).abs() > 0.01 {
+            failures.push(format!("{label}: dedup {got_d:.4}, want {want_d:.4} ±1 %"));
+        }
+        if extent == unit && dist > 0.03 {
+            failures.push(format!("{label}: histogram {dist:.4} from the distribution (total variation), want ≤ 0.03"));
+        }
+        if extent > unit {
+            // At the extent, every block of an extent shares its copies: measure there.
+            let got = dedup_at(&gen, 1 << 30, extent as usize);
+            if (got / want_d - 1.0).abs() > 0.02 {
+                failures.push(format!("{label}: dedup at the extent {got:.4}, want {want_d:.4} ±2 %"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     std::fs::remove_dir_all(dir).ok();
 }

@@ -20,7 +20,12 @@
 /// lz4 (64 KiB) and gzip (32 KiB), so none of them turns dedup into compression.
 pub const SPREAD: u64 = 4 << 20;
 
+use super::copies::CopyTable;
+use std::sync::Arc;
+
 const WEYL: u64 = 0x9E37_79B9_7F4A_7C15;
+/// A second Weyl step (1 / the plastic number) for choices that must not follow the first.
+const WEYL2: u64 = 0xC13F_A9A9_02A6_328F;
 
 #[derive(Clone, Debug)]
 pub(crate) struct DedupMap {
@@ -31,12 +36,44 @@ pub(crate) struct DedupMap {
     /// Rank `lane` of `lanes`: this stream's rows are rows `lane`, `lane + lanes`, … of the run's.
     lane: u64,
     lanes: u64,
+    /// A duplicate-count distribution, read down the columns (None: every content D copies).
+    columns: Option<Arc<Columns>>,
+}
+
+/// Where each column reads a [`CopyTable`]: its offset in the period, the run at its row 0, and
+/// whether its first two runs are one content (see the `copies` module).
+#[derive(Debug)]
+struct Columns {
+    table: Arc<CopyTable>,
+    offset: Vec<u64>,
+    first: Vec<u64>,
+    join: Vec<bool>,
 }
 
 impl DedupMap {
     pub(crate) fn new(dedup: f64, unit: u64) -> Self {
         let inv_d = (18_446_744_073_709_551_616.0f64 / dedup) as u128;
-        DedupMap { cols: (SPREAD / unit).max(1), inv_d, lane: 0, lanes: 1 }
+        DedupMap { cols: (SPREAD / unit).max(1), inv_d, lane: 0, lanes: 1, columns: None }
+    }
+
+    /// The map of a duplicate-count table: each column reads the table from its own offset.
+    pub(crate) fn with_table(mut self, table: Arc<CopyTable>) -> Self {
+        let t = table.period();
+        let d = table.mean();
+        let frac = |x: u64| x as f64 / 18_446_744_073_709_551_616.0;
+        let offset: Vec<u64> =
+            (0..self.cols).map(|c| ((frac((c + 1).wrapping_mul(WEYL)) * t as f64) as u64).min(t - 1)).collect();
+        let first = offset.iter().map(|&o| table.run_at(o)).collect();
+        // Row 0's contents are all new; joining the first two runs in a share (D − 1) / D of the
+        // columns takes back what that adds, so that any prefix holds rows · cols / D contents.
+        let join = (0..self.cols).map(|c| frac((c + 1).wrapping_mul(WEYL2)) < (d - 1.0) / d).collect();
+        self.columns = Some(Arc::new(Columns { table, offset, first, join }));
+        self
+    }
+
+    /// Bytes the map holds for its columns (the table's own are the table's).
+    pub(crate) fn column_bytes(&self) -> usize {
+        self.columns.as_ref().map_or(0, |c| c.offset.len() * 17)
     }
 
     /// The map of rank `lane` of `lanes`: its rows interleave with the other ranks' in one run-wide
@@ -53,6 +90,14 @@ impl DedupMap {
     pub(crate) fn content(&self, b: u64) -> u64 {
         let row = b / self.cols * self.lanes + self.lane;
         let col = b % self.cols;
+        if let Some(c) = &self.columns {
+            let i = col as usize;
+            let (t, m) = (c.table.period(), c.table.runs());
+            let q = c.offset[i] + row;
+            let run = q / t * m + c.table.run_at(q % t);
+            let run = if c.join[i] && run == c.first[i] + 1 { c.first[i] } else { run };
+            return run * self.cols + col;
+        }
         // Column phase in 0.64 fixed point; (col + 1) * odd constant is never 0 mod 2^64.
         let u = (col + 1).wrapping_mul(WEYL) as u128;
         let t = (row as u128 + 1) * self.inv_d;

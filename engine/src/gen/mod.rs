@@ -24,6 +24,7 @@
 //! buffer on fixed offsets, so the thread count cannot change the bytes either.
 
 pub mod aes;
+pub mod copies;
 pub mod dedup;
 mod reader;
 
@@ -32,9 +33,11 @@ pub use reader::StreamReader;
 use crate::error::Error;
 use crate::size::format_size;
 use aes::{Block, Kernel, StreamKeys, PRF_ROUNDS, STREAM_ROUNDS};
+use copies::{CopySpec, CopyTable};
 use dedup::DedupMap;
 use rayon::prelude::*;
 use std::fmt;
+use std::sync::Arc;
 
 /// Smallest dedup unit: one sector.
 pub const MIN_UNIT: u64 = 512;
@@ -72,7 +75,7 @@ pub struct MixClass {
 
 /// What the data looks like: dedup ratio, compress ratio (or a mix of ratios), dedup unit, dedup
 /// extent. Built only through [`Profile::new`] and its `with_…` methods, so every `Profile` is valid.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
     dedup: f64,
     compress: f64,
@@ -82,6 +85,8 @@ pub struct Profile {
     /// The compressibility mix (`mix_len` classes; 0: every block compresses by `compress`).
     mix: [MixClass; MAX_MIX],
     mix_len: usize,
+    /// The duplicate-count distribution (None: every content D copies).
+    copies: Option<Arc<CopyTable>>,
 }
 
 impl Profile {
@@ -107,7 +112,46 @@ impl Profile {
                 format!("must be a number from 1 to {max_c} for a {} dedup unit", format_size(unit)),
             ));
         }
-        Ok(Profile { dedup, compress, unit, extent: unit, mix: [MixClass::default(); MAX_MIX], mix_len: 0 })
+        Ok(Profile {
+            dedup,
+            compress,
+            unit,
+            extent: unit,
+            mix: [MixClass::default(); MAX_MIX],
+            mix_len: 0,
+            copies: None,
+        })
+    }
+
+    /// A duplicate-count distribution. A histogram implies the dedup ratio: `dedup_given` says
+    /// whether the profile's dedup was the user's, which must then agree within 1 %. Errors name
+    /// `data.dedup_copies` (or `data.dedup`).
+    pub fn with_copies(mut self, spec: CopySpec, dedup_given: bool) -> Result<Profile, Error> {
+        if spec == CopySpec::Even {
+            self.copies = None;
+            return Ok(self);
+        }
+        if let Some(implied) = spec.implied_dedup() {
+            if dedup_given && (self.dedup / implied - 1.0).abs() > 0.01 {
+                return Err(Error::InvalidValue {
+                    key: "data.dedup",
+                    value: self.dedup.to_string(),
+                    reason: format!(
+                        "the histogram of data.dedup_copies implies {implied:.4}; give that or leave dedup out"
+                    ),
+                });
+            }
+            if !(1.0..=MAX_DEDUP).contains(&implied) {
+                return Err(Error::InvalidValue {
+                    key: "data.dedup_copies",
+                    value: spec.to_string(),
+                    reason: format!("implies dedup {implied}, outside 1 … {MAX_DEDUP}"),
+                });
+            }
+            self.dedup = implied;
+        }
+        self.copies = Some(CopyTable::build(spec, self.dedup)?);
+        Ok(self)
     }
 
     /// Duplicates in aligned runs of `extent` bytes: an array deduplicating at any unit from the dedup
@@ -174,6 +218,10 @@ impl Profile {
     pub fn mix(&self) -> &[MixClass] {
         &self.mix[..self.mix_len]
     }
+    /// The duplicate-count table, when the distribution is not even.
+    pub fn copies(&self) -> Option<&CopyTable> {
+        self.copies.as_deref()
+    }
 }
 
 impl Default for Profile {
@@ -199,6 +247,12 @@ impl fmt::Display for Profile {
         }
         if self.extent != self.unit {
             write!(f, " extent {}", format_size(self.extent))?;
+        }
+        if let Some(t) = &self.copies {
+            match &t.spec {
+                CopySpec::Histogram { path, .. } => write!(f, " copies from {}", path.display())?,
+                spec => write!(f, " copies {spec}")?,
+            }
         }
         Ok(())
     }
@@ -289,9 +343,12 @@ impl Generator {
                     if i + 1 == profile.mix_len { u64::MAX } else { (cum * 18_446_744_073_709_551_616.0) as u64 };
             }
         }
+        let dedup = match &profile.copies {
+            None => DedupMap::new(profile.dedup, profile.extent),
+            Some(t) => DedupMap::new(profile.dedup, profile.extent).with_table(t.clone()),
+        };
         Generator {
             seed,
-            profile,
             kernel,
             unit: profile.unit,
             granule,
@@ -299,9 +356,10 @@ impl Generator {
             bounds,
             n_classes,
             per_extent: profile.extent / profile.unit,
-            dedup: DedupMap::new(profile.dedup, profile.extent),
+            dedup,
             prf_keys,
             class_phase,
+            profile,
         }
     }
 
@@ -322,6 +380,10 @@ impl Generator {
     }
     pub fn kernel(&self) -> Kernel {
         self.kernel
+    }
+    /// Bytes the generator holds beyond its fixed size: a duplicate-count table and its columns.
+    pub fn table_bytes(&self) -> usize {
+        self.profile.copies().map_or(0, |t| t.bytes()) + self.dedup.column_bytes()
     }
 
     /// Keystream round keys of one content of one stream.

@@ -379,8 +379,9 @@ type HostResult<T> = wasmtime::Result<Result<T, String>>;
 
 impl HostState {
     pub fn new(ctx: RunContext, limits: Limits) -> HostState {
-        let gen =
-            Arc::new(Generator::new(ctx.seed, ctx.profile).for_rank(ctx.world.rank().into(), ctx.world.size().into()));
+        let gen = Arc::new(
+            Generator::new(ctx.seed, ctx.profile.clone()).for_rank(ctx.world.rank().into(), ctx.world.size().into()),
+        );
         let caps = ctx.sink.capabilities();
         let started = ctx.started;
         let first = Phase::new("run".into(), started).with_split(ctx.split.snapshot());
@@ -396,7 +397,7 @@ impl HostState {
             blocked: Duration::ZERO,
             deadline_hit: false,
             interrupted: false,
-            gens: vec![(ctx.profile, gen, 0)],
+            gens: vec![(ctx.profile.clone(), gen, 0)],
             ctx,
             open_targets: 0,
             plugin_bytes: 0,
@@ -536,7 +537,8 @@ impl HostState {
             return Ok(i);
         }
         // Each extra profile gets its own stream, so its blocks never collide with the run's.
-        let gen = Generator::new(self.ctx.seed, p).for_rank(self.ctx.world.rank().into(), self.ctx.world.size().into());
+        let gen = Generator::new(self.ctx.seed, p.clone())
+            .for_rank(self.ctx.world.rank().into(), self.ctx.world.size().into());
         self.gens.push((p, Arc::new(gen), 0));
         Ok(self.gens.len() - 1)
     }

@@ -367,5 +367,16 @@ pub fn data_json(p: &crate::gen::Profile) -> serde_json::Value {
     if !p.mix().is_empty() {
         d["compress_mix"] = p.mix().iter().map(|c| serde_json::json!([c.fraction, c.ratio])).collect();
     }
+    if let Some(t) = p.copies() {
+        use crate::gen::copies::CopySpec;
+        d["dedup_copies"] = match &t.spec {
+            CopySpec::Even => serde_json::json!("even"),
+            CopySpec::Zipf(s) => serde_json::json!({ "zipf": s }),
+            CopySpec::Histogram { path, rows } => {
+                serde_json::json!({ "histogram": path.display().to_string(), "rows": rows.len() })
+            }
+        };
+        d["dedup_table"] = serde_json::json!({ "runs": t.runs(), "period_rows": t.period(), "bytes": t.bytes() });
+    }
     d
 }
