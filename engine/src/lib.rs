@@ -36,6 +36,8 @@
 //!   zstd-compressed, always through the executor (one pool of buffers, one of threads).
 //! - [`write`] — one generated object written to any target by its URI (a path, `s3://…`, `az://…`)
 //!   and read back: the Python package's `write_file`.
+//! - [`profile`] — a real data sample measured as an array sees it (dedup at several units, copies
+//!   per block, per-block compressibility) and turned into the `[data]` table that reproduces it.
 //! - [`report`] — a run's results as lines and JSON (formatting only: the library never prints).
 //! - [`input`] — what comes from users and strangers, made safe: regular files within a size cap,
 //!   plugin and storage text escaped for the terminal.
@@ -61,6 +63,7 @@ pub mod output;
 pub mod phase;
 pub mod plugin;
 pub mod pool;
+pub mod profile;
 pub mod read;
 pub mod report;
 pub mod run;

@@ -46,6 +46,37 @@ enum Command {
     /// Build and inspect plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Measure a data sample (files or directory trees) and print the `[data]` table that makes
+    /// `gen` and `run` write data like it: dedup at several units, copies per block, per-block
+    /// compressibility. Nothing of the sample's content is copied.
+    Profile(ProfileArgs),
+}
+
+#[derive(clap::Args)]
+struct ProfileArgs {
+    /// Files or directories (walked; symlinks not followed).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The dedup unit the table is for (dedup is also measured at 2×, 4× … up to 64 KiB).
+    #[arg(long, default_value_t = DEFAULT_UNIT, value_parser = unit_arg)]
+    unit: u64,
+    /// Print the measurements and the table as JSON instead.
+    #[arg(long)]
+    json: bool,
+    /// Memory the dedup maps may take; beyond it they sample blocks more sparsely (1 MiB … 64 GiB).
+    #[arg(long, default_value = "256MiB", value_parser = memory_arg)]
+    memory: u64,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn memory_arg(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if !(1 << 20..=64 << 30).contains(&n) {
+        return Err(format!("{s} is not from 1 MiB to 64 GiB"));
+    }
+    Ok(n)
 }
 
 #[derive(clap::Args)]
@@ -123,6 +154,10 @@ struct GenArgs {
     /// file of `copies, blocks` lines (its mean is the dedup ratio).
     #[arg(long, allow_hyphen_values = true)]
     dedup_copies: Option<String>,
+    /// The profile from a file's `[data]` table (what `dgen-engine profile` prints, or a workload),
+    /// instead of the profile flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dedup", "compress", "dedup_unit", "dedup_extent", "compress_mix", "dedup_copies"])]
+    data: Option<PathBuf>,
     /// Run seed; the same seed and profile give the same bytes. Drawn at random (and printed) if absent.
     #[arg(long, allow_hyphen_values = true)]
     seed: Option<u64>,
@@ -359,7 +394,8 @@ fn lib_error(e: Error) -> Failure {
     Failure { code: e.exit_code(), error: anyhow::Error::msg(e.to_string()) }
 }
 
-fn gen(args: GenArgs) -> Result<(), Failure> {
+/// The profile of `gen`'s flags.
+fn profile_of(args: &GenArgs) -> Result<Profile, Failure> {
     let mut profile = Profile::new(args.dedup.unwrap_or(1.0), args.compress, args.dedup_unit).map_err(profile_error)?;
     let extent_default = if args.compress_mix.is_some() { MIX_EXTENT.max(args.dedup_unit) } else { args.dedup_unit };
     profile = profile.with_extent(args.dedup_extent.unwrap_or(extent_default)).map_err(profile_error)?;
@@ -370,6 +406,14 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
         let spec = CopySpec::parse(copies).map_err(profile_error)?;
         profile = profile.with_copies(spec, args.dedup.is_some()).map_err(profile_error)?;
     }
+    Ok(profile)
+}
+
+fn gen(args: GenArgs) -> Result<(), Failure> {
+    let profile = match &args.data {
+        Some(file) => Plan::data_table(file).map_err(lib_error)?,
+        None => profile_of(&args)?,
+    };
     let seed = args.seed.unwrap_or_else(random_seed);
     let threads =
         args.threads.map(|t| t as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -673,6 +717,52 @@ fn write_report(path: &Path, json: &serde_json::Value) -> Result<(), Failure> {
 const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Ctrl-C sets a flag the pipeline checks, so a run aborts cleanly instead of dying mid-write.
+fn profile_sample(args: ProfileArgs) -> Result<(), Failure> {
+    use dgen_engine::profile;
+    let cancel = install_cancel();
+    let total: u64 = profile::files(&args.paths).map_err(lib_error)?.iter().map(|f| f.1).sum();
+    let mut bar = Progress::new(total, !args.quiet);
+    let spec = profile::ProfileSpec { paths: args.paths.clone(), unit: args.unit, memory: args.memory as usize };
+    let start = std::time::Instant::now();
+    let sample = profile::scan(&spec, &mut |b| dgen_engine::exec::Observer::progress(&mut bar, b), &cancel)
+        .map_err(lib_error)?;
+    bar.finish();
+    let secs = start.elapsed().as_secs_f64();
+    if args.json {
+        let mut j = sample.json(&args.paths);
+        j["seconds"] = serde_json::json!(secs);
+        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        return Ok(());
+    }
+    let names: Vec<String> =
+        args.paths.iter().map(|p| dgen_engine::input::sanitize(&p.display().to_string(), 4000)).collect();
+    println!("# dgen-engine profile of {}", names.join(" "));
+    println!(
+        "# {} files, {} in {secs:.1} s ({:.2} GB/s); dedup sampled 1 in {} blocks, maps {} at most",
+        sample.files,
+        format_size(sample.bytes),
+        sample.bytes as f64 / secs.max(1e-9) / 1e9,
+        sample.sample_one_in,
+        format_size(sample.memory as u64)
+    );
+    let at: Vec<String> = sample.dedup.iter().map(|d| format!("{} {:.3}", format_size(d.unit), d.ratio())).collect();
+    println!("# dedup at {}", at.join(", "));
+    let total: u64 = sample.compress.iter().map(|b| b.blocks).sum::<u64>().max(1);
+    let bins: Vec<String> = sample
+        .compress
+        .iter()
+        .filter(|b| b.blocks > 0)
+        .map(|b| format!("{:.1}% at {:.2}", 100.0 * b.blocks as f64 / total as f64, b.ratio()))
+        .collect();
+    println!(
+        "# per-block zstd -1 ({} blocks, raw when saving < 12.5 %): {}",
+        format_size(sample.unit),
+        bins.join(", ")
+    );
+    print!("{}", sample.data_toml());
+    Ok(())
+}
+
 fn install_cancel() -> Arc<AtomicBool> {
     static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     CANCEL
@@ -729,6 +819,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => run_workload(args, Mode::Verify),
         Command::Plugin(PluginCommand::Build { dir, output }) => plugin_build(&dir, output.as_deref()),
         Command::Plugin(PluginCommand::Inspect { file }) => plugin_inspect(&file),
+        Command::Profile(args) => profile_sample(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -272,6 +272,22 @@ impl Plan {
         Self::check(file, &text, spec)
     }
 
+    /// The `[data]` table of a file (what `profile` prints, or a whole workload's), as a profile;
+    /// errors name the file, line and key as a workload's do.
+    pub fn data_table(file: &Path) -> Result<Profile> {
+        #[derive(Deserialize)]
+        struct DataOnly {
+            #[serde(default)]
+            data: DataSpec,
+        }
+        let cannot =
+            |e: String| Error::Workload { at: file.display().to_string(), message: format!("cannot read it: {e}") };
+        let bytes = crate::input::read_regular(file, MAX_WORKLOAD_FILE).map_err(|e| cannot(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
+        let spec: DataOnly = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
+        profile(&spec.data, file, &text)
+    }
+
     fn check(file: &Path, text: &str, spec: Spec) -> Result<Plan> {
         let where_is = |table: &str, key: &str| match locate(text, table, key) {
             Some(line) => format!("{}:{line}", file.display()),
@@ -374,7 +390,29 @@ fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
                         other => bad(other.to_string()),
                     })?
                 }
-                _ => return Err(bad(format!("{v} is not {{ zipf = S }} or {{ histogram = \"FILE\" }}"))),
+                Some((k, toml::Value::Array(a))) if k == "histogram" => {
+                    let row = |r: &toml::Value| -> Option<(u64, u64)> {
+                        let r = r.as_array()?;
+                        match r.as_slice() {
+                            [k, n] => {
+                                Some((u64::try_from(k.as_integer()?).ok()?, u64::try_from(n.as_integer()?).ok()?))
+                            }
+                            _ => None,
+                        }
+                    };
+                    let rows: Option<Vec<(u64, u64)>> = a.iter().map(row).collect();
+                    let rows = rows
+                        .ok_or_else(|| bad("histogram rows must be [copies, blocks] pairs of whole numbers".into()))?;
+                    CopySpec::histogram(Path::new(""), rows).map_err(|e| match e {
+                        Error::InvalidValue { reason, .. } => bad(format!("histogram: {reason}")),
+                        other => other,
+                    })?
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "{v} is not {{ zipf = S }} or {{ histogram = \"FILE\" or [[copies, blocks], …] }}"
+                    )))
+                }
             },
             other => return Err(bad(format!("{other} is not \"even\", {{ zipf = S }} or {{ histogram = \"FILE\" }}"))),
         };

@@ -405,3 +405,115 @@ fn duplicate_counts_follow_the_distribution_and_the_ratio_holds() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A sample from known parts: text, random data, zeros, a file repeated 3 times and one 10 times.
+fn known_sample(dir: &std::path::Path) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let rnd = |seed: u64, len: usize| {
+        let mut v = vec![0u8; len];
+        Generator::new(seed, profile(1.0, 1.0, 4096)).fill(0, 0, &mut v);
+        v
+    };
+    let words = ["storage", "array", "dedup", "block", "the", "of", "checkpoint", "tensor", "a", "write"];
+    let mut text = std::io::BufWriter::new(std::fs::File::create(dir.join("text.txt")).unwrap());
+    let mut x = 7u64;
+    for _ in 0..(3 << 20) {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        write!(text, "{} ", words[(x >> 60) as usize % words.len()]).unwrap();
+    }
+    drop(text);
+    std::fs::write(dir.join("random.bin"), rnd(1, 32 << 20)).unwrap();
+    std::fs::write(dir.join("zeros.bin"), vec![0u8; 256 << 10]).unwrap();
+    let a = rnd(2, 8 << 20);
+    for i in 0..3 {
+        std::fs::write(dir.join(format!("copy{i}.bin")), &a).unwrap();
+    }
+    let b = rnd(3, 1 << 20);
+    for i in 0..10 {
+        std::fs::write(dir.join(format!("sub/small{i}.bin")), &b).unwrap();
+    }
+}
+
+fn profile_json(paths: &[&std::path::Path]) -> serde_json::Value {
+    let mut args = vec!["profile", "--json", "-q"];
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn a_sample_profiled_and_generated_again_has_the_sample_s_statistics() {
+    let dir = tempdir("realism-profile");
+    let sample = dir.join("sample");
+    known_sample(&sample);
+    let p = profile_json(&[&sample]);
+    // What the parts make: 8 MiB × 3 + 1 MiB × 10 + 64 zero blocks over 64,000-odd blocks.
+    assert_eq!(p["files"], 16);
+    let d = p["dedup"][0]["ratio"].as_f64().unwrap();
+    let blocks = p["dedup"][0]["chunks"].as_f64().unwrap();
+    let distinct = blocks - 2.0 * 2048.0 - 9.0 * 256.0 - 63.0;
+    assert!((d - blocks / distinct).abs() < 1e-9, "dedup {d}, want {}", blocks / distinct);
+    assert_eq!(p["extent"], 65536, "whole files repeat: 64 KiB runs");
+    let copies: Vec<(u64, u64)> =
+        p["copies"].as_array().unwrap().iter().map(|r| (r[0].as_u64().unwrap(), r[1].as_u64().unwrap())).collect();
+    assert!(copies.contains(&(3, 2048)) && copies.contains(&(10, 256)) && copies.contains(&(64, 1)), "{copies:?}");
+    // The mix: random blocks raw, text about 3-4:1, zeros at the top class.
+    let mix = p["compress_mix"].as_array().unwrap();
+    assert!(mix.iter().any(|c| c[1] == 1.0 && c[0].as_f64().unwrap() > 0.7), "{mix:?}");
+    assert!(mix.iter().any(|c| (3.0..6.0).contains(&c[1].as_f64().unwrap())), "text: {mix:?}");
+
+    // The table it printed, given to gen: 1 GiB with the same statistics.
+    let table = dir.join("data.toml");
+    std::fs::write(&table, p["data"].as_str().unwrap()).unwrap();
+    let out = dir.join("gen");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = run(&["gen", "--data", table.to_str().unwrap(), "--size", "1GiB", "--seed", "5", "-q", "-o"]
+        .iter()
+        .copied()
+        .chain([out.join("data.bin").to_str().unwrap()])
+        .collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q = profile_json(&[&out]);
+    let d2 = q["dedup"][0]["ratio"].as_f64().unwrap();
+    eprintln!("sample dedup {d:.4}, generated {d2:.4}; sample {} generated {}", p["copies"], q["copies"]);
+    assert!((d2 / d - 1.0).abs() <= 0.01, "dedup {d2}, the sample's {d}");
+    for (u, (a, b)) in p["dedup"].as_array().unwrap().iter().zip(q["dedup"].as_array().unwrap()).enumerate() {
+        let (a, b) = (a["ratio"].as_f64().unwrap(), b["ratio"].as_f64().unwrap());
+        assert!((b / a - 1.0).abs() <= 0.02, "dedup at unit #{u}: {b}, the sample's {a}");
+    }
+    // Copies per distinct block: the sample's shares, binned (1, 2–5, 6–20, more).
+    let shares = |v: &serde_json::Value| {
+        let mut s = [0f64; 4];
+        for r in v.as_array().unwrap() {
+            let (k, n) = (r[0].as_u64().unwrap(), r[1].as_f64().unwrap());
+            s[match k {
+                1 => 0,
+                2..=5 => 1,
+                6..=20 => 2,
+                _ => 3,
+            }] += n;
+        }
+        let t: f64 = s.iter().sum();
+        s.map(|x| x / t)
+    };
+    let (a, b) = (shares(&p["copies"]), shares(&q["copies"]));
+    let tv: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f64>() / 2.0;
+    assert!(tv <= 0.03, "copies shares {b:?}, the sample's {a:?}");
+    // Compressibility: each class's share of blocks within 0.03 of the sample's.
+    let classes = |v: &serde_json::Value| -> Vec<(f64, f64)> {
+        v["compress_mix"].as_array().unwrap().iter().map(|c| (c[0].as_f64().unwrap(), c[1].as_f64().unwrap())).collect()
+    };
+    let (ca, cb) = (classes(&p), classes(&q));
+    for (f, r) in &ca {
+        let near = cb.iter().min_by(|x, y| (x.1.ln() - r.ln()).abs().total_cmp(&(y.1.ln() - r.ln()).abs())).unwrap();
+        assert!((near.0 - f).abs() <= 0.03, "class {r}: {} of blocks, the sample's {f} ({cb:?})", near.0);
+    }
+    // Nothing of the sample is in the generated data.
+    let sample_blocks: HashSet<u128> = std::fs::read(sample.join("text.txt")).unwrap().chunks(4096).map(hash).collect();
+    let generated = std::fs::read(out.join("data.bin")).unwrap();
+    assert!(generated.chunks(4096).all(|c| !sample_blocks.contains(&hash(c))));
+    std::fs::remove_dir_all(dir).ok();
+}

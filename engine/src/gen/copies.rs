@@ -44,7 +44,8 @@ pub enum CopySpec {
     Even,
     /// P(k copies) ∝ k^−s for k = 1 … K, K (and the weight of k = K) set so that the mean is D.
     Zipf(f64),
-    /// `copies, blocks` rows: this many distinct blocks have this many copies; the mean is D.
+    /// `copies, blocks` rows: this many distinct blocks have this many copies; the mean is D. The
+    /// path is the file they came from (empty: given inline, as `profile` prints them).
     Histogram { path: PathBuf, rows: Vec<(u64, u64)> },
 }
 
@@ -53,6 +54,9 @@ impl fmt::Display for CopySpec {
         match self {
             CopySpec::Even => write!(f, "even"),
             CopySpec::Zipf(s) => write!(f, "zipf:{s}"),
+            CopySpec::Histogram { path, rows } if path.as_os_str().is_empty() => {
+                write!(f, "histogram ({} rows)", rows.len())
+            }
             CopySpec::Histogram { path, rows } => write!(f, "histogram {} ({} rows)", path.display(), rows.len()),
         }
     }
@@ -94,12 +98,21 @@ impl CopySpec {
             }
             rows.push((k, n));
         }
+        CopySpec::histogram(path, rows)
+    }
+
+    /// A histogram given as rows (inline when `path` is empty); checks what a file's rows must hold.
+    pub fn histogram(path: &Path, rows: Vec<(u64, u64)>) -> Result<CopySpec, Error> {
+        let bad = |reason: String| Error::InvalidValue {
+            key: "data.dedup_copies",
+            value: if path.as_os_str().is_empty() { "histogram".into() } else { path.display().to_string() },
+            reason,
+        };
+        if let Some(&(k, _)) = rows.iter().find(|r| r.0 == 0 || r.0 > MAX_COPIES) {
+            return Err(bad(format!("{k} copies: must be from 1 to {MAX_COPIES}")));
+        }
         if rows.iter().all(|&(_, n)| n == 0) {
-            return Err(Error::InvalidValue {
-                key: "data.dedup_copies",
-                value: path.display().to_string(),
-                reason: "holds no 'copies, blocks' row with blocks > 0".into(),
-            });
+            return Err(bad("holds no 'copies, blocks' row with blocks > 0".into()));
         }
         Ok(CopySpec::Histogram { path: path.to_path_buf(), rows })
     }

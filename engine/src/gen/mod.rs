@@ -250,7 +250,9 @@ impl fmt::Display for Profile {
         }
         if let Some(t) = &self.copies {
             match &t.spec {
-                CopySpec::Histogram { path, .. } => write!(f, " copies from {}", path.display())?,
+                CopySpec::Histogram { path, .. } if !path.as_os_str().is_empty() => {
+                    write!(f, " copies from {}", path.display())?
+                }
                 spec => write!(f, " copies {spec}")?,
             }
         }

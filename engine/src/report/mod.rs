@@ -372,6 +372,9 @@ pub fn data_json(p: &crate::gen::Profile) -> serde_json::Value {
         d["dedup_copies"] = match &t.spec {
             CopySpec::Even => serde_json::json!("even"),
             CopySpec::Zipf(s) => serde_json::json!({ "zipf": s }),
+            CopySpec::Histogram { path, rows } if path.as_os_str().is_empty() => {
+                serde_json::json!({ "histogram": rows.iter().map(|&(k, n)| [k, n]).collect::<Vec<_>>() })
+            }
             CopySpec::Histogram { path, rows } => {
                 serde_json::json!({ "histogram": path.display().to_string(), "rows": rows.len() })
             }
