@@ -4,7 +4,7 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|mpi|mlperf|python|all] [--size 8GiB] [--write-size 16GiB]
+    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|mpi|mlperf|python|realism|all] [--size 8GiB] [--write-size 16GiB]
         [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL] [--files 8] [--file-size 800MiB]
 
 gen — the generator alone, per core and with all cores:
@@ -66,6 +66,11 @@ cores, incompressible and dedup 2 compress 2; then `--write-size` bytes to one f
 with O_DIRECT: `write_file` (io_uring, 16 × 8 MiB pool), dgen-py's `fill_chunk` + `os.write` loop (an
 aligned 8 MiB buffer, an O_DIRECT descriptor) and fio (io_uring, 8 MiB blocks, queue depth 16); wall
 time around each, fsync included, and each one's peak RSS growth.
+
+realism (not in `all`) — `gen` per core (1 thread, null sink) for each profile kind of "Data that
+behaves like real data" (extent, mix, zipf copies, all three) against the uniform profile, the uniform
+profile of an earlier build (`--old-bin PATH`) and fio's nearest settings (`dedupe_percentage`,
+`dedupe_mode=working_set`, `buffer_compress_percentage`); then `profile`'s scan speed.
 
 sinks — one workload through each sink in turn: the same N objects of S bytes (`run
 workloads/objects.toml`, incompressible, 8 MiB buffers, a 128 MiB pool, checksums on, concurrency auto)
@@ -871,6 +876,70 @@ def python_bench(rounds, gen_size, write_size):
     print("  per round: " + "; ".join(f"{t} " + " ".join(f"{g:.2f}" for g, _ in v) for t, v in write_res.items()))
 
 
+REALISM_KINDS = [
+    ("uniform d2 c2", ["--dedup", "2", "--compress", "2"]),
+    ("extent 64K d2 c2", ["--dedup", "2", "--compress", "2", "--dedup-extent", "64KiB"]),
+    ("mix 0.3:1,0.5:2,0.2:8 d2", ["--dedup", "2", "--compress-mix", "0.3:1,0.5:2,0.2:8"]),
+    ("zipf:1.2 d2 c2", ["--dedup", "2", "--compress", "2", "--dedup-copies", "zipf:1.2"]),
+    ("zipf:1.2 d2 + mix + extent", ["--dedup", "2", "--dedup-copies", "zipf:1.2", "--compress-mix",
+                                    "0.3:1,0.5:2,0.2:8", "--dedup-extent", "64KiB"]),
+]
+
+
+def realism_bench(binary, rounds, size, old_binary=None):
+    """gen per core (1 thread, null sink) for each new profile kind against today's uniform profile,
+    the uniform profile of an earlier build (--old-bin) and fio's nearest settings
+    (dedupe_mode=working_set, buffer_compress_percentage); then `profile`'s scan speed over a file
+    in the page cache."""
+    def ours(b, args):
+        err = subprocess.run([b, "gen", "--size", str(size), "--threads", "1", "--seed", "1", "-o", "/dev/null",
+                              *args], check=True, capture_output=True, text=True).stderr
+        return float(re.search(r"= ([\d.]+) GB/s", err).group(1))
+
+    def fio(zipf):
+        args = ["fio", "--name=gen", "--ioengine=null", "--rw=write", f"--bs={CHUNK}", f"--size={size}",
+                "--numjobs=1", "--refill_buffers", "--output-format=json", "--dedupe_percentage=50",
+                "--buffer_compress_percentage=50", "--buffer_compress_chunk=4096"]
+        if zipf:
+            args += ["--dedupe_mode=working_set", "--dedupe_working_set_percentage=5"]
+        out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+        return json.loads(out[out.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 1e9
+
+    cases = [(name, (lambda a=a: ours(binary, a))) for name, a in REALISM_KINDS]
+    if old_binary:
+        cases.insert(1, ("uniform d2 c2, earlier build", lambda: ours(old_binary, ["--dedup", "2", "--compress", "2"])))
+    if shutil.which("fio"):
+        cases += [("fio dedupe 50% compress 50%", lambda: fio(False)),
+                  ("fio working_set dedupe", lambda: fio(True))]
+    res = {}
+    for r in range(rounds):
+        order = cases[r % len(cases):] + cases[:r % len(cases)]
+        for name, fn in order:
+            res.setdefault(name, []).append(fn())
+        print(f"realism round {r + 1}/{rounds} done", file=sys.stderr)
+    # profile's scan: a file of the mixed profile, read from the page cache.
+    d = os.path.join(ROOT, "target", "side-by-side-realism")
+    os.makedirs(d, exist_ok=True)
+    sample = os.path.join(d, "sample.bin")
+    subprocess.run([binary, "gen", "--size", "2GiB", "--seed", "1", "-q", "-o", sample, *REALISM_KINDS[-1][1]],
+                   check=True)
+    scans = []
+    for _ in range(rounds):
+        out = subprocess.run([binary, "profile", "--json", "-q", d], check=True, capture_output=True, text=True).stdout
+        j = json.loads(out)
+        scans.append(j["bytes"] / j["seconds"] / 1e9)
+    shutil.rmtree(d, ignore_errors=True)
+    base = statistics.median(res["uniform d2 c2"])
+    print(f"\ngen, 1 thread into the null sink, {size >> 30} GiB per run, GB/s, median of {rounds} rounds "
+          f"(rotating order)")
+    for name, _ in cases:
+        m = statistics.median(res[name])
+        print(f"  {name:<34}{m:>8.2f}   {m / base:>5.2f}x of uniform   per round: "
+              + " ".join(f"{x:.2f}" for x in res[name]))
+    print(f"profile scan (2 cores, file in the page cache): {statistics.median(scans):.2f} GB/s; per round: "
+          + " ".join(f"{x:.2f}" for x in scans))
+
+
 def mpi_binary():
     """The engine built with MPI (a second build: the default one needs no MPI)."""
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -1186,7 +1255,7 @@ def mpi_bench(rounds, total, sinks=("null", "file")):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "mpi", "mlperf", "python", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "mpi", "mlperf", "python", "realism", "all"])
     ap.add_argument("--files", type=int, default=8, help="files per ckpt run (default 8)")
     ap.add_argument("--file-size", default="800MiB", help="bytes per ckpt file (default 800MiB)")
     ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
@@ -1195,6 +1264,7 @@ def main():
     ap.add_argument("--size", default="8GiB", help="bytes per generator run (default 8GiB)")
     ap.add_argument("--write-size", default="16GiB", help="bytes per file write (default 16GiB)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--old-bin", help="realism: an earlier build's dgen-engine, for its uniform profile")
     ap.add_argument("--sinks", default="null,file", help="mpi: null, file, direct, uncached (default null,file)")
     args = ap.parse_args()
     size = parse_size(args.size)
@@ -1205,6 +1275,8 @@ def main():
         return mlperf_bench(binary, args.rounds)
     if args.what == "python":
         return python_bench(args.rounds, size, parse_size(args.write_size))
+    if args.what == "realism":
+        return realism_bench(binary, args.rounds, size, args.old_bin)
     if args.what in ("sinks", "all"):
         sinks_bench(binary, args.rounds, args.objects, parse_size(args.object_size))
         if args.what == "sinks":

@@ -94,7 +94,15 @@ impl DedupMap {
             let i = col as usize;
             let (t, m) = (c.table.period(), c.table.runs());
             let q = c.offset[i] + row;
-            let run = q / t * m + c.table.run_at(q % t);
+            // Most rows are within the first two periods of their column: no division there.
+            let (w, r) = if q < t {
+                (0, q)
+            } else if q < 2 * t {
+                (1, q - t)
+            } else {
+                (q / t, q % t)
+            };
+            let run = w * m + c.table.run_at(r);
             let run = if c.join[i] && run == c.first[i] + 1 { c.first[i] } else { run };
             return run * self.cols + col;
         }
