@@ -37,8 +37,8 @@ pub mod bindings {
 use bindings::dgen::plugin::host;
 use bindings::dgen::plugin::types as wit;
 pub use bindings::dgen::plugin::types::{
-    DataProfile, FieldKind, Listing, LogLevel, NodeFacts as Facts, ObjectStats, ReadCheck, ReadStats,
-    RunTotals as Totals,
+    DataProfile, DataProfileExt, DedupCopies, FieldKind, Listing, LogLevel, NodeFacts as Facts, ObjectStats, ReadCheck,
+    ReadStats, RunTotals as Totals,
 };
 
 /// The contract this SDK speaks (the WIT package).
@@ -110,6 +110,13 @@ impl Target {
     /// Appends `len` synthetic bytes with their own dedup and compress ratios.
     pub fn fill_with(&mut self, len: u64, dedup: f64, compress: f64) -> Result<()> {
         self.0.fill(len, Some(DataProfile { dedup, compress }))
+    }
+
+    /// Appends `len` synthetic bytes with a profile of their own that may also have a dedup extent,
+    /// a compressibility mix and a duplicate-count distribution, as a workload's `[data]` has
+    /// (see [`DataProfileExt`]; [`profile`] builds one from the same keys).
+    pub fn fill_profile(&mut self, len: u64, profile: &DataProfileExt) -> Result<()> {
+        self.0.fill_ext(len, profile)
     }
 
     /// Appends a host-computed value over the bytes so far (a CRC32C footer, a length).
@@ -360,4 +367,63 @@ macro_rules! export_plugin {
         }
         $crate::bindings::export!(__DgenGuest with_types_in $crate::bindings);
     };
+}
+
+/// A [`DataProfileExt`] from the keys a workload's `[data]` table uses (a JSON object, as plugin params
+/// are): `dedup`, `compress`, `dedup_extent` (bytes), `compress_mix` (`[[fraction, ratio], …]`) and
+/// `dedup_copies` (`"even"`, `{"zipf": S}` or `{"histogram": [[copies, blocks], …]}`). Missing keys
+/// take the run's (dedup 1, compress 1, the run's extent, no mix, even copies).
+pub fn profile(keys: &serde_json::Value) -> Result<DataProfileExt> {
+    let num = |k: &str, d: f64| -> Result<f64> {
+        match keys.get(k) {
+            None => Ok(d),
+            Some(v) => v.as_f64().ok_or_else(|| format!("{k} = {v}: not a number")),
+        }
+    };
+    let compress_mix = match keys.get("compress_mix") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(rows)) => rows
+            .iter()
+            .map(|r| match r.as_array().map(Vec::as_slice) {
+                Some([f, x]) => {
+                    f.as_f64().zip(x.as_f64()).ok_or_else(|| format!("compress_mix: {r} is not [fraction, ratio]"))
+                }
+                _ => Err(format!("compress_mix: {r} is not [fraction, ratio]")),
+            })
+            .collect::<Result<_>>()?,
+        Some(v) => return Err(format!("compress_mix = {v}: not a list of [fraction, ratio]")),
+    };
+    let dedup_copies = match keys.get("dedup_copies") {
+        None => DedupCopies::Even,
+        Some(serde_json::Value::String(s)) if s == "even" => DedupCopies::Even,
+        Some(v) => match (v.get("zipf"), v.get("histogram")) {
+            (Some(s), None) => {
+                DedupCopies::Zipf(s.as_f64().ok_or_else(|| format!("dedup_copies: zipf = {s} is not a number"))?)
+            }
+            (None, Some(serde_json::Value::Array(rows))) => DedupCopies::Histogram(
+                rows.iter()
+                    .map(|r| match r.as_array().map(Vec::as_slice) {
+                        Some([k, n]) => k
+                            .as_u64()
+                            .zip(n.as_u64())
+                            .ok_or_else(|| format!("dedup_copies: {r} is not [copies, blocks]")),
+                        _ => Err(format!("dedup_copies: {r} is not [copies, blocks]")),
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            _ => {
+                return Err(format!(
+                    "dedup_copies = {v}: not \"even\", {{\"zipf\": S}} or {{\"histogram\": [[copies, blocks], …]}}"
+                ))
+            }
+        },
+    };
+    let histogram = matches!(dedup_copies, DedupCopies::Histogram(_));
+    Ok(DataProfileExt {
+        dedup: num("dedup", if histogram { 0.0 } else { 1.0 })?,
+        compress: num("compress", 1.0)?,
+        dedup_extent: num("dedup_extent", 0.0)? as u64,
+        compress_mix,
+        dedup_copies,
+    })
 }

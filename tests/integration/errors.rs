@@ -56,7 +56,7 @@ fn each_kind_of_failure_has_its_exit_code_and_kind() {
             vec!["params.prefix=../escape"],
             4,
             "plugin",
-            "plugin 'objects 0.5.0': target name '../escape",
+            "plugin 'objects 0.6.0': target name '../escape",
         ),
     ];
     for (what, mut cmd, uri, extra, code, kind, text) in cases {

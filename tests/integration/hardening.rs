@@ -212,6 +212,7 @@ fn host_memory_held_for_a_plugin_is_accounted() {
         ("reserve", "", &[], "reserving a region"),
         ("metrics", "", &[], "recording a metric"),
         ("interleave", "", &[], ""),
+        ("profiles", "", &[], "data profiles"),
         ("fields", "", &[], "adding a field"),
         ("objects", "", &["--set", "target.uri=\"null://\""], "committing an object"),
     ];

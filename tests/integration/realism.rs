@@ -517,3 +517,72 @@ fn a_sample_profiled_and_generated_again_has_the_sample_s_statistics() {
     assert!(generated.chunks(4096).all(|c| !sample_blocks.contains(&hash(c))));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_plugin_fills_with_a_profile_of_its_own() {
+    // The objects plugin's payloads with zipf copies and a mix, through `fill-ext`; every payload
+    // block read back from the files.
+    let dir = tempdir("realism-fill-ext");
+    let out = dir.join("out");
+    let payload_data = r#"params.payload_data={ dedup = 2, dedup_copies = { zipf = 2 }, compress_mix = [[0.5, 1], [0.5, 4]], dedup_extent = 4096 }"#;
+    let o = run(&[
+        "run",
+        &workload("objects.toml"),
+        "-q",
+        "--set",
+        &format!("target.uri=\"file://{}\"", out.display()),
+        "--set",
+        "params.count=32",
+        "--set",
+        "params.distribution=\"fixed\"",
+        "--set",
+        "params.size=16777216",
+        "--set",
+        "params.footer=false",
+        "--set",
+        payload_data,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut copies: HashMap<u128, u64> = HashMap::new();
+    let mut z = zstd::bulk::Compressor::new(1).unwrap();
+    let (mut raw, mut four) = (0u64, 0u64);
+    for f in files_under(&out) {
+        let data = std::fs::read(out.join(&f)).unwrap();
+        // The payload follows the plugin's 24-byte header.
+        for c in data[24..].chunks_exact(4096) {
+            *copies.entry(hash(c)).or_default() += 1;
+            let r = 4096.0 / z.compress(c).unwrap().len() as f64;
+            if r < 1.5 {
+                raw += 1;
+            } else if r > 3.0 {
+                four += 1;
+            }
+        }
+    }
+    let blocks: u64 = copies.values().sum();
+    let d = blocks as f64 / copies.len() as f64;
+    let singles = copies.values().filter(|&&k| k == 1).count() as f64 / copies.len() as f64;
+    eprintln!("fill-ext payloads: dedup {d:.4}, {singles:.3} of distinct blocks once, raw {raw} vs 4:1 {four}");
+    assert!((d / 2.0 - 1.0).abs() < 0.02, "dedup {d}");
+    // zipf 2 with mean 2: about 64 % of distinct blocks are unique (even copies would have none).
+    assert!((0.55..0.72).contains(&singles), "{singles}");
+    let share = raw as f64 / (raw + four) as f64;
+    assert!((share - 0.5).abs() < 0.03, "raw share {share}");
+    // A bad profile is the plugin's error, naming the field.
+    let o = run(&[
+        "run",
+        &workload("objects.toml"),
+        "-q",
+        "--set",
+        &format!("target.uri=\"file://{}\"", dir.join("bad").display()),
+        "--set",
+        r#"params.payload_data={ dedup = 9, dedup_copies = { zipf = 3 } }"#,
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fill-ext: dedup-copies = zipf:3: zipf with exponent 3 cannot reach dedup 9"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -525,22 +525,92 @@ impl HostState {
         self.table.get_mut(t).map_err(|e| wasmtime::format_err!("bad target handle: {e}"))
     }
 
-    fn generator(&mut self, profile: Option<DataProfile>) -> Result<usize, String> {
+    fn generator(&mut self, profile: Option<DataProfile>) -> wasmtime::Result<Result<usize, String>> {
         let p = match profile {
-            None => return Ok(0),
+            None => return Ok(Ok(0)),
             // The run's unit and extent: a fill's own profile changes its ratios, not where copies fall.
-            Some(p) => Profile::new(p.dedup, p.compress, self.ctx.profile.unit())
+            Some(p) => match Profile::new(p.dedup, p.compress, self.ctx.profile.unit())
                 .and_then(|q| q.with_extent(self.ctx.profile.extent()))
-                .map_err(|e| e.to_string())?,
+            {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e.to_string())),
+            },
         };
+        self.generator_of(p)
+    }
+
+    /// The generator of `p` (made once per distinct profile, each with a stream of its own so its
+    /// blocks never collide with the run's), charged to the plugin: its copy table can be megabytes.
+    fn generator_of(&mut self, p: Profile) -> wasmtime::Result<Result<usize, String>> {
         if let Some(i) = self.gens.iter().position(|(q, _, _)| *q == p) {
-            return Ok(i);
+            return Ok(Ok(i));
         }
-        // Each extra profile gets its own stream, so its blocks never collide with the run's.
         let gen = Generator::new(self.ctx.seed, p.clone())
             .for_rank(self.ctx.world.rank().into(), self.ctx.world.size().into());
+        self.charge(std::mem::size_of::<Generator>() + gen.table_bytes(), "data profiles")?;
         self.gens.push((p, Arc::new(gen), 0));
-        Ok(self.gens.len() - 1)
+        Ok(Ok(self.gens.len() - 1))
+    }
+
+    /// Appends `len` bytes of generator `g`'s stream to a target.
+    fn fill_from(&mut self, t: Resource<TargetState>, len: u64, g: usize) -> HostResult<()> {
+        let unit = self.ctx.profile.unit();
+        let cursor = self.gens[g].2;
+        // A fill right after a fill of the same stream on this target, with nothing taken from the
+        // stream in between, continues it: consecutive fills are one segment.
+        let target = self.target(&t)?;
+        let continues = target.pending.is_empty() && target.recipe.trailing_fill() == Some((g as u64, cursor));
+        let offset = if continues { cursor } else { cursor.div_ceil(unit) * unit };
+        if offset.checked_add(len).is_none_or(|end| end > MAX_STREAM) {
+            let name = sanitize(&self.target(&t)?.name, 200);
+            return Ok(Err(format!(
+                "'{name}': a fill of {} would run past the end of the run's data stream ({} per data profile)",
+                format_size(len),
+                format_size(MAX_STREAM)
+            )));
+        }
+        self.gens[g].2 = offset + len;
+        let gen = self.gens[g].1.clone();
+        self.with_target(&t, 2 * cost::SEGMENT, "filling", |target| {
+            target.flush();
+            target.recipe.push_fill(&gen, g as u64, offset, len);
+        })?;
+        Ok(Ok(()))
+    }
+
+    /// A `fill-ext` profile as the engine's, checked as a workload's `[data]` is; errors name the field.
+    fn profile_ext(&self, p: &wit::DataProfileExt) -> Result<Profile, String> {
+        use crate::gen::copies::CopySpec;
+        const MAX_ROWS: usize = 4096;
+        let field = |e: Error| match e {
+            Error::InvalidValue { key, value, reason } => {
+                format!("fill-ext: {} = {value}: {reason}", key.trim_start_matches("data.").replace('_', "-"))
+            }
+            other => format!("fill-ext: {other}"),
+        };
+        let run = &self.ctx.profile;
+        let extent = if p.dedup_extent == 0 { run.extent().max(run.unit()) } else { p.dedup_extent };
+        let copies = match &p.dedup_copies {
+            wit::DedupCopies::Even => None,
+            wit::DedupCopies::Zipf(s) => Some(CopySpec::Zipf(*s)),
+            wit::DedupCopies::Histogram(rows) if rows.len() > MAX_ROWS => {
+                return Err(format!("fill-ext: a histogram of {} rows; at most {MAX_ROWS}", rows.len()))
+            }
+            wit::DedupCopies::Histogram(rows) => {
+                Some(CopySpec::histogram(std::path::Path::new(""), rows.clone()).map_err(field)?)
+            }
+        };
+        let histogram = matches!(copies, Some(CopySpec::Histogram { .. }));
+        let dedup = if histogram && p.dedup == 0.0 { 1.0 } else { p.dedup };
+        let compress = if p.compress_mix.is_empty() { p.compress } else { 1.0 };
+        let mut q = Profile::new(dedup, compress, run.unit()).and_then(|q| q.with_extent(extent)).map_err(field)?;
+        if !p.compress_mix.is_empty() {
+            q = q.with_mix(&p.compress_mix).map_err(field)?;
+        }
+        if let Some(spec) = copies {
+            q = q.with_copies(spec, !(histogram && p.dedup == 0.0)).map_err(field)?;
+        }
+        Ok(q)
     }
 
     /// Whether a target may grow by `len` bytes: within what the sink takes for one object.
@@ -937,32 +1007,31 @@ impl HostTarget for HostState {
         if let Err(e) = self.check_growth(&t, len)? {
             return Ok(Err(e));
         }
-        let g = match self.generator(profile) {
+        let g = match self.generator(profile)? {
             Ok(g) => g,
             Err(e) => return Ok(Err(e)),
         };
-        let unit = self.ctx.profile.unit();
-        let cursor = self.gens[g].2;
-        // A fill right after a fill of the same stream on this target, with nothing taken from the
-        // stream in between, continues it: consecutive fills are one segment.
-        let target = self.target(&t)?;
-        let continues = target.pending.is_empty() && target.recipe.trailing_fill() == Some((g as u64, cursor));
-        let offset = if continues { cursor } else { cursor.div_ceil(unit) * unit };
-        if offset.checked_add(len).is_none_or(|end| end > MAX_STREAM) {
-            let name = sanitize(&self.target(&t)?.name, 200);
-            return Ok(Err(format!(
-                "'{name}': a fill of {} would run past the end of the run's data stream ({} per data profile)",
-                format_size(len),
-                format_size(MAX_STREAM)
-            )));
+        self.fill_from(t, len, g)
+    }
+
+    fn fill_ext(&mut self, t: Resource<TargetState>, len: u64, profile: wit::DataProfileExt) -> HostResult<()> {
+        // What the plugin handed over is held for this call: charged while it is checked.
+        let held = profile.compress_mix.len() * 16 + profile_rows(&profile) * 16;
+        self.charge(held, "a fill-ext profile")?;
+        let p = self.profile_ext(&profile);
+        drop(profile);
+        self.release(held);
+        if let Err(e) = self.check_growth(&t, len)? {
+            return Ok(Err(e));
         }
-        self.gens[g].2 = offset + len;
-        let gen = self.gens[g].1.clone();
-        self.with_target(&t, 2 * cost::SEGMENT, "filling", |target| {
-            target.flush();
-            target.recipe.push_fill(&gen, g as u64, offset, len);
-        })?;
-        Ok(Ok(()))
+        let g = match p {
+            Ok(p) => match self.generator_of(p)? {
+                Ok(g) => g,
+                Err(e) => return Ok(Err(e)),
+            },
+            Err(e) => return Ok(Err(e)),
+        };
+        self.fill_from(t, len, g)
     }
 
     fn write_field(&mut self, t: Resource<TargetState>, kind: FieldKind) -> HostResult<()> {
@@ -1281,4 +1350,11 @@ impl super::dgen::plugin::types::Host for HostState {}
 /// of a run's throughput time, for the report and for the plugin's `totals`.
 pub fn last_finish(objects: &[ObjectResult], started: Instant) -> Duration {
     objects.iter().map(|r| r.at).max().map_or_else(|| started.elapsed(), |t| t.saturating_duration_since(started))
+}
+
+fn profile_rows(p: &wit::DataProfileExt) -> usize {
+    match &p.dedup_copies {
+        wit::DedupCopies::Histogram(rows) => rows.len(),
+        _ => 0,
+    }
 }

@@ -54,6 +54,10 @@ struct Params {
     /// "none", "crc" or "verify".
     #[serde(default = "default_check")]
     get_check: String,
+    /// The payloads' own data profile, with the keys of a workload's `[data]` (dedup, compress,
+    /// dedup_extent, compress_mix, dedup_copies); absent: the run's.
+    #[serde(default)]
+    payload_data: Option<serde_json::Value>,
 }
 
 fn default_phases() -> Vec<String> {
@@ -141,12 +145,19 @@ impl Plugin for Objects {
         // The sizes from the seed, again for each phase that needs them: no list of them is kept.
         let sizes = |rng: &mut Rng| -> Result<u64, String> { Ok(next_payload(rng)? + HEADER as u64 + footer) };
         let name = |i: u64| format!("{}-{i:06}.bin", p.prefix);
+        let payload_profile = match &p.payload_data {
+            Some(keys) => Some(dgen_plugin_sdk::profile(keys).map_err(|e| format!("params.payload_data: {e}"))?),
+            None => None,
+        };
         let describe = |i: u64, payload: u64| -> Result<Target, String> {
             let mut t = Target::open_sized(&name(i), HEADER as u64 + payload + footer)?;
             // The header is patched in last, as formats with a length or an index up front are: the
             // engine stores it in place (for S3, the first part is whole only once it is patched).
             let header_at = t.reserve(HEADER as u32)?;
-            t.fill(payload)?;
+            match &payload_profile {
+                Some(profile) => t.fill_profile(payload, profile)?,
+                None => t.fill(payload)?,
+            }
             if p.footer {
                 t.field(FieldKind::Crc32cLe)?;
             }
@@ -325,6 +336,6 @@ impl Plugin for Objects {
 export_plugin!(
     Objects,
     name = "objects",
-    version = "0.5.0",
-    params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), footer: CRC32C at the end (true), min_gbps (0), phases: list of put|get|stat|list|delete (put), range_size bytes (0: whole objects), get_check: none|crc|verify (verify)"
+    version = "0.6.0",
+    params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), footer: CRC32C at the end (true), min_gbps (0), phases: list of put|get|stat|list|delete (put), range_size bytes (0: whole objects), get_check: none|crc|verify (verify), payload_data: a [data]-like table for the payloads (the run's)"
 );

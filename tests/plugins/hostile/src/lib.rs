@@ -88,6 +88,23 @@ impl Plugin for Hostile {
                 let done = wait_all()?;
                 return Ok(Report::new().check_eq("bytes", done[0].size as f64, p.count as f64));
             }
+            // A new duplicate-count distribution on every fill: each builds a copy table of its own
+            // in the host (hundreds of KB), charged until the limit.
+            "profiles" => {
+                let mut t = Target::open("profiles.bin")?;
+                let mut s = 1.05f64;
+                loop {
+                    let profile = dgen_plugin_sdk::DataProfileExt {
+                        dedup: 2.0,
+                        compress: 1.0,
+                        dedup_extent: 0,
+                        compress_mix: Vec::new(),
+                        dedup_copies: dgen_plugin_sdk::DedupCopies::Zipf(s),
+                    };
+                    t.fill_profile(4096, &profile)?;
+                    s += 1e-6;
+                }
+            }
             // Alternating 1-byte writes and fills: a segment per call, charged until the limit.
             "interleave" => {
                 let mut t = Target::open("interleave.bin")?;
