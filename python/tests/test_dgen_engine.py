@@ -238,6 +238,20 @@ def test_ctrl_c_mid_write_aborts_and_leaves_no_complete_looking_file(tmp_path):
     assert not path.exists() and not os.listdir(tmp_path), os.listdir(tmp_path)
 
 
+def wait_port(port, server, what, seconds=30):
+    """Waits until a server listens on loopback `port`; fails naming it if it exits or never does."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"{what} exited with {server.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"{what} is not listening on port {port} after {seconds} s")
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -254,12 +268,7 @@ def s3():
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_port(port, server, "moto")
     env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
            "AWS_EC2_METADATA_DISABLED": "true"}
     old = {k: os.environ.get(k) for k in env}
@@ -307,12 +316,7 @@ def azurite():
     server = subprocess.Popen([program, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--silent",
                                "--disableTelemetry", "--loose", "--inMemoryPersistence"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_port(port, server, "azurite")
     endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
     conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
             f"BlobEndpoint={endpoint}")
