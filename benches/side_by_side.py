@@ -182,10 +182,10 @@ def write_engine(binary, path, size):
     return float(re.search(r"= ([\d.]+) GB/s", err).group(1)), rss
 
 
-def write_fio(path, size):
-    out, _, rss = run_and_measure(["fio", "--name=w", f"--filename={path}", "--rw=write", "--bs=4m",
-                                   f"--size={size}", "--direct=1", "--ioengine=io_uring", "--iodepth=8",
-                                   "--end_fsync=1", "--fallocate=none", "--output-format=json"])
+def write_fio(path, size, bs=4 << 20, iodepth=8, direct=True):
+    out, _, rss = run_and_measure(["fio", "--name=w", f"--filename={path}", "--rw=write", f"--bs={bs}",
+                                   f"--size={size}", f"--direct={int(direct)}", "--ioengine=io_uring",
+                                   f"--iodepth={iodepth}", "--end_fsync=1", "--fallocate=none", "--output-format=json"])
     return json.loads(out[out.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 1e9, rss
 
 
@@ -842,11 +842,7 @@ def python_bench(rounds, gen_size, write_size):
         return size_now / (time.perf_counter() - start) / 1e9, _rss_peak_mib() - base
 
     def fio():
-        out, _, rss = run_and_measure(["fio", "--name=w", f"--filename={path}", "--rw=write", f"--bs={CHUNK}",
-                                       f"--size={size_now}", f"--direct={int(direct)}", "--ioengine=io_uring",
-                                       "--iodepth=16",
-                                       "--end_fsync=1", "--fallocate=none", "--output-format=json"])
-        return json.loads(out[out.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 1e9, rss
+        return write_fio(path, size_now, bs=CHUNK, iodepth=16, direct=direct)
 
     writers = {"write_file": ours, PY_LOOP_DIRECT: loop}
     if shutil.which("fio") is None:

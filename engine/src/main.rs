@@ -6,7 +6,7 @@ mod terminal;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dgen_engine::gen::copies::CopySpec;
-use dgen_engine::gen::{Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT, MIX_EXTENT};
+use dgen_engine::gen::{DataKeys, Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
 use dgen_engine::object::Content;
 use dgen_engine::output::GenSpec;
 use dgen_engine::plugin::host::Mode;
@@ -396,17 +396,16 @@ fn lib_error(e: Error) -> Failure {
 
 /// The profile of `gen`'s flags.
 fn profile_of(args: &GenArgs) -> Result<Profile, Failure> {
-    let mut profile = Profile::new(args.dedup.unwrap_or(1.0), args.compress, args.dedup_unit).map_err(profile_error)?;
-    let extent_default = if args.compress_mix.is_some() { MIX_EXTENT.max(args.dedup_unit) } else { args.dedup_unit };
-    profile = profile.with_extent(args.dedup_extent.unwrap_or(extent_default)).map_err(profile_error)?;
-    if let Some(mix) = &args.compress_mix {
-        profile = profile.with_mix(&mix.0).map_err(profile_error)?;
-    }
-    if let Some(copies) = &args.dedup_copies {
-        let spec = CopySpec::parse(copies).map_err(profile_error)?;
-        profile = profile.with_copies(spec, args.dedup.is_some()).map_err(profile_error)?;
-    }
-    Ok(profile)
+    let copies = args.dedup_copies.as_deref().map(CopySpec::parse).transpose().map_err(profile_error)?;
+    Profile::from_keys(DataKeys {
+        dedup: args.dedup,
+        compress: args.compress,
+        unit: args.dedup_unit,
+        extent: args.dedup_extent,
+        mix: args.compress_mix.as_ref().map(|m| m.0.clone()),
+        copies,
+    })
+    .map_err(profile_error)
 }
 
 fn gen(args: GenArgs) -> Result<(), Failure> {
@@ -720,9 +719,9 @@ const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 fn profile_sample(args: ProfileArgs) -> Result<(), Failure> {
     use dgen_engine::profile;
     let cancel = install_cancel();
-    let total: u64 = profile::files(&args.paths).map_err(lib_error)?.iter().map(|f| f.1).sum();
-    let mut bar = Progress::new(total, !args.quiet);
-    let spec = profile::ProfileSpec { paths: args.paths.clone(), unit: args.unit, memory: args.memory as usize };
+    let files = profile::files(&args.paths).map_err(lib_error)?;
+    let mut bar = Progress::new(files.iter().map(|f| f.1).sum(), !args.quiet);
+    let spec = profile::ProfileSpec { files, unit: args.unit, memory: args.memory as usize };
     let start = std::time::Instant::now();
     let sample = profile::scan(&spec, &mut |b| dgen_engine::exec::Observer::progress(&mut bar, b), &cancel)
         .map_err(lib_error)?;

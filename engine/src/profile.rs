@@ -32,7 +32,8 @@ const READ: usize = 8 << 20;
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct ProfileSpec {
-    pub paths: Vec<PathBuf>,
+    /// The sample's regular files and their sizes, as [`files`] lists them.
+    pub files: Vec<(PathBuf, u64)>,
     /// The dedup unit U (a power of two, 512 B … 1 MiB).
     pub unit: u64,
     /// Bytes the dedup maps may take before they sample more sparsely.
@@ -277,10 +278,9 @@ pub fn scan(spec: &ProfileSpec, progress: &mut dyn FnMut(u64), cancel: &AtomicBo
         .enumerate()
         .map(|(i, &hi)| CompressBin { lo: if i == 0 { 0.0 } else { EDGES[i - 1] }, hi, blocks: 0, raw: 0, packed: 0 })
         .collect();
-    let files = files(&spec.paths)?;
     let mut buf = vec![0u8; READ];
     let (mut done, mut count) = (0u64, 0u64);
-    for (path, _) in &files {
+    for (path, _) in &spec.files {
         let mut f = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) => return Err(Error::io(path, e)),

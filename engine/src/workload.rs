@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::gen::copies::CopySpec;
-use crate::gen::Profile;
+use crate::gen::{DataKeys, Profile};
 use crate::plugin::Limits;
 use crate::sink::Target;
 use crate::size::parse_size;
@@ -251,12 +251,7 @@ fn at_key(file: &Path, text: &str, table: &str, key: &str, message: impl std::fm
 impl Plan {
     /// Reads and checks a workload file, with `--set` overrides applied in order.
     pub fn load(file: &Path, sets: &[String]) -> Result<Plan> {
-        let cannot = |e: String| Error::Workload {
-            at: file.display().to_string(),
-            message: format!("cannot read the workload: {e}"),
-        };
-        let bytes = crate::input::read_regular(file, MAX_WORKLOAD_FILE).map_err(|e| cannot(e.to_string()))?;
-        let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
+        let text = read_text(file, "the workload")?;
         // The file alone first, so its errors carry line numbers.
         let mut spec: Spec = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
         if !sets.is_empty() {
@@ -280,10 +275,7 @@ impl Plan {
             #[serde(default)]
             data: DataSpec,
         }
-        let cannot =
-            |e: String| Error::Workload { at: file.display().to_string(), message: format!("cannot read it: {e}") };
-        let bytes = crate::input::read_regular(file, MAX_WORKLOAD_FILE).map_err(|e| cannot(e.to_string()))?;
-        let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
+        let text = read_text(file, "it")?;
         let spec: DataOnly = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
         profile(&spec.data, file, &text)
     }
@@ -351,6 +343,14 @@ fn plugin_source(plugin: &PluginRef, file: &Path, text: &str) -> Result<PluginSo
     Err(at_key(file, text, "", "plugin", why))
 }
 
+/// A TOML file's text (a regular file within the size cap, UTF-8); errors say "cannot read {what}".
+fn read_text(file: &Path, what: &str) -> Result<String> {
+    let cannot =
+        |e: String| Error::Workload { at: file.display().to_string(), message: format!("cannot read {what}: {e}") };
+    let bytes = crate::input::read_regular(file, MAX_WORKLOAD_FILE).map_err(|e| cannot(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))
+}
+
 /// `[data]`: the profile of the synthetic bytes.
 fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
     let unit = size_of(&data.dedup_unit, crate::gen::DEFAULT_UNIT, file, text, "data", "dedup_unit")?;
@@ -361,64 +361,68 @@ fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
         }
         other => other,
     };
-    let mut profile = Profile::new(data.dedup.unwrap_or(1.0), data.compress.unwrap_or(1.0), unit).map_err(named)?;
-    // A mix's classes are drawn per extent, so a mix without an extent gets one of 32 KiB (or the
-    // unit, if larger): chunks up to that size compress by their class's ratio.
-    let extent_default = if data.compress_mix.is_some() { crate::gen::MIX_EXTENT.max(unit) } else { unit };
-    let extent = size_of(&data.dedup_extent, extent_default, file, text, "data", "dedup_extent")?;
-    profile = profile.with_extent(extent).map_err(named)?;
-    if let Some(mix) = &data.compress_mix {
-        if data.compress.is_some() {
-            return Err(at_key(file, text, "data", "compress_mix", "give compress or compress_mix, not both"));
+    let extent = match &data.dedup_extent {
+        Some(_) => Some(size_of(&data.dedup_extent, unit, file, text, "data", "dedup_extent")?),
+        None => None,
+    };
+    if data.compress_mix.is_some() && data.compress.is_some() {
+        return Err(at_key(file, text, "data", "compress_mix", "give compress or compress_mix, not both"));
+    }
+    let copies = match &data.dedup_copies {
+        Some(v) => Some(copy_spec(v, file, text)?),
+        None => None,
+    };
+    Profile::from_keys(DataKeys {
+        dedup: data.dedup,
+        compress: data.compress.unwrap_or(1.0),
+        unit,
+        extent,
+        mix: data.compress_mix.as_ref().map(|m| m.iter().map(|[f, r]| (*f, *r)).collect()),
+        copies,
+    })
+    .map_err(named)
+}
+
+/// `data.dedup_copies`: `"even"`, `{ zipf = S }`, `{ histogram = "FILE" }` (beside the workload) or
+/// `{ histogram = [[copies, blocks], …] }`.
+fn copy_spec(v: &toml::Value, file: &Path, text: &str) -> Result<CopySpec> {
+    let bad = |why: String| at_key(file, text, "data", "dedup_copies", why);
+    let entry = match v {
+        toml::Value::String(s) if s == "even" => return Ok(CopySpec::Even),
+        toml::Value::Table(t) if t.len() == 1 => t.iter().next(),
+        other => return Err(bad(format!("{other} is not \"even\", {{ zipf = S }} or {{ histogram = \"FILE\" }}"))),
+    };
+    match entry {
+        Some((k, v)) if k == "zipf" => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+            Some(s) => Ok(CopySpec::Zipf(s)),
+            None => Err(bad(format!("zipf = {v}: the exponent must be a number"))),
+        },
+        Some((k, toml::Value::String(p))) if k == "histogram" => {
+            let base = file.parent().unwrap_or(Path::new(""));
+            CopySpec::histogram_file(&base.join(p)).map_err(|e| match e {
+                Error::InvalidValue { value, reason, .. } => bad(format!("{value}: {reason}")),
+                other => bad(other.to_string()),
+            })
         }
-        let classes: Vec<(f64, f64)> = mix.iter().map(|[f, r]| (*f, *r)).collect();
-        profile = profile.with_mix(&classes).map_err(named)?;
+        Some((k, toml::Value::Array(a))) if k == "histogram" => {
+            let row = |r: &toml::Value| -> Option<(u64, u64)> {
+                match r.as_array()?.as_slice() {
+                    [k, n] => Some((u64::try_from(k.as_integer()?).ok()?, u64::try_from(n.as_integer()?).ok()?)),
+                    _ => None,
+                }
+            };
+            let rows: Vec<(u64, u64)> = a
+                .iter()
+                .map(row)
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("histogram rows must be [copies, blocks] pairs of whole numbers".into()))?;
+            CopySpec::histogram(Path::new(""), rows).map_err(|e| match e {
+                Error::InvalidValue { reason, .. } => bad(format!("histogram: {reason}")),
+                other => other,
+            })
+        }
+        _ => Err(bad(format!("{v} is not {{ zipf = S }} or {{ histogram = \"FILE\" or [[copies, blocks], …] }}"))),
     }
-    if let Some(v) = &data.dedup_copies {
-        let bad = |why: String| at_key(file, text, "data", "dedup_copies", why);
-        let spec = match v {
-            toml::Value::String(s) if s == "even" => CopySpec::Even,
-            toml::Value::Table(t) if t.len() == 1 => match t.iter().next() {
-                Some((k, v)) if k == "zipf" => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
-                    Some(s) => CopySpec::Zipf(s),
-                    None => return Err(bad(format!("zipf = {v}: the exponent must be a number"))),
-                },
-                Some((k, toml::Value::String(p))) if k == "histogram" => {
-                    let base = file.parent().unwrap_or(Path::new(""));
-                    CopySpec::histogram_file(&base.join(p)).map_err(|e| match e {
-                        Error::InvalidValue { value, reason, .. } => bad(format!("{value}: {reason}")),
-                        other => bad(other.to_string()),
-                    })?
-                }
-                Some((k, toml::Value::Array(a))) if k == "histogram" => {
-                    let row = |r: &toml::Value| -> Option<(u64, u64)> {
-                        let r = r.as_array()?;
-                        match r.as_slice() {
-                            [k, n] => {
-                                Some((u64::try_from(k.as_integer()?).ok()?, u64::try_from(n.as_integer()?).ok()?))
-                            }
-                            _ => None,
-                        }
-                    };
-                    let rows: Option<Vec<(u64, u64)>> = a.iter().map(row).collect();
-                    let rows = rows
-                        .ok_or_else(|| bad("histogram rows must be [copies, blocks] pairs of whole numbers".into()))?;
-                    CopySpec::histogram(Path::new(""), rows).map_err(|e| match e {
-                        Error::InvalidValue { reason, .. } => bad(format!("histogram: {reason}")),
-                        other => other,
-                    })?
-                }
-                _ => {
-                    return Err(bad(format!(
-                        "{v} is not {{ zipf = S }} or {{ histogram = \"FILE\" or [[copies, blocks], …] }}"
-                    )))
-                }
-            },
-            other => return Err(bad(format!("{other} is not \"even\", {{ zipf = S }} or {{ histogram = \"FILE\" }}"))),
-        };
-        profile = profile.with_copies(spec, data.dedup.is_some()).map_err(named)?;
-    }
-    Ok(profile)
 }
 
 /// `[pipeline]`: buffer size, buffers, objects open at once, generator threads.

@@ -382,15 +382,7 @@ pub fn profile(keys: &serde_json::Value) -> Result<DataProfileExt> {
     };
     let compress_mix = match keys.get("compress_mix") {
         None => Vec::new(),
-        Some(serde_json::Value::Array(rows)) => rows
-            .iter()
-            .map(|r| match r.as_array().map(Vec::as_slice) {
-                Some([f, x]) => {
-                    f.as_f64().zip(x.as_f64()).ok_or_else(|| format!("compress_mix: {r} is not [fraction, ratio]"))
-                }
-                _ => Err(format!("compress_mix: {r} is not [fraction, ratio]")),
-            })
-            .collect::<Result<_>>()?,
+        Some(serde_json::Value::Array(rows)) => pairs(rows, "compress_mix", "[fraction, ratio]", |x| x.as_f64())?,
         Some(v) => return Err(format!("compress_mix = {v}: not a list of [fraction, ratio]")),
     };
     let dedup_copies = match keys.get("dedup_copies") {
@@ -400,17 +392,9 @@ pub fn profile(keys: &serde_json::Value) -> Result<DataProfileExt> {
             (Some(s), None) => {
                 DedupCopies::Zipf(s.as_f64().ok_or_else(|| format!("dedup_copies: zipf = {s} is not a number"))?)
             }
-            (None, Some(serde_json::Value::Array(rows))) => DedupCopies::Histogram(
-                rows.iter()
-                    .map(|r| match r.as_array().map(Vec::as_slice) {
-                        Some([k, n]) => k
-                            .as_u64()
-                            .zip(n.as_u64())
-                            .ok_or_else(|| format!("dedup_copies: {r} is not [copies, blocks]")),
-                        _ => Err(format!("dedup_copies: {r} is not [copies, blocks]")),
-                    })
-                    .collect::<Result<_>>()?,
-            ),
+            (None, Some(serde_json::Value::Array(rows))) => {
+                DedupCopies::Histogram(pairs(rows, "dedup_copies", "[copies, blocks]", |x| x.as_u64())?)
+            }
             _ => {
                 return Err(format!(
                     "dedup_copies = {v}: not \"even\", {{\"zipf\": S}} or {{\"histogram\": [[copies, blocks], …]}}"
@@ -426,4 +410,19 @@ pub fn profile(keys: &serde_json::Value) -> Result<DataProfileExt> {
         compress_mix,
         dedup_copies,
     })
+}
+
+/// Rows of two values each (`[a, b]`), read with `get`; an error names the key and the shape wanted.
+fn pairs<T>(
+    rows: &[serde_json::Value],
+    key: &str,
+    shape: &str,
+    get: impl Fn(&serde_json::Value) -> Option<T>,
+) -> Result<Vec<(T, T)>> {
+    rows.iter()
+        .map(|r| match r.as_array().map(Vec::as_slice) {
+            Some([a, b]) => get(a).zip(get(b)).ok_or_else(|| format!("{key}: {r} is not {shape}")),
+            _ => Err(format!("{key}: {r} is not {shape}")),
+        })
+        .collect()
 }

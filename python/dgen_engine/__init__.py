@@ -46,20 +46,20 @@ def _ratio(name: str, value: Any) -> float:
     return value
 
 
-def _unit(value: Any) -> int:
-    value = _int("dedup_unit", value, 512, 1 << 20)
+def _power_of_two(name: str, value: Any, lo: str) -> int:
+    """A power of two from 512 to 1 MiB; `lo` says what the least is called in the message."""
+    value = _int(name, value, 512, 1 << 20)
     if value & (value - 1):
-        raise ValueError(f"dedup_unit = {value}: must be a power of two from 512 to 1048576")
+        raise ValueError(f"{name} = {value}: must be a power of two from {lo} to 1048576")
     return value
+
+
+def _unit(value: Any) -> int:
+    return _power_of_two("dedup_unit", value, "512")
 
 
 def _extent(value: Any) -> Optional[int]:
-    if value is None:
-        return None
-    value = _int("dedup_extent", value, 512, 1 << 20)
-    if value & (value - 1):
-        raise ValueError(f"dedup_extent = {value}: must be a power of two from the dedup unit to 1048576")
-    return value
+    return None if value is None else _power_of_two("dedup_extent", value, "the dedup unit")
 
 
 def _mix(value: Any) -> Optional[list]:

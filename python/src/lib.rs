@@ -86,20 +86,8 @@ fn profile(
             .replace("data.dedup", "dedup_ratio");
         PyValueError::new_err(text.replace("data.compress", "compress_ratio"))
     };
-    let mut p = Profile::new(dedup.unwrap_or(1.0), compress, unit).map_err(named)?;
-    let default_extent = if mix.is_some() { dgen_engine::gen::MIX_EXTENT.max(unit) } else { unit };
-    p = p.with_extent(extent.unwrap_or(default_extent)).map_err(named)?;
-    if let Some(m) = mix {
-        p = p.with_mix(&m).map_err(named)?;
-    }
-    if let Some(c) = copies {
-        let spec = dgen_engine::gen::copies::CopySpec::parse(&c).map_err(|e| match e {
-            Error::InvalidValue { .. } => named(e),
-            other => to_py(other),
-        })?;
-        p = p.with_copies(spec, dedup.is_some()).map_err(named)?;
-    }
-    Ok(p)
+    let copies = copies.as_deref().map(dgen_engine::gen::copies::CopySpec::parse).transpose().map_err(named)?;
+    Profile::from_keys(dgen_engine::gen::DataKeys { dedup, compress, unit, extent, mix, copies }).map_err(named)
 }
 
 fn random_seed() -> u64 {

@@ -310,17 +310,17 @@ fn zipf(s: f64, dedup: f64) -> Result<Vec<(u64, f64)>, String> {
 /// Adjusts the count of the smallest copy count so that Σ k·n / Σ n is as close to `dedup` as
 /// whole counts allow (singletons lower the mean; removing them raises it).
 fn fit_mean(counts: &mut [(u64, u64)], dedup: f64) {
-    let first = 0;
-    let Some(&(k1, _)) = counts.first() else { return };
-    let others_n: u64 = counts.iter().enumerate().filter(|(i, _)| *i != first).map(|(_, c)| c.1).sum();
-    let others_kn: u64 = counts.iter().enumerate().filter(|(i, _)| *i != first).map(|(_, c)| c.0 * c.1).sum();
-    // (others_kn + k1·n) / (others_n + n) = D  →  n = (others_kn − D·others_n) / (D − k1)
-    if (dedup - k1 as f64).abs() < 1e-12 {
+    let Some((first, rest)) = counts.split_first_mut() else { return };
+    let k1 = first.0 as f64;
+    let rest_n: u64 = rest.iter().map(|c| c.1).sum();
+    let rest_kn: u64 = rest.iter().map(|c| c.0 * c.1).sum();
+    // (rest_kn + k1·n) / (rest_n + n) = D  →  n = (rest_kn − D·rest_n) / (D − k1)
+    if (dedup - k1).abs() < 1e-12 {
         return;
     }
-    let n = (others_kn as f64 - dedup * others_n as f64) / (dedup - k1 as f64);
+    let n = (rest_kn as f64 - dedup * rest_n as f64) / (dedup - k1);
     if n.is_finite() && n >= 0.0 {
-        counts[first].1 = n.round() as u64;
+        first.1 = n.round() as u64;
     }
 }
 

@@ -73,6 +73,21 @@ pub struct MixClass {
     pub ratio: f64,
 }
 
+/// A profile's keys as a front end takes them (a workload's `[data]`, `gen`'s flags, Python's
+/// arguments, a plugin's `fill-ext`); `None` is "not given". [`Profile::from_keys`] is the one way
+/// they become a profile, with the defaults that depend on each other.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataKeys {
+    /// Absent: 1, or what a histogram of copies implies.
+    pub dedup: Option<f64>,
+    pub compress: f64,
+    pub unit: u64,
+    /// Absent: the unit, or [`MIX_EXTENT`] (at least the unit) with a mix.
+    pub extent: Option<u64>,
+    pub mix: Option<Vec<(f64, f64)>>,
+    pub copies: Option<CopySpec>,
+}
+
 /// What the data looks like: dedup ratio, compress ratio (or a mix of ratios), dedup unit, dedup
 /// extent. Built only through [`Profile::new`] and its `with_…` methods, so every `Profile` is valid.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +136,22 @@ impl Profile {
             mix_len: 0,
             copies: None,
         })
+    }
+
+    /// The profile of `keys`: ratios and unit checked, then the extent (its default depends on the
+    /// mix), the mix, the copies. Errors name the workload key.
+    pub fn from_keys(keys: DataKeys) -> Result<Profile, Error> {
+        let DataKeys { dedup, compress, unit, extent, mix, copies } = keys;
+        let mut p = Profile::new(dedup.unwrap_or(1.0), compress, unit)?;
+        let extent_default = if mix.is_some() { MIX_EXTENT.max(unit) } else { unit };
+        p = p.with_extent(extent.unwrap_or(extent_default))?;
+        if let Some(m) = mix {
+            p = p.with_mix(&m)?;
+        }
+        if let Some(spec) = copies {
+            p = p.with_copies(spec, dedup.is_some())?;
+        }
+        Ok(p)
     }
 
     /// A duplicate-count distribution. A histogram implies the dedup ratio: `dedup_given` says

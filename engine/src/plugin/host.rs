@@ -29,7 +29,7 @@ use super::Limits;
 use crate::error::Error;
 use crate::events::{Event, Events};
 use crate::exec::{ObjectJob, ObjectResult};
-use crate::gen::{Generator, Profile};
+use crate::gen::{DataKeys, Generator, Profile};
 use crate::input::sanitize;
 use crate::object::{Content, Recipe, Segment};
 use crate::phase::Phase;
@@ -579,7 +579,7 @@ impl HostState {
     }
 
     /// A `fill-ext` profile as the engine's, checked as a workload's `[data]` is; errors name the field.
-    fn profile_ext(&self, p: &wit::DataProfileExt) -> Result<Profile, String> {
+    fn profile_ext(&self, p: wit::DataProfileExt) -> Result<Profile, String> {
         use crate::gen::copies::CopySpec;
         const MAX_ROWS: usize = 4096;
         let field = |e: Error| match e {
@@ -588,29 +588,30 @@ impl HostState {
             }
             other => format!("fill-ext: {other}"),
         };
-        let run = &self.ctx.profile;
-        let extent = if p.dedup_extent == 0 { run.extent().max(run.unit()) } else { p.dedup_extent };
-        let copies = match &p.dedup_copies {
+        let copies = match p.dedup_copies {
             wit::DedupCopies::Even => None,
-            wit::DedupCopies::Zipf(s) => Some(CopySpec::Zipf(*s)),
+            wit::DedupCopies::Zipf(s) => Some(CopySpec::Zipf(s)),
             wit::DedupCopies::Histogram(rows) if rows.len() > MAX_ROWS => {
                 return Err(format!("fill-ext: a histogram of {} rows; at most {MAX_ROWS}", rows.len()))
             }
             wit::DedupCopies::Histogram(rows) => {
-                Some(CopySpec::histogram(std::path::Path::new(""), rows.clone()).map_err(field)?)
+                Some(CopySpec::histogram(std::path::Path::new(""), rows).map_err(field)?)
             }
         };
-        let histogram = matches!(copies, Some(CopySpec::Histogram { .. }));
-        let dedup = if histogram && p.dedup == 0.0 { 1.0 } else { p.dedup };
-        let compress = if p.compress_mix.is_empty() { p.compress } else { 1.0 };
-        let mut q = Profile::new(dedup, compress, run.unit()).and_then(|q| q.with_extent(extent)).map_err(field)?;
-        if !p.compress_mix.is_empty() {
-            q = q.with_mix(&p.compress_mix).map_err(field)?;
-        }
-        if let Some(spec) = copies {
-            q = q.with_copies(spec, !(histogram && p.dedup == 0.0)).map_err(field)?;
-        }
-        Ok(q)
+        // With a histogram, dedup 0 takes the ratio it implies.
+        let implied = matches!(copies, Some(CopySpec::Histogram { .. })) && p.dedup == 0.0;
+        let mix = (!p.compress_mix.is_empty()).then_some(p.compress_mix);
+        let run = &self.ctx.profile;
+        Profile::from_keys(DataKeys {
+            dedup: (!implied).then_some(p.dedup),
+            compress: if mix.is_some() { 1.0 } else { p.compress },
+            unit: run.unit(),
+            // 0 is the run's extent (explicitly: a mix here does not bring its own default).
+            extent: Some(if p.dedup_extent == 0 { run.extent() } else { p.dedup_extent }),
+            mix,
+            copies,
+        })
+        .map_err(field)
     }
 
     /// Whether a target may grow by `len` bytes: within what the sink takes for one object.
@@ -1018,8 +1019,7 @@ impl HostTarget for HostState {
         // What the plugin handed over is held for this call: charged while it is checked.
         let held = profile.compress_mix.len() * 16 + profile_rows(&profile) * 16;
         self.charge(held, "a fill-ext profile")?;
-        let p = self.profile_ext(&profile);
-        drop(profile);
+        let p = self.profile_ext(profile);
         self.release(held);
         if let Err(e) = self.check_growth(&t, len)? {
             return Ok(Err(e));
