@@ -2,24 +2,47 @@
 //! work, the bytes are those of the same ranks run one by one with `--rank`, rank 0 writes one merged
 //! report, and a rank that fails or is killed ends every rank within seconds. Built with
 //! `--features mpi` (scripts/test does).
+//!
+//! `DGEN_TEST_MPIEXEC` names another launcher: MPICH's Hydra (`mpiexec.mpich`), for a build linked
+//! against MPICH (`MPICC=mpicc.mpich`; README "Many hosts").
 
 use crate::common::{bin, files_under, stderr, tempdir, workload};
 use crate::ranks::{blocks, HEADER};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const PAYLOAD: u64 = 4 << 20;
 
+/// The launcher to run, and whether it is Open MPI's (else MPICH's Hydra), from its `--version`.
+fn launcher() -> &'static (String, bool) {
+    static LAUNCHER: OnceLock<(String, bool)> = OnceLock::new();
+    LAUNCHER.get_or_init(|| {
+        let exe = std::env::var("DGEN_TEST_MPIEXEC").unwrap_or_else(|_| "mpirun".into());
+        let v = Command::new(&exe).arg("--version").output().unwrap_or_else(|e| panic!("{exe}: {e}"));
+        let v = String::from_utf8_lossy(&v.stdout).to_string() + &String::from_utf8_lossy(&v.stderr);
+        let open_mpi = v.contains("Open MPI") || v.contains("OpenRTE");
+        assert!(open_mpi || v.contains("HYDRA"), "{exe} is neither Open MPI's nor MPICH's launcher: {v}");
+        (exe, open_mpi)
+    })
+}
+
 fn mpirun(np: u32) -> Command {
-    let mut c = Command::new("mpirun");
-    c.args(["--oversubscribe", "--bind-to", "none", "-np", &np.to_string()])
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OMPI_MCA_btl", "self,vader,tcp")
-        .env("OMPI_MCA_btl_tcp_if_include", "lo")
-        .env("OMPI_MCA_oob_tcp_if_include", "lo")
-        .arg(env!("CARGO_BIN_EXE_dgen-engine"));
+    let (exe, open_mpi) = launcher();
+    let mut c = Command::new(exe);
+    if *open_mpi {
+        c.args(["--oversubscribe", "--bind-to", "none", "-np", &np.to_string()])
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .env("OMPI_MCA_btl", "self,vader,tcp")
+            .env("OMPI_MCA_btl_tcp_if_include", "lo")
+            .env("OMPI_MCA_oob_tcp_if_include", "lo");
+    } else {
+        // Hydra runs more ranks than cores, binds nothing and passes the environment by default.
+        c.args(["-launcher", "fork", "-n", &np.to_string()]);
+    }
+    c.arg(env!("CARGO_BIN_EXE_dgen-engine"));
     c
 }
 
@@ -302,8 +325,8 @@ fn rank_pids(out: &Path, rank: u32) -> Vec<i32> {
         let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let is_engine = String::from_utf8_lossy(&cmd).contains(&format!("file://{}", out.display()));
-        let want = format!("OMPI_COMM_WORLD_RANK={rank}");
-        if is_engine && env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+        let want = [format!("OMPI_COMM_WORLD_RANK={rank}"), format!("PMI_RANK={rank}")];
+        if is_engine && env.split(|&b| b == 0).any(|v| want.iter().any(|w| v == w.as_bytes())) {
             pids.push(pid);
         }
     }
