@@ -720,7 +720,7 @@ fn profile_sample(args: ProfileArgs) -> Result<(), Failure> {
     use dgen_engine::profile;
     let cancel = install_cancel();
     let files = profile::files(&args.paths).map_err(lib_error)?;
-    let mut bar = Progress::new(files.iter().map(|f| f.1).sum(), !args.quiet);
+    let mut bar = Progress::new(files.iter().map(|f| f.1).sum(), !args.quiet).reading();
     let spec = profile::ProfileSpec { files, unit: args.unit, memory: args.memory as usize };
     let start = std::time::Instant::now();
     let sample = profile::scan(&spec, &mut |b| dgen_engine::exec::Observer::progress(&mut bar, b), &cancel)

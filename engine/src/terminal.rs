@@ -38,6 +38,8 @@ struct State {
     objects: u64,
     /// The current phase, when the plugin names phases.
     phase: Option<String>,
+    /// What the bytes are: "written", or "read" (`profile` scanning a sample).
+    verb: &'static str,
 }
 
 /// Progress on stderr: a bar when stderr is a terminal, else a plain line every 10 seconds (long
@@ -47,9 +49,11 @@ pub struct Progress {
     state: Arc<Mutex<State>>,
 }
 
-fn counting_style() -> ProgressStyle {
-    ProgressStyle::with_template("{elapsed_precise} {spinner} {binary_bytes} written, {binary_bytes_per_sec}{msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+fn counting_style(verb: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{{elapsed_precise}} {{spinner}} {{binary_bytes}} {verb}, {{binary_bytes_per_sec}}{{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn total_style(objects: u64) -> ProgressStyle {
@@ -65,19 +69,32 @@ fn total_style(objects: u64) -> ProgressStyle {
 impl Progress {
     /// Progress towards `total` bytes, or (total 0, until a plugin declares one) a running count.
     pub fn new(total: u64, enabled: bool) -> Progress {
-        let mut state = State { bar: None, plain: None, total, objects: 0, phase: None };
+        let mut state = State { bar: None, plain: None, total, objects: 0, phase: None, verb: "written" };
         if enabled && std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(
                 if total > 0 { Some(total) } else { None },
                 ProgressDrawTarget::stderr_with_hz(4),
             );
-            bar.set_style(if total > 0 { total_style(0) } else { counting_style() });
+            bar.set_style(if total > 0 { total_style(0) } else { counting_style("written") });
             state.bar = Some(bar);
         } else if enabled {
             let now = Instant::now();
             state.plain = Some((now, now));
         }
         Progress { state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// Progress of bytes read rather than written (the plain line says so).
+    pub fn reading(self) -> Progress {
+        let verb = "read";
+        {
+            let mut s = self.state();
+            s.verb = verb;
+            if let (Some(bar), 0) = (&s.bar, s.total) {
+                bar.set_style(counting_style(verb));
+            }
+        }
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -91,7 +108,7 @@ impl Progress {
         s.objects = objects;
         if let Some(bar) = &s.bar {
             bar.set_length(bytes);
-            bar.set_style(if bytes > 0 { total_style(objects) } else { counting_style() });
+            bar.set_style(if bytes > 0 { total_style(objects) } else { counting_style(s.verb) });
         }
     }
 
@@ -149,10 +166,10 @@ impl Progress {
 }
 
 /// The plain line: bytes of the total, percent, rate and ETA when the total is known.
-fn plain_line(bytes: u64, total: u64, elapsed: Duration) -> String {
+fn plain_line(bytes: u64, total: u64, elapsed: Duration, verb: &str) -> String {
     let rate = gbps(bytes, elapsed);
     if total == 0 {
-        return format!("progress: {} written in {:.0} s, {rate:.2} GB/s", format_size(bytes), elapsed.as_secs_f64());
+        return format!("progress: {} {verb} in {:.0} s, {rate:.2} GB/s", format_size(bytes), elapsed.as_secs_f64());
     }
     let percent = 100.0 * bytes as f64 / total as f64;
     let eta = if bytes > 0 && bytes < total {
@@ -161,7 +178,7 @@ fn plain_line(bytes: u64, total: u64, elapsed: Duration) -> String {
         String::new()
     };
     format!(
-        "progress: {} of {} ({percent:.0}%) written in {:.0} s, {rate:.2} GB/s{eta}",
+        "progress: {} of {} ({percent:.0}%) {verb} in {:.0} s, {rate:.2} GB/s{eta}",
         format_size(bytes),
         format_size(total),
         elapsed.as_secs_f64()
@@ -174,12 +191,12 @@ impl Observer for Progress {
         if let Some(b) = &s.bar {
             b.set_position(bytes);
         }
-        let total = s.total;
+        let (total, verb) = (s.total, s.verb);
         let phase = s.phase.as_ref().map(|p| format!(" (phase {p})")).unwrap_or_default();
         if let Some((start, last)) = &mut s.plain {
             if last.elapsed() >= PLAIN_EVERY {
                 *last = Instant::now();
-                say(&format!("{}{phase}", plain_line(bytes, total, start.elapsed())));
+                say(&format!("{}{phase}", plain_line(bytes, total, start.elapsed(), verb)));
             }
         }
     }
@@ -205,5 +222,21 @@ impl Events for Terminal {
             Event::Read { phase, bytes, seconds } => self.progress.reads(&phase, bytes, seconds),
             other => self.progress.say(&other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_line;
+    use std::time::Duration;
+
+    #[test]
+    fn the_plain_line_says_what_the_bytes_are_and_how_far() {
+        let s = plain_line(1 << 30, 4 << 30, Duration::from_secs(2), "read");
+        assert_eq!(s, "progress: 1 GiB of 4 GiB (25%) read in 2 s, 0.54 GB/s, eta 6 s");
+        assert_eq!(
+            plain_line(1 << 30, 0, Duration::from_secs(1), "written"),
+            "progress: 1 GiB written in 1 s, 1.07 GB/s"
+        );
     }
 }
