@@ -485,6 +485,16 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
             }
         }
         lines.extend(report::run_details(&r.stats, r.chunk));
+        // Exact for this length; said when it is not the profile's D to 0.1 %.
+        let d = gen.profile().dedup();
+        if let Some(held) = gen.dedup_over(r.stats.bytes).filter(|h| (h / d - 1.0).abs() > 0.001) {
+            let why = if (held / d - 1.0).abs() > 0.01 {
+                ": its copies need more rows of 4 MiB than it has (README: \"Duplicate counts\")"
+            } else {
+                ""
+            };
+            lines.push(format!("dedup: this stream holds {held:.4}, the profile {d}{why}"));
+        }
     }
     if let (true, Some((sink, name))) = (args.verify || args.verify_only, object) {
         // Two buffers of the write size, rounded as the executor rounds it for this sink.

@@ -300,6 +300,15 @@ class Generator:
         """The dedup ratio: ``dedup_ratio``, or what a histogram in ``dedup_copies`` implies."""
         return self._stream.dedup
 
+    def dedup_held(self, size: Optional[int] = None) -> Optional[float]:
+        """The dedup ratio the first ``size`` bytes (default: the generator's size) hold, counted
+        exactly: ``dedup`` once the stream is long enough for its copies; a short stream of a
+        long-tailed ``dedup_copies`` on large extents holds another. None below one extent."""
+        size = self._size if size is None else _int("size", size, 0, _MAX_SIZE)
+        if size is None:
+            raise ValueError("size: an endless generator needs the size to count over")
+        return self._stream.dedup_over(size)
+
     @property
     def stream_compress_ratio(self) -> float:
         """What the whole stream compresses by: ``compress_ratio``, or what ``compress_mix`` implies."""

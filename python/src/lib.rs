@@ -158,6 +158,11 @@ impl Stream {
         self.gen.profile().dedup()
     }
 
+    /// The dedup ratio the first `len` bytes hold, counted exactly (None: less than one extent).
+    fn dedup_over(&self, len: u64) -> Option<f64> {
+        self.gen.dedup_over(len)
+    }
+
     #[getter]
     fn kernel(&self) -> &'static str {
         self.gen.kernel().name()

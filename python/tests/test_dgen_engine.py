@@ -90,6 +90,20 @@ def test_duplicate_count_distributions_give_the_cli_s_bytes(tmp_path):
         dg.Generator(dedup_copies=str(tmp_path / "none.txt"))
 
 
+def test_dedup_held_is_what_counting_the_blocks_finds():
+    # 64 MiB of zipf 2 at D 4 on 1 MiB extents (4 columns of 16 rows): far from D, and said exactly.
+    size = 64 * MiB
+    g = dg.Generator(size, dedup_ratio=4, dedup_copies="zipf:2", dedup_extent=MiB, seed=1)
+    data = dg.generate(size, dedup_ratio=4, dedup_copies="zipf:2", dedup_extent=MiB, seed=1)
+    blocks = [data[i:i + 4096] for i in range(0, size, 4096)]
+    counted = len(blocks) / len(set(blocks))
+    assert abs(g.dedup_held() - counted) < 1e-9 and abs(counted / 4 - 1) > 0.01, (g.dedup_held(), counted)
+    assert dg.Generator(dedup_ratio=2).dedup_held(4 * MiB) == 1.0
+    assert dg.Generator(dedup_ratio=2).dedup_held(1024) is None
+    with pytest.raises(ValueError, match="size"):
+        dg.Generator(dedup_ratio=2).dedup_held()
+
+
 def test_fill_chunk_into_every_kind_of_buffer_in_place():
     np = pytest.importorskip("numpy")
     want = cli_bytes(2 * MiB, 99, 2.0, 3.0)

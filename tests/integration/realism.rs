@@ -406,6 +406,32 @@ fn duplicate_counts_follow_the_distribution_and_the_ratio_holds() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// Copies whose runs are long next to a short stream's rows, on few columns (1 MiB extents: 4 a
+/// row), hold another ratio than the distribution's mean over that length: the generator says
+/// which, exactly as counting the blocks finds it, and `gen` prints it.
+#[test]
+fn a_stream_too_short_for_its_copies_says_the_ratio_it_holds() {
+    let zipf = |extent: u64| {
+        let p = Profile::new(4.0, 1.0, 4096).unwrap().with_extent(extent).unwrap();
+        Generator::new(1, p.with_copies(CopySpec::Zipf(2.0), true).unwrap())
+    };
+    let (short, long) = (zipf(1 << 20), zipf(4096));
+    let held = short.dedup_over(LEN).unwrap();
+    let counted = dedup_at(&short, LEN, 4096);
+    assert!((held - counted).abs() < 1e-9, "said {held}, counted {counted}");
+    assert!(held / 4.0 - 1.0 > 0.01, "{held}: this case strays from D");
+    let held_long = long.dedup_over(1 << 30).unwrap();
+    assert!((held_long / 4.0 - 1.0).abs() < 0.01, "{held_long}");
+    let args = ["gen", "--dedup", "4", "--seed", "1", "--size", "256MiB", "-o", "/dev/null"];
+    let o = run(&[&args[..], &["--dedup-copies", "zipf:2", "--dedup-extent", "1MiB"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = format!("dedup: this stream holds {held:.4}, the profile 4: its copies need more rows");
+    assert!(stderr(&o).contains(&said), "{}", stderr(&o));
+    // Even copies hold D exactly past the first D rows: nothing to say.
+    let o = run(&args);
+    assert!(!stderr(&o).contains("this stream holds"), "{}", stderr(&o));
+}
+
 /// A sample from known parts: text, random data, zeros, a file repeated 3 times and one 10 times.
 fn known_sample(dir: &std::path::Path) {
     use std::io::Write;

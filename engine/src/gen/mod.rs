@@ -419,6 +419,17 @@ impl Generator {
         self.profile.copies().map_or(0, |t| t.bytes()) + self.dedup.column_bytes()
     }
 
+    /// The dedup ratio the first `len` bytes of this generator's stream hold, at the dedup unit,
+    /// counted exactly over its whole extents (`None` for a rank's lane of several, or less than
+    /// one extent). It is the profile's D wherever the stream is long enough for its copies: a
+    /// stream shorter than D rows of 4 MiB, or a distribution of copies whose runs are long next
+    /// to the stream's rows on few columns (large extents), holds another.
+    pub fn dedup_over(&self, len: u64) -> Option<f64> {
+        let extents = len / self.profile.extent;
+        let distinct = self.dedup.distinct_in(extents).filter(|&d| d > 0)?;
+        Some(extents as f64 / distinct as f64)
+    }
+
     /// Keystream round keys of one content of one stream.
     #[inline]
     fn block_keys(&self, stream: u64, content: u64) -> StreamKeys {
