@@ -805,7 +805,7 @@ def python_bench(rounds, gen_size, write_size):
                     gen_res.setdefault((pname, t), {}).setdefault(tool, []).append(fill(gens[tool](d, c, t), gen_size))
         print(f"python fill round {r + 1}/{rounds} done", file=sys.stderr)
 
-    # The root disk with O_DIRECT (the disk's own speed), and /dev/shm buffered (no O_DIRECT on tmpfs):
+    # The root disk with O_DIRECT (the disk's own speed), and /dev/shm buffered (tmpfs takes O_DIRECT only from Linux 6.6):
     # a device faster than the tools, where what each tool costs shows.
     places = [("root disk, O_DIRECT", os.path.join(ROOT, "target", "side-by-side-python"), True, write_size),
               ("/dev/shm, buffered", "/dev/shm/dgen-side-by-side-python", False,
