@@ -444,7 +444,8 @@ impl<'e, 's> Run<'e, 's> {
                 ),
             ));
         }
-        match exec.sink.create(&job.name, Some(job.size)) {
+        let identity = crate::identity::Identity::of(&job.content, &exec.gen, job.size);
+        match exec.sink.create(&job.name, Some(job.size), &identity) {
             Ok(writer) => {
                 // A part the pool cannot hold whole could never be completed: say so instead of hanging.
                 let part = writer.part_size().filter(|&p| p > exec.chunk as u64).unwrap_or(0);

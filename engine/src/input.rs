@@ -8,7 +8,11 @@ use std::path::Path;
 /// Reads a file that must be a regular file of at most `max` bytes.
 pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let meta = std::fs::metadata(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened before it is looked at, without blocking: a FIFO (or a device) named here is refused
+    // instead of waiting for a writer, and what is checked is what is read.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("is not a regular file"));
     }
@@ -16,7 +20,6 @@ pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     if meta.len() > max {
         return Err(too_large());
     }
-    let file = std::fs::File::open(path)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {

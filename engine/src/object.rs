@@ -99,6 +99,11 @@ impl Recipe {
         self.size
     }
 
+    /// The segments, in order.
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.iter().map(|(_, s)| s)
+    }
+
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }

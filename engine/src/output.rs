@@ -156,7 +156,9 @@ pub fn generate(
             let caps = sink.capabilities();
             let chunk = crate::exec::buffer_size_for(&caps, spec.buffer_size);
             let pool = BufferPool::new(4, chunk, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
-            let stream = ObjectStream::new(sink.create(&name, None)?, pool);
+            let plain = crate::identity::Identity::of(&Content::Stream { stream: 0, offset: 0 }, gen, spec.size);
+            let identity = plain.derived(&format!("zstd -{level}"));
+            let stream = ObjectStream::new(sink.create(&name, None, &identity)?, pool);
             let stored: Arc<Mutex<Option<Result<Stored>>>> = Arc::default();
             let keep = stored.clone();
             let end = zstd(stream, level, spec.threads, move |stream: ObjectStream<'_>| {

@@ -98,6 +98,7 @@ pub fn execute(
     let (rank, world_size) = (world.rank(), world.size());
     let (quiet, cancel) = (*quiet, cancel.clone());
     let (sink, notes) = plan.target.open()?;
+    guard_root(plan, plugin)?;
     if !quiet {
         for n in notes {
             events.emit(Event::Note(n));
@@ -208,6 +209,44 @@ pub fn execute(
     };
     settle(&mut outcome, state, result, exec_result, started, sink.as_ref(), plugin);
     Ok(outcome)
+}
+
+/// Refuses a file target whose root holds what the run itself depends on — the compiled-plugin
+/// cache, the workload file, the plugin — since the plugin may write and delete below its root.
+fn guard_root(plan: &Plan, plugin: &LoadedPlugin) -> Result<()> {
+    let crate::sink::Target::File(t) = &plan.target else { return Ok(()) };
+    let Ok(root) = std::fs::canonicalize(&t.root) else { return Ok(()) };
+    let mut guarded = vec![("the compiled-plugin cache", build::cache_dir()), ("the plugin", plugin.path.clone())];
+    if let PluginSource::Crate(dir) = &plan.plugin {
+        guarded.push(("the plugin crate", dir.clone()));
+    }
+    guarded.push(("the workload file", plan.file.clone()));
+    for (what, path) in guarded {
+        // What does not exist yet is judged by its nearest existing ancestor.
+        let mut p = path.as_path();
+        let real = loop {
+            if let Ok(r) = std::fs::canonicalize(p) {
+                break Some(r.join(path.strip_prefix(p).unwrap_or(Path::new(""))));
+            }
+            match p.parent() {
+                Some(up) if !up.as_os_str().is_empty() => p = up,
+                _ => break None,
+            }
+        };
+        if real.is_some_and(|r| r.starts_with(&root)) {
+            return Err(Error::InvalidValue {
+                key: "target.uri",
+                value: plan.uri.clone(),
+                reason: format!(
+                    "its root {} contains {what} ({}): a plugin may write and delete below its root; choose a \
+                     directory of its own",
+                    root.display(),
+                    path.display()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What the plugin's `facts` tell of this node and the target, taken once the target is open (its

@@ -298,3 +298,8 @@ impl Relay {
         }
     }
 }
+
+/// SHA-256 of a file, lower-case hex (what a workload pins).
+pub fn sha256_file(path: &std::path::Path) -> String {
+    dgen_engine::plugin::sha256_hex(&std::fs::read(path).unwrap())
+}

@@ -6,6 +6,7 @@ mod common;
 mod determinism;
 mod errors;
 mod fidelity;
+mod foreign;
 mod hardening;
 mod mlperf;
 #[cfg(feature = "mpi")]

@@ -152,7 +152,8 @@ fn aborted_and_dropped_objects_leave_nothing() {
         let pool = BufferPool::new(2, 5 << 20, align).unwrap();
         sink.use_pool(&pool);
         for finish_by_drop in [false, true] {
-            let mut w = sink.create("half/written.bin", Some(15 << 20)).unwrap();
+            let id = dgen_engine::identity::Identity::parse(b"dgen1:0123456789abcdef0123456789abcdef").unwrap();
+            let mut w = sink.create("half/written.bin", Some(15 << 20), &id).unwrap();
             let (tx, rx) = mpsc::channel();
             let mut buf = pool.take();
             buf.as_mut_slice().fill(0xAB);
@@ -244,7 +245,7 @@ fn cancellation_aborts_cleanly() {
 /// delete see what is stored.
 #[test]
 fn every_sink_reads_back_ranges_and_stats_lists_deletes() {
-    use dgen_engine::read::{Check, Expected, Outcome, ReadReq, Reads};
+    use dgen_engine::read::{Check, Expected, Outcome, ReadReq, Reads, Require};
     let dir = tempdir("conformance-reads");
     let gen = Generator::new(77, profile(1.5, 2.0, 4096));
     for Case { name, sink, list } in cases(&dir, "conformance-reads") {
@@ -291,6 +292,8 @@ fn every_sink_reads_back_ranges_and_stats_lists_deletes() {
                 asked.push((job.name.clone(), offset, want));
                 reads.submit(ReadReq {
                     name: job.name.clone(),
+                    // Only what carries an identity: every backend stamps the engine's objects.
+                    require: Require::Any,
                     offset,
                     len,
                     check,
@@ -302,6 +305,7 @@ fn every_sink_reads_back_ranges_and_stats_lists_deletes() {
         }
         reads.submit(ReadReq {
             name: "no/such.bin".into(),
+            require: Require::Any,
             offset: 0,
             len: None,
             check: Check::None,
@@ -328,17 +332,31 @@ fn every_sink_reads_back_ranges_and_stats_lists_deletes() {
         assert_eq!(pool.available(), pool.count(), "{name}: read buffers not returned");
         // stat, list, delete.
         for job in jobs() {
-            assert_eq!(sink.stat(&job.name).unwrap(), Some(job.size), "{name} {}", job.name);
+            let info = sink.stat(&job.name).unwrap().unwrap_or_else(|| panic!("{name}: {} missing", job.name));
+            assert_eq!(info.size, job.size, "{name} {}", job.name);
+            let id = dgen_engine::identity::Identity::of(&job.content, &gen, job.size);
+            assert_eq!(info.identity, Some(id), "{name} {}: the identity stamped", job.name);
         }
         assert_eq!(sink.stat("dir0/none.bin").unwrap(), None, "{name}");
         let dir0: Vec<ObjectJob> = jobs().into_iter().filter(|j| j.name.starts_with("dir0/")).collect();
-        let l = sink.list("dir0/").unwrap();
+        let never = || false;
+        if name.starts_with("file") {
+            // A file the engine did not write: not stamped, not listed, not deleted.
+            let foreign = dir.join(&name).join("dir0/foreign.txt");
+            std::fs::write(&foreign, "the user's").unwrap();
+            let info = sink.stat("dir0/foreign.txt").unwrap().unwrap();
+            assert_eq!((info.size, info.identity), (10, None));
+            assert!(matches!(sink.delete("dir0/foreign.txt"), Err(dgen_engine::Error::NotFound { .. })));
+            assert!(foreign.exists());
+        }
+        let l = sink.list("dir0/", &never).unwrap();
         assert_eq!((l.count, l.bytes), (dir0.len() as u64, dir0.iter().map(|j| j.size).sum()), "{name}: list");
-        assert_eq!(sink.list("dir").unwrap().count, SIZES.len() as u64, "{name}: list by a name prefix");
-        assert_eq!(sink.list("nothing-here/").unwrap().count, 0, "{name}");
+        assert_eq!(sink.list("dir", &never).unwrap().count, SIZES.len() as u64, "{name}: list by a name prefix");
+        assert_eq!(sink.list("nothing-here/", &never).unwrap().count, 0, "{name}");
+        assert!(matches!(sink.list("", &|| true), Err(dgen_engine::Error::Cancelled) | Ok(_)), "{name}: stop");
         sink.delete(&dir0[0].name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(sink.stat(&dir0[0].name).unwrap(), None, "{name}: deleted");
-        assert_eq!(sink.list("dir0/").unwrap().count, dir0.len() as u64 - 1, "{name}: list after delete");
+        assert_eq!(sink.list("dir0/", &never).unwrap().count, dir0.len() as u64 - 1, "{name}: list after delete");
     }
     std::fs::remove_dir_all(dir).ok();
 }

@@ -79,6 +79,11 @@ impl DedupMap {
     /// The map of rank `lane` of `lanes`: its rows interleave with the other ranks' in one run-wide
     /// stream, so that all ranks' data together — what one array behind all hosts stores — has the
     /// ratio, once every rank has written about as much.
+    /// (lane, lanes) of this map.
+    pub(crate) fn lane(&self) -> (u64, u64) {
+        (self.lane, self.lanes)
+    }
+
     pub(crate) fn with_lane(mut self, lane: u64, lanes: u64) -> Self {
         self.lanes = lanes.max(1);
         self.lane = lane % self.lanes;

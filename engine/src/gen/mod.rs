@@ -312,6 +312,8 @@ pub struct Generator {
     prf_keys: [Block; PRF_ROUNDS + 1],
     /// Offsets the class draws, so that seeds differ in where each class falls.
     class_phase: u64,
+    /// What makes its bytes what they are (see [`Generator::fingerprint`]), once asked for.
+    fingerprint: std::sync::OnceLock<[u8; 32]>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -393,6 +395,7 @@ impl Generator {
             prf_keys,
             class_phase,
             profile,
+            fingerprint: std::sync::OnceLock::new(),
         }
     }
 
@@ -402,7 +405,43 @@ impl Generator {
     /// [`Generator::new`]'s.
     pub fn for_rank(mut self, rank: u64, world: u64) -> Generator {
         self.dedup = self.dedup.with_lane(rank, world);
+        self.fingerprint = std::sync::OnceLock::new();
         self
+    }
+
+    /// A digest of everything its bytes depend on — seed, data profile, rank lane — and of nothing
+    /// else (not the kernel): two generators with the same fingerprint make the same bytes. Objects'
+    /// identities ([`crate::identity`]) are built on it.
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        self.fingerprint.get_or_init(|| {
+            use sha2::{Digest, Sha256};
+            let p = &self.profile;
+            let mut h = Sha256::new();
+            h.update(b"dgen generator 1");
+            let (lane, lanes) = self.dedup.lane();
+            for v in [self.seed, lane, lanes, p.unit, p.extent, p.dedup.to_bits(), p.compress.to_bits()] {
+                h.update(v.to_le_bytes());
+            }
+            for c in p.mix() {
+                h.update(c.fraction.to_bits().to_le_bytes());
+                h.update(c.ratio.to_bits().to_le_bytes());
+            }
+            match p.copies().map(|t| &t.spec) {
+                None | Some(CopySpec::Even) => h.update(b"even"),
+                Some(CopySpec::Zipf(s)) => {
+                    h.update(b"zipf");
+                    h.update(s.to_bits().to_le_bytes());
+                }
+                Some(CopySpec::Histogram { rows, .. }) => {
+                    h.update(b"histogram");
+                    for (c, b) in rows {
+                        h.update(c.to_le_bytes());
+                        h.update(b.to_le_bytes());
+                    }
+                }
+            }
+            h.finalize().into()
+        })
     }
 
     pub fn seed(&self) -> u64 {

@@ -61,8 +61,6 @@ mod cost {
     pub const METRIC: usize = 64;
     /// A verify-mode verdict.
     pub const VERDICT: usize = 256;
-    /// A read in flight or finished and not yet reported, beyond its name.
-    pub const READ: usize = 384;
     /// An object the reader threads keep open (its handle, path and map entry, its name aside).
     pub const OPEN_READER: usize = 1024;
     /// A failed read's record in the user's report.
@@ -276,9 +274,11 @@ enum Named {
         /// The stonewall ended its phase before it was whole: it was removed.
         cut: bool,
     },
-    /// Described but not written: on storage already (an earlier run's), for reads to check.
+    /// Described but not written: on storage already (an earlier run's), for reads to check. It
+    /// is read only where the stored identity is this one.
     Declared {
         recipe: Arc<Recipe>,
+        identity: crate::identity::Identity,
     },
 }
 
@@ -471,6 +471,20 @@ impl HostState {
     /// The plugin's own running time so far.
     pub(crate) fn own_time(&self) -> Duration {
         self.clock.elapsed().saturating_sub(self.blocked)
+    }
+
+    /// A storage error as the plugin may hear it: paths relative to the target root (the plugin is
+    /// not told where on this machine its root is), and "no such object" for anything not found.
+    pub(crate) fn tell(&self, name: &str, e: &Error) -> String {
+        if matches!(e, Error::NotFound { .. }) {
+            return no_such(name);
+        }
+        let text = e.to_string();
+        let describe = self.ctx.sink.describe();
+        match describe.strip_prefix("file:") {
+            Some(root) if !root.is_empty() => text.replace(&format!("{root}/"), "").replace(root, "."),
+            _ => text,
+        }
     }
 
     /// Traps the plugin with `message` (kept for the error report).
@@ -687,6 +701,21 @@ impl HostState {
         let t = Instant::now();
         let result = (|| {
             let reader = self.ctx.sink.open(name)?;
+            // Only an object that carries the identity of this description is compared: anything
+            // else (a file the engine did not write, another object) is not what was described.
+            // Where the store keeps no identities, only what this run wrote is read.
+            let want = crate::identity::Identity::of_recipe(recipe);
+            let known = if self.ctx.sink.keeps_identity() {
+                reader.identity() == Some(want)
+            } else {
+                self.ctx.mode == Mode::Write
+            };
+            if !known {
+                return Err(Error::sink(
+                    name,
+                    "carries no identity of what was described: not an object this engine wrote with this content",
+                ));
+            }
             let content = Content::Recipe(recipe.clone());
             verify::compare_object(reader, &self.gens[0].1, &content, recipe.size(), &self.ctx.pool, &self.ctx.cancel)
         })();
@@ -781,6 +810,12 @@ impl HostState {
         self.scratch = buf;
         Ok(())
     }
+}
+
+/// What the plugin is told of an object that is not there, or that it may not see: the same words
+/// for both, so it cannot tell them apart.
+pub(crate) fn no_such(name: &str) -> String {
+    format!("'{}': no such object", sanitize(name, 200))
 }
 
 fn field_len(kind: FieldKind) -> u64 {
@@ -1137,7 +1172,8 @@ impl HostState {
         self.committed += 1;
         if declare {
             self.committed -= 1;
-            self.names.insert(name, Named::Declared { recipe });
+            let identity = crate::identity::Identity::of_recipe(&recipe);
+            self.names.insert(name, Named::Declared { recipe, identity });
             return Ok(Ok(()));
         }
         let phase = self.phases.len() - 1;

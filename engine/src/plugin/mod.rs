@@ -12,11 +12,13 @@
 //!   loops, a memory cap stops memory bombs (growth beyond it traps), and per-run quotas bound `write`
 //!   sizes, open targets and plugin-made bytes. Quota breaches and names outside the target root trap: the run fails with the
 //!   plugin named, and its open targets are aborted.
-//! - Compiled components are cached on disk, keyed by the SHA-256 of the component and the engine.
+//! - Compiled components are cached on disk ([`cache`]), keyed by the SHA-256 of the component and
+//!   the engine, and loaded only with a valid MAC in a directory no one else can write.
 //!
 //! [`host`] implements the imports; [`build`] turns a plugin crate into a component.
 
 pub mod build;
+pub mod cache;
 pub mod host;
 
 use crate::error::{Error, Result};
@@ -198,7 +200,7 @@ pub fn load_pinned(path: &Path, pin: Option<&str>, cache_dir: Option<&Path>) -> 
         bytes
     };
     let engine = engine()?;
-    let component = compile(&engine, &component_bytes, cache_dir).map_err(|m| Error::plugin(&name, m))?;
+    let component = compile(&engine, &component_bytes, cache_dir, &name)?;
     // Refuse anything imported beyond the contract (a component built elsewhere may import WASI).
     let ty = component.component_type();
     let foreign: Vec<String> =
@@ -226,34 +228,14 @@ fn contract_supported(contract: &str) -> bool {
     }
 }
 
-fn compile(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> std::result::Result<Component, String> {
+fn compile(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>, name: &str) -> Result<Component> {
     let Some(dir) = cache_dir else {
-        return Component::new(engine, bytes).map_err(|e| format!("does not compile: {e:#}"));
+        return Component::new(engine, bytes).map_err(|e| Error::plugin(name, format!("does not compile: {e:#}")));
     };
-    let mut h = Sha256::new();
-    h.update(bytes);
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    let mut compat = std::collections::hash_map::DefaultHasher::new();
-    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compat);
-    h.update(std::hash::Hasher::finish(&compat).to_le_bytes());
-    let key: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
-    let file = dir.join(format!("{key}.cwasm"));
-    if file.exists() {
-        // SAFETY: the file is one this function wrote (its name is the hash of the component and this
-        // engine); wasmtime checks the engine compatibility again while loading it.
-        if let Ok(c) = unsafe { Component::deserialize_file(engine, &file) } {
-            return Ok(c);
-        }
-    }
-    let compiled = engine.precompile_component(bytes).map_err(|e| format!("does not compile: {e:#}"))?;
-    if std::fs::create_dir_all(dir).is_ok() {
-        let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, &compiled).is_ok() {
-            let _ = std::fs::rename(&tmp, &file);
-        }
-    }
-    // SAFETY: `compiled` was produced just now by this engine.
-    unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| format!("does not load: {e:#}"))
+    cache::compile(engine, bytes, dir).map_err(|e| match e {
+        cache::CompileError::Compile(m) => Error::plugin(name, m),
+        cache::CompileError::Cache(e) => e,
+    })
 }
 
 impl LoadedPlugin {

@@ -20,6 +20,7 @@ pub mod stream;
 pub mod target;
 
 use crate::error::{Error, Result};
+use crate::identity::Identity;
 use crate::pool::{Buffer, BufferPool};
 
 pub use file::{CacheMode, FileEngine, FileOptions, FileSink};
@@ -83,27 +84,40 @@ pub trait Sink: Send + Sync {
     /// Where this sink writes, for messages (`file:/data/out`).
     fn describe(&self) -> String;
 
-    /// Starts object `name` (a relative path below the target root). `size` is its final size when known.
-    fn create(&self, name: &str, size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>>;
+    /// Starts object `name` (a relative path below the target root). `size` is its final size when
+    /// known; `identity` is stamped on it where the store keeps one (see [`crate::identity`]). An
+    /// existing object of that name is replaced only if it carries an identity (the engine wrote
+    /// it): anything else under the name is refused when the object is finished.
+    fn create(&self, name: &str, size: Option<u64>, identity: &Identity) -> Result<Box<dyn ObjectWriter + '_>>;
 
     /// Opens a finished object for reading (`verify`, a plugin's reads). A missing object is
-    /// [`Error::NotFound`] naming it.
+    /// [`Error::NotFound`] naming it; so is anything that is not an object (a directory, a symlink,
+    /// a FIFO).
     fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>>;
 
-    /// The size of object `name`, or `None` when there is no such object.
-    fn stat(&self, name: &str) -> Result<Option<u64>> {
+    /// The size and identity of object `name`, or `None` when there is no such object.
+    fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
         Err(Error::sink(self.describe(), format!("cannot look up '{name}': this target is write-only")))
     }
 
-    /// Removes object `name`; a missing one is [`Error::NotFound`].
+    /// Removes object `name` if this engine wrote it (it carries an identity); a missing one, or
+    /// one the engine did not write, is [`Error::NotFound`] and stays.
     fn delete(&self, name: &str) -> Result<()> {
         Err(Error::sink(self.describe(), format!("cannot delete '{name}': this target is write-only")))
     }
 
-    /// The objects whose names start with `prefix` (plain string prefix, as object stores list):
-    /// how many and their total size. Temporaries of unfinished writes are not objects.
-    fn list(&self, prefix: &str) -> Result<Listing> {
+    /// The objects this engine wrote (they carry an identity) whose names start with `prefix`
+    /// (plain string prefix, as object stores list): how many and their total size. Temporaries of
+    /// unfinished writes are not objects. `stop` is asked between batches: when it says so, the
+    /// listing ends with [`Error::Cancelled`].
+    fn list(&self, prefix: &str, stop: &(dyn Fn() -> bool + Sync)) -> Result<Listing> {
+        let _ = stop;
         Err(Error::sink(self.describe(), format!("cannot list '{prefix}': this target is write-only")))
+    }
+
+    /// Whether objects here carry identities (a file system without user xattrs does not).
+    fn keeps_identity(&self) -> bool {
+        false
     }
 
     /// Hands the sink the pool its writes will come from (io_uring registers it). Optional.
@@ -136,6 +150,14 @@ pub trait ObjectWriter: Send {
     }
 }
 
+/// What `stat` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    /// The identity stamped on it, when it carries one (the engine wrote it).
+    pub identity: Option<Identity>,
+}
+
 /// What `list` found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Listing {
@@ -153,6 +175,10 @@ pub trait ObjectReader: Send + Sync {
     /// The share of the object held in a local cache when it was opened (files: the page cache),
     /// where the sink can tell.
     fn cached_fraction(&self) -> Option<f64> {
+        None
+    }
+    /// The identity stamped on it, when it carries one.
+    fn identity(&self) -> Option<Identity> {
         None
     }
 }

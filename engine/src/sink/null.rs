@@ -1,8 +1,9 @@
 //! Discards every write at once. With it, a run measures the engine alone: generation, buffer
 //! handling and scheduling, with no storage behind them.
 
-use super::{Capabilities, Listing, ObjectReader, ObjectWriter, Sink, WriteReq};
+use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink, WriteReq};
 use crate::error::{Error, Failure, Result};
+use crate::identity::Identity;
 
 #[derive(Default)]
 pub struct NullSink;
@@ -16,7 +17,7 @@ impl Sink for NullSink {
         "null".into()
     }
 
-    fn create(&self, name: &str, _size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
+    fn create(&self, name: &str, _size: Option<u64>, _identity: &Identity) -> Result<Box<dyn ObjectWriter + '_>> {
         super::check_name(name, &self.capabilities())?;
         Ok(Box::new(NullObject))
     }
@@ -25,7 +26,7 @@ impl Sink for NullSink {
         Err(Error::sink("null", format!("cannot read back '{name}': the null sink keeps nothing")))
     }
 
-    fn stat(&self, _name: &str) -> Result<Option<u64>> {
+    fn stat(&self, _name: &str) -> Result<Option<ObjectInfo>> {
         Ok(None)
     }
 
@@ -38,7 +39,7 @@ impl Sink for NullSink {
         ))
     }
 
-    fn list(&self, _prefix: &str) -> Result<Listing> {
+    fn list(&self, _prefix: &str, _stop: &(dyn Fn() -> bool + Sync)) -> Result<Listing> {
         Ok(Listing::default())
     }
 }

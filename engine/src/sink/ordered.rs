@@ -58,7 +58,12 @@ impl Sink for OrderedSink<'_> {
         self.label.clone()
     }
 
-    fn create(&self, _name: &str, _size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
+    fn create(
+        &self,
+        _name: &str,
+        _size: Option<u64>,
+        _identity: &crate::identity::Identity,
+    ) -> Result<Box<dyn ObjectWriter + '_>> {
         let out = self.out.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(out) = out else {
             return Err(Error::sink(&self.label, "a stream holds one object"));

@@ -9,8 +9,9 @@
 //! concurrency and abort-on-failure live in [`super::cloud`].
 
 use super::cloud::{root_cause, Body, CloudOptions, CloudSink, Location, PartLimits, PartTag, Store};
-use super::Listing;
+use super::{Listing, ObjectInfo};
 use crate::error::{Error, Failure, Result};
+use crate::identity::{Identity, META_KEY};
 use crate::keys::Keys;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -270,13 +271,14 @@ impl Store for S3Store {
         }
     }
 
-    async fn put(&self, name: &str, body: Body) -> Result<()> {
+    async fn put(&self, name: &str, body: Body, identity: &str) -> Result<()> {
         let crc32c = self.checksum.then(|| body.crc32c());
         let req = self
             .client
             .put_object()
             .bucket(&self.loc.root)
             .key(self.loc.key(name))
+            .metadata(META_KEY, identity)
             .content_length(body.len() as i64)
             .set_checksum_crc32_c(crc32c.map(b64))
             .body(Self::stream(body));
@@ -284,12 +286,13 @@ impl Store for S3Store {
         Ok(())
     }
 
-    async fn start(&self, name: &str) -> Result<String> {
+    async fn start(&self, name: &str, identity: &str) -> Result<String> {
         let out = self
             .client
             .create_multipart_upload()
             .bucket(&self.loc.root)
             .key(self.loc.key(name))
+            .metadata(META_KEY, identity)
             .set_checksum_algorithm(self.checksum.then_some(ChecksumAlgorithm::Crc32C))
             .send()
             .await
@@ -322,7 +325,7 @@ impl Store for S3Store {
         Ok(PartTag { number, tag, crc32c })
     }
 
-    async fn complete(&self, name: &str, upload: &str, parts: Vec<PartTag>) -> Result<()> {
+    async fn complete(&self, name: &str, upload: &str, parts: Vec<PartTag>, _identity: &str) -> Result<()> {
         let parts = parts
             .into_iter()
             .map(|p| {
@@ -386,9 +389,12 @@ impl Store for S3Store {
         Ok(())
     }
 
-    async fn size(&self, name: &str) -> Result<u64> {
+    async fn head(&self, name: &str) -> Result<ObjectInfo> {
         match self.client.head_object().bucket(&self.loc.root).key(self.loc.key(name)).send().await {
-            Ok(out) => Ok(out.content_length.unwrap_or(0).max(0) as u64),
+            Ok(out) => Ok(ObjectInfo {
+                size: out.content_length.unwrap_or(0).max(0) as u64,
+                identity: out.metadata().and_then(|m| m.get(META_KEY)).and_then(|v| Identity::parse(v.as_bytes())),
+            }),
             Err(SdkError::ServiceError(s)) if s.raw().status().as_u16() == 404 => {
                 Err(Error::storage(Failure::NotFound, self.loc.url(name), "no such object", None))
             }
@@ -396,15 +402,36 @@ impl Store for S3Store {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Listing> {
+    async fn list(&self, prefix: &str, stop: &(dyn Fn() -> bool + Sync)) -> Result<Listing> {
+        use futures_util::StreamExt;
         let mut pages =
             self.client.list_objects_v2().bucket(&self.loc.root).prefix(self.loc.key(prefix)).into_paginator().send();
         let mut found = Listing::default();
+        let base = self.loc.key("");
         while let Some(page) = pages.next().await {
+            if stop() {
+                return Err(Error::Cancelled);
+            }
             let page = page.map_err(|e| self.fail(prefix, "LIST", e))?;
-            for o in page.contents() {
-                found.count += 1;
-                found.bytes += o.size().unwrap_or(0).max(0) as u64;
+            // A listing carries no user metadata: each object's identity takes a HEAD.
+            let names: Vec<String> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(|k| k.strip_prefix(base.as_str()).unwrap_or(k).to_string())
+                .collect();
+            let heads =
+                futures_util::stream::iter(names).map(|n| async move { self.head(&n).await }).buffer_unordered(16);
+            let heads: Vec<Result<ObjectInfo>> = heads.collect().await;
+            for h in heads {
+                match h {
+                    Ok(info) if info.identity.is_some() => {
+                        found.count += 1;
+                        found.bytes += info.size;
+                    }
+                    Ok(_) | Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(found)

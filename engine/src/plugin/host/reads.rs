@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::input::sanitize;
 use crate::object::Content;
 use crate::phase::{Phase, MAX_PHASE_NAME};
-use crate::read::{Check, Expected, Outcome, ReadReq, Reads};
+use crate::read::{Check, Expected, Outcome, ReadReq, Reads, Require};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -75,22 +75,30 @@ impl HostState {
         Ok(())
     }
 
-    /// A storage call's failure: the plugin is told, and the run fails with it.
-    fn op_failed(&mut self, e: Error) -> String {
-        let told = e.to_string();
+    /// A storage call's failure: the plugin is told (in its own terms), and the run fails with it.
+    fn op_failed(&mut self, name: &str, e: Error) -> String {
+        let told = self.tell(name, &e);
         self.read_error.get_or_insert(e);
         told
     }
 
     pub(super) fn read_inner(&mut self, name: String, offset: u64, len: Option<u64>, check: Check) -> HostResult<()> {
         self.storage_name(&name, "object name")?;
-        let expected = match self.names.get(&name) {
+        if offset.checked_add(len.unwrap_or(0)).is_none_or(|end| end > super::MAX_STREAM) {
+            return Ok(Err(format!(
+                "'{}': a read of bytes {offset}..{offset}+{} is beyond any object's end",
+                sanitize(&name, 200),
+                len.map_or("end".to_string(), |l| l.to_string())
+            )));
+        }
+        let (expected, require) = match self.names.get(&name) {
             Some(Named::Open) => {
                 return Ok(Err(format!("'{}' is being described: commit it before reading it", sanitize(&name, 200))))
             }
-            Some(Named::Declared { recipe }) => {
-                Some(Expected { content: Content::Recipe(recipe.clone()), size: recipe.size(), crc32c: None })
-            }
+            Some(Named::Declared { recipe, identity }) => (
+                Some(Expected { content: Content::Recipe(recipe.clone()), size: recipe.size(), crc32c: None }),
+                Require::Exactly(*identity),
+            ),
             Some(Named::Committed { recipe, .. }) => {
                 let recipe = recipe.clone();
                 if self.ctx.mode == crate::plugin::host::Mode::Write {
@@ -103,9 +111,16 @@ impl HostState {
                     Some(Named::Committed { crc32c, .. }) => *crc32c,
                     _ => None,
                 };
-                Some(Expected { content: Content::Recipe(recipe.clone()), size: recipe.size(), crc32c })
+                // Under `dgen-engine verify` nothing was written in this run: it is as declared.
+                let require = match self.ctx.mode {
+                    crate::plugin::host::Mode::Write => Require::Written,
+                    crate::plugin::host::Mode::Verify => {
+                        Require::Exactly(crate::identity::Identity::of_recipe(&recipe))
+                    }
+                };
+                (Some(Expected { content: Content::Recipe(recipe.clone()), size: recipe.size(), crc32c }), require)
             }
-            None => None,
+            None => (None, Require::Any),
         };
         if check == Check::Verify && expected.is_none() {
             return Ok(Err(format!(
@@ -113,7 +128,7 @@ impl HostState {
                 sanitize(&name, 200)
             )));
         }
-        self.charge(cost::READ + name.len(), "issuing a read")?;
+        self.charge(crate::read::held_per_read() + 2 * name.len(), "issuing a read")?;
         if self.reads.is_none() {
             // The reader threads keep up to MAX_OPEN objects open for the plugin's reads: charged
             // once, as a full set with names of the longest kind.
@@ -135,13 +150,13 @@ impl HostState {
                     }
                     self.reads = Some(r)
                 }
-                Err(e) => return Ok(Err(self.op_failed(e))),
+                Err(e) => return Ok(Err(self.op_failed(&name, e))),
             }
         }
         let seq = self.reads_issued;
         self.reads_issued += 1;
         let tag = self.phases.len() - 1;
-        let req = ReadReq { name, offset, len, check, expected, tag, seq };
+        let req = ReadReq { name, require, offset, len, check, expected, tag, seq };
         self.reads.as_ref().expect("reader started").submit(req);
         Ok(Ok(()))
     }
@@ -190,7 +205,7 @@ impl HostState {
             }
             Outcome::Passed | Outcome::Cut => {}
         }
-        let charge = cost::READ + r.name.len();
+        let charge = crate::read::held_per_read() + 2 * r.name.len();
         self.reads_unreported.push((r, charge));
         Ok(())
     }
@@ -216,7 +231,9 @@ impl HostState {
         for (r, charge) in done {
             self.release(charge);
             if let Outcome::Error(e) = &r.outcome {
-                failed.get_or_insert_with(|| e.to_string());
+                if failed.is_none() {
+                    failed = Some(self.tell(&r.name, e));
+                }
             }
             out.push(super::wit::ReadStats {
                 passed: matches!(r.outcome, Outcome::Passed),
@@ -262,10 +279,18 @@ impl HostState {
 
     pub(super) fn stat_inner(&mut self, name: String) -> HostResult<Option<u64>> {
         self.storage_name(&name, "object name")?;
-        match self.timed(|s| s.stat(&name)) {
-            Ok(size) => Ok(Ok(size)),
-            Err(e) => Ok(Err(self.op_failed(e))),
-        }
+        let info = match self.timed(|s| s.stat(&name)) {
+            Ok(info) => info,
+            Err(e) => return Ok(Err(self.op_failed(&name, e))),
+        };
+        // The engine's objects only: what this run wrote, what was declared with its identity,
+        // anything else carrying an identity. The rest is not there, as far as the plugin can tell.
+        let visible = |i: &crate::sink::ObjectInfo| match self.names.get(&name) {
+            Some(Named::Committed { .. }) if self.ctx.mode == crate::plugin::host::Mode::Write => true,
+            Some(Named::Declared { identity, .. }) => i.identity == Some(*identity),
+            _ => i.identity.is_some(),
+        };
+        Ok(Ok(info.filter(visible).map(|i| i.size)))
     }
 
     pub(super) fn list_inner(&mut self, prefix: String) -> HostResult<super::wit::Listing> {
@@ -274,22 +299,44 @@ impl HostState {
                 self.violate(format!("list prefix '{}' must stay below the target root", sanitize(&prefix, 200)))
             );
         }
-        match self.timed(|s| s.list(&prefix)) {
+        // A listing is host work done for the plugin, however long the root: it runs on the
+        // plugin's own time (its deadline) and stops at Ctrl-C.
+        let (cancel, deadline, clock, blocked) =
+            (self.ctx.cancel.clone(), self.limits.deadline, self.clock, self.blocked);
+        let stop = move || cancel.load(Ordering::Relaxed) || clock.elapsed().saturating_sub(blocked) > deadline;
+        let t = Instant::now();
+        let r = self.ctx.sink.list(&prefix, &stop);
+        let p = self.phases.last_mut().expect("a phase");
+        p.meta_ops += 1;
+        p.done(Instant::now(), t.elapsed(), 0);
+        match r {
             Ok(l) => Ok(Ok(super::wit::Listing { count: l.count, bytes: l.bytes })),
-            Err(e) => Ok(Err(self.op_failed(e))),
+            Err(Error::Cancelled) if self.cancelled() => Err(self.interrupted_trap()),
+            Err(Error::Cancelled) => {
+                self.deadline_hit = true;
+                Err(wasmtime::format_err!("deadline"))
+            }
+            Err(e) => Ok(Err(self.op_failed(&prefix, e))),
         }
     }
 
     pub(super) fn delete_inner(&mut self, name: String) -> HostResult<()> {
         self.storage_name(&name, "object name")?;
+        if self.ctx.mode == crate::plugin::host::Mode::Verify {
+            // `dgen-engine verify` reads and compares; it changes nothing on storage.
+            return Err(self.violate(format!(
+                "called delete('{}') under `dgen-engine verify`, which changes nothing on storage",
+                sanitize(&name, 200)
+            )));
+        }
         if matches!(self.names.get(&name), Some(Named::Open)) {
             return Ok(Err(format!("'{}' is being described: it cannot be deleted", sanitize(&name, 200))));
         }
         match self.timed(|s| s.delete(&name)) {
             Ok(()) => Ok(Ok(())),
             // Telling the plugin is enough: deleting what is not there is its business.
-            Err(e @ Error::NotFound { .. }) => Ok(Err(e.to_string())),
-            Err(e) => Ok(Err(self.op_failed(e))),
+            Err(Error::NotFound { .. }) => Ok(Err(super::no_such(&name))),
+            Err(e) => Ok(Err(self.op_failed(&name, e))),
         }
     }
 

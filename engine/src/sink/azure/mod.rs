@@ -22,8 +22,9 @@ use credential::resolve;
 pub use credential::{account_sas, Credential};
 
 use super::cloud::{root_cause, Body, CloudOptions, CloudSink, Location, PartLimits, PartTag, Store};
-use super::Listing;
+use super::{Listing, ObjectInfo};
 use crate::error::{Error, Failure, Result};
+use crate::identity::{Identity, AZURE_META_KEY};
 use crate::keys::Keys;
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RequestContent, RetryOptions, StatusCode, Url};
@@ -32,7 +33,7 @@ use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
     BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
     BlockBlobClientCommitBlockListResultHeaders, BlockBlobClientStageBlockOptions, BlockBlobClientUploadOptions,
-    BlockLookupList,
+    BlockLookupList, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use bytes::Bytes;
@@ -371,11 +372,12 @@ impl Store for AzureStore {
         }
     }
 
-    async fn put(&self, name: &str, body: Body) -> Result<()> {
+    async fn put(&self, name: &str, body: Body, identity: &str) -> Result<()> {
         // One Put Blob whatever the size (the SDK would otherwise cut it into blocks itself).
         let options = BlockBlobClientUploadOptions {
             partition_size: NonZero::new(body.len().max(1)),
             parallel: NonZero::new(1),
+            metadata: Some(metadata(identity)),
             ..Default::default()
         };
         self.blob(name)
@@ -386,7 +388,7 @@ impl Store for AzureStore {
         Ok(())
     }
 
-    async fn start(&self, _name: &str) -> Result<String> {
+    async fn start(&self, _name: &str, _identity: &str) -> Result<String> {
         // Nothing to open: blocks are staged under ids unique to this upload, so blocks left by an
         // earlier, failed attempt can never be committed by mistake.
         Ok(azure_core::Uuid::new_v4().simple().to_string()[..16].to_string())
@@ -408,15 +410,17 @@ impl Store for AzureStore {
         Ok(PartTag { number, tag: id, crc32c: None })
     }
 
-    async fn complete(&self, name: &str, _upload: &str, parts: Vec<PartTag>) -> Result<()> {
+    async fn complete(&self, name: &str, _upload: &str, parts: Vec<PartTag>, identity: &str) -> Result<()> {
         let list = BlockLookupList {
             latest: Some(parts.into_iter().map(|p| p.tag.into_bytes()).collect()),
             ..Default::default()
         };
         let list = list.try_into().map_err(|e| self.fail(name, "Put Block List", e))?;
+        let options =
+            BlockBlobClientCommitBlockListOptions { metadata: Some(metadata(identity)), ..Default::default() };
         self.blob(name)
             .block_blob_client()
-            .commit_block_list(list, None)
+            .commit_block_list(list, Some(options))
             .await
             .map_err(|e| self.fail(name, "Put Block List", e))?;
         Ok(())
@@ -458,9 +462,12 @@ impl Store for AzureStore {
         Ok(())
     }
 
-    async fn size(&self, name: &str) -> Result<u64> {
+    async fn head(&self, name: &str) -> Result<ObjectInfo> {
         match self.blob(name).get_properties(None).await {
-            Ok(r) => Ok(r.content_length().ok().flatten().unwrap_or(0)),
+            Ok(r) => Ok(ObjectInfo {
+                size: r.content_length().ok().flatten().unwrap_or(0),
+                identity: r.metadata().ok().as_ref().and_then(stored_identity),
+            }),
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
                 Err(Error::storage(Failure::NotFound, self.loc.url(name), "no such blob", None))
             }
@@ -468,15 +475,28 @@ impl Store for AzureStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Listing> {
+    async fn list(&self, prefix: &str, stop: &(dyn Fn() -> bool + Sync)) -> Result<Listing> {
         use futures_util::StreamExt;
-        let options = BlobContainerClientListBlobsOptions { prefix: Some(self.loc.key(prefix)), ..Default::default() };
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(self.loc.key(prefix)),
+            include: Some(vec![ListBlobsIncludeItem::Metadata]),
+            ..Default::default()
+        };
         let mut items = self.container.list_blobs(Some(options)).map_err(|e| self.fail(prefix, "List Blobs", e))?;
         let mut found = Listing::default();
+        let mut looked = 0u64;
         while let Some(item) = items.next().await {
+            looked += 1;
+            if looked % 256 == 0 && stop() {
+                return Err(Error::Cancelled);
+            }
             let item = item.map_err(|e| self.fail(prefix, "List Blobs", e))?;
-            found.count += 1;
-            found.bytes += item.properties.and_then(|p| p.content_length).unwrap_or(0);
+            // Only the engine's blobs: those carrying an identity.
+            let ours = item.metadata.as_ref().and_then(|m| m.values.as_ref()).and_then(stored_identity).is_some();
+            if ours {
+                found.count += 1;
+                found.bytes += item.properties.and_then(|p| p.content_length).unwrap_or(0);
+            }
         }
         Ok(found)
     }
@@ -491,6 +511,17 @@ impl Store for AzureStore {
         // Straight into the caller's buffer (the range is never longer than it).
         r.body.collect_into(buf).await.map_err(|e| self.fail(name, "Get Blob", e))
     }
+}
+
+/// A blob's user metadata carrying `identity`.
+fn metadata(identity: &str) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([(AZURE_META_KEY.to_string(), identity.to_string())])
+}
+
+/// The identity in a blob's user metadata, if any (Azure keeps metadata names' case as given but
+/// compares them without it).
+fn stored_identity(m: &std::collections::HashMap<String, String>) -> Option<Identity> {
+    m.iter().find(|(k, _)| k.eq_ignore_ascii_case(AZURE_META_KEY)).and_then(|(_, v)| Identity::parse(v.as_bytes()))
 }
 
 #[cfg(test)]

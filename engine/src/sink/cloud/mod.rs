@@ -19,8 +19,9 @@ pub use body::{Body, ChunksBody};
 pub use layout::PartLimits;
 pub use location::Location;
 
-use super::{Capabilities, Listing, ObjectReader, ObjectWriter, Sink};
-use crate::error::{Error, Result};
+use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink};
+use crate::error::{Error, Failure, Result};
+use crate::identity::Identity;
 use crate::keys::Keys;
 use crate::pool::BufferPool;
 use layout::{plan_layout, Layout};
@@ -66,10 +67,12 @@ pub trait Store: Send + Sync + 'static {
     /// Fails fast, before anything is generated, when the bucket or container is missing, the
     /// credentials are refused or the endpoint cannot be reached.
     fn check(&self) -> impl Future<Output = Result<()>> + Send;
-    /// Writes a whole object in one request (with the store's checksum, when they are on).
-    fn put(&self, name: &str, body: Body) -> impl Future<Output = Result<()>> + Send;
-    /// Starts a multipart upload; returns its id.
-    fn start(&self, name: &str) -> impl Future<Output = Result<String>> + Send;
+    /// Writes a whole object in one request (with the store's checksum, when they are on), with
+    /// `identity` in its user metadata.
+    fn put(&self, name: &str, body: Body, identity: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Starts a multipart upload (with `identity` in its user metadata, where it is given at the
+    /// start); returns its id.
+    fn start(&self, name: &str, identity: &str) -> impl Future<Output = Result<String>> + Send;
     /// Sends part `number` (1-based) of an upload; returns what the commit needs to name it.
     fn put_part(
         &self,
@@ -78,18 +81,25 @@ pub trait Store: Send + Sync + 'static {
         number: u32,
         body: Body,
     ) -> impl Future<Output = Result<PartTag>> + Send;
-    /// Makes the object visible from its parts (sorted by number).
-    fn complete(&self, name: &str, upload: &str, parts: Vec<PartTag>) -> impl Future<Output = Result<()>> + Send;
+    /// Makes the object visible from its parts (sorted by number), with `identity` in its user
+    /// metadata where it is given at the end.
+    fn complete(
+        &self,
+        name: &str,
+        upload: &str,
+        parts: Vec<PartTag>,
+        identity: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Drops an upload's parts.
     fn abort(&self, name: &str, upload: &str) -> impl Future<Output = Result<()>> + Send;
     /// The uploads open for exactly this object: a start whose reply was lost still left one.
     fn uploads(&self, name: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     fn delete(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
-    /// The object's size; a missing object is [`Error::NotFound`].
-    fn size(&self, name: &str) -> impl Future<Output = Result<u64>> + Send;
-    /// How many objects have keys starting with the target's prefix joined to `prefix`, and their
-    /// total size (every page of the listing).
-    fn list(&self, prefix: &str) -> impl Future<Output = Result<Listing>> + Send;
+    /// The object's size and identity; a missing object is [`Error::NotFound`].
+    fn head(&self, name: &str) -> impl Future<Output = Result<ObjectInfo>> + Send;
+    /// How many objects carrying an identity have keys starting with the target's prefix joined to
+    /// `prefix`, and their total size (every page of the listing; `stop` asked between pages).
+    fn list(&self, prefix: &str, stop: &(dyn Fn() -> bool + Sync)) -> impl Future<Output = Result<Listing>> + Send;
     /// Up to `buf.len()` bytes from `offset` (a ranged GET) into `buf`, without holding the body
     /// elsewhere first; returns how many arrived.
     fn read(&self, name: &str, offset: u64, buf: &mut [u8]) -> impl Future<Output = Result<usize>> + Send;
@@ -238,7 +248,7 @@ impl<S: Store> Sink for CloudSink<S> {
         self.store.describe()
     }
 
-    fn create(&self, name: &str, size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
+    fn create(&self, name: &str, size: Option<u64>, identity: &Identity) -> Result<Box<dyn ObjectWriter + '_>> {
         super::check_name(name, &self.capabilities())?;
         let Some(size) = size else {
             return Err(Error::sink(self.describe(), format!("{name}: an object's size must be known before writing")));
@@ -247,6 +257,7 @@ impl<S: Store> Sink for CloudSink<S> {
         Ok(Box::new(CloudWriter {
             sink: self,
             name: name.to_string(),
+            identity: identity.stored(),
             size,
             layout,
             shared: Arc::new(Shared::default()),
@@ -258,14 +269,20 @@ impl<S: Store> Sink for CloudSink<S> {
 
     fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>> {
         super::check_name(name, &self.capabilities())?;
-        let size = self.rt.block_on(self.store.size(name))?;
-        Ok(Box::new(CloudReader { store: self.store.clone(), rt: self.rt.handle().clone(), name: name.into(), size }))
+        let info = self.rt.block_on(self.store.head(name))?;
+        Ok(Box::new(CloudReader {
+            store: self.store.clone(),
+            rt: self.rt.handle().clone(),
+            name: name.into(),
+            size: info.size,
+            identity: info.identity,
+        }))
     }
 
-    fn stat(&self, name: &str) -> Result<Option<u64>> {
+    fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
         super::check_name(name, &self.capabilities())?;
-        match self.rt.block_on(self.store.size(name)) {
-            Ok(n) => Ok(Some(n)),
+        match self.rt.block_on(self.store.head(name)) {
+            Ok(info) => Ok(Some(info)),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -273,10 +290,15 @@ impl<S: Store> Sink for CloudSink<S> {
 
     fn delete(&self, name: &str) -> Result<()> {
         super::check_name(name, &self.capabilities())?;
+        // Only what the engine wrote: anything else is as good as missing.
+        let info = self.rt.block_on(self.store.head(name))?;
+        if info.identity.is_none() {
+            return Err(Error::storage(Failure::NotFound, self.url(name), "no such object", None));
+        }
         self.rt.block_on(self.store.delete(name))
     }
 
-    fn list(&self, prefix: &str) -> Result<Listing> {
+    fn list(&self, prefix: &str, stop: &(dyn Fn() -> bool + Sync)) -> Result<Listing> {
         if prefix.len() > super::MAX_NAME || prefix.chars().any(char::is_control) {
             return Err(Error::InvalidValue {
                 key: "list prefix",
@@ -284,7 +306,11 @@ impl<S: Store> Sink for CloudSink<S> {
                 reason: "is longer than a name or has a control character".into(),
             });
         }
-        self.rt.block_on(self.store.list(prefix))
+        self.rt.block_on(self.store.list(prefix, stop))
+    }
+
+    fn keeps_identity(&self) -> bool {
+        true
     }
 
     fn use_pool(&self, pool: &BufferPool) {
@@ -306,11 +332,16 @@ struct CloudReader<S: Store> {
     rt: tokio::runtime::Handle,
     name: String,
     size: u64,
+    identity: Option<Identity>,
 }
 
 impl<S: Store> ObjectReader for CloudReader<S> {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn identity(&self) -> Option<Identity> {
+        self.identity
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {

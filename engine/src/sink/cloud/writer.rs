@@ -62,6 +62,8 @@ impl Drop for Completions {
 pub(super) struct CloudWriter<'a, S: Store> {
     pub(super) sink: &'a CloudSink<S>,
     pub(super) name: String,
+    /// The identity stamped on the object (as stored: `dgen1:…`).
+    pub(super) identity: String,
     pub(super) size: u64,
     pub(super) layout: Layout,
     pub(super) shared: Arc<Shared>,
@@ -93,7 +95,7 @@ impl<S: Store> CloudWriter<'_, S> {
         let body = Body::new(chunks);
         let completions = Completions(dones);
         let (store, shared, limiter) = (self.sink.store.clone(), self.shared.clone(), self.sink.limiter.clone());
-        let (name, layout) = (self.name.clone(), self.layout);
+        let (name, layout, identity) = (self.name.clone(), self.layout, self.identity.clone());
         let task = async move {
             let result = async {
                 let _permit = limiter.acquire().await;
@@ -103,7 +105,7 @@ impl<S: Store> CloudWriter<'_, S> {
                 let bytes = body.len();
                 match layout {
                     Layout::Single => {
-                        store.put(&name, body).await?;
+                        store.put(&name, body, &identity).await?;
                         shared.stored.store(true, Ordering::Relaxed);
                     }
                     Layout::Multi { .. } => {
@@ -111,7 +113,7 @@ impl<S: Store> CloudWriter<'_, S> {
                             .upload
                             .get_or_try_init(|| {
                                 shared.start_sent.store(true, Ordering::Relaxed);
-                                store.start(&name)
+                                store.start(&name, &identity)
                             })
                             .await?;
                         let number = index as u32 + 1;
@@ -225,7 +227,7 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
         let store = self.sink.store.clone();
         match self.layout {
             Layout::Single if size == 0 && !self.shared.stored.load(Ordering::Relaxed) => {
-                self.sink.rt.block_on(store.put(&self.name, Body::default()))
+                self.sink.rt.block_on(store.put(&self.name, Body::default(), &self.identity))
             }
             Layout::Single if self.shared.stored.load(Ordering::Relaxed) => Ok(()),
             Layout::Single => Err(Error::sink(self.url(), "finished before it was written")),
@@ -235,7 +237,7 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
                 let want = size.div_ceil(part) as usize;
                 let result = match self.shared.upload.get() {
                     Some(upload) if tags.len() == want => {
-                        self.sink.rt.block_on(store.complete(&self.name, upload, tags))
+                        self.sink.rt.block_on(store.complete(&self.name, upload, tags, &self.identity))
                     }
                     Some(_) => Err(Error::sink(self.url(), format!("{} of {want} parts were uploaded", tags.len()))),
                     None => Err(Error::sink(self.url(), "finished before it was written")),

@@ -11,6 +11,11 @@
 //! `posix_fadvise(DONTNEED)`) or kept (`"keep"`), and `mincore` tells how much of it the page cache
 //! still holds, so a report can say whether a read phase measured the device or memory.
 //!
+//! Every path below the root is reached without following a symlink, and only directories and
+//! regular files are ever opened (see `beneath`). Each object carries its identity in the
+//! `user.dgen.id` extended attribute ([`crate::identity`]); a file without one — the engine did not
+//! write it — is never replaced, deleted, listed or read for a plugin.
+//!
 //! Two engines: `pwrite` (a pool of worker threads, one synchronous `pwrite` each, queue depth =
 //! threads) and `io_uring` (one ring, see `uring`); both carry a `job::Job` per write. Reads follow
 //! the engine: `pread` on the caller's thread, or a read through the ring. With
@@ -18,18 +23,22 @@
 //! multiple of it gets its last write padded up to the alignment and the file truncated back to the
 //! real size before the rename, so every write stays O_DIRECT.
 
+mod beneath;
 mod job;
 mod uring;
 
-use super::{Capabilities, Listing, ObjectReader, ObjectWriter, Sink, WriteReq};
+use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink, WriteReq};
 use crate::error::{Error, Failure, Result};
+use crate::identity::Identity;
 use crate::keys::Keys;
 use crate::pool::BufferPool;
+use beneath::{Kind, Root};
 use crossbeam_channel::Sender;
 use job::Job;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -291,9 +300,25 @@ fn uncached_supported(dir: &Path) -> Result<bool> {
     }
 }
 
+/// Whether files under the root keep user extended attributes (where identities are stamped),
+/// tried on a small probe file.
+fn xattr_supported(dirs: &Root, root: &Path) -> Result<bool> {
+    let dir = dirs.dir("", false).map_err(|e| Error::io(root, e))?;
+    let probe = format!(".dgen-xattr-probe.{}.{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+    let file = beneath::create_new(&dir, &probe, 0).map_err(|e| Error::io(root.join(&probe), e))?;
+    let id = Identity::parse(b"dgen1:00000000000000000000000000000000").expect("a valid identity");
+    let r = beneath::set_identity(&file, &id);
+    let _ = beneath::unlink_in(&dir, &probe);
+    r.map_err(|e| Error::io(root.join(&probe), e))
+}
+
 /// A directory of files.
 pub struct FileSink {
     root: PathBuf,
+    /// The root, held open: every path below it is resolved from here.
+    dirs: Root,
+    /// The file system keeps user xattrs, so objects carry their identity.
+    identity: bool,
     direct: bool,
     cache: CacheMode,
     readahead: Readahead,
@@ -317,7 +342,9 @@ impl FileSink {
             Ok(_) => return Err(Error::io(&root, io::Error::from_raw_os_error(libc::ENOTDIR))),
             Err(e) => return Err(Error::io(&root, e)),
         }
+        let dirs = Root::open(&root).map_err(|e| Error::io(&root, e))?;
         let align = if opts.direct { direct_alignment(&root)? } else { 1 };
+        let identity = xattr_supported(&dirs, &root)?;
         let queue_depth = opts.queue_depth.max(1);
         let mut notes = Vec::new();
         let swept = sweep_stale(&root, opts.create_root);
@@ -386,8 +413,18 @@ impl FileSink {
             (Engine::Pwrite { tx: Some(tx), workers }, if uncached { "pwrite, uncached" } else { "pwrite" })
         };
         let name_max = name_max(&root);
+        if !identity {
+            notes.push(format!(
+                "the file system under {} keeps no user extended attributes: objects written here carry no \
+                 identity, so a plugin can read, list or delete only what its own run wrote, and no existing \
+                 file is replaced",
+                root.display()
+            ));
+        }
         Ok(FileSink {
             root,
+            dirs,
+            identity,
             direct: opts.direct,
             cache: opts.cache,
             readahead: opts.readahead,
@@ -530,27 +567,32 @@ impl Sink for FileSink {
         }
     }
 
-    fn create(&self, name: &str, size: Option<u64>) -> Result<Box<dyn ObjectWriter + '_>> {
+    fn create(&self, name: &str, size: Option<u64>, identity: &Identity) -> Result<Box<dyn ObjectWriter + '_>> {
         super::check_name(name, &self.capabilities())?;
         let path = self.root.join(name);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        if dir != self.root {
-            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let (dir, file_name) = self.dirs.parent(name, true).map_err(|e| Error::io(&path, e))?;
+        let tmp = temp_name(file_name, self.name_max);
+        let file = beneath::create_new(&dir, &tmp, self.open_flags()).map_err(|e| Error::io(&path, e))?;
+        let mut object = FileObject {
+            file: Arc::new(file),
+            tmp,
+            name: file_name.to_string(),
+            path: Arc::new(path.clone()),
+            dir,
+            align: self.align,
+            identity: self.identity,
+            engine: self,
+            open: true,
+        };
+        if self.identity {
+            beneath::set_identity(&object.file, identity).map_err(|e| Error::io(&path, e))?;
         }
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(temp_name(&file_name, self.name_max));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(self.open_flags() | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|e| Error::io(&path, e))?;
         // Whether the file system holds a file this large at all: setting the length of the empty
         // temporary allocates nothing, and a refusal (EFBIG) comes before a byte is written.
         if let Some(size) = size.filter(|&s| s > 1 << 30) {
-            let fits = file.set_len(size).and_then(|()| file.set_len(0));
+            let fits = object.file.set_len(size).and_then(|()| object.file.set_len(0));
             if let Err(e) = fits {
-                let _ = fs::remove_file(&tmp);
+                object.remove_tmp();
                 return Err(match e.raw_os_error() {
                     Some(libc::EFBIG) | Some(libc::EINVAL) => {
                         let why = format!(
@@ -563,26 +605,15 @@ impl Sink for FileSink {
                 });
             }
         }
-        Ok(Box::new(FileObject {
-            file: Arc::new(file),
-            tmp,
-            path: Arc::new(path),
-            dir,
-            align: self.align,
-            engine: self,
-            open: true,
-        }))
+        Ok(Box::new(object))
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn ObjectReader>> {
         super::check_name(name, &self.capabilities())?;
         let path = self.root.join(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(self.open_flags() | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = self.dirs.open_file(name, self.open_flags()).map_err(|e| Error::io(&path, e))?;
         let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let identity = beneath::identity(&file);
         if !self.direct && self.cache == CacheMode::Drop {
             // Dirty pages cannot be dropped: write them out first (a file of this run may still be
             // in the page cache), then evict, so the read comes from the device, not from memory.
@@ -604,16 +635,18 @@ impl Sink for FileSink {
             Engine::Uring(ring) => ring.reads(),
             Engine::Pwrite { .. } => None,
         };
-        Ok(Box::new(FileReader { file, path, size, cached, ring }))
+        Ok(Box::new(FileReader { file, path, size, cached, ring, identity }))
     }
 
-    fn stat(&self, name: &str) -> Result<Option<u64>> {
+    fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
         super::check_name(name, &self.capabilities())?;
         let path = self.root.join(name);
-        match fs::metadata(&path) {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Ok(None),
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(None),
+        match self.dirs.open_file(name, 0) {
+            Ok(file) => {
+                let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+                Ok(Some(ObjectInfo { size, identity: beneath::identity(&file) }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(&path, e)),
         }
     }
@@ -621,10 +654,22 @@ impl Sink for FileSink {
     fn delete(&self, name: &str) -> Result<()> {
         super::check_name(name, &self.capabilities())?;
         let path = self.root.join(name);
-        fs::remove_file(&path).map_err(|e| Error::io(&path, e))
+        let missing = || Error::storage(Failure::NotFound, path.display().to_string(), "no such object", None);
+        let (dir, last) = match self.dirs.parent(name, false) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        match beneath::open_regular(&dir, last, 0) {
+            Ok(f) if beneath::identity(&f).is_some() => {}
+            Ok(_) => return Err(missing()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        beneath::unlink_in(&dir, last).map_err(|e| Error::io(&path, e))
     }
 
-    fn list(&self, prefix: &str) -> Result<Listing> {
+    fn list(&self, prefix: &str, stop: &(dyn Fn() -> bool + Sync)) -> Result<Listing> {
         // Only the directory the prefix names can hold matches: start there.
         let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
         if dir_part.split('/').any(|c| c == ".." || c == ".") || prefix.starts_with('/') {
@@ -635,46 +680,75 @@ impl Sink for FileSink {
             });
         }
         let mut found = Listing::default();
-        let start = if dir_part.is_empty() { self.root.clone() } else { self.root.join(dir_part) };
-        let mut dirs = vec![(start, dir_part.to_string())];
+        let start = match self.dirs.dir(dir_part, false) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(Error::io(self.root.join(dir_part), e)),
+        };
+        let mut dirs: Vec<(OwnedFd, String)> = vec![(start, dir_part.to_string())];
+        let mut looked = 0u64;
         while let Some((dir, rel)) = dirs.pop() {
-            let entries = match fs::read_dir(&dir) {
+            let at = || self.root.join(&rel);
+            let entries = match beneath::entries(&dir) {
                 Ok(e) => e,
-                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
-                Err(e) => return Err(Error::io(&dir, e)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(at(), e)),
             };
-            for e in entries {
-                let e = e.map_err(|e| Error::io(&dir, e))?;
-                let Some(file_name) = e.file_name().to_str().map(str::to_string) else { continue };
+            for (file_name, kind) in entries {
+                looked += 1;
+                if looked % 256 == 0 && stop() {
+                    return Err(Error::Cancelled);
+                }
                 let name = if rel.is_empty() { file_name.clone() } else { format!("{rel}/{file_name}") };
-                let kind = e.file_type().map_err(|err| Error::io(e.path(), err))?;
-                if kind.is_dir() {
-                    // Descend only where a match can be below.
-                    if name.starts_with(prefix) || prefix.starts_with(&format!("{name}/")) {
-                        dirs.push((e.path(), name));
+                match kind {
+                    // Descend only where a match can be below (never through a symlink).
+                    Kind::Dir if name.starts_with(prefix) || prefix.starts_with(&format!("{name}/")) => {
+                        match beneath::open_dir_in(&dir, &file_name) {
+                            Ok(d) => dirs.push((d, name)),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(Error::io(at().join(&file_name), e)),
+                        }
                     }
-                } else if kind.is_file() && name.starts_with(prefix) && !is_temporary(&file_name) {
-                    found.count += 1;
-                    found.bytes += e.metadata().map_err(|err| Error::io(e.path(), err))?.len();
+                    Kind::File if name.starts_with(prefix) && !is_temporary(&file_name) => {
+                        // Only the engine's objects: those carrying an identity.
+                        let Ok(f) = beneath::open_regular(&dir, &file_name, 0) else { continue };
+                        if beneath::identity(&f).is_some() {
+                            found.count += 1;
+                            found.bytes += f.metadata().map_err(|e| Error::io(at().join(&file_name), e))?.len();
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
         Ok(found)
     }
+
+    fn keeps_identity(&self) -> bool {
+        self.identity
+    }
 }
 
 /// Whether a file name is one of our temporaries (an object not yet complete) or probe files.
 fn is_temporary(file_name: &str) -> bool {
-    file_name.starts_with('.') && (file_name.contains(".dgen-tmp.") || file_name.starts_with(".dgen-dio-probe."))
+    file_name.starts_with('.')
+        && (file_name.contains(".dgen-tmp.")
+            || file_name.starts_with(".dgen-dio-probe.")
+            || file_name.starts_with(".dgen-xattr-probe."))
 }
 
 /// An open object; it borrows its sink, whose engine carries its writes.
 struct FileObject<'a> {
     file: Arc<File>,
-    tmp: PathBuf,
+    /// Its temporary name and final name, in `dir`.
+    tmp: String,
+    name: String,
+    /// The final path, for messages.
     path: Arc<PathBuf>,
-    dir: PathBuf,
+    dir: OwnedFd,
     align: usize,
+    /// Objects here carry identities (existing files can be told apart).
+    identity: bool,
     engine: &'a FileSink,
     open: bool,
 }
@@ -683,7 +757,30 @@ impl FileObject<'_> {
     fn remove_tmp(&mut self) {
         if self.open {
             self.open = false;
-            let _ = fs::remove_file(&self.tmp);
+            let _ = beneath::unlink_in(&self.dir, &self.tmp);
+        }
+    }
+
+    /// Whether the final name may be taken: nothing is there, or an object this engine wrote (it
+    /// carries an identity). A file of anyone else's, a directory, a symlink or a FIFO is left alone.
+    fn may_replace(&self) -> io::Result<()> {
+        let refuse = |what: &str| {
+            Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{what} is already there, which dgen-engine did not write: it is not replaced"),
+            ))
+        };
+        match beneath::kind_at(&self.dir, &self.name)? {
+            Kind::Missing => Ok(()),
+            Kind::File => match beneath::open_regular(&self.dir, &self.name, 0) {
+                Ok(f) if self.identity && beneath::identity(&f).is_some() => Ok(()),
+                Ok(_) => refuse("a file"),
+                // Gone meanwhile (or turned into something that is not a file).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            },
+            Kind::Dir => refuse("a directory"),
+            Kind::Other => refuse("a symlink, FIFO, device or socket"),
         }
     }
 }
@@ -710,11 +807,17 @@ impl ObjectWriter for FileObject<'_> {
                 self.file.set_len(size)?;
             }
             self.file.sync_all()?;
-            fs::rename(&self.tmp, &*self.path)?;
+            self.may_replace()?;
+            beneath::rename_in(&self.dir, &self.tmp, &self.name)?;
             self.open = false;
-            File::open(&self.dir)?.sync_all()
+            nix::unistd::fsync(&self.dir).map_err(io::Error::from)
         })();
-        result.map_err(|e| Error::io(path, e))
+        result.map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => {
+                Error::storage(Failure::Denied, path.display().to_string(), e.to_string(), None)
+            }
+            _ => Error::io(path, e),
+        })
     }
 
     fn abort(mut self: Box<Self>) {
@@ -732,6 +835,7 @@ struct FileReader {
     file: File,
     path: PathBuf,
     size: u64,
+    identity: Option<Identity>,
     /// The share of its pages in the page cache once opened (O_DIRECT: none are used).
     cached: Option<f64>,
     /// The sink's ring, when it writes with io_uring: reads go through it too.
@@ -790,6 +894,10 @@ impl ObjectReader for FileReader {
 
     fn cached_fraction(&self) -> Option<f64> {
         self.cached
+    }
+
+    fn identity(&self) -> Option<Identity> {
+        self.identity
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {

@@ -2,7 +2,10 @@
 //! hold memory it never accounted, read storage it did not write, outlive Ctrl-C, or drive the
 //! terminal. The tests check that the host stops every one, naming the limit it hit.
 
-use dgen_plugin_sdk::{export_plugin, log, metric, verify, wait_all, Config, FieldKind, Plugin, Report, Target};
+use dgen_plugin_sdk::{
+    delete, export_plugin, list, log, metric, read_range, stat, verify, wait_all, wait_reads, Config, FieldKind,
+    Plugin, ReadCheck, Report, Target,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -16,6 +19,8 @@ struct Params {
     count: u64,
     #[serde(default)]
     how: String,
+    #[serde(default)]
+    offset: u64,
 }
 
 struct Hostile;
@@ -232,6 +237,133 @@ impl Plugin for Hostile {
                 for i in 0..p.count {
                     log!("line {i} {}", "z".repeat(5000));
                 }
+            }
+            // The read oracle: declare a guess under the name of a file it did not write, then ask
+            // with 1-byte verify reads which of its bytes the guess got right; stat it first for
+            // its size; read a second foreign file undeclared. Everything it is told goes to the
+            // summary, which the test searches for the secret.
+            "oracle-read" => {
+                let size = stat(&p.name);
+                let mut told = vec![format!("stat {size:?}")];
+                let guess = vec![b'S'; p.size.max(1) as usize];
+                match Target::open(&p.name) {
+                    Ok(mut t) => {
+                        t.write(&guess)?;
+                        told.push(format!("declare {:?}", t.declare()));
+                    }
+                    Err(e) => told.push(e),
+                }
+                for i in 0..p.size {
+                    if let Err(e) = read_range(&p.name, i, 1, ReadCheck::Verify) {
+                        told.push(e);
+                    }
+                }
+                let stats = wait_reads();
+                told.push(format!(
+                    "reads {:?}",
+                    stats.map(|v| v.iter().map(|s| (s.bytes, s.passed)).collect::<Vec<_>>())
+                ));
+                for n in p.how.split(',').filter(|n| !n.is_empty()) {
+                    told.push(format!("stat {n} {:?}", stat(n)));
+                    if let Err(e) = read_range(n, 0, 1 << 20, ReadCheck::None) {
+                        told.push(e);
+                    }
+                    told.push(format!(
+                        "read {n} {:?}",
+                        wait_reads().map(|v| v.iter().map(|s| s.bytes).collect::<Vec<_>>())
+                    ));
+                }
+                let text = format!("told {told:?}");
+                log!("{text}");
+                return Ok(Report::new().summary(text));
+            }
+            // Through whatever is in its root: writes, reads, stats, lists and deletes of every name
+            // in `how` (comma-separated), each reported.
+            "paths" => {
+                let mut told = Vec::new();
+                for n in p.how.split(',').filter(|n| !n.is_empty()) {
+                    let w = Target::open(n).and_then(|mut t| {
+                        t.write(b"planted by a plugin")?;
+                        t.commit()
+                    });
+                    told.push(format!("write {n} {w:?} {:?}", wait_all().map(|v| v.len())));
+                    told.push(format!("stat {n} {:?}", stat(n)));
+                    told.push(format!("list {n} {:?}", list(n).map(|l| (l.count, l.bytes))));
+                    told.push(format!("delete {n} {:?}", delete(n)));
+                }
+                let text = format!("told {told:?}");
+                log!("{text}");
+                return Ok(Report::new().summary(text));
+            }
+            // Names by prefix search over counts: extends a prefix one character at a time while
+            // `list` finds something, as far as it gets.
+            "list-enum" => {
+                let alphabet: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789._-".chars().collect();
+                let mut found = Vec::new();
+                let mut frontier = vec![String::new()];
+                while let Some(prefix) = frontier.pop() {
+                    let mut longer = false;
+                    for c in &alphabet {
+                        let q = format!("{prefix}{c}");
+                        if list(&q)?.count > 0 {
+                            frontier.push(q);
+                            longer = true;
+                        }
+                    }
+                    if !longer && !prefix.is_empty() {
+                        found.push(prefix);
+                    }
+                }
+                let text = format!("names {found:?}");
+                log!("{text}");
+                return Ok(Report::new().summary(text));
+            }
+            // Lists without end: host work the deadline must see.
+            "list-loop" => loop {
+                list("")?;
+            },
+            // A read at an offset near the top of the offsets.
+            "far-read" => {
+                let mut t = Target::open("far.bin")?;
+                t.fill(4096)?;
+                t.commit()?;
+                wait_all()?;
+                // `offset` is how far below 2^64 it starts: a ranged read to the top, and one to the end.
+                let at = u64::MAX - p.offset;
+                let r = read_range("far.bin", at, p.offset, ReadCheck::None);
+                let w = wait_reads();
+                let open = dgen_plugin_sdk::bindings::dgen::plugin::host::read("far.bin", at, None, ReadCheck::None);
+                let w2 = wait_reads();
+                let text = format!(
+                    "read {r:?} wait {:?} to the end {open:?} wait {:?}",
+                    w.map(|v| v.len()),
+                    w2.map(|v| v.len())
+                );
+                log!("{text}");
+                return Ok(Report::new().summary(text));
+            }
+            // A read of whatever `name` is (a FIFO, say): it must end, not wait.
+            "read-name" => {
+                let r = read_range(&p.name, 0, 1, ReadCheck::None);
+                let w = wait_reads();
+                let text = format!("read {r:?} wait {w:?}");
+                return Ok(Report::new().summary(text));
+            }
+            // Reads without end, never waited for: each one held by the host.
+            "read-flood" => {
+                let mut t = Target::open("flood.bin")?;
+                t.fill(4096)?;
+                t.commit()?;
+                wait_all()?;
+                for _ in 0..p.count {
+                    read_range("flood.bin", 0, 1, ReadCheck::None)?;
+                }
+                wait_reads()?;
+            }
+            // Deletes a name (under `dgen-engine verify`, nothing may change).
+            "delete" => {
+                let r = delete(&p.name);
+                return Ok(Report::new().summary(format!("delete {r:?}")));
             }
             other => return Err(format!("unknown mode {other}")),
         }
