@@ -53,6 +53,12 @@ pub fn sanitize(text: &str, max: usize) -> String {
     out
 }
 
+/// A value as an error message echoes it: escaped, and at most 40 characters (`1e308` written out
+/// is 309 digits; a pasted blob is worse).
+pub fn echo(value: &str) -> String {
+    sanitize(value, 40)
+}
+
 #[cfg(test)]
 mod tests {
     use super::sanitize;

@@ -318,11 +318,26 @@ fn open_dest<'a>(
     Ok(match output {
         Output::Stdout => (Dest::Writer(Box::new(std::io::stdout()), "stdout".to_string()), "stdout".to_string(), None),
         Output::Stream(p) => {
+            // Without blocking: a FIFO no one reads yet is an error now (ENXIO), not a wait that
+            // Ctrl-C cannot end. Once open, writes block as a pipe's do.
+            use std::os::unix::fs::OpenOptionsExt;
             let f = std::fs::OpenOptions::new()
                 .write(true)
+                .custom_flags(libc::O_NONBLOCK)
                 .open(p)
-                .with_context(|| format!("cannot open {}", p.display()))
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::ENXIO) => anyhow::anyhow!("cannot open {}: no process is reading that FIFO", p.display()),
+                    _ => anyhow::Error::new(e).context(format!("cannot open {}", p.display())),
+                })
                 .map_err(Failure::io)?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+            // SAFETY: fcntl on a descriptor we own.
+            unsafe {
+                let fl = libc::fcntl(fd, libc::F_GETFL);
+                if fl >= 0 {
+                    libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+                }
+            }
             (Dest::Writer(Box::new(f), p.display().to_string()), p.display().to_string(), None)
         }
         Output::Null => {

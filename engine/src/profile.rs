@@ -19,6 +19,7 @@ use crate::size::format_size;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -229,7 +230,35 @@ impl Maps {
 pub fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>> {
     let mut out = Vec::new();
     for p in paths {
+        // What the user names must be something to measure: a FIFO would block, a device never
+        // end, a symlink is not followed.
+        let meta = std::fs::symlink_metadata(p).map_err(|e| Error::io(p, e))?;
+        let kind = meta.file_type();
+        let what = if kind.is_symlink() {
+            Some("a symlink (not followed: name what it points to)")
+        } else if kind.is_fifo() || kind.is_socket() {
+            Some("a FIFO or socket")
+        } else if kind.is_block_device() || kind.is_char_device() {
+            Some("a device")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(Error::InvalidValue {
+                key: "PATH",
+                value: p.display().to_string(),
+                reason: format!("is {what}; profile measures regular files and the directories holding them"),
+            });
+        }
         walk(p, &mut out)?;
+    }
+    if out.iter().all(|(_, size)| *size == 0) {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::InvalidValue {
+            key: "PATH",
+            value: names.join(" "),
+            reason: "holds no regular file with data: there is nothing to measure".into(),
+        });
     }
     Ok(out)
 }
@@ -281,7 +310,16 @@ pub fn scan(spec: &ProfileSpec, progress: &mut dyn FnMut(u64), cancel: &AtomicBo
     let mut buf = vec![0u8; READ];
     let (mut done, mut count) = (0u64, 0u64);
     for (path, _) in &spec.files {
-        let mut f = match std::fs::File::open(path) {
+        // Not through a symlink, never waiting on a FIFO put there since the walk.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .and_then(|f| match f.metadata()?.is_file() {
+                true => Ok(f),
+                false => Err(std::io::Error::other("is no longer a regular file")),
+            });
+        let mut f = match opened {
             Ok(f) => f,
             Err(e) => return Err(Error::io(path, e)),
         };

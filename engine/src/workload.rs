@@ -180,8 +180,26 @@ fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Error {
         }
         None => (file.display().to_string(), None),
     };
+    // A table header written twice names the table, not a key inside it.
+    let header = e.span().and_then(|span| {
+        let start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let line = text[start..].lines().next().unwrap_or("").trim();
+        line.starts_with('[').then(|| line.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    });
+    let (key, message) = match header {
+        Some(h) if message.contains("duplicate") => (Some(h.clone()), format!("the table [{h}] is written twice")),
+        _ => (key, message),
+    };
+    // Serde's words for the two forms of `plugin` are not the user's.
+    let message = if message.contains("untagged enum PluginRef") {
+        "must be a path (\"../plugins/ckpt\", \"x.wasm\") or { path = \"x.wasm\", sha256 = \"…\" }".to_string()
+    } else {
+        message
+    };
     let message = match key {
-        Some(k) if !message.contains(&format!("`{k}`")) => format!("{k}: {message}"),
+        Some(k) if !message.contains(&format!("`{k}`")) && !message.contains(&format!("[{k}]")) => {
+            format!("{k}: {message}")
+        }
         _ => message,
     };
     Error::Workload { at, message }
@@ -357,7 +375,7 @@ fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
     let named = |e: Error| match e {
         Error::InvalidValue { key, value, reason } => {
             let k = key.trim_start_matches("data.");
-            at_key(file, text, "data", k, format!("'{value}' {reason}"))
+            at_key(file, text, "data", k, format!("'{}' {reason}", crate::input::echo(&value)))
         }
         other => other,
     };

@@ -201,6 +201,18 @@ impl Remote for Container {
         };
         self.rt.block_on(blob.upload(bytes::Bytes::from(data).into(), Some(options))).unwrap();
     }
+
+    fn corrupt(&self, name: &str, data: Vec<u8>) {
+        use azure_storage_blob::models::BlobClientGetPropertiesResultHeaders;
+        let blob = self.client.blob_client(name);
+        let props = self.rt.block_on(blob.get_properties(None)).unwrap();
+        let options = BlockBlobClientUploadOptions {
+            partition_size: std::num::NonZero::new(data.len().max(1) as u64),
+            metadata: Some(props.metadata().unwrap()),
+            ..Default::default()
+        };
+        self.rt.block_on(blob.upload(bytes::Bytes::from(data).into(), Some(options))).unwrap();
+    }
 }
 
 /// The Azure sink in-process, writing below `prefix` of `container`.

@@ -214,7 +214,9 @@ fn host_memory_held_for_a_plugin_is_accounted() {
         ("interleave", "", &[], ""),
         ("profiles", "", &[], "data profiles"),
         ("fields", "", &[], "adding a field"),
-        ("objects", "", &["--set", "target.uri=\"null://\""], "committing an object"),
+        // Objects are charged as they are opened and again as they are committed: the limit is met
+        // at whichever comes first (it moves with the plugin's own memory).
+        ("objects", "", &["--set", "target.uri=\"null://\""], "committing an object|opening a target"),
     ];
     let mut failures = Vec::new();
     for &(mode, params, sets, what) in cases {
@@ -227,7 +229,7 @@ fn host_memory_held_for_a_plugin_is_accounted() {
             continue;
         }
         let line = one_error_line(&r);
-        if !line.contains(&memory) || !line.contains(what) {
+        if !line.contains(&memory) || !what.split('|').any(|w| line.contains(w)) {
             failures.push(format!("{mode}: the message does not name the limit ({what}): {line}"));
         }
         if !r.left.is_empty() {

@@ -18,7 +18,11 @@ pub trait Remote {
     /// Objects a reader sees under `prefix`, with their sizes, sorted.
     fn list(&self, prefix: &str) -> Vec<(String, u64)>;
     fn get(&self, key: &str) -> Vec<u8>;
+    /// Writes `data` as a new object (one the engine did not write: no identity).
     fn put(&self, key: &str, data: Vec<u8>);
+    /// Replaces an object's bytes keeping its user metadata (its identity), as damage inside the
+    /// store would: the same object, other bytes.
+    fn corrupt(&self, key: &str, data: Vec<u8>);
 }
 
 /// Writes stream `i` of `gen` as object `o{i}` of each size through `sink` (buffers of `buffer`
@@ -103,7 +107,7 @@ pub fn same_bytes_as_files(remote: &dyn Remote, tag: &str, bin_remote: &dyn Fn()
     let mut bad = remote.get(&format!("objs/{biggest}"));
     let at = bad.len() / 2;
     bad[at] ^= 1;
-    remote.put(&format!("objs/{biggest}"), bad);
+    remote.corrupt(&format!("objs/{biggest}"), bad);
     let out = bin_remote().args(["verify", &wl, "--set", &remote_uri]).args(common).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains(&format!("differs at byte offset {at}")), "{}", stderr(&out));

@@ -313,13 +313,21 @@ fn s3_reads_ranges_and_fails_in_one_line_on_a_missing_object_and_a_lost_server()
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap();
     assert!(last.starts_with("error: s3://") && last.contains("none/obj-000000.bin"), "{err}");
-    // An object replaced by a shorter one is not the one written: one line, exit 3.
-    bucket.put("r/obj-000002.bin", vec![7u8; 1000]);
+    // An object cut short in the store is not the one written: one line, exit 3.
+    use crate::objects::Remote;
+    bucket.corrupt("r/obj-000002.bin", vec![7u8; 1000]);
     let (o, _) = objects(bin_s3(&endpoint), &bucket.uri("r"), &dir.join("t.json"), &get_only);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap();
     assert!(last.contains("obj-000002.bin") && last.contains("shorter than the"), "{err}");
+    // One put there by someone else is not the engine's: not read at all.
+    bucket.put("r/obj-000002.bin", vec![7u8; 1000]);
+    let (o, _) = objects(bin_s3(&endpoint), &bucket.uri("r"), &dir.join("u.json"), &get_only);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let last = err.trim().lines().last().unwrap();
+    assert!(last.contains("obj-000002.bin") && last.contains("carries no dgen-engine identity"), "{err}");
     // The server goes away while objects are being read.
     let big = Bucket::new("reads-outage");
     let sets = ["params.count=24", "params.size=25165824", "target.retries=0"];
@@ -355,10 +363,10 @@ fn azure_reads_back_and_a_missing_or_shorter_blob_is_one_line() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(phase(&r, "get")["read"].as_u64(), Some(8 * OBJECT), "{r}");
     assert!(container.list("r/").is_empty(), "delete left {:?}", container.list("r/"));
-    // A blob replaced by a shorter one is not the one written: one line, exit 3.
+    // A blob cut short in the store is not the one written: one line, exit 3.
     let (o, _) = objects(bin_az(&conn), &container.uri("t"), &dir.join("c.json"), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    container.put("t/obj-000002.bin", vec![7u8; 1000]);
+    crate::objects::Remote::corrupt(&container, "t/obj-000002.bin", vec![7u8; 1000]);
     let (o, _) = objects(bin_az(&conn), &container.uri("t"), &dir.join("d.json"), &[r#"params.phases=["get"]"#]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");

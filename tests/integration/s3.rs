@@ -113,6 +113,13 @@ impl Remote for Bucket {
         let body = aws_sdk_s3::primitives::ByteStream::from(data);
         self.rt.block_on(self.client.put_object().bucket(&self.name).key(key).body(body).send()).unwrap();
     }
+
+    fn corrupt(&self, key: &str, data: Vec<u8>) {
+        let head = self.rt.block_on(self.client.head_object().bucket(&self.name).key(key).send()).unwrap();
+        let body = aws_sdk_s3::primitives::ByteStream::from(data);
+        let put = self.client.put_object().bucket(&self.name).key(key).set_metadata(head.metadata().cloned()).body(body);
+        self.rt.block_on(put.send()).unwrap();
+    }
 }
 
 /// The S3 sink in-process, writing below `prefix` of `bucket`.
