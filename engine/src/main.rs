@@ -326,7 +326,9 @@ fn open_dest<'a>(
                 .custom_flags(libc::O_NONBLOCK)
                 .open(p)
                 .map_err(|e| match e.raw_os_error() {
-                    Some(libc::ENXIO) => anyhow::anyhow!("cannot open {}: no process is reading that FIFO", p.display()),
+                    Some(libc::ENXIO) => {
+                        anyhow::anyhow!("cannot open {}: no process is reading that FIFO", p.display())
+                    }
                     _ => anyhow::Error::new(e).context(format!("cannot open {}", p.display())),
                 })
                 .map_err(Failure::io)?;

@@ -277,3 +277,39 @@ fn a_poisoned_cache_entry_is_never_run() {
     assert!(stderr(&o).contains("is writable by others"), "{}", stderr(&o));
     std::fs::remove_dir_all(cache).ok();
 }
+
+#[test]
+fn a_plugin_builds_to_the_same_bytes_from_any_checkout() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let base = tempdir("repro");
+    let mut shas = Vec::new();
+    for at in ["one", "two/levels/deeper"] {
+        let tree = base.join(at);
+        for d in ["plugins/objects/src", "plugin-sdk/src", "plugin-sdk/wit"] {
+            std::fs::create_dir_all(tree.join(d)).unwrap();
+            for e in std::fs::read_dir(root.join(d)).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), tree.join(d).join(e.file_name())).unwrap();
+            }
+        }
+        for f in ["plugins/objects/Cargo.toml", "plugins/objects/Cargo.lock", "plugin-sdk/Cargo.toml"] {
+            if root.join(f).exists() {
+                std::fs::copy(root.join(f), tree.join(f)).unwrap();
+            }
+        }
+        let out = tree.join("objects.wasm");
+        let o = run(&["plugin", "build", tree.join("plugins/objects").to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let wasm = std::fs::read(&out).unwrap();
+        // Nothing of this machine: not the checkout, not the home directory.
+        for here in [tree.to_str().unwrap(), &std::env::var("HOME").unwrap()] {
+            assert!(!wasm.windows(here.len()).any(|w| w == here.as_bytes()), "{here} is in the plugin");
+        }
+        shas.push(sha256_file(&out));
+        // `plugin inspect` prints the sha256 a workload pins.
+        let o = run(&["plugin", "inspect", out.to_str().unwrap()]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("sha256:   {}", shas.last().unwrap())));
+    }
+    assert_eq!(shas[0], shas[1], "two checkouts built different plugins");
+    std::fs::remove_dir_all(base).ok();
+}

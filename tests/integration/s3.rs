@@ -117,7 +117,8 @@ impl Remote for Bucket {
     fn corrupt(&self, key: &str, data: Vec<u8>) {
         let head = self.rt.block_on(self.client.head_object().bucket(&self.name).key(key).send()).unwrap();
         let body = aws_sdk_s3::primitives::ByteStream::from(data);
-        let put = self.client.put_object().bucket(&self.name).key(key).set_metadata(head.metadata().cloned()).body(body);
+        let put =
+            self.client.put_object().bucket(&self.name).key(key).set_metadata(head.metadata().cloned()).body(body);
         self.rt.block_on(put.send()).unwrap();
     }
 }

@@ -87,14 +87,30 @@ fn toolchain(events: &dyn Events) -> Result<Toolchain> {
 /// Builds the plugin crate in `dir`; writes the component to `out` (default: `DIR/target/NAME.wasm`)
 /// and returns its path. Cargo's own output goes to stderr unless `quiet`.
 pub fn build(dir: &Path, out: Option<&Path>, quiet: bool, events: &dyn Events) -> Result<PathBuf> {
-    let manifest = dir.join("Cargo.toml");
-    if !manifest.is_file() {
+    if !dir.join("Cargo.toml").is_file() {
         return Err(Error::Workload {
             at: dir.display().to_string(),
             message: "is not a plugin crate (no Cargo.toml)".into(),
         });
     }
     let target_dir = cache_dir().join("plugin-target");
+    // Built from a staged copy where path dependencies lie inside the crate, with the machine's
+    // paths remapped: the same source gives the same bytes in any directory (see `stage`).
+    let canonical = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    let tag = canonical.file_name().map_or("plugin".into(), |n| n.to_string_lossy().into_owned());
+    let stage_root = cache_dir()
+        .join("plugin-stage")
+        .join(format!("{tag}-{}", &super::sha256_hex(canonical.as_os_str().as_encoded_bytes())[..16]));
+    let staged = super::stage::stage(dir, &stage_root)?;
+    let manifest = staged.join("Cargo.toml");
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let mut remaps = vec![format!("--remap-path-prefix={}=/dgen-plugin", staged.display())];
+    if let Some(home) = cargo_home {
+        remaps.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    remaps.push(format!("--remap-path-prefix={}=/target", target_dir.display()));
     let mut cmd = match toolchain(events)? {
         Toolchain::Rustup => {
             let mut c = Command::new("cargo");
@@ -114,6 +130,7 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool, events: &dyn Events) -
         .arg(&manifest)
         .args(["--message-format", "json-render-diagnostics"])
         .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", remaps.join("\u{1f}"))
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         .stdout(Stdio::piped())

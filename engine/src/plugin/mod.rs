@@ -20,6 +20,7 @@
 pub mod build;
 pub mod cache;
 pub mod host;
+mod stage;
 
 use crate::error::{Error, Result};
 use crate::size;
