@@ -847,11 +847,14 @@ fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Inspect { file }) => plugin_inspect(&file),
         Command::Profile(args) => profile_sample(args),
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             say(&format!("error: {:#}", f.error));
             ExitCode::from(f.code)
         }
-    }
+    };
+    // Aborted temporaries are slow to close (their pages are freed then): done after we are gone.
+    dgen_engine::sink::file::close_in_background();
+    code
 }

@@ -313,3 +313,35 @@ fn a_plugin_builds_to_the_same_bytes_from_any_checkout() {
     assert_eq!(shas[0], shas[1], "two checkouts built different plugins");
     std::fs::remove_dir_all(base).ok();
 }
+
+#[test]
+fn ctrl_c_and_sigterm_end_each_blocking_case_within_a_second() {
+    use nix::sys::signal::Signal;
+    let many = |case: &Case| {
+        std::fs::create_dir_all(case.out()).unwrap();
+        for i in 0..20_000 {
+            std::fs::write(case.out().join(format!("f{i:05}")), "x").unwrap();
+        }
+    };
+    // (what, mode, params, prepare, signal)
+    type Prep = fn(&Case);
+    let none: Prep = |_| {};
+    let cases: [(&str, &str, String, Prep, Signal); 4] = [
+        // Gigabytes of a file in the page cache: its temporary is slow to close.
+        ("a multi-GB write", "huge-fill", "size = 60000000000".into(), none, Signal::SIGINT),
+        ("a multi-GB write (SIGTERM)", "huge-fill", "size = 60000000000".into(), none, Signal::SIGTERM),
+        ("lists of a crowded root", "list-loop", String::new(), many, Signal::SIGINT),
+        ("a flood of reads", "read-flood", "count = 100000000".into(), none, Signal::SIGINT),
+    ];
+    for (what, mode, params, prepare, signal) in cases {
+        let case = Case::new(mode, mode, &params);
+        prepare(&case);
+        let (r, exit_after) =
+            case.signal_after(&["-q", "--set", "limits.memory=\"1GiB\""], Duration::from_secs(3), signal);
+        assert_eq!(r.code(), Some(130), "{what}: {}", r.err());
+        assert!(exit_after < Duration::from_secs(1), "{what}: the engine took {exit_after:?} to stop");
+        // Nothing of the interrupted write, under its name or a temporary one (what was there
+        // before, and the object the flood reads, stay).
+        assert!(r.left.iter().all(|f| f.starts_with('f')), "{what}: left {:?}", r.left);
+    }
+}

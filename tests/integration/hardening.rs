@@ -151,11 +151,21 @@ impl Case {
     /// Runs, presses Ctrl-C (SIGINT) once `ready` holds of the time since the start, and measures
     /// how long the engine takes to exit after it.
     pub(crate) fn interrupt_after(&self, extra: &[&str], after: Duration) -> (Ran, Duration) {
+        self.signal_after(extra, after, nix::sys::signal::Signal::SIGINT)
+    }
+
+    /// As [`Case::interrupt_after`], with another signal (SIGTERM).
+    pub(crate) fn signal_after(
+        &self,
+        extra: &[&str],
+        after: Duration,
+        signal: nix::sys::signal::Signal,
+    ) -> (Ran, Duration) {
         let t = Instant::now();
         let (child, a, b) = spawn(&mut self.command("run", extra));
         std::thread::sleep(after);
         let pressed = Instant::now();
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
         let r = wait_measured(child, a, b);
         let exit_after = pressed.elapsed();
         (self.finish(r, t.elapsed()), exit_after)

@@ -25,7 +25,10 @@
 
 mod beneath;
 mod job;
+mod release;
 mod uring;
+
+pub use release::close_in_background;
 
 use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink, WriteReq};
 use crate::error::{Error, Failure, Result};
@@ -757,7 +760,10 @@ impl FileObject<'_> {
     fn remove_tmp(&mut self) {
         if self.open {
             self.open = false;
-            let _ = beneath::unlink_in(&self.dir, &self.tmp);
+            if beneath::unlink_in(&self.dir, &self.tmp).is_ok() {
+                // Its last close frees what it holds: not on the way out (see `release`).
+                release::defer(&self.file);
+            }
         }
     }
 
