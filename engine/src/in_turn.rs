@@ -48,11 +48,14 @@ pub fn run(
     let mut checks = Vec::new();
     let mut lines = Vec::new();
     let mut first = None;
+    // What the ranks run so far keep for the merged report: the next rank's plugin is charged it.
+    let mut carried = 0usize;
     for rank in 0..n {
         let world = Arc::new(crate::world::World::solo(rank, n));
         let host = world.host().to_string();
         let (mut observer, events) = screen(rank);
-        let env = RunEnv { quiet: true, cancel: cancel.clone(), events, world, results: report.map(Into::into) };
+        let env =
+            RunEnv { quiet: true, cancel: cancel.clone(), events, world, results: report.map(Into::into), carried };
         let outcome = execute(plan, plugin, seed, mode, &mut *observer, &env)?;
         drop(observer);
         let code = outcome.exit_code();
@@ -65,13 +68,17 @@ pub fn run(
         if outcome.error.is_some() || code != 0 {
             lines.extend(crate::report::outcome_lines(plan, &outcome).into_iter().map(|l| format!("rank {rank}: {l}")));
         }
-        summaries.push(crate::merge::RankSummary::of(rank, &host, &outcome));
+        let summary = crate::merge::RankSummary::of(rank, &host, &outcome);
+        carried += summary.held();
+        summaries.push(summary);
         if let Some(e) = outcome.error.as_ref() {
             let json = report.is_some().then(|| crate::report::outcome_json(plan, &outcome));
             return Ok(InTurn { lines, json, code, failed: Some((rank, e.clone())), not_passed: Vec::new() });
         }
         if rank == 0 && report.is_some() {
             first = Some(crate::report::outcome_json(plan, &outcome));
+            // Its JSON lists every object again.
+            carried += outcome.objects.iter().map(|o| 256 + o.name.len()).sum::<usize>();
         }
     }
     let merged = crate::merge::Merged::new(summaries);

@@ -570,6 +570,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         events: Arc::new(progress.terminal()),
         world: world.clone(),
         results: args.json_report.clone(),
+        carried: 0,
     };
     let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
     progress.finish();

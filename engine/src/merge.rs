@@ -121,6 +121,19 @@ impl RankSummary {
         }
     }
 
+    /// What this summary holds in memory, bytes (its records with their names, and the
+    /// allocator's share): what a later rank run in turn is charged for it.
+    pub fn held(&self) -> usize {
+        let objects: usize =
+            self.objects.iter().map(|o| std::mem::size_of::<ObjectSummary>() + o.name.len() + 32).sum();
+        let phases: usize = self
+            .phases
+            .iter()
+            .map(|p| std::mem::size_of::<PhaseSummary>() + p.name.len() + p.latency.len() * 16 + 1024)
+            .sum();
+        std::mem::size_of::<RankSummary>() + self.host.len() + objects + phases
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }

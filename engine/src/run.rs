@@ -83,6 +83,9 @@ pub struct RunEnv {
     pub world: Arc<crate::world::World>,
     /// Where the run's report goes (`--json-report`), for the plugin's `facts`.
     pub results: Option<std::path::PathBuf>,
+    /// Bytes already held for this plugin in this process before the run starts (what earlier
+    /// ranks run in turn left for the merged report): charged to its memory limit from the start.
+    pub carried: usize,
 }
 
 /// Runs (or verifies) a workload with a loaded plugin.
@@ -94,7 +97,7 @@ pub fn execute(
     observer: &mut (dyn Observer + Send),
     env: &RunEnv,
 ) -> Result<Outcome> {
-    let RunEnv { quiet, cancel, events, world, results } = env;
+    let RunEnv { quiet, cancel, events, world, results, carried } = env;
     let (rank, world_size) = (world.rank(), world.size());
     let (quiet, cancel) = (*quiet, cancel.clone());
     let (sink, notes) = plan.target.open()?;
@@ -174,10 +177,11 @@ pub fn execute(
             world.barrier(&cancel)?;
             started = Instant::now();
             let read_pool = exec.pool().clone();
-            let state = HostState::new(
+            let mut state = HostState::new(
                 make_ctx(verify_pool, read_pool, Some(jobs_tx), started, exec.split()),
                 plan.limits.clone(),
             );
+            state.carry(*carried);
             std::thread::scope(|s| {
                 let cancel2 = cancel.clone();
                 let exec = &exec;
@@ -200,7 +204,9 @@ pub fn execute(
                 BufferPool::new(plan.buffers, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             world.barrier(&cancel)?;
             started = Instant::now();
-            let state = HostState::new(make_ctx(pool, read_pool, None, started, Arc::default()), plan.limits.clone());
+            let mut state =
+                HostState::new(make_ctx(pool, read_pool, None, started, Arc::default()), plan.limits.clone());
+            state.carry(*carried);
             let (mut state, result) = plugin.run(state, config);
             state.finish_reads();
             state.stretch_done();

@@ -390,7 +390,7 @@ fn run_workload(
             let plugin = dgen_engine::run::load_plugin(&plan, true, &*events)?;
             let seed = seed.or(plan.seed).unwrap_or_else(random_seed);
             let world = Arc::new(dgen_engine::world::World::solo(0, 1));
-            let env = RunEnv { quiet: true, cancel: cancel.clone(), events, world, results: None };
+            let env = RunEnv { quiet: true, cancel: cancel.clone(), events, world, results: None, carried: 0 };
             let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut Counter(bytes), &env)?;
             if let Some(Error::Cancelled) = &outcome.error {
                 return Err(Error::Cancelled);

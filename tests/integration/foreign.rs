@@ -345,3 +345,17 @@ fn ctrl_c_and_sigterm_end_each_blocking_case_within_a_second() {
         assert!(r.left.iter().all(|f| f.starts_with('f')), "{what}: left {:?}", r.left);
     }
 }
+
+#[test]
+fn ranks_run_in_turn_are_charged_what_earlier_ranks_left() {
+    // Each rank's objects fit its limit; what the ranks before it keep for the merged report is
+    // carried into its account, so 32 ranks in turn stop at the limit instead of growing past it.
+    let case = Case::new("in-turn", "many", "count = 20000");
+    let r = case.run(&["-q", "--world-size", "32", "--set", "target.uri=\"null://\""]);
+    assert_eq!(r.code(), Some(4), "{}", r.err());
+    assert!(r.err().contains("for the ranks run before this one"), "{}", r.err());
+    assert_within_limit("ranks in turn", &r);
+    // Two ranks fit.
+    let r = case.run(&["-q", "--world-size", "2", "--set", "target.uri=\"null://\""]);
+    assert_eq!(r.code(), Some(0), "{}", r.err());
+}

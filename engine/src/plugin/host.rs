@@ -89,13 +89,15 @@ pub struct Budget {
     tables: usize,
     host: usize,
     last_grow: usize,
+    /// Of `host`, what earlier ranks in turn left (said in the message).
+    carried: usize,
     /// Why the last growth was refused, for the error message.
     pub(crate) refused: Option<String>,
 }
 
 impl Budget {
     fn new(limit: usize) -> Budget {
-        Budget { limit, guest: 0, tables: 0, host: 0, last_grow: 0, refused: None }
+        Budget { limit, guest: 0, tables: 0, host: 0, last_grow: 0, carried: 0, refused: None }
     }
 
     fn used(&self) -> usize {
@@ -103,9 +105,13 @@ impl Budget {
     }
 
     fn breach(&self, adding: usize, what: &str) -> String {
+        let carried = match self.carried {
+            0 => String::new(),
+            n => format!(" (of which {} for the ranks run before this one)", format_size(n as u64)),
+        };
         format!(
             "exceeded its memory limit of {} ([limits] memory) {what}: its linear memory {}, tables {}, held by \
-             the host for it {}, {} more asked",
+             the host for it {}{carried}, {} more asked",
             format_size(self.limit as u64),
             format_size(self.guest as u64),
             format_size(self.tables as u64),
@@ -427,6 +433,14 @@ impl HostState {
             logs: LogGate::new(),
             scratch: Vec::new(),
         }
+    }
+
+    /// Starts the plugin's account with `bytes` already held for it in this process (what earlier
+    /// ranks run in turn keep for the merged report). A plugin that leaves more than its limit
+    /// across ranks is stopped like one that holds it at once.
+    pub fn carry(&mut self, bytes: usize) {
+        self.budget.host += bytes;
+        self.budget.carried = bytes;
     }
 
     /// Ends the run's intake: no more jobs will come.

@@ -132,6 +132,13 @@ impl Plugin for Hostile {
                     t.commit()?;
                 }
             }
+            // `count` empty objects with 200-byte names, then done (each record kept for the report).
+            "many" => {
+                for i in 0..p.count {
+                    Target::open(&format!("r{}-{}", config.rank, name_of(i, 200)))?.commit()?;
+                }
+                wait_all()?;
+            }
             // A 100 KB name.
             "long-name" => {
                 Target::open(&"a".repeat(100_000))?;
