@@ -12,7 +12,8 @@
 //!   while the bytes are in cache) while a sink writes others; many objects in flight, backpressure,
 //!   cancellation, and the time split that shows the bottleneck.
 //! - [`sink`] — where bytes go: the `Sink` trait with declared capabilities, and its backends: `null`;
-//!   `file/` (pwrite threads or an io_uring ring, O_DIRECT; the write job in `file/job.rs`); `s3`
+//!   `file/` (pwrite threads or an io_uring ring, O_DIRECT; the write job in `file/job.rs`; paths
+//!   below the root without symlinks in `file/beneath.rs`; slow closes after exit in `file/release.rs`); `s3`
 //!   (multipart uploads); `azure/` (block blobs; who the account is in `azure/credential.rs`).
 //!   [`sink::cloud`] holds what object stores share, a file per concept: request bodies lent from
 //!   pool buffers, locations, part layout, the writer with its abort, the concurrency limiter.
@@ -29,7 +30,8 @@
 //!   of each rank's figures for rank 0's merged report ([`merge`]), and a failing rank's word to the
 //!   others (MPI with `--features mpi`; a solo world otherwise).
 //! - [`plugin`] — the Wasm sandbox: loading, identity and contract checks, limits, the host functions
-//!   behind `plugin-sdk/wit/dgen.wit`, and building plugin crates into components.
+//!   behind `plugin-sdk/wit/dgen.wit`, building plugin crates into components reproducibly, and the
+//!   MAC-checked cache of compiled ones.
 //! - [`workload`] — workload TOML files, strictly parsed into a checked plan; [`keys`] is how a
 //!   table's owner (a sink, for `[target]`) takes its keys with file/line errors.
 //! - [`run`] — `run` and `verify`: plan + plugin + sink + executor, and the outcome that decides the
