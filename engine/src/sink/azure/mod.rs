@@ -487,7 +487,7 @@ impl Store for AzureStore {
         let mut looked = 0u64;
         while let Some(item) = items.next().await {
             looked += 1;
-            if looked % 256 == 0 && stop() {
+            if looked.is_multiple_of(256) && stop() {
                 return Err(Error::Cancelled);
             }
             let item = item.map_err(|e| self.fail(prefix, "List Blobs", e))?;

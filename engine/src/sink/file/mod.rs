@@ -699,7 +699,7 @@ impl Sink for FileSink {
             };
             for (file_name, kind) in entries {
                 looked += 1;
-                if looked % 256 == 0 && stop() {
+                if looked.is_multiple_of(256) && stop() {
                     return Err(Error::Cancelled);
                 }
                 let name = if rel.is_empty() { file_name.clone() } else { format!("{rel}/{file_name}") };
