@@ -321,10 +321,14 @@ fn worker(sh: &Shared) {
     }
 }
 
-/// Waits for the next piece to read; `None` once closed and nothing is left.
+/// Waits for the next piece to read; `None` once closed and nothing is left, or at Ctrl-C.
 fn claim(sh: &Shared) -> Option<Piece> {
     let mut q = sh.queue.lock().unwrap();
     loop {
+        // Ctrl-C: what is queued is not read, nor reported (a flood of reads ends at once).
+        if sh.cancel.load(Ordering::Relaxed) {
+            return None;
+        }
         if let Some(front) = q.front().cloned() {
             // Opening can take a round trip (a HEAD): do it without holding the queue, once.
             drop(q);

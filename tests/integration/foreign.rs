@@ -359,3 +359,35 @@ fn ranks_run_in_turn_are_charged_what_earlier_ranks_left() {
     let r = case.run(&["-q", "--world-size", "2", "--set", "target.uri=\"null://\""]);
     assert_eq!(r.code(), Some(0), "{}", r.err());
 }
+
+#[test]
+fn object_stores_keep_what_the_engine_did_not_write_out_of_reach() {
+    use crate::objects::Remote;
+    let bucket = crate::s3::Bucket::new("foreign");
+    let container = crate::azure::Container::new("foreign");
+    let stores: [(&dyn Remote, std::process::Command); 2] = [
+        (&bucket, crate::s3::bin_s3(&crate::s3::moto().endpoint)),
+        (&container, crate::azure::bin_az(&crate::azure::azurite().connection_string())),
+    ];
+    for (remote, mut cmd) in stores {
+        let key = "p/secret.txt";
+        remote.put(key, SECRET.as_bytes().to_vec());
+        // A plugin writes, stats, lists and deletes the name of an object put there by another tool.
+        let case = Case::new("cloud-foreign", "paths", "how = \"secret.txt\"");
+        cmd.args(["run", case.workload.to_str().unwrap(), "--set", &format!("target.uri={}", remote.uri("p"))]);
+        let o = cmd.output().unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("TOPSECRET"), "{err}");
+        for told in [
+            "stat secret.txt Ok(None)",
+            "list secret.txt Ok((0, 0))",
+            r#"delete secret.txt Err(\"'secret.txt': no such object\")"#,
+        ] {
+            assert!(err.contains(told), "{}: not told {told}: {err}", remote.uri("p"));
+        }
+        // Its write was refused, not made over the user's object.
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(err.contains("which dgen-engine did not write: it is not replaced"), "{err}");
+        assert_eq!(remote.get(key), SECRET.as_bytes(), "{}", remote.uri("p"));
+    }
+}

@@ -286,7 +286,8 @@ impl HostState {
         // The engine's objects only: what this run wrote, what was declared with its identity,
         // anything else carrying an identity. The rest is not there, as far as the plugin can tell.
         let visible = |i: &crate::sink::ObjectInfo| match self.names.get(&name) {
-            Some(Named::Committed { .. }) if self.ctx.mode == crate::plugin::host::Mode::Write => true,
+            // Written whole in this run (a write that failed, say over a foreign object, is not).
+            Some(Named::Committed { durable: true, .. }) if self.ctx.mode == crate::plugin::host::Mode::Write => true,
             Some(Named::Declared { identity, .. }) => i.identity == Some(*identity),
             _ => i.identity.is_some(),
         };

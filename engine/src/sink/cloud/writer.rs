@@ -29,6 +29,21 @@ pub(super) struct Shared {
     pub(super) stored: AtomicBool,
 }
 
+/// Whether object `name` may be written: nothing is there, or an object the engine wrote (it
+/// carries an identity). One put there by anyone else is not replaced.
+async fn may_replace<S: Store>(store: &S, name: &str) -> Result<()> {
+    match store.head(name).await {
+        Ok(info) if info.identity.is_none() => Err(Error::storage(
+            crate::error::Failure::Denied,
+            format!("{}/{name}", store.describe()),
+            "an object is already there, which dgen-engine did not write: it is not replaced",
+            None,
+        )),
+        Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes gathered for one part until it is whole.
 pub(super) struct Assembly {
     pub(super) len: u64,
@@ -105,15 +120,17 @@ impl<S: Store> CloudWriter<'_, S> {
                 let bytes = body.len();
                 match layout {
                     Layout::Single => {
+                        may_replace(store.as_ref(), &name).await?;
                         store.put(&name, body, &identity).await?;
                         shared.stored.store(true, Ordering::Relaxed);
                     }
                     Layout::Multi { .. } => {
                         let upload = shared
                             .upload
-                            .get_or_try_init(|| {
+                            .get_or_try_init(|| async {
+                                may_replace(store.as_ref(), &name).await?;
                                 shared.start_sent.store(true, Ordering::Relaxed);
-                                store.start(&name, &identity)
+                                store.start(&name, &identity).await
                             })
                             .await?;
                         let number = index as u32 + 1;
@@ -227,7 +244,10 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
         let store = self.sink.store.clone();
         match self.layout {
             Layout::Single if size == 0 && !self.shared.stored.load(Ordering::Relaxed) => {
-                self.sink.rt.block_on(store.put(&self.name, Body::default(), &self.identity))
+                self.sink.rt.block_on(async {
+                    may_replace(store.as_ref(), &self.name).await?;
+                    store.put(&self.name, Body::default(), &self.identity).await
+                })
             }
             Layout::Single if self.shared.stored.load(Ordering::Relaxed) => Ok(()),
             Layout::Single => Err(Error::sink(self.url(), "finished before it was written")),
