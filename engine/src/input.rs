@@ -54,9 +54,10 @@ pub fn sanitize(text: &str, max: usize) -> String {
 }
 
 /// A value as an error message echoes it: escaped, and at most 40 characters (`1e308` written out
-/// is 309 digits; a pasted blob is worse).
+/// is 309 digits; a pasted blob is worse) — but a path or a URI whole (up to a name's 1024 bytes),
+/// since a cut one names nothing.
 pub fn echo(value: &str) -> String {
-    sanitize(value, 40)
+    sanitize(value, if value.contains('/') { 1024 } else { 40 })
 }
 
 #[cfg(test)]
