@@ -179,7 +179,7 @@ impl Drop for Case {
 }
 
 /// Peak RSS of a run that does nothing hostile: the engine, its pool, a tiny plugin.
-fn baseline() -> u64 {
+pub(crate) fn baseline() -> u64 {
     static BASE: OnceLock<u64> = OnceLock::new();
     *BASE.get_or_init(|| {
         let case = Case::new("noop", "noop", "");
