@@ -351,6 +351,8 @@ fn open_dest<'a>(
                 direct: args.direct,
                 queue_depth: args.queue_depth as usize,
                 create_root: false,
+                // The user named this file: it is replaced whoever wrote it.
+                replace_any: true,
                 ..FileOptions::default()
             };
             let file_sink = file_sink.insert(FileSink::new(dir, opts).map_err(|e| {

@@ -75,9 +75,16 @@ pub fn write(gen: &Generator, spec: &WriteSpec, observer: &mut dyn Observer, can
     table.insert("uri".into(), toml::Value::String(target_uri));
     let locate = |table: &str, key: &str| format!("{table}.{key}");
     let mut target = Target::configure(&table, &locate)?;
-    if let Target::File(t) = &mut target {
-        // A file's directory must exist, as for open(2): a typo in a path is an error, not a tree.
-        t.options.create_root = false;
+    // The user named this object: it is replaced whoever wrote what was there (as `cp` would).
+    match &mut target {
+        Target::File(t) => {
+            // A file's directory must exist, as for open(2): a typo in a path is an error, not a tree.
+            t.options.create_root = false;
+            t.options.replace_any = true;
+        }
+        Target::S3(t) => t.options.cloud.replace_any = true,
+        Target::Azure(t) => t.options.cloud.replace_any = true,
+        Target::Null => {}
     }
     crate::pool::pool_fits(spec.buffers as u64, spec.buffer_size as u64).map_err(|m| Error::InvalidValue {
         key: "buffer_count",

@@ -96,6 +96,12 @@ fn a_foreign_file_in_the_root_is_neither_replaced_nor_deleted() {
     assert_eq!(std::fs::read_to_string(case.out().join("mine.txt")).unwrap(), SECRET, "{}", r.err());
     assert!(r.err().contains("which dgen-engine did not write: it is not replaced"), "{}", r.err());
     assert_eq!(r.code(), Some(3), "{}", r.err());
+    // A file the user names for `gen -o` is theirs to replace, whoever wrote it.
+    let user_file = case.dir.join("data.bin");
+    std::fs::write(&user_file, SECRET).unwrap();
+    let o = run(&["gen", "--size", "8KiB", "-o", user_file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(&user_file).unwrap().len(), 8192);
     // Its own objects it may delete…
     let case = Case::new("own-file", "paths", "how = \"own.txt\"");
     let first = case.run(&[]);

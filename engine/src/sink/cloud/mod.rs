@@ -136,11 +136,20 @@ pub struct CloudOptions {
     pub concurrency: Concurrency,
     /// Send a checksum with every request, for the store to check (S3: CRC32C, Azure: CRC64).
     pub checksum: bool,
+    /// Replace an existing object of the name even if the engine did not write it: for an output
+    /// the user names (Python's `write_file`), never for a plugin's objects.
+    pub replace_any: bool,
 }
 
 impl Default for CloudOptions {
     fn default() -> Self {
-        CloudOptions { part_size: None, multipart_threshold: None, concurrency: Concurrency::Auto, checksum: true }
+        CloudOptions {
+            part_size: None,
+            multipart_threshold: None,
+            concurrency: Concurrency::Auto,
+            checksum: true,
+            replace_any: false,
+        }
     }
 }
 
@@ -158,6 +167,7 @@ impl CloudOptions {
             multipart_threshold: keys.size("multipart_threshold", 0..=limits.max_single)?,
             concurrency: keys.parsed("concurrency")?.unwrap_or(d.concurrency),
             checksum: keys.flag("checksum")?.unwrap_or(d.checksum),
+            replace_any: false,
         })
     }
 }

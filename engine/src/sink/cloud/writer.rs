@@ -111,6 +111,7 @@ impl<S: Store> CloudWriter<'_, S> {
         let completions = Completions(dones);
         let (store, shared, limiter) = (self.sink.store.clone(), self.shared.clone(), self.sink.limiter.clone());
         let (name, layout, identity) = (self.name.clone(), self.layout, self.identity.clone());
+        let guard = !self.sink.opts.replace_any;
         let task = async move {
             let result = async {
                 let _permit = limiter.acquire().await;
@@ -120,7 +121,9 @@ impl<S: Store> CloudWriter<'_, S> {
                 let bytes = body.len();
                 match layout {
                     Layout::Single => {
-                        may_replace(store.as_ref(), &name).await?;
+                        if guard {
+                            may_replace(store.as_ref(), &name).await?;
+                        }
                         store.put(&name, body, &identity).await?;
                         shared.stored.store(true, Ordering::Relaxed);
                     }
@@ -128,7 +131,9 @@ impl<S: Store> CloudWriter<'_, S> {
                         let upload = shared
                             .upload
                             .get_or_try_init(|| async {
-                                may_replace(store.as_ref(), &name).await?;
+                                if guard {
+                                    may_replace(store.as_ref(), &name).await?;
+                                }
                                 shared.start_sent.store(true, Ordering::Relaxed);
                                 store.start(&name, &identity).await
                             })
@@ -244,8 +249,11 @@ impl<S: Store> ObjectWriter for CloudWriter<'_, S> {
         let store = self.sink.store.clone();
         match self.layout {
             Layout::Single if size == 0 && !self.shared.stored.load(Ordering::Relaxed) => {
+                let guard = !self.sink.opts.replace_any;
                 self.sink.rt.block_on(async {
-                    may_replace(store.as_ref(), &self.name).await?;
+                    if guard {
+                        may_replace(store.as_ref(), &self.name).await?;
+                    }
                     store.put(&self.name, Body::default(), &self.identity).await
                 })
             }

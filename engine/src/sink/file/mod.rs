@@ -159,6 +159,9 @@ pub struct FileOptions {
     pub readahead: Readahead,
     /// Buffered writes without leaving their pages cached.
     pub uncached: Uncached,
+    /// Replace an existing file of the name even if the engine did not write it: for an output
+    /// the user names (`gen -o`, Python's `write_file`), never for a plugin's objects.
+    pub replace_any: bool,
 }
 
 impl Default for FileOptions {
@@ -171,6 +174,7 @@ impl Default for FileOptions {
             cache: CacheMode::Drop,
             readahead: Readahead::Normal,
             uncached: Uncached::Off,
+            replace_any: false,
         }
     }
 }
@@ -197,6 +201,7 @@ impl FileTarget {
             cache: keys.parsed("cache")?.unwrap_or(d.cache),
             readahead: keys.parsed("readahead")?.unwrap_or(d.readahead),
             uncached: keys.parsed("uncached")?.unwrap_or(d.uncached),
+            replace_any: false,
         })
     }
 
@@ -322,6 +327,8 @@ pub struct FileSink {
     dirs: Root,
     /// The file system keeps user xattrs, so objects carry their identity.
     identity: bool,
+    /// Existing files are replaced whoever wrote them (a user-named output).
+    replace_any: bool,
     direct: bool,
     cache: CacheMode,
     readahead: Readahead,
@@ -428,6 +435,7 @@ impl FileSink {
             root,
             dirs,
             identity,
+            replace_any: opts.replace_any,
             direct: opts.direct,
             cache: opts.cache,
             readahead: opts.readahead,
@@ -778,6 +786,8 @@ impl FileObject<'_> {
         };
         match beneath::kind_at(&self.dir, &self.name)? {
             Kind::Missing => Ok(()),
+            // The user named this output: what was there goes, as with `cp` (a directory stays).
+            Kind::File | Kind::Other if self.engine.replace_any => Ok(()),
             Kind::File => match beneath::open_regular(&self.dir, &self.name, 0) {
                 Ok(f) if self.identity && beneath::identity(&f).is_some() => Ok(()),
                 Ok(_) => refuse("a file"),
