@@ -36,7 +36,9 @@ async fn may_replace<S: Store>(store: &S, name: &str) -> Result<()> {
         Ok(info) if info.identity.is_none() => Err(Error::storage(
             crate::error::Failure::Denied,
             format!("{}/{name}", store.describe()),
-            "an object is already there, which dgen-engine did not write: it is not replaced",
+            "an object is already there, which dgen-engine did not write: it is not replaced (it carries no \
+             identity: another program put it, or a dgen-engine older than this one; remove it or choose another \
+             prefix)",
             None,
         )),
         Ok(_) | Err(Error::NotFound { .. }) => Ok(()),

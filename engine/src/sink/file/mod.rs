@@ -781,7 +781,11 @@ impl FileObject<'_> {
         let refuse = |what: &str| {
             Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{what} is already there, which dgen-engine did not write: it is not replaced"),
+                format!(
+                    "{what} is already there, which dgen-engine did not write: it is not replaced (it carries no \
+                     identity: another program made it, or a dgen-engine older than this one; remove it or \
+                     choose another target root)"
+                ),
             ))
         };
         match beneath::kind_at(&self.dir, &self.name)? {
