@@ -830,6 +830,8 @@ fn one_line(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // This process ends right after its command: aborted temporaries can be closed after it.
+    dgen_engine::sink::file::close_late();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

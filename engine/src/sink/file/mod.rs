@@ -28,7 +28,7 @@ mod job;
 mod release;
 mod uring;
 
-pub use release::close_in_background;
+pub use release::{close_in_background, close_late};
 
 use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink, WriteReq};
 use crate::error::{Error, Failure, Result};

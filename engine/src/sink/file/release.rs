@@ -6,10 +6,13 @@
 //! So an aborted temporary's descriptor is kept here instead, and when the process is done,
 //! [`close_in_background`] forks one child that holds nothing else (every other descriptor closed,
 //! in a session of its own), closes them there, and exits; the process itself ends at once. The
-//! space is free a moment later, without anyone waiting for it.
+//! space is free a moment later, without anyone waiting for it. Only a process that says it will
+//! end ([`close_late`], the CLI) keeps them: a library caller that lives on (Python) closes as
+//! usual, so nothing is held past its use.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Files at least this large are worth a child.
@@ -17,9 +20,22 @@ const WORTH_IT: u64 = 256 << 20;
 
 static LATE: Mutex<Vec<Arc<File>>> = Mutex::new(Vec::new());
 
+/// Whether this process closes late (only one that calls [`close_in_background`] as it ends: a
+/// library caller that lives on, such as Python, closes as usual).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Asks for large aborted temporaries to be kept until [`close_in_background`]; the caller
+/// promises to call it as the process ends.
+pub fn close_late() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
 /// Keeps `file` (already unlinked) to be closed by [`close_in_background`], if it is large enough
 /// for its close to be felt; a small one is closed as usual.
 pub(crate) fn defer(file: &Arc<File>) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
     let big = file.metadata().is_ok_and(|m| m.len() >= WORTH_IT);
     if big {
         LATE.lock().unwrap_or_else(|e| e.into_inner()).push(file.clone());
@@ -27,7 +43,7 @@ pub(crate) fn defer(file: &Arc<File>) {
 }
 
 /// Closes the files kept by [`defer`] in a child process, so the caller can exit now. Call it as
-/// the process ends (the command-line tool does); a library caller that lives on need not.
+/// the process ends, having called [`close_late`] (the command-line tool does both).
 pub fn close_in_background() {
     let files = std::mem::take(&mut *LATE.lock().unwrap_or_else(|e| e.into_inner()));
     if files.is_empty() {
