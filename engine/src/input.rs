@@ -53,6 +53,19 @@ pub fn sanitize(text: &str, max: usize) -> String {
     out
 }
 
+/// Clears `O_NONBLOCK` on a descriptor opened with it (so that opening a FIFO or a device could
+/// not block): what follows reads and writes as usual.
+pub fn set_blocking(fd: &impl std::os::fd::AsRawFd) {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor the caller holds open.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 && fl & libc::O_NONBLOCK != 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+}
+
 /// A value as an error message echoes it: escaped, and at most 40 characters (`1e308` written out
 /// is 309 digits; a pasted blob is worse) — but a path or a URI whole (up to a name's 1024 bytes),
 /// since a cut one names nothing.

@@ -332,14 +332,7 @@ fn open_dest<'a>(
                     _ => anyhow::Error::new(e).context(format!("cannot open {}", p.display())),
                 })
                 .map_err(Failure::io)?;
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-            // SAFETY: fcntl on a descriptor we own.
-            unsafe {
-                let fl = libc::fcntl(fd, libc::F_GETFL);
-                if fl >= 0 {
-                    libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
-                }
-            }
+            dgen_engine::input::set_blocking(&f);
             (Dest::Writer(Box::new(f), p.display().to_string()), p.display().to_string(), None)
         }
         Output::Null => {

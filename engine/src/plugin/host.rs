@@ -279,6 +279,9 @@ enum Named {
         crc32c: Option<u32>,
         /// The stonewall ended its phase before it was whole: it was removed.
         cut: bool,
+        /// Under `dgen-engine verify` (nothing is written: it must be on storage as described), its
+        /// identity, worked out once; none when this run writes it.
+        identity: Option<crate::identity::Identity>,
     },
     /// Described but not written: on storage already (an earlier run's), for reads to check. It
     /// is read only where the stored identity is this one.
@@ -711,14 +714,18 @@ impl HostState {
 
     /// Reads an object back and compares it with its recipe. The verdict (with the offset and the
     /// bytes found) is the user's; the caller tells the plugin only identical or not.
-    fn read_back(&mut self, name: &str, recipe: &Arc<Recipe>) -> Result<Verdict, Error> {
+    fn read_back(
+        &mut self,
+        name: &str,
+        recipe: &Arc<Recipe>,
+        want: crate::identity::Identity,
+    ) -> Result<Verdict, Error> {
         let t = Instant::now();
         let result = (|| {
             let reader = self.ctx.sink.open(name)?;
-            // Only an object that carries the identity of this description is compared: anything
-            // else (a file the engine did not write, another object) is not what was described.
-            // Where the store keeps no identities, only what this run wrote is read.
-            let want = crate::identity::Identity::of_recipe(recipe);
+            // Only an object that carries `want`, the identity of this description, is compared:
+            // anything else (a file the engine did not write, another object) is not what was
+            // described. Where the store keeps no identities, only what this run wrote is read.
             let known = if self.ctx.sink.keeps_identity() {
                 reader.identity() == Some(want)
             } else {
@@ -758,9 +765,9 @@ impl HostState {
     }
 
     fn verify_inner(&mut self, name: &str) -> wasmtime::Result<Result<u64, String>> {
-        let recipe = match self.names.get(name) {
+        let (recipe, identity) = match self.names.get(name) {
             Some(Named::Committed { verified: Some(told), .. }) => return Ok(told.clone()),
-            Some(Named::Committed { recipe, .. }) => recipe.clone(),
+            Some(Named::Committed { recipe, identity, .. }) => (recipe.clone(), *identity),
             _ => return Ok(Err(format!("'{}' was not committed in this run", sanitize(name, 200)))),
         };
         if self.ctx.mode == Mode::Write {
@@ -768,7 +775,10 @@ impl HostState {
                 return Ok(Err(e));
             }
         }
-        let verdict = match self.read_back(name, &recipe) {
+        // Written in this run: its identity is needed only now, once (a second verify is told the
+        // first answer).
+        let want = identity.unwrap_or_else(|| crate::identity::Identity::of_recipe(&recipe));
+        let verdict = match self.read_back(name, &recipe, want) {
             Ok(v) => v,
             Err(_) => return Err(self.interrupted_trap()),
         };
@@ -1190,6 +1200,8 @@ impl HostState {
             self.names.insert(name, Named::Declared { recipe, identity });
             return Ok(Ok(()));
         }
+        // Under `dgen-engine verify` it is read only as described: its identity, worked out once.
+        let identity = (self.ctx.mode == Mode::Verify).then(|| crate::identity::Identity::of_recipe(&recipe));
         let phase = self.phases.len() - 1;
         self.names.insert(
             name.clone(),
@@ -1201,6 +1213,7 @@ impl HostState {
                 durable: false,
                 crc32c: None,
                 cut: false,
+                identity,
             },
         );
         match self.ctx.mode {
@@ -1214,7 +1227,8 @@ impl HostState {
             }
             Mode::Verify => {
                 let started = Instant::now();
-                let verdict = match self.read_back(&name, &recipe) {
+                let want = identity.expect("worked out under verify");
+                let verdict = match self.read_back(&name, &recipe, want) {
                     Ok(v) => v,
                     Err(_) => return Err(self.interrupted_trap()),
                 };

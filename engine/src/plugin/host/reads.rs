@@ -99,8 +99,8 @@ impl HostState {
                 Some(Expected { content: Content::Recipe(recipe.clone()), size: recipe.size(), crc32c: None }),
                 Require::Exactly(*identity),
             ),
-            Some(Named::Committed { recipe, .. }) => {
-                let recipe = recipe.clone();
+            Some(Named::Committed { recipe, identity, .. }) => {
+                let (recipe, identity) = (recipe.clone(), *identity);
                 if self.ctx.mode == crate::plugin::host::Mode::Write {
                     // Read what is durable: wait for its write.
                     if let Err(e) = self.wait_durable(&name)? {
@@ -112,12 +112,7 @@ impl HostState {
                     _ => None,
                 };
                 // Under `dgen-engine verify` nothing was written in this run: it is as declared.
-                let require = match self.ctx.mode {
-                    crate::plugin::host::Mode::Write => Require::Written,
-                    crate::plugin::host::Mode::Verify => {
-                        Require::Exactly(crate::identity::Identity::of_recipe(&recipe))
-                    }
-                };
+                let require = identity.map_or(Require::Written, Require::Exactly);
                 (Some(Expected { content: Content::Recipe(recipe.clone()), size: recipe.size(), crc32c }), require)
             }
             None => (None, Require::Any),

@@ -13,6 +13,7 @@
 //! The root itself is the user's choice and may be reached through a symlink.
 
 use crate::identity::{Identity, XATTR};
+use crate::sink::ObjectInfo;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
@@ -53,9 +54,9 @@ fn openat(dir: &impl AsRawFd, name: &str, flags: i32, mode: libc::mode_t) -> io:
     }
 }
 
-/// A directory component, without following a symlink: one there fails (`ENOTDIR` or `ELOOP`),
-/// which is reported as "not found" below the root.
-fn open_dir(dir: &impl AsRawFd, name: &str) -> io::Result<OwnedFd> {
+/// Directory `name` of `dir`, without following a symlink: one there fails (`ENOTDIR` or
+/// `ELOOP`), which is reported as "not found" below the root.
+pub fn open_dir(dir: &impl AsRawFd, name: &str) -> io::Result<OwnedFd> {
     openat(dir, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0).map_err(no_symlink)
 }
 
@@ -65,11 +66,6 @@ fn no_symlink(e: io::Error) -> io::Error {
         Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::new(io::ErrorKind::NotFound, "no such object"),
         _ => e,
     }
-}
-
-/// Directory `name` of `dir`, not through a symlink (one there is "not found").
-pub fn open_dir_in(dir: &impl AsRawFd, name: &str) -> io::Result<OwnedFd> {
-    open_dir(dir, name)
 }
 
 /// What is at a name, not following a symlink.
@@ -129,6 +125,12 @@ impl Root {
         let (dir, last) = self.parent(name, false)?;
         open_regular(&dir, last, flags)
     }
+
+    /// The size and identity of regular file `name` (see [`object_at`]).
+    pub fn object(&self, name: &str) -> io::Result<ObjectInfo> {
+        let (dir, last) = self.parent(name, false)?;
+        object_at(&dir, last)
+    }
 }
 
 /// What is at `name` in `dir`, not following a symlink.
@@ -156,15 +158,17 @@ pub fn open_regular(dir: &impl AsRawFd, name: &str, flags: i32) -> io::Result<Fi
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::NotFound, "not a regular file"));
     }
-    // Back to blocking reads (regular files ignore the flag, but be plain about it).
-    // SAFETY: fcntl on our own descriptor.
-    unsafe {
-        let fl = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-        if fl >= 0 {
-            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
-        }
-    }
+    // Back to blocking: io_uring answers a read of an O_NONBLOCK file that would wait with EAGAIN
+    // instead of waiting for it.
+    crate::input::set_blocking(&file);
     Ok(file)
+}
+
+/// The size and identity of regular file `name` of `dir` (its identity `None` when it carries
+/// none: the engine did not write it); anything but a regular file is "not found".
+pub fn object_at(dir: &impl AsRawFd, name: &str) -> io::Result<ObjectInfo> {
+    let file = open_regular(dir, name, 0)?;
+    Ok(ObjectInfo { size: file.metadata()?.len(), identity: identity(&file) })
 }
 
 /// Creates file `name` in `dir` (it must not exist; never through a symlink) for writing.
@@ -212,8 +216,7 @@ pub fn identity(file: &File) -> Option<Identity> {
     Identity::parse(&buf[..n as usize])
 }
 
-/// A directory's entries and what each is (a regular file's size is looked up when asked for),
-/// not following symlinks.
+/// A directory's entries and what each is, not following symlinks.
 pub fn entries(dir: &OwnedFd) -> io::Result<Vec<(String, Kind)>> {
     let mut d = nix::dir::Dir::from_fd(dir.try_clone()?).map_err(io::Error::from)?;
     let mut out = Vec::new();
@@ -225,9 +228,9 @@ pub fn entries(dir: &OwnedFd) -> io::Result<Vec<(String, Kind)>> {
         }
         let kind = match e.file_type() {
             Some(nix::dir::Type::Directory) => Kind::Dir,
-            // Regular files are looked at again for their size; an unknown type (some file systems
-            // do not say) is looked up.
-            Some(nix::dir::Type::File) | None => kind_at(dir, name)?,
+            Some(nix::dir::Type::File) => Kind::File,
+            // Some file systems do not say: look.
+            None => kind_at(dir, name)?,
             Some(_) => Kind::Other,
         };
         out.push((name.to_string(), kind));

@@ -591,7 +591,6 @@ impl Sink for FileSink {
             path: Arc::new(path.clone()),
             dir,
             align: self.align,
-            identity: self.identity,
             engine: self,
             open: true,
         };
@@ -652,11 +651,8 @@ impl Sink for FileSink {
     fn stat(&self, name: &str) -> Result<Option<ObjectInfo>> {
         super::check_name(name, &self.capabilities())?;
         let path = self.root.join(name);
-        match self.dirs.open_file(name, 0) {
-            Ok(file) => {
-                let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-                Ok(Some(ObjectInfo { size, identity: beneath::identity(&file) }))
-            }
+        match self.dirs.object(name) {
+            Ok(info) => Ok(Some(info)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(&path, e)),
         }
@@ -671,8 +667,8 @@ impl Sink for FileSink {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        match beneath::open_regular(&dir, last, 0) {
-            Ok(f) if beneath::identity(&f).is_some() => {}
+        match beneath::object_at(&dir, last) {
+            Ok(o) if o.identity.is_some() => {}
             Ok(_) => return Err(missing()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
             Err(e) => return Err(Error::io(&path, e)),
@@ -714,7 +710,7 @@ impl Sink for FileSink {
                 match kind {
                     // Descend only where a match can be below (never through a symlink).
                     Kind::Dir if name.starts_with(prefix) || prefix.starts_with(&format!("{name}/")) => {
-                        match beneath::open_dir_in(&dir, &file_name) {
+                        match beneath::open_dir(&dir, &file_name) {
                             Ok(d) => dirs.push((d, name)),
                             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                             Err(e) => return Err(Error::io(at().join(&file_name), e)),
@@ -722,10 +718,9 @@ impl Sink for FileSink {
                     }
                     Kind::File if name.starts_with(prefix) && !is_temporary(&file_name) => {
                         // Only the engine's objects: those carrying an identity.
-                        let Ok(f) = beneath::open_regular(&dir, &file_name, 0) else { continue };
-                        if beneath::identity(&f).is_some() {
+                        if let Ok(ObjectInfo { size, identity: Some(_) }) = beneath::object_at(&dir, &file_name) {
                             found.count += 1;
-                            found.bytes += f.metadata().map_err(|e| Error::io(at().join(&file_name), e))?.len();
+                            found.bytes += size;
                         }
                     }
                     _ => {}
@@ -758,8 +753,6 @@ struct FileObject<'a> {
     path: Arc<PathBuf>,
     dir: OwnedFd,
     align: usize,
-    /// Objects here carry identities (existing files can be told apart).
-    identity: bool,
     engine: &'a FileSink,
     open: bool,
 }
@@ -792,8 +785,8 @@ impl FileObject<'_> {
             Kind::Missing => Ok(()),
             // The user named this output: what was there goes, as with `cp` (a directory stays).
             Kind::File | Kind::Other if self.engine.replace_any => Ok(()),
-            Kind::File => match beneath::open_regular(&self.dir, &self.name, 0) {
-                Ok(f) if self.identity && beneath::identity(&f).is_some() => Ok(()),
+            Kind::File => match beneath::object_at(&self.dir, &self.name) {
+                Ok(o) if self.engine.identity && o.identity.is_some() => Ok(()),
                 Ok(_) => refuse("a file"),
                 // Gone meanwhile (or turned into something that is not a file).
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
