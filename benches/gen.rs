@@ -4,7 +4,7 @@
 //! side-by-side comparison with peers is `benches/side_by_side.sh`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dgen_engine::gen::aes::Kernel;
+use dgen_engine::generator::aes::Kernel;
 use dgen_engine::{Generator, Profile};
 
 const BUF: usize = 8 << 20;
@@ -53,8 +53,8 @@ fn fill(c: &mut Criterion) {
 /// The whole write pipeline into the null sink: generation, CRC32C, buffer hand-offs and scheduling,
 /// with no storage behind it — what the engine costs on top of the generator.
 fn pipeline(c: &mut Criterion) {
-    use dgen_engine::exec::{ExecConfig, Executor, ObjectJob};
     use dgen_engine::object::Content;
+    use dgen_engine::pipeline::executor::{ExecConfig, Executor, ObjectJob};
     use dgen_engine::sink::NullSink;
     use std::sync::atomic::AtomicBool;
     const TOTAL: u64 = 1 << 30;

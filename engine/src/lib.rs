@@ -56,28 +56,19 @@
 
 pub mod error;
 pub mod events;
-pub mod exec;
-pub mod gen;
-pub mod identity;
-pub mod in_turn;
+pub mod generator;
 pub mod input;
 pub mod keys;
-pub mod merge;
 pub mod object;
-pub mod output;
-pub mod phase;
+pub mod pipeline;
 pub mod plugin;
 pub mod pool;
-pub mod profile;
-pub mod read;
 pub mod report;
 pub mod run;
 pub mod sink;
 pub mod size;
-pub mod verify;
-pub mod workload;
 pub mod world;
-pub mod write;
 
 pub use error::{Error, Result};
-pub use gen::{Generator, Profile};
+pub use generator::{Generator, Profile};
+pub use object::Identity;

@@ -5,18 +5,19 @@ mod terminal;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dgen_engine::gen::copies::CopySpec;
-use dgen_engine::gen::{DataKeys, Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
+use dgen_engine::generator::copies::CopySpec;
+use dgen_engine::generator::{DataKeys, Generator, Profile, DEFAULT_UNIT, MAX_UNIT, MIN_UNIT};
 use dgen_engine::object::Content;
-use dgen_engine::output::GenSpec;
+use dgen_engine::pipeline::verify;
 use dgen_engine::plugin::host::Mode;
 use dgen_engine::report;
-use dgen_engine::run::RunEnv;
+use dgen_engine::run::generate::GenSpec;
+use dgen_engine::run::session::RunEnv;
+use dgen_engine::run::workload::Plan;
 use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, Sink};
 use dgen_engine::size::{format_size, parse_size};
-use dgen_engine::workload::Plan;
 use dgen_engine::world::World;
-use dgen_engine::{verify, Error};
+use dgen_engine::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -473,11 +474,11 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
     };
     if !args.verify_only {
         let out = match dest {
-            Dest::Writer(out, label) => dgen_engine::output::Output::Writer { out, label },
-            Dest::Object(sink, name) => dgen_engine::output::Output::Object { sink, name },
+            Dest::Writer(out, label) => dgen_engine::run::generate::Output::Writer { out, label },
+            Dest::Object(sink, name) => dgen_engine::run::generate::Output::Object { sink, name },
         };
         let mut progress = Progress::new(args.size, !args.quiet);
-        let r = dgen_engine::output::generate(&gen, &spec, out, &mut progress, cancel);
+        let r = dgen_engine::run::generate::generate(&gen, &spec, out, &mut progress, cancel);
         progress.finish();
         let r = r.map_err(lib_error)?;
         lines.push(headline(r.stats.bytes, &target, r.stats.elapsed));
@@ -511,7 +512,7 @@ fn gen(args: GenArgs) -> Result<(), Failure> {
     if let (true, Some((sink, name))) = (args.verify || args.verify_only, object) {
         // Two buffers of the write size, rounded as the executor rounds it for this sink.
         let caps = sink.capabilities();
-        let size = dgen_engine::exec::buffer_size_for(&caps, args.buffer_size as usize);
+        let size = dgen_engine::pipeline::executor::buffer_size_for(&caps, args.buffer_size as usize);
         let pool = dgen_engine::pool::BufferPool::new(2, size, caps.alignment)
             .map_err(|e| lib_error(Error::Resource(e.to_string())))?;
         let reader = sink.open(&name).map_err(lib_error)?;
@@ -556,7 +557,7 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         early(e)
     };
     let plan = Plan::load(&args.workload, &args.sets).map_err(early)?;
-    let plugin = dgen_engine::run::load_plugin(&plan, quiet, &Terminal::plain()).map_err(early)?;
+    let plugin = dgen_engine::run::session::load_plugin(&plan, quiet, &Terminal::plain()).map_err(early)?;
     let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let mut progress = Progress::new(0, !quiet && mode == Mode::Write);
     let env = RunEnv {
@@ -567,10 +568,10 @@ fn run_workload(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         results: args.json_report.clone(),
         carried: 0,
     };
-    let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut progress, &env);
+    let outcome = dgen_engine::run::session::execute(&plan, &plugin, seed, mode, &mut progress, &env);
     progress.finish();
     let mut outcome = outcome.map_err(early)?;
-    let gathered = dgen_engine::merge::after_run(&world, &mut outcome, &cancel).map_err(lib_error)?;
+    let gathered = dgen_engine::run::merge::after_run(&world, &mut outcome, &cancel).map_err(lib_error)?;
     let own_code = outcome.exit_code();
     let faulted = outcome.error.is_some();
     let mut lines = report::outcome_lines(&plan, &outcome);
@@ -669,18 +670,26 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
         )));
     }
     let plan = Plan::load(&args.workload, &args.sets).map_err(early)?;
-    let plugin = dgen_engine::run::load_plugin(&plan, args.quiet, &Terminal::plain()).map_err(early)?;
+    let plugin = dgen_engine::run::session::load_plugin(&plan, args.quiet, &Terminal::plain()).map_err(early)?;
     let seed = args.seed.or(plan.seed).unwrap_or_else(random_seed);
     let cancel = install_cancel();
     let bar = !args.quiet && mode == Mode::Write;
     let mut screen = |_rank: u32| {
         let progress = RankProgress(Progress::new(0, bar));
         let events: Arc<dyn dgen_engine::events::Events> = Arc::new(progress.0.terminal());
-        (Box::new(progress) as Box<dyn dgen_engine::exec::Observer + Send>, events)
+        (Box::new(progress) as Box<dyn dgen_engine::pipeline::executor::Observer + Send>, events)
     };
-    let turns =
-        dgen_engine::in_turn::run(&plan, &plugin, seed, mode, n, &cancel, args.json_report.as_deref(), &mut screen)
-            .map_err(early)?;
+    let turns = dgen_engine::run::in_turn::run(
+        &plan,
+        &plugin,
+        seed,
+        mode,
+        n,
+        &cancel,
+        args.json_report.as_deref(),
+        &mut screen,
+    )
+    .map_err(early)?;
     if !args.quiet || turns.code != 0 {
         for l in &turns.lines {
             say(l);
@@ -704,9 +713,9 @@ fn run_ranks_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
 /// A rank's progress line, ended when the rank is done.
 struct RankProgress(Progress);
 
-impl dgen_engine::exec::Observer for RankProgress {
+impl dgen_engine::pipeline::executor::Observer for RankProgress {
     fn progress(&mut self, bytes: u64) {
-        dgen_engine::exec::Observer::progress(&mut self.0, bytes);
+        dgen_engine::pipeline::executor::Observer::progress(&mut self.0, bytes);
     }
 }
 
@@ -740,14 +749,15 @@ const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Ctrl-C sets a flag the pipeline checks, so a run aborts cleanly instead of dying mid-write.
 fn profile_sample(args: ProfileArgs) -> Result<(), Failure> {
-    use dgen_engine::profile;
+    use dgen_engine::generator::sample as profile;
     let cancel = install_cancel();
     let files = profile::files(&args.paths).map_err(lib_error)?;
     let mut bar = Progress::new(files.iter().map(|f| f.1).sum(), !args.quiet).reading();
     let spec = profile::ProfileSpec { files, unit: args.unit, memory: args.memory as usize };
     let start = std::time::Instant::now();
-    let sample = profile::scan(&spec, &mut |b| dgen_engine::exec::Observer::progress(&mut bar, b), &cancel)
-        .map_err(lib_error)?;
+    let sample =
+        profile::scan(&spec, &mut |b| dgen_engine::pipeline::executor::Observer::progress(&mut bar, b), &cancel)
+            .map_err(lib_error)?;
     bar.finish();
     let secs = start.elapsed().as_secs_f64();
     if args.json {

@@ -6,7 +6,7 @@
 //! log line or a note appears on its own line above the bar instead of across it.
 
 use dgen_engine::events::{Event, Events};
-use dgen_engine::exec::Observer;
+use dgen_engine::pipeline::executor::Observer;
 use dgen_engine::report::gbps;
 use dgen_engine::size::format_size;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

@@ -7,8 +7,8 @@
 //! to let Python see Ctrl-C (`PyErr_CheckSignals`): then the engine is cancelled, aborts what it
 //! has open (no complete-looking file, no open upload), and KeyboardInterrupt is raised.
 
-use dgen_engine::exec::Observer;
-use dgen_engine::gen::{Generator, Profile};
+use dgen_engine::generator::{Generator, Profile};
+use dgen_engine::pipeline::executor::Observer;
 use dgen_engine::Error;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -86,8 +86,8 @@ fn profile(
             .replace("data.dedup", "dedup_ratio");
         PyValueError::new_err(text.replace("data.compress", "compress_ratio"))
     };
-    let copies = copies.as_deref().map(dgen_engine::gen::copies::CopySpec::parse).transpose().map_err(named)?;
-    Profile::from_keys(dgen_engine::gen::DataKeys { dedup, compress, unit, extent, mix, copies }).map_err(named)
+    let copies = copies.as_deref().map(dgen_engine::generator::copies::CopySpec::parse).transpose().map_err(named)?;
+    Profile::from_keys(dgen_engine::generator::DataKeys { dedup, compress, unit, extent, mix, copies }).map_err(named)
 }
 
 fn random_seed() -> u64 {
@@ -310,7 +310,7 @@ fn write_file<'py>(
     let gen = Generator::new(seed.unwrap_or_else(random_seed), p);
     let mut table: toml::Table = toml::from_str(&target)
         .map_err(|e| PyValueError::new_err(format!("target: not a table of [target] keys: {e}")))?;
-    if dgen_engine::write::split(&path).map_err(to_py)?.0.starts_with("file://") {
+    if dgen_engine::run::write_file::split(&path).map_err(to_py)?.0.starts_with("file://") {
         let file = table.entry("file").or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if let toml::Value::Table(t) = file {
             t.entry("direct").or_insert(toml::Value::Boolean(use_direct_io));
@@ -319,7 +319,7 @@ fn write_file<'py>(
         }
     }
     let threads = max_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let spec = dgen_engine::write::WriteSpec {
+    let spec = dgen_engine::run::write_file::WriteSpec {
         uri: path,
         size,
         buffer_size,
@@ -330,7 +330,7 @@ fn write_file<'py>(
     };
     let seed = gen.seed();
     let w = supervised(py, progress, move |bytes, cancel| {
-        dgen_engine::write::write(&gen, &spec, &mut Counter(bytes), &cancel)
+        dgen_engine::run::write_file::write(&gen, &spec, &mut Counter(bytes), &cancel)
     })?;
     let s = &w.result.stats;
     let d = PyDict::new(py);
@@ -373,7 +373,7 @@ fn run_workload(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<(u8, String, Vec<String>)> {
     use dgen_engine::plugin::host::Mode;
-    use dgen_engine::run::RunEnv;
+    use dgen_engine::run::session::RunEnv;
     let mode = if verify { Mode::Verify } else { Mode::Write };
     let path = std::path::PathBuf::from(&workload);
     let failure = {
@@ -385,13 +385,13 @@ fn run_workload(
     };
     let r = supervised(py, progress, move |bytes, cancel| {
         let attempt = || -> dgen_engine::Result<(u8, String, Vec<String>)> {
-            let plan = dgen_engine::workload::Plan::load(&path, &sets)?;
+            let plan = dgen_engine::run::workload::Plan::load(&path, &sets)?;
             let events = Arc::new(dgen_engine::events::Silent);
-            let plugin = dgen_engine::run::load_plugin(&plan, true, &*events)?;
+            let plugin = dgen_engine::run::session::load_plugin(&plan, true, &*events)?;
             let seed = seed.or(plan.seed).unwrap_or_else(random_seed);
             let world = Arc::new(dgen_engine::world::World::solo(0, 1));
             let env = RunEnv { quiet: true, cancel: cancel.clone(), events, world, results: None, carried: 0 };
-            let outcome = dgen_engine::run::execute(&plan, &plugin, seed, mode, &mut Counter(bytes), &env)?;
+            let outcome = dgen_engine::run::session::execute(&plan, &plugin, seed, mode, &mut Counter(bytes), &env)?;
             if let Some(Error::Cancelled) = &outcome.error {
                 return Err(Error::Cancelled);
             }
@@ -414,6 +414,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_file, m)?)?;
     m.add_function(wrap_pyfunction!(run_workload, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("DEFAULT_UNIT", dgen_engine::gen::DEFAULT_UNIT)?;
+    m.add("DEFAULT_UNIT", dgen_engine::generator::DEFAULT_UNIT)?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! chunking, access pattern or kernel; and different seeds or streams share no block.
 
 use crate::common::*;
-use dgen_engine::gen::aes::Kernel;
+use dgen_engine::generator::aes::Kernel;
 use dgen_engine::Generator;
 use proptest::prelude::*;
 use std::collections::HashSet;

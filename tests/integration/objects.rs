@@ -4,8 +4,8 @@
 //! the interrupted big-object run, and workload key errors naming file:line.
 
 use crate::common::*;
-use dgen_engine::exec::{ExecConfig, Executor, ObjectJob, RunStats};
 use dgen_engine::object::Content;
+use dgen_engine::pipeline::executor::{ExecConfig, Executor, ObjectJob, RunStats};
 use dgen_engine::sink::Sink;
 use dgen_engine::Generator;
 use std::process::{Command, Stdio};

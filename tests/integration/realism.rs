@@ -4,7 +4,7 @@
 //! measure it, on ≥ 256 MiB; the uniform profiles' bytes are pinned in `determinism`.
 
 use crate::common::*;
-use dgen_engine::gen::copies::CopySpec;
+use dgen_engine::generator::copies::CopySpec;
 use dgen_engine::{Generator, Profile};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;

@@ -5,8 +5,8 @@ use crate::azure::{azure_sink, Container};
 use crate::common::*;
 use crate::objects::Remote;
 use crate::s3::{s3_sink, Bucket};
-use dgen_engine::exec::{ExecConfig, Executor, ObjectJob};
 use dgen_engine::object::Content;
+use dgen_engine::pipeline::executor::{ExecConfig, Executor, ObjectJob};
 use dgen_engine::pool::BufferPool;
 use dgen_engine::sink::cloud::CloudOptions;
 use dgen_engine::sink::{FileEngine, FileOptions, FileSink, NullSink, Sink, WriteReq};
@@ -152,7 +152,7 @@ fn aborted_and_dropped_objects_leave_nothing() {
         let pool = BufferPool::new(2, 5 << 20, align).unwrap();
         sink.use_pool(&pool);
         for finish_by_drop in [false, true] {
-            let id = dgen_engine::identity::Identity::parse(b"dgen1:0123456789abcdef0123456789abcdef").unwrap();
+            let id = dgen_engine::object::identity::Identity::parse(b"dgen1:0123456789abcdef0123456789abcdef").unwrap();
             let mut w = sink.create("half/written.bin", Some(15 << 20), &id).unwrap();
             let (tx, rx) = mpsc::channel();
             let mut buf = pool.take();
@@ -245,7 +245,7 @@ fn cancellation_aborts_cleanly() {
 /// delete see what is stored.
 #[test]
 fn every_sink_reads_back_ranges_and_stats_lists_deletes() {
-    use dgen_engine::read::{Check, Expected, Outcome, ReadReq, Reads, Require};
+    use dgen_engine::pipeline::read::{Check, Expected, Outcome, ReadReq, Reads, Require};
     let dir = tempdir("conformance-reads");
     let gen = Generator::new(77, profile(1.5, 2.0, 4096));
     for Case { name, sink, list } in cases(&dir, "conformance-reads") {
@@ -334,7 +334,7 @@ fn every_sink_reads_back_ranges_and_stats_lists_deletes() {
         for job in jobs() {
             let info = sink.stat(&job.name).unwrap().unwrap_or_else(|| panic!("{name}: {} missing", job.name));
             assert_eq!(info.size, job.size, "{name} {}", job.name);
-            let id = dgen_engine::identity::Identity::of(&job.content, &gen, job.size);
+            let id = dgen_engine::object::identity::Identity::of(&job.content, &gen, job.size);
             assert_eq!(info.identity, Some(id), "{name} {}: the identity stamped", job.name);
         }
         assert_eq!(sink.stat("dir0/none.bin").unwrap(), None, "{name}");

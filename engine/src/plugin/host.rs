@@ -28,16 +28,16 @@ use super::dgen::plugin::types::{self as wit, DataProfile, FieldKind, LogLevel};
 use super::Limits;
 use crate::error::Error;
 use crate::events::{Event, Events};
-use crate::exec::{ObjectJob, ObjectResult};
-use crate::gen::{DataKeys, Generator, Profile};
+use crate::generator::{DataKeys, Generator, Profile};
 use crate::input::sanitize;
 use crate::object::{Content, Recipe, Segment};
-use crate::phase::Phase;
+use crate::pipeline::executor::{ObjectJob, ObjectResult};
+use crate::pipeline::phase::Phase;
+use crate::pipeline::read::{ReadResult, Reads};
+use crate::pipeline::verify::{self, Verdict};
 use crate::pool::BufferPool;
-use crate::read::{ReadResult, Reads};
 use crate::sink::{Capabilities, Sink};
 use crate::size::format_size;
-use crate::verify::{self, Verdict};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -242,7 +242,7 @@ pub struct RunContext {
     /// The run's clock: `totals()` measures from here, as the report does.
     pub started: Instant,
     /// The run's time counters (the executor's, in a write run), which phases take their split from.
-    pub split: Arc<crate::phase::TimeSplit>,
+    pub split: Arc<crate::pipeline::phase::TimeSplit>,
     /// This process's rank among the run's (each rank's data is its own lane of the run's streams),
     /// and the barrier phases start at.
     pub world: Arc<crate::world::World>,
@@ -281,13 +281,13 @@ enum Named {
         cut: bool,
         /// Under `dgen-engine verify` (nothing is written: it must be on storage as described), its
         /// identity, worked out once; none when this run writes it.
-        identity: Option<crate::identity::Identity>,
+        identity: Option<crate::object::identity::Identity>,
     },
     /// Described but not written: on storage already (an earlier run's), for reads to check. It
     /// is read only where the stored identity is this one.
     Declared {
         recipe: Arc<Recipe>,
-        identity: crate::identity::Identity,
+        identity: crate::object::identity::Identity,
     },
 }
 
@@ -611,7 +611,7 @@ impl HostState {
 
     /// A `fill-ext` profile as the engine's, checked as a workload's `[data]` is; errors name the field.
     fn profile_ext(&self, p: wit::DataProfileExt) -> Result<Profile, String> {
-        use crate::gen::copies::CopySpec;
+        use crate::generator::copies::CopySpec;
         const MAX_ROWS: usize = 4096;
         let field = |e: Error| match e {
             Error::InvalidValue { key, value, reason } => {
@@ -718,7 +718,7 @@ impl HostState {
         &mut self,
         name: &str,
         recipe: &Arc<Recipe>,
-        want: crate::identity::Identity,
+        want: crate::object::identity::Identity,
     ) -> Result<Verdict, Error> {
         let t = Instant::now();
         let result = (|| {
@@ -777,7 +777,7 @@ impl HostState {
         }
         // Written in this run: its identity is needed only now, once (a second verify is told the
         // first answer).
-        let want = identity.unwrap_or_else(|| crate::identity::Identity::of_recipe(&recipe));
+        let want = identity.unwrap_or_else(|| crate::object::identity::Identity::of_recipe(&recipe));
         let verdict = match self.read_back(name, &recipe, want) {
             Ok(v) => v,
             Err(_) => return Err(self.interrupted_trap()),
@@ -1196,12 +1196,12 @@ impl HostState {
         self.committed += 1;
         if declare {
             self.committed -= 1;
-            let identity = crate::identity::Identity::of_recipe(&recipe);
+            let identity = crate::object::identity::Identity::of_recipe(&recipe);
             self.names.insert(name, Named::Declared { recipe, identity });
             return Ok(Ok(()));
         }
         // Under `dgen-engine verify` it is read only as described: its identity, worked out once.
-        let identity = (self.ctx.mode == Mode::Verify).then(|| crate::identity::Identity::of_recipe(&recipe));
+        let identity = (self.ctx.mode == Mode::Verify).then(|| crate::object::identity::Identity::of_recipe(&recipe));
         let phase = self.phases.len() - 1;
         self.names.insert(
             name.clone(),
@@ -1400,11 +1400,11 @@ impl Host for HostState {
     }
 }
 
-fn read_check(c: wit::ReadCheck) -> crate::read::Check {
+fn read_check(c: wit::ReadCheck) -> crate::pipeline::read::Check {
     match c {
-        wit::ReadCheck::None => crate::read::Check::None,
-        wit::ReadCheck::Crc => crate::read::Check::Crc,
-        wit::ReadCheck::Verify => crate::read::Check::Verify,
+        wit::ReadCheck::None => crate::pipeline::read::Check::None,
+        wit::ReadCheck::Crc => crate::pipeline::read::Check::Crc,
+        wit::ReadCheck::Verify => crate::pipeline::read::Check::Verify,
     }
 }
 

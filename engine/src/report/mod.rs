@@ -2,9 +2,9 @@
 //! time went (with a verdict on which side was the bottleneck), checks and verdicts. Formatting only:
 //! the binary prints these lines (and draws the progress bar); the library never prints.
 
-use crate::exec::RunStats;
 use crate::input::sanitize;
-use crate::phase::Phase;
+use crate::pipeline::executor::RunStats;
+use crate::pipeline::phase::Phase;
 use crate::size::format_size;
 use serde_json::json;
 use std::time::Duration;
@@ -62,7 +62,7 @@ pub fn run_details(stats: &RunStats, chunk: usize) -> Vec<String> {
 }
 
 /// The final table of a `run` or `verify`.
-pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> Vec<String> {
+pub fn outcome_lines(plan: &crate::run::workload::Plan, o: &crate::run::session::Outcome) -> Vec<String> {
     use crate::plugin::host::Mode;
     let mut lines = Vec::new();
     let verb = if o.mode == Mode::Verify { "verify" } else { "run" };
@@ -114,7 +114,7 @@ pub fn outcome_lines(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> V
         }
     }
     if o.mode == Mode::Verify || !o.verdicts.is_empty() {
-        let bad: Vec<&(String, crate::verify::Verdict)> =
+        let bad: Vec<&(String, crate::pipeline::verify::Verdict)> =
             o.verdicts.iter().filter(|(_, v)| !v.is_identical()).collect();
         lines.push(format!(
             "verified {} objects: {} identical, {} not",
@@ -286,7 +286,7 @@ pub fn phase_json(p: &Phase) -> serde_json::Value {
 const SHOWN: usize = 50;
 
 /// The same content as [`outcome_lines`], as JSON.
-pub fn outcome_json(plan: &crate::workload::Plan, o: &crate::run::Outcome) -> serde_json::Value {
+pub fn outcome_json(plan: &crate::run::workload::Plan, o: &crate::run::session::Outcome) -> serde_json::Value {
     let bytes: u64 = o.objects.iter().map(|r| r.size).sum();
     let stats = o.stats.as_ref().map(|s| {
         json!({
@@ -360,7 +360,7 @@ pub fn failure_json(workload: &std::path::Path, verify: bool, e: &crate::Error) 
 
 /// A profile as the JSON report gives it: the workload's `[data]` keys, with the extent always and
 /// the mix (its classes, and `compress` the stream ratio it implies) when there is one.
-pub fn data_json(p: &crate::gen::Profile) -> serde_json::Value {
+pub fn data_json(p: &crate::generator::Profile) -> serde_json::Value {
     let mut d = serde_json::json!({
         "dedup": p.dedup(), "compress": p.compress(), "dedup_unit": p.unit(), "dedup_extent": p.extent(),
     });
@@ -368,7 +368,7 @@ pub fn data_json(p: &crate::gen::Profile) -> serde_json::Value {
         d["compress_mix"] = p.mix().iter().map(|c| serde_json::json!([c.fraction, c.ratio])).collect();
     }
     if let Some(t) = p.copies() {
-        use crate::gen::copies::CopySpec;
+        use crate::generator::copies::CopySpec;
         d["dedup_copies"] = match &t.spec {
             CopySpec::Even => serde_json::json!("even"),
             CopySpec::Zipf(s) => serde_json::json!({ "zipf": s }),

@@ -20,7 +20,7 @@ pub mod stream;
 pub mod target;
 
 use crate::error::{Error, Result};
-use crate::identity::Identity;
+use crate::object::identity::Identity;
 use crate::pool::{Buffer, BufferPool};
 
 pub use file::{CacheMode, FileEngine, FileOptions, FileSink};

@@ -3,7 +3,7 @@
 
 use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink, WriteReq};
 use crate::error::{Error, Failure, Result};
-use crate::identity::Identity;
+use crate::object::identity::Identity;
 
 #[derive(Default)]
 pub struct NullSink;

@@ -62,7 +62,7 @@ impl Sink for OrderedSink<'_> {
         &self,
         _name: &str,
         _size: Option<u64>,
-        _identity: &crate::identity::Identity,
+        _identity: &crate::object::identity::Identity,
     ) -> Result<Box<dyn ObjectWriter + '_>> {
         let out = self.out.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(out) = out else {

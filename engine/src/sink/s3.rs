@@ -11,8 +11,8 @@
 use super::cloud::{root_cause, Body, CloudOptions, CloudSink, Location, PartLimits, PartTag, Store};
 use super::{Listing, ObjectInfo};
 use crate::error::{Error, Failure, Result};
-use crate::identity::{Identity, META_KEY};
 use crate::keys::Keys;
+use crate::object::identity::{Identity, META_KEY};
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};

@@ -12,8 +12,8 @@ use super::{cost, HostResult, HostState, Named};
 use crate::error::Error;
 use crate::input::sanitize;
 use crate::object::Content;
-use crate::phase::{Phase, MAX_PHASE_NAME};
-use crate::read::{Check, Expected, Outcome, ReadReq, Reads, Require};
+use crate::pipeline::phase::{Phase, MAX_PHASE_NAME};
+use crate::pipeline::read::{Check, Expected, Outcome, ReadReq, Reads, Require};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ pub(super) fn phase_cost() -> usize {
 impl HostState {
     /// Counts a finished object in the phase it was committed in, and keeps its CRC for reads. An
     /// object the stonewall cut counts its bytes and is counted apart (true: it was cut).
-    pub(super) fn attribute(&mut self, r: &crate::exec::ObjectResult) -> bool {
+    pub(super) fn attribute(&mut self, r: &crate::pipeline::executor::ObjectResult) -> bool {
         let phase = match self.names.get_mut(&r.name) {
             Some(Named::Committed { phase, durable, crc32c, cut, .. }) => {
                 *durable = !r.cut;
@@ -123,11 +123,11 @@ impl HostState {
                 sanitize(&name, 200)
             )));
         }
-        self.charge(crate::read::held_per_read() + 2 * name.len(), "issuing a read")?;
+        self.charge(crate::pipeline::read::held_per_read() + 2 * name.len(), "issuing a read")?;
         if self.reads.is_none() {
             // The reader threads keep up to MAX_OPEN objects open for the plugin's reads: charged
             // once, as a full set with names of the longest kind.
-            let held = crate::read::MAX_OPEN * (cost::OPEN_READER + 1024);
+            let held = crate::pipeline::read::MAX_OPEN * (cost::OPEN_READER + 1024);
             self.charge(held, "starting the reader threads (the objects they keep open)")?;
             let reads = Reads::start(
                 self.ctx.sink.clone(),
@@ -157,7 +157,7 @@ impl HostState {
     }
 
     /// Takes a finished read into its phase and the report; keeps it for `wait-reads`.
-    fn receive_read(&mut self, r: crate::read::ReadResult) -> wasmtime::Result<()> {
+    fn receive_read(&mut self, r: crate::pipeline::read::ReadResult) -> wasmtime::Result<()> {
         self.reads_received += 1;
         if let Some(p) = self.phases.get_mut(r.tag) {
             p.read += r.bytes;
@@ -200,7 +200,7 @@ impl HostState {
             }
             Outcome::Passed | Outcome::Cut => {}
         }
-        let charge = crate::read::held_per_read() + 2 * r.name.len();
+        let charge = crate::pipeline::read::held_per_read() + 2 * r.name.len();
         self.reads_unreported.push((r, charge));
         Ok(())
     }

@@ -21,8 +21,8 @@ pub use location::Location;
 
 use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink};
 use crate::error::{Error, Failure, Result};
-use crate::identity::Identity;
 use crate::keys::Keys;
+use crate::object::identity::Identity;
 use crate::pool::BufferPool;
 use layout::{plan_layout, Layout};
 use limiter::Limiter;

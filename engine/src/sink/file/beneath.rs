@@ -12,7 +12,7 @@
 //!
 //! The root itself is the user's choice and may be reached through a symlink.
 
-use crate::identity::{Identity, XATTR};
+use crate::object::identity::{Identity, XATTR};
 use crate::sink::ObjectInfo;
 use std::ffi::CString;
 use std::fs::File;

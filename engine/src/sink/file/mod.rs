@@ -32,8 +32,8 @@ pub use release::{close_in_background, close_late};
 
 use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink, WriteReq};
 use crate::error::{Error, Failure, Result};
-use crate::identity::Identity;
 use crate::keys::Keys;
+use crate::object::identity::Identity;
 use crate::pool::BufferPool;
 use beneath::{Kind, Root};
 use crossbeam_channel::Sender;

@@ -121,7 +121,7 @@ impl Sample {
         if total == 0 {
             return vec![(1.0, 1.0)];
         }
-        let max_c = (self.unit.min(crate::gen::GRANULE) / crate::gen::MIN_COMPRESSED) as f64;
+        let max_c = (self.unit.min(crate::generator::GRANULE) / crate::generator::MIN_COMPRESSED) as f64;
         let mut classes: Vec<(f64, f64)> = self
             .compress
             .iter()
@@ -281,7 +281,7 @@ fn walk(p: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<()> {
 /// Measures the sample; `progress(bytes)` is told the bytes read so far.
 pub fn scan(spec: &ProfileSpec, progress: &mut dyn FnMut(u64), cancel: &AtomicBool) -> Result<Sample> {
     let unit = spec.unit;
-    if !unit.is_power_of_two() || !(crate::gen::MIN_UNIT..=crate::gen::MAX_UNIT).contains(&unit) {
+    if !unit.is_power_of_two() || !(crate::generator::MIN_UNIT..=crate::generator::MAX_UNIT).contains(&unit) {
         return Err(Error::InvalidValue {
             key: "--unit",
             value: format_size(unit),

@@ -12,7 +12,7 @@
 //! is "not found" to the plugin. So a plugin learns nothing of a file the engine did not write, not
 //! even that it exists, and cannot delete or overwrite one.
 
-use crate::gen::Generator;
+use crate::generator::Generator;
 use crate::object::{Content, Recipe, Segment};
 use sha2::{Digest, Sha256};
 use std::fmt;

@@ -8,12 +8,12 @@
 //! the generator, as `dgen-engine gen` writes them.
 
 use crate::error::{Error, Result};
-use crate::exec::Observer;
-use crate::gen::Generator;
+use crate::generator::Generator;
 use crate::object::Content;
-use crate::output::{GenResult, GenSpec, Output};
+use crate::pipeline::executor::Observer;
+use crate::pipeline::verify::{self, Verdict};
+use crate::run::generate::{GenResult, GenSpec, Output};
 use crate::sink::target::Target;
-use crate::verify::{self, Verdict};
 use std::sync::atomic::AtomicBool;
 
 /// What to write, and how.
@@ -103,10 +103,15 @@ pub fn write(gen: &Generator, spec: &WriteSpec, observer: &mut dyn Observer, can
         threads: spec.threads,
         zstd_level: None,
     };
-    let result =
-        crate::output::generate(gen, &gen_spec, Output::Object { sink: &*sink, name: name.clone() }, observer, cancel)?;
+    let result = crate::run::generate::generate(
+        gen,
+        &gen_spec,
+        Output::Object { sink: &*sink, name: name.clone() },
+        observer,
+        cancel,
+    )?;
     let verdict = if spec.verify {
-        let size = crate::exec::buffer_size_for(&caps, spec.buffer_size);
+        let size = crate::pipeline::executor::buffer_size_for(&caps, spec.buffer_size);
         let pool = crate::pool::BufferPool::new(2, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
         let content = Content::Stream { stream: 0, offset: 0 };
         Some(verify::compare_object(sink.open(&name)?, gen, &content, spec.size, &pool, cancel)?)

@@ -4,8 +4,8 @@
 //! [`Plan`] whose values are all valid.
 
 use crate::error::{Error, Result};
-use crate::gen::copies::CopySpec;
-use crate::gen::{DataKeys, Profile};
+use crate::generator::copies::CopySpec;
+use crate::generator::{DataKeys, Profile};
 use crate::plugin::Limits;
 use crate::sink::Target;
 use crate::size::parse_size;
@@ -371,7 +371,7 @@ fn read_text(file: &Path, what: &str) -> Result<String> {
 
 /// `[data]`: the profile of the synthetic bytes.
 fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
-    let unit = size_of(&data.dedup_unit, crate::gen::DEFAULT_UNIT, file, text, "data", "dedup_unit")?;
+    let unit = size_of(&data.dedup_unit, crate::generator::DEFAULT_UNIT, file, text, "data", "dedup_unit")?;
     let named = |e: Error| match e {
         Error::InvalidValue { key, value, reason } => {
             let k = key.trim_start_matches("data.");

@@ -210,8 +210,8 @@ mod tests {
 
     #[test]
     fn the_distinct_count_of_a_prefix_is_what_counting_finds() {
-        let zipf = CopyTable::build(crate::gen::copies::CopySpec::Zipf(2.0), 4.0).unwrap();
-        let hist = CopyTable::build(crate::gen::copies::CopySpec::Zipf(1.2), 3.0).unwrap();
+        let zipf = CopyTable::build(crate::generator::copies::CopySpec::Zipf(2.0), 4.0).unwrap();
+        let hist = CopyTable::build(crate::generator::copies::CopySpec::Zipf(1.2), 3.0).unwrap();
         let maps = [
             DedupMap::new(1.0, 4096),
             DedupMap::new(2.5, 4096),

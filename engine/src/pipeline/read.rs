@@ -18,12 +18,12 @@
 //! in flight complete, and every read not done ends as [`Outcome::Cut`] with the bytes it had.
 
 use crate::error::{Error, Result};
-use crate::gen::Generator;
+use crate::generator::Generator;
 use crate::object::Content;
-use crate::phase::TimeSplit;
+use crate::pipeline::phase::TimeSplit;
+use crate::pipeline::verify::Verdict;
 use crate::pool::BufferPool;
 use crate::sink::{ObjectReader, Sink};
-use crate::verify::Verdict;
 use crc_fast::CrcAlgorithm::Crc32Iscsi;
 use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -67,7 +67,7 @@ pub enum Require {
     /// Written in this run: no identity needed (a store without identities holds them too).
     Written,
     /// One carrying exactly this identity (a declared object).
-    Exactly(crate::identity::Identity),
+    Exactly(crate::object::identity::Identity),
     /// One carrying any identity (the engine wrote it).
     Any,
 }

@@ -7,13 +7,13 @@
 
 use crate::error::{Error, Result};
 use crate::events::{Event, Events};
-use crate::exec::{ExecConfig, Executor, ObjectResult, Observer, RunStats};
-use crate::gen::Generator;
+use crate::generator::Generator;
+use crate::pipeline::executor::{ExecConfig, Executor, ObjectResult, Observer, RunStats};
+use crate::pipeline::verify::Verdict;
 use crate::plugin::host::{HostFacts, HostState, Mode, RunContext};
 use crate::plugin::{build, LoadedPlugin, PluginMeta, Report, RunConfig};
 use crate::pool::BufferPool;
-use crate::verify::Verdict;
-use crate::workload::{Plan, PluginSource};
+use crate::run::workload::{Plan, PluginSource};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub struct Outcome {
     pub objects: Vec<ObjectResult>,
     pub verdicts: Vec<(String, Verdict)>,
     /// The run's phases, in order.
-    pub phases: Vec<crate::phase::Phase>,
+    pub phases: Vec<crate::pipeline::phase::Phase>,
     /// Reads whose check failed (the first ones: name, offset of the read, what was found), and how
     /// many in all.
     pub read_failures: Vec<(String, u64, Verdict)>,
@@ -198,7 +198,7 @@ pub fn execute(
         }
         Mode::Verify => {
             drop((jobs_tx, jobs_rx, done_tx));
-            let size = crate::exec::buffer_size_for(&caps, plan.buffer_size);
+            let size = crate::pipeline::executor::buffer_size_for(&caps, plan.buffer_size);
             let pool = BufferPool::new(2, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
             let read_pool =
                 BufferPool::new(plan.buffers, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;

@@ -2,7 +2,7 @@
 //! since the expected bytes are regenerated from the seed. Reading and regenerating overlap.
 
 use crate::error::{Error, Result};
-use crate::gen::Generator;
+use crate::generator::Generator;
 use crate::object::Content;
 use crate::pool::BufferPool;
 use crate::sink::ObjectReader;

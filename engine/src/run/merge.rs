@@ -10,8 +10,8 @@
 //! started at, so the offsets of different hosts' clocks never enter the figures.
 
 use crate::error::{Error, Result};
-use crate::phase::Phase;
-use crate::run::Outcome;
+use crate::pipeline::phase::Phase;
+use crate::run::session::Outcome;
 use crate::world::{Costs, World};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,7 @@ pub struct PhaseSummary {
     pub read_failures: u64,
     pub latency: Pairs,
     /// Bytes done per time bucket from its start.
-    pub timeline: crate::phase::Timeline,
+    pub timeline: crate::pipeline::phase::Timeline,
     /// Stonewalling: the rank whose finish ended this rank's phase, and what it cut here.
     #[serde(default)]
     pub stonewalled_by: Option<u32>,

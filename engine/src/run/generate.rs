@@ -8,9 +8,9 @@
 //! encoder whose output goes, through an [`ObjectStream`], to the file.
 
 use crate::error::{Error, Result};
-use crate::exec::{ExecConfig, Executor, ObjectJob, Observer, RunStats};
-use crate::gen::Generator;
+use crate::generator::Generator;
 use crate::object::Content;
+use crate::pipeline::executor::{ExecConfig, Executor, ObjectJob, Observer, RunStats};
 use crate::pool::BufferPool;
 use crate::sink::ordered::Plain;
 use crate::sink::ordered::{OrderedSink, StreamOut};
@@ -154,9 +154,10 @@ pub fn generate(
             // generator's buffers, which the stream holds in order, can never starve them.
             let label = format!("{}/{name}", sink.describe());
             let caps = sink.capabilities();
-            let chunk = crate::exec::buffer_size_for(&caps, spec.buffer_size);
+            let chunk = crate::pipeline::executor::buffer_size_for(&caps, spec.buffer_size);
             let pool = BufferPool::new(4, chunk, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
-            let plain = crate::identity::Identity::of(&Content::Stream { stream: 0, offset: 0 }, gen, spec.size);
+            let plain =
+                crate::object::identity::Identity::of(&Content::Stream { stream: 0, offset: 0 }, gen, spec.size);
             let identity = plain.derived(&format!("zstd -{level}"));
             let stream = ObjectStream::new(sink.create(&name, None, &identity)?, pool);
             let stored: Arc<Mutex<Option<Result<Stored>>>> = Arc::default();

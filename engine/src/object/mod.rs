@@ -3,7 +3,11 @@
 //! Bytes at any offset are a pure function of the layout, so the executor fills chunks in parallel,
 //! `verify` regenerates any range, and nothing of an object is ever stored to be compared later.
 
-use crate::gen::Generator;
+pub mod identity;
+
+pub use identity::Identity;
+
+use crate::generator::Generator;
 use std::sync::Arc;
 
 /// What an object's bytes are.

@@ -17,9 +17,9 @@
 //! wall is up are reported as cut at once, without a byte written.
 
 use crate::error::{Error, Result};
-use crate::gen::Generator;
+use crate::generator::Generator;
 use crate::object::Content;
-use crate::phase::TimeSplit;
+use crate::pipeline::phase::TimeSplit;
 use crate::pool::{Buffer, BufferPool};
 use crate::sink::{Capabilities, ObjectWriter, Sink, WriteReq};
 use crossbeam_channel::{Receiver, Sender};
@@ -444,7 +444,7 @@ impl<'e, 's> Run<'e, 's> {
                 ),
             ));
         }
-        let identity = crate::identity::Identity::of(&job.content, &exec.gen, job.size);
+        let identity = crate::object::identity::Identity::of(&job.content, &exec.gen, job.size);
         match exec.sink.create(&job.name, Some(job.size), &identity) {
             Ok(writer) => {
                 // A part the pool cannot hold whole could never be completed: say so instead of hanging.

@@ -5,11 +5,11 @@
 
 use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::exec::Observer;
+use crate::pipeline::executor::Observer;
 use crate::plugin::host::Mode;
 use crate::plugin::LoadedPlugin;
-use crate::run::{execute, RunEnv};
-use crate::workload::Plan;
+use crate::run::session::{execute, RunEnv};
+use crate::run::workload::Plan;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -68,7 +68,7 @@ pub fn run(
         if outcome.error.is_some() || code != 0 {
             lines.extend(crate::report::outcome_lines(plan, &outcome).into_iter().map(|l| format!("rank {rank}: {l}")));
         }
-        let summary = crate::merge::RankSummary::of(rank, &host, &outcome);
+        let summary = crate::run::merge::RankSummary::of(rank, &host, &outcome);
         carried += summary.held();
         summaries.push(summary);
         if let Some(e) = outcome.error.as_ref() {
@@ -81,7 +81,7 @@ pub fn run(
             carried += outcome.objects.iter().map(|o| 256 + o.name.len()).sum::<usize>();
         }
     }
-    let merged = crate::merge::Merged::new(summaries);
+    let merged = crate::run::merge::Merged::new(summaries);
     let code = merged.exit_code();
     lines.push(format!(
         "dgen-engine {}: workload '{}' with plugin {} {}, seed {seed}, {n} ranks one after another (each rank's \
