@@ -33,7 +33,7 @@ wasmtime::component::bindgen!({
     path: "plugin-sdk/wit",
     world: "plugin",
     imports: { default: trappable },
-    with: { "dgen:plugin/host.target": host::TargetState },
+    with: { "dgen:plugin/host.target": host::Draft },
 });
 
 pub use dgen::plugin::types::{Check, ObjectStats, RunTotals};

@@ -187,12 +187,9 @@ pub fn execute(
                 let exec = &exec;
                 let handle = s.spawn(move || exec.run_channel(jobs_rx, Some(done_tx), observer, &cancel2));
                 let (mut state, result) = plugin.run(state, config);
-                state.finish_reads();
-                state.close_jobs();
+                state.end_intake();
                 let exec_result =
                     handle.join().unwrap_or_else(|_| Err(Error::Resource("the executor panicked".into())));
-                state.collect_finished();
-                state.stretch_done();
                 (state, result, Some(exec_result))
             })
         }
@@ -208,8 +205,7 @@ pub fn execute(
                 HostState::new(make_ctx(pool, read_pool, None, started, Arc::default()), plan.limits.clone());
             state.carry(*carried);
             let (mut state, result) = plugin.run(state, config);
-            state.finish_reads();
-            state.stretch_done();
+            state.end_intake();
             (state, result, None)
         }
     };
@@ -288,7 +284,7 @@ fn facts(target: &crate::sink::Target, world: &crate::world::World, results: Opt
 /// Fills a run's outcome from what the host, the executor and the plugin ended with.
 fn settle(
     o: &mut Outcome,
-    mut state: HostState,
+    state: HostState,
     result: Result<std::result::Result<Report, String>>,
     exec_result: Option<Result<RunStats>>,
     started: Instant,
@@ -297,14 +293,14 @@ fn settle(
 ) {
     o.wall = started.elapsed();
     o.notes = sink.notes();
-    o.notes.extend(state.log_summary());
-    o.metrics = std::mem::take(&mut state.metrics);
-    o.verdicts = std::mem::take(&mut state.verdicts);
-    o.objects = std::mem::take(&mut state.finished);
-    state.close_phases();
-    o.phases = std::mem::take(&mut state.phases);
-    o.read_failures = std::mem::take(&mut state.read_failures);
-    o.read_failure_count = state.read_failure_count;
+    let host = state.into_outcome();
+    o.notes.extend(host.log_summary);
+    o.metrics = host.metrics;
+    o.verdicts = host.verdicts;
+    o.objects = host.finished;
+    o.phases = host.phases;
+    o.read_failures = host.read_failures;
+    o.read_failure_count = host.read_failure_count;
     o.elapsed = crate::plugin::host::last_finish(&o.objects, started);
     // Storage errors and Ctrl-C come first: they explain whatever the plugin saw afterwards.
     match exec_result {
@@ -314,7 +310,7 @@ fn settle(
         Some(Err(e)) => o.error = Some(e),
         None => {}
     }
-    if let Some(e) = state.read_error.take() {
+    if let Some(e) = host.read_error {
         o.error.get_or_insert(e);
     }
     match result {

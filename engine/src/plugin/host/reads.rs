@@ -8,27 +8,18 @@
 //! A read, stat, list or delete that cannot be done at all is the run's error (exit 3), once the
 //! plugin has been told.
 
-use super::{cost, HostResult, HostState, Named};
+use super::budget::cost;
+use super::{HostResult, HostState, Named};
 use crate::error::Error;
 use crate::input::sanitize;
 use crate::object::Content;
-use crate::pipeline::phase::{Phase, MAX_PHASE_NAME};
 use crate::pipeline::read::{Check, Expected, Outcome, ReadReq, Reads, Require};
+use crate::plugin::dgen::plugin::types as wit;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Failed reads kept with their offset for the report; the rest are counted.
 const KEPT_FAILURES: usize = 1000;
-/// The most phases a run may have.
-pub const MAX_PHASES: usize = 10_000;
-/// The longest pause, seconds.
-pub const MAX_PAUSE: f64 = 86_400.0;
-
-/// What a phase's records cost: its histograms' counters and the rest.
-pub(super) fn phase_cost() -> usize {
-    let p = Phase::new(String::new(), Instant::now());
-    (p.latency.distinct_values() + p.ttfb.distinct_values()) * 8 + 512
-}
 
 impl HostState {
     /// Counts a finished object in the phase it was committed in, and keeps its CRC for reads. An
@@ -157,7 +148,7 @@ impl HostState {
     }
 
     /// Takes a finished read into its phase and the report; keeps it for `wait-reads`.
-    fn receive_read(&mut self, r: crate::pipeline::read::ReadResult) -> wasmtime::Result<()> {
+    pub(super) fn receive_read(&mut self, r: crate::pipeline::read::ReadResult) -> wasmtime::Result<()> {
         self.reads_received += 1;
         if let Some(p) = self.phases.get_mut(r.tag) {
             p.read += r.bytes;
@@ -205,7 +196,7 @@ impl HostState {
         Ok(())
     }
 
-    pub(super) fn wait_reads_inner(&mut self) -> HostResult<Vec<super::wit::ReadStats>> {
+    pub(super) fn wait_reads_inner(&mut self) -> HostResult<Vec<wit::ReadStats>> {
         let t = Instant::now();
         while self.reads_received < self.reads_issued {
             match self.read_rx.recv_timeout(Duration::from_millis(50)) {
@@ -230,7 +221,7 @@ impl HostState {
                     failed = Some(self.tell(&r.name, e));
                 }
             }
-            out.push(super::wit::ReadStats {
+            out.push(wit::ReadStats {
                 passed: matches!(r.outcome, Outcome::Passed),
                 name: r.name,
                 offset: r.offset,
@@ -246,7 +237,7 @@ impl HostState {
     }
 
     /// Ends the run's reads: waits for those in flight, and takes in what finished.
-    pub fn finish_reads(&mut self) {
+    pub(super) fn finish_reads(&mut self) {
         self.reads.take();
         while let Ok(r) = self.read_rx.try_recv() {
             let _ = self.receive_read(r);
@@ -289,7 +280,7 @@ impl HostState {
         Ok(Ok(info.filter(visible).map(|i| i.size)))
     }
 
-    pub(super) fn list_inner(&mut self, prefix: String) -> HostResult<super::wit::Listing> {
+    pub(super) fn list_inner(&mut self, prefix: String) -> HostResult<wit::Listing> {
         if prefix.chars().any(char::is_control) || prefix.starts_with('/') || prefix.split('/').any(|c| c == "..") {
             return Err(
                 self.violate(format!("list prefix '{}' must stay below the target root", sanitize(&prefix, 200)))
@@ -306,7 +297,7 @@ impl HostState {
         p.meta_ops += 1;
         p.done(Instant::now(), t.elapsed(), 0);
         match r {
-            Ok(l) => Ok(Ok(super::wit::Listing { count: l.count, bytes: l.bytes })),
+            Ok(l) => Ok(Ok(wit::Listing { count: l.count, bytes: l.bytes })),
             Err(Error::Cancelled) if self.cancelled() => Err(self.interrupted_trap()),
             Err(Error::Cancelled) => {
                 self.deadline_hit = true;
@@ -335,122 +326,4 @@ impl HostState {
             Err(e) => Ok(Err(self.op_failed(&name, e))),
         }
     }
-
-    pub(super) fn phase_inner(&mut self, name: String) -> wasmtime::Result<()> {
-        if name.is_empty() || name.chars().any(char::is_control) {
-            return Err(self.violate("a phase name must be non-empty, without control characters".into()));
-        }
-        if self.phases.len() >= MAX_PHASES {
-            return Err(self.violate(format!("started more than {MAX_PHASES} phases")));
-        }
-        self.charge(self.phase_cost + name.len(), "starting a phase")?;
-        // Every rank starts the phase together, so their timings are comparable. The wait is not
-        // the plugin's time; a peer's failure (or Ctrl-C) during it stops this rank too.
-        self.barrier_inner()?;
-        let now = Instant::now();
-        let split = self.ctx.split.snapshot();
-        if let Some(p) = self.phases.last_mut() {
-            p.end(now, split);
-        }
-        // The implicit first phase disappears when nothing happened in it.
-        if self.phases.len() == 1 && self.phases[0].ops() == 0 && self.reads_issued == 0 && self.committed == 0 {
-            self.phases.clear();
-        }
-        let told = sanitize(&name, 64);
-        self.phases.push(Phase::new(name, now).with_split(split));
-        self.ctx.events.emit(crate::events::Event::Phase { name: told });
-        if let Some(r) = &self.reads {
-            r.new_phase();
-        }
-        Ok(())
-    }
-
-    pub(super) fn pause_inner(&mut self, seconds: f64) -> wasmtime::Result<()> {
-        if !(0.0..=MAX_PAUSE).contains(&seconds) {
-            return Err(self.violate(format!("pause of {seconds} seconds: it must be from 0 to {MAX_PAUSE}")));
-        }
-        let t = Instant::now();
-        let until = t + Duration::from_secs_f64(seconds);
-        while Instant::now() < until {
-            if self.ctx.cancel.load(Ordering::Relaxed) {
-                self.blocked += t.elapsed();
-                return Err(self.interrupted_trap());
-            }
-            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
-        }
-        self.blocked += t.elapsed();
-        Ok(())
-    }
-
-    /// Waits for every rank at a barrier; the wait is not the plugin's time.
-    /// Stonewalling counts a run in stretches between the points where all ranks meet (a phase
-    /// start, a `barrier`, `world-totals`: every rank passes the same ones in the same order). A
-    /// rank that reaches one is done with its stretch once its writes and reads have ended (waited
-    /// for here); the first rank done tells the others, which ends the stretch for them.
-    pub(super) fn end_stretch_first(&mut self) -> wasmtime::Result<()> {
-        if !self.ctx.stonewall {
-            return Ok(());
-        }
-        let t = Instant::now();
-        self.wait_until(HostState::writes_ended);
-        while self.reads_received < self.reads_issued && !self.cancelled() {
-            if let Ok(r) = self.read_rx.recv_timeout(Duration::from_millis(50)) {
-                self.receive_read(r)?;
-            }
-        }
-        self.blocked += t.elapsed();
-        if self.cancelled() {
-            return Err(self.interrupted_trap());
-        }
-        self.stretch_done();
-        Ok(())
-    }
-
-    /// This rank's writes and reads of its current stretch are over: record whether another rank's
-    /// finish ended it, or be the one that ends it for the others.
-    pub fn stretch_done(&mut self) {
-        if !self.ctx.stonewall {
-            return;
-        }
-        let wall = self.ctx.world.wall().clone();
-        // A rank with nothing to do in a stretch does not end it for the others.
-        let idle = (self.committed, self.reads_issued) == self.stretch_mark;
-        match wall.raised(self.phase_seq) {
-            Some((at, by)) => {
-                if let Some(p) = self.phases.last_mut() {
-                    p.stonewalled = Some((at.saturating_duration_since(p.started).as_secs_f64(), by));
-                }
-            }
-            None if !idle => self.ctx.world.stonewall(self.phase_seq),
-            None => {}
-        }
-    }
-
-    pub(super) fn barrier_inner(&mut self) -> wasmtime::Result<()> {
-        self.end_stretch_first()?;
-        let waited = Instant::now();
-        let r = self.ctx.world.barrier(&self.ctx.cancel);
-        self.blocked += waited.elapsed();
-        r.map_err(|_| self.interrupted_trap())?;
-        self.next_stretch();
-        Ok(())
-    }
-
-    /// Every rank has passed the same meeting point: a new stretch begins.
-    pub(super) fn next_stretch(&mut self) {
-        self.phase_seq += 1;
-        self.stretch_mark = (self.committed, self.reads_issued);
-        self.ctx.world.wall().enter(self.phase_seq);
-    }
-
-    /// The phases, their last one ended now.
-    pub fn close_phases(&mut self) {
-        let (now, split) = (Instant::now(), self.ctx.split.snapshot());
-        if let Some(p) = self.phases.last_mut() {
-            p.end(now, split);
-        }
-    }
 }
-
-/// Checks a phase name's length in the plugin's memory before it is copied.
-pub(super) const PHASE_NAME_MAX: usize = MAX_PHASE_NAME;
