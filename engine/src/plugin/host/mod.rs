@@ -153,7 +153,7 @@ pub struct HostState {
     cut: u64,
     /// Meeting points of all ranks passed so far (phase starts, barriers, world totals): the
     /// current stretch's number, the same on every rank, for stonewalling.
-    pub(crate) phase_seq: u64,
+    pub(crate) stretch_seq: u64,
     /// Objects committed and reads issued when the current stretch began.
     stretch_mark: (u64, u64),
     /// The run's phases, in order; the last is current.
@@ -215,7 +215,7 @@ impl HostState {
             verdicts: Vec::new(),
             writes_stopped: false,
             cut: 0,
-            phase_seq: 0,
+            stretch_seq: 0,
             stretch_mark: (0, 0),
             phases: vec![first],
             phase_cost: stretches::phase_cost(),

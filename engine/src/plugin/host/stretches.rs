@@ -100,13 +100,13 @@ impl HostState {
         let wall = self.ctx.world.wall().clone();
         // A rank with nothing to do in a stretch does not end it for the others.
         let idle = (self.committed, self.reads_issued) == self.stretch_mark;
-        match wall.raised(self.phase_seq) {
+        match wall.raised(self.stretch_seq) {
             Some((at, by)) => {
                 if let Some(p) = self.phases.last_mut() {
                     p.stonewalled = Some((at.saturating_duration_since(p.started).as_secs_f64(), by));
                 }
             }
-            None if !idle => self.ctx.world.stonewall(self.phase_seq),
+            None if !idle => self.ctx.world.stonewall(self.stretch_seq),
             None => {}
         }
     }
@@ -123,9 +123,9 @@ impl HostState {
 
     /// Every rank has passed the same meeting point: a new stretch begins.
     pub(super) fn next_stretch(&mut self) {
-        self.phase_seq += 1;
+        self.stretch_seq += 1;
         self.stretch_mark = (self.committed, self.reads_issued);
-        self.ctx.world.wall().enter(self.phase_seq);
+        self.ctx.world.wall().enter(self.stretch_seq);
     }
 
     /// The phases, their last one ended now.
