@@ -75,8 +75,12 @@ pub enum Error {
     },
 
     /// Not enough memory for the buffer pool, a missing tool, or a similar limit of this machine.
-    #[error("{0}")]
-    Resource(String),
+    #[error("{message}")]
+    Resource {
+        message: String,
+        #[source]
+        source: Option<Source>,
+    },
 
     /// A plugin crate that does not build (its code, not the machine): `dir` is the crate.
     #[error("plugin build {}: {message}", dir.display())]
@@ -145,6 +149,22 @@ impl Error {
         Error::Sink { target: target.into(), message: message.into(), source: None }
     }
 
+    /// A limit of this machine, with no underlying error.
+    pub fn resource(message: impl Into<String>) -> Error {
+        Error::Resource { message: message.into(), source: None }
+    }
+
+    /// A limit of this machine met doing `what`: the message says `what` and why; the underlying
+    /// error is kept as the source.
+    pub fn resource_from(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Resource { message: format!("{what}: {e}"), source: Some(Arc::new(e)) }
+    }
+
+    /// A buffer pool that could not be made.
+    pub fn pool(e: crate::pool::PoolError) -> Error {
+        Error::Resource { message: e.to_string(), source: Some(Arc::new(e)) }
+    }
+
     pub fn plugin(plugin: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Plugin { plugin: plugin.into(), message: message.into(), detail: None }
     }
@@ -168,7 +188,7 @@ impl Error {
             Error::NoSpace { .. } => "no_space",
             Error::Io { .. } => "io",
             Error::Sink { .. } => "storage",
-            Error::Resource(_) => "resource",
+            Error::Resource { .. } => "resource",
             Error::Build { .. } => "plugin_build",
             Error::Plugin { .. } => "plugin",
             Error::Cancelled => "cancelled",
@@ -187,7 +207,7 @@ impl Error {
             | Error::NoSpace { .. }
             | Error::Io { .. }
             | Error::Sink { .. }
-            | Error::Resource(_) => 3,
+            | Error::Resource { .. } => 3,
             Error::Build { .. } | Error::Plugin { .. } => 4,
             Error::Cancelled => 130,
             Error::Rank { code, .. } => *code,

@@ -42,3 +42,31 @@ pub struct Silent;
 impl Events for Silent {
     fn emit(&self, _event: Event) {}
 }
+
+/// Something the run has to tell at its end, as the report keeps it: its level and its line.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Note {
+    pub level: Level,
+    /// The line as the table shows it.
+    pub text: String,
+}
+
+/// How much a [`Note`] matters: a warning is shown even to a quiet run (an upload that could not be
+/// aborted left data behind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Note,
+    Warning,
+}
+
+impl Note {
+    pub fn note(text: impl Into<String>) -> Note {
+        Note { level: Level::Note, text: text.into() }
+    }
+
+    /// A warning; its line starts with `warning: `.
+    pub fn warning(text: impl std::fmt::Display) -> Note {
+        Note { level: Level::Warning, text: format!("warning: {text}") }
+    }
+}

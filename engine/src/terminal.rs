@@ -25,6 +25,22 @@ pub fn say(line: &str) {
     eprintln!("{}", dgen_engine::input::sanitize(line, 100_000));
 }
 
+/// A result line, to stdout (escaped as [`say`]'s are): what `run … > result.txt` keeps.
+pub fn result(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{}", dgen_engine::input::sanitize(line, 100_000));
+}
+
+/// Whether `path` is this process's stdout (`-`, `/dev/stdout`, or the file stdout is open on).
+pub fn is_stdout(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if path.as_os_str() == "-" || path == std::path::Path::new("/dev/stdout") {
+        return true;
+    }
+    let (Ok(a), Ok(b)) = (std::fs::metadata(path), std::fs::metadata("/proc/self/fd/1")) else { return false };
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
 const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
 /// What the progress line knows, shared between the observer (the executor's thread) and the events

@@ -350,9 +350,9 @@ mod mpi_world {
             let thread = std::thread::Builder::new()
                 .name("dgen-mpi".into())
                 .spawn(move || serve(rx, ready_tx, cancel, failure, wall))
-                .map_err(|e| Error::Resource(format!("cannot start the MPI thread: {e}")))?;
+                .map_err(|e| Error::resource_from("cannot start the MPI thread", e))?;
             let (rank, size, host, node_ranks) =
-                ready_rx.recv().map_err(|_| Error::Resource("MPI did not start".into()))?.map_err(Error::Resource)?;
+                ready_rx.recv().map_err(|_| Error::resource("MPI did not start"))?.map_err(Error::resource)?;
             Ok((MpiWorld { tx, thread: Mutex::new(Some(thread)) }, rank, size, host, node_ranks))
         }
 
@@ -365,7 +365,7 @@ mod mpi_world {
                 match rx.recv_timeout(Duration::from_millis(50)) {
                     Ok(r) => return r,
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                        return Err(Error::Resource("the MPI thread ended".into()))
+                        return Err(Error::resource("the MPI thread ended"))
                     }
                     Err(_) => {
                         if let Some(f) = failure.lock().unwrap_or_else(|e| e.into_inner()).clone() {
@@ -382,13 +382,13 @@ mod mpi_world {
         pub(super) fn gather(&self, mine: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>> {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let _ = self.tx.send(Req::Gather(mine, tx));
-            rx.recv().map_err(|_| Error::Resource("the MPI thread ended".into()))?
+            rx.recv().map_err(|_| Error::resource("the MPI thread ended"))?
         }
 
         pub(super) fn sum_max(&self, a: u64, b: u64, c: f64) -> Result<(u64, u64, f64)> {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let _ = self.tx.send(Req::SumMax([a, b], c, tx));
-            let ([a, b], c) = rx.recv().map_err(|_| Error::Resource("the MPI thread ended".into()))?;
+            let ([a, b], c) = rx.recv().map_err(|_| Error::resource("the MPI thread ended"))?;
             Ok((a, b, c))
         }
 

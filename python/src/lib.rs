@@ -90,13 +90,6 @@ fn profile(
     Profile::from_keys(dgen_engine::generator::DataKeys { dedup, compress, unit, extent, mix, copies }).map_err(named)
 }
 
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.finish()
-}
-
 /// The generator of one run: `(seed, profile)` → the bytes of stream 0 at any offset, filled in
 /// parallel on a pool of `max_threads` threads (all cores by default), the same bytes whatever
 /// the thread count and the chunking.
@@ -122,7 +115,7 @@ impl Stream {
         copies: Option<String>,
     ) -> PyResult<Stream> {
         let p = profile(dedup, compress, unit, extent, mix, copies)?;
-        let gen = Generator::new(seed.unwrap_or_else(random_seed), p);
+        let gen = Generator::new(seed.unwrap_or_else(dgen_engine::run::random_seed), p);
         let pool = match max_threads {
             None => None,
             Some(0) => return Err(PyValueError::new_err("max_threads must be at least 1")),
@@ -307,10 +300,10 @@ fn write_file<'py>(
     dedup_copies: Option<String>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let p = profile(dedup_ratio, compress_ratio, dedup_unit, dedup_extent, compress_mix, dedup_copies)?;
-    let gen = Generator::new(seed.unwrap_or_else(random_seed), p);
+    let gen = Generator::new(seed.unwrap_or_else(dgen_engine::run::random_seed), p);
     let mut table: toml::Table = toml::from_str(&target)
         .map_err(|e| PyValueError::new_err(format!("target: not a table of [target] keys: {e}")))?;
-    if dgen_engine::run::write_file::split(&path).map_err(to_py)?.0.starts_with("file://") {
+    if dgen_engine::sink::target::split(&path).map_err(to_py)?.0.starts_with("file://") {
         let file = table.entry("file").or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if let toml::Value::Table(t) = file {
             t.entry("direct").or_insert(toml::Value::Boolean(use_direct_io));
@@ -373,31 +366,28 @@ fn run_workload(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<(u8, String, Vec<String>)> {
     use dgen_engine::plugin::host::Mode;
-    use dgen_engine::run::session::RunEnv;
+    use dgen_engine::run::{RunEnv, Session};
     let mode = if verify { Mode::Verify } else { Mode::Write };
     let path = std::path::PathBuf::from(&workload);
     let failure = {
         let path = path.clone();
         move |e: &Error| {
-            let json = dgen_engine::report::failure_json(&path, verify, e);
-            (e.exit_code(), json.to_string(), vec![format!("error: {e}")])
+            let report = dgen_engine::report::Report::failure(&path, verify, e);
+            (e.exit_code(), report.to_json().to_string(), vec![format!("error: {e}")])
         }
     };
     let r = supervised(py, progress, move |bytes, cancel| {
         let attempt = || -> dgen_engine::Result<(u8, String, Vec<String>)> {
-            let plan = dgen_engine::run::workload::Plan::load(&path, &sets)?;
             let events = Arc::new(dgen_engine::events::Silent);
-            let plugin = dgen_engine::run::session::load_plugin(&plan, true, &*events)?;
-            let seed = seed.or(plan.seed).unwrap_or_else(random_seed);
+            let session = Session::open(&path, &sets, seed, mode, true, &*events)?;
             let world = Arc::new(dgen_engine::world::World::solo(0, 1));
             let env = RunEnv { quiet: true, cancel: cancel.clone(), events, world, results: None, carried: 0 };
-            let outcome = dgen_engine::run::session::execute(&plan, &plugin, seed, mode, &mut Counter(bytes), &env)?;
+            let outcome = session.run(&mut Counter(bytes), &env)?;
             if let Some(Error::Cancelled) = &outcome.error {
                 return Err(Error::Cancelled);
             }
-            let lines = dgen_engine::report::outcome_lines(&plan, &outcome);
-            let json = dgen_engine::report::outcome_json(&plan, &outcome);
-            Ok((outcome.exit_code(), json.to_string(), lines))
+            let report = session.report(&outcome);
+            Ok((outcome.exit_code(), report.to_json().to_string(), report.lines()))
         };
         Ok(match attempt() {
             Ok(r) => r,

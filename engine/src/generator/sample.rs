@@ -410,3 +410,35 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     }
     Ok(n)
 }
+
+impl Sample {
+    /// The comment lines `profile` prints above the `[data]` table: what was scanned (`names`) in
+    /// `secs`, dedup at each unit, and the per-block compressibility.
+    pub fn summary_lines(&self, names: &[String], secs: f64) -> Vec<String> {
+        use crate::size::format_size;
+        let mut lines = vec![format!("# dgen-engine profile of {}", names.join(" "))];
+        lines.push(format!(
+            "# {} files, {} in {secs:.1} s ({:.2} GB/s); dedup sampled 1 in {} blocks, maps {} at most",
+            self.files,
+            format_size(self.bytes),
+            self.bytes as f64 / secs.max(1e-9) / 1e9,
+            self.sample_one_in,
+            format_size(self.memory as u64)
+        ));
+        let at: Vec<String> = self.dedup.iter().map(|d| format!("{} {:.3}", format_size(d.unit), d.ratio())).collect();
+        lines.push(format!("# dedup at {}", at.join(", ")));
+        let total: u64 = self.compress.iter().map(|b| b.blocks).sum::<u64>().max(1);
+        let bins: Vec<String> = self
+            .compress
+            .iter()
+            .filter(|b| b.blocks > 0)
+            .map(|b| format!("{:.1}% at {:.2}", 100.0 * b.blocks as f64 / total as f64, b.ratio()))
+            .collect();
+        lines.push(format!(
+            "# per-block zstd -1 ({} blocks, raw when saving < 12.5 %): {}",
+            format_size(self.unit),
+            bins.join(", ")
+        ));
+        lines
+    }
+}

@@ -168,14 +168,8 @@ pub struct Phase {
     pub ended: Option<Instant>,
     /// When the last of its operations finished.
     pub last_done: Option<Instant>,
-    pub written: u64,
-    pub writes: u64,
-    pub read: u64,
-    pub reads: u64,
-    /// Reads whose check failed.
-    pub read_failures: u64,
-    /// Stats, lists and deletes.
-    pub meta_ops: u64,
+    /// What it did: bytes and operations, failed reads, what a stonewall cut.
+    pub counts: Counters,
     /// Every operation's latency (objects: open to durable; reads: issue to last byte checked), µs.
     pub latency: Histogram<u64>,
     /// Reads' time to first byte, µs.
@@ -194,9 +188,49 @@ pub struct Phase {
     /// Stonewalling ended it here: seconds from its start when another rank finished it first,
     /// and which rank that was.
     pub stonewalled: Option<(f64, u32)>,
+}
+
+/// What a stretch of a run did, counted: the one set of counters a phase, a rank's phase and a
+/// phase merged over ranks all carry (and the JSON report's phases show under these names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Bytes written, and objects written (whole, or cut by a stonewall).
+    pub written: u64,
+    pub writes: u64,
+    /// Bytes read, and reads done.
+    pub read: u64,
+    pub reads: u64,
+    /// Stats, lists and deletes.
+    pub meta_ops: u64,
+    /// Reads whose check failed.
+    pub read_failures: u64,
     /// Objects and reads the stonewall cut short (their bytes so far are in `written` / `read`).
+    #[serde(default)]
     pub cut_objects: u64,
+    #[serde(default)]
     pub cut_reads: u64,
+}
+
+impl Counters {
+    pub fn bytes(&self) -> u64 {
+        self.written + self.read
+    }
+
+    pub fn ops(&self) -> u64 {
+        self.writes + self.reads + self.meta_ops
+    }
+
+    /// Adds another stretch's counts (another rank's, for a merged phase).
+    pub fn add(&mut self, o: &Counters) {
+        self.written += o.written;
+        self.writes += o.writes;
+        self.read += o.read;
+        self.reads += o.reads;
+        self.meta_ops += o.meta_ops;
+        self.read_failures += o.read_failures;
+        self.cut_objects += o.cut_objects;
+        self.cut_reads += o.cut_reads;
+    }
 }
 
 /// Bytes of finished operations per time bucket since a phase started: 1024 buckets at most, each
@@ -246,12 +280,7 @@ impl Phase {
             started,
             ended: None,
             last_done: None,
-            written: 0,
-            writes: 0,
-            read: 0,
-            reads: 0,
-            read_failures: 0,
-            meta_ops: 0,
+            counts: Counters::default(),
             latency: h(),
             ttfb: h(),
             cached_bytes: 0.0,
@@ -261,8 +290,6 @@ impl Phase {
             split: Split::default(),
             timeline: Timeline::default(),
             stonewalled: None,
-            cut_objects: 0,
-            cut_reads: 0,
         }
     }
 
@@ -300,11 +327,11 @@ impl Phase {
     }
 
     pub fn bytes(&self) -> u64 {
-        self.written + self.read
+        self.counts.bytes()
     }
 
     pub fn ops(&self) -> u64 {
-        self.writes + self.reads + self.meta_ops
+        self.counts.ops()
     }
 
     /// From its start to its last operation done (or to its end).

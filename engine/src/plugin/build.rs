@@ -76,10 +76,10 @@ fn toolchain(events: &dyn Events) -> Result<Toolchain> {
         }
     }
     debian_toolchain().ok_or_else(|| {
-        Error::Resource(
+        Error::resource(
             "cannot build plugins: the wasm32-unknown-unknown target is missing: run `rustup target add wasm32-unknown-unknown` \
              (offline on Debian: `apt-get install rustc-web cargo-web rust-web-src lld-19`)"
-                .into(),
+                ,
         )
     })
 }
@@ -135,7 +135,7 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool, events: &dyn Events) -
         .env_remove("CARGO_BUILD_TARGET")
         .stdout(Stdio::piped())
         .stderr(if quiet { Stdio::piped() } else { Stdio::inherit() });
-    let output = cmd.output().map_err(|e| Error::Resource(format!("cannot build plugins: cannot run cargo: {e}")))?;
+    let output = cmd.output().map_err(|e| Error::resource_from("cannot build plugins: cannot run cargo", e))?;
     if !output.status.success() {
         let detail = String::from_utf8_lossy(&output.stderr);
         let last: Vec<&str> = detail.lines().filter(|l| l.contains("error")).take(3).collect();

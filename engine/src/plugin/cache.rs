@@ -73,7 +73,7 @@ fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
 /// else can write to.
 pub fn private_dir(dir: &Path) -> Result<PathBuf> {
     let refuse = |why: String| {
-        Error::Resource(format!(
+        Error::resource(format!(
             "the compiled-plugin cache {} {why}; compiled plugins are native code, so it is not used",
             dir.display()
         ))
@@ -104,7 +104,7 @@ pub fn private_dir(dir: &Path) -> Result<PathBuf> {
 /// at the same moment wins, and both use it.
 fn mac_key(dir: &Path) -> Result<[u8; KEY_LEN]> {
     let path = dir.join("mac-key");
-    let bad = |why: String| Error::Resource(format!("the compiled-plugin cache's key {} {why}", path.display()));
+    let bad = |why: String| Error::resource(format!("the compiled-plugin cache's key {} {why}", path.display()));
     for _ in 0..3 {
         match read_private(&path, KEY_LEN as u64) {
             Ok(bytes) if bytes.len() == KEY_LEN => return Ok(bytes.try_into().expect("length checked")),

@@ -99,7 +99,10 @@ fn engine() -> Result<Engine> {
     config.consume_fuel(true);
     config.epoch_interruption(true);
     config.wasm_component_model(true);
-    Engine::new(&config).map_err(|e| Error::Resource(format!("cannot start the Wasm engine: {e}")))
+    Engine::new(&config).map_err(|e| Error::Resource {
+        message: format!("cannot start the Wasm engine: {e}"),
+        source: Some(std::sync::Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(e))),
+    })
 }
 
 /// SHA-256 of `bytes`, lower-case hex.

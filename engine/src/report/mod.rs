@@ -1,385 +1,290 @@
-//! What a run's results say, as lines and as JSON: throughput, op latency percentiles, where the
-//! time went (with a verdict on which side was the bottleneck), checks and verdicts. Formatting only:
-//! the binary prints these lines (and draws the progress bar); the library never prints.
+//! A run's results as one typed [`Report`]: what the terminal table shows (rendered by
+//! [`Report::lines`]) and what `--json-report` writes (its serde form) are the same value, so the two
+//! cannot drift apart. Formatting only: the binary prints the lines (and draws the progress bar); the
+//! library never prints.
+//!
+//! - [`phase`] — a phase in one shape for one rank, a rank's row and a merge over ranks, and the
+//!   figures a rank sends rank 0 to merge exactly;
+//! - [`ranks`] — the merged report of many ranks: phases, a row per rank and per host, coordination;
+//! - [`table`] — the terminal table of one rank's run;
+//! - [`data`] — a data profile as the report names its keys;
+//! - [`format`] — milliseconds, shares and GB/s as the table writes them.
 
-use crate::input::sanitize;
-use crate::pipeline::executor::RunStats;
-use crate::pipeline::phase::Phase;
-use crate::size::format_size;
-use serde_json::json;
-use std::time::Duration;
+pub mod data;
+pub mod format;
+pub mod phase;
+pub mod ranks;
+pub mod table;
 
-fn ms(us: u64) -> String {
-    if us >= 10_000 {
-        format!("{:.0} ms", us as f64 / 1000.0)
-    } else {
-        format!("{:.2} ms", us as f64 / 1000.0)
-    }
+pub use format::{gbps, gbps_of};
+pub use phase::{Latency, PhaseReport};
+pub use ranks::{RankSummary, WorldReport};
+
+use crate::events::Note;
+use data::DataReport;
+use serde::{Deserialize, Serialize};
+
+/// A run's (or a verify's) report. A run that failed before it started has only what was asked
+/// (`file`, `mode`) and the error.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The workload file.
+    pub file: String,
+    /// `run` or `verify`.
+    pub mode: &'static str,
+    #[serde(flatten)]
+    pub run: Option<RunReport>,
+    /// What the engine, the sink and the plugin host had to tell at the end, each with its level.
+    pub notes: Vec<Note>,
+    /// The error that decided the exit code (storage, a plugin fault, Ctrl-C), its detail (a
+    /// plugin trap's backtrace) and its kind; null without one.
+    pub error: Option<String>,
+    pub error_detail: Option<String>,
+    pub error_kind: Option<&'static str>,
+    /// 0 every check passed, 1 a check failed or an object differs, else the error's code.
+    pub exit_code: u8,
 }
 
-fn pct(part: Duration, whole: Duration) -> f64 {
-    100.0 * part.as_secs_f64() / whole.as_secs_f64().max(1e-9)
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub workload: String,
+    pub plugin: PluginReport,
+    pub seed: u64,
+    /// The target's URI.
+    pub target: String,
+    pub data: DataReport,
+    /// Bytes written, objects written, and the time to the last object finished (`seconds`) and of
+    /// the whole run (`run_seconds`).
+    pub bytes: u64,
+    pub objects: usize,
+    pub seconds: f64,
+    pub run_seconds: f64,
+    pub gbps: f64,
+    /// How the sink writes (`io_uring`, `pwrite`, `s3`, …).
+    pub engine: &'static str,
+    /// The write pipeline's figures; none when nothing was written through it (`verify`).
+    pub pipeline: Option<PipelineReport>,
+    pub object_list: Vec<ObjectReport>,
+    pub phases: Vec<PhaseReport>,
+    /// Reads whose check failed: how many, and the first ones.
+    pub read_failures: u64,
+    pub read_failure_list: Vec<ReadFailure>,
+    /// Read-backs' verdicts (every commit under `verify`; the plugin's `verify` calls in a run).
+    pub verify: Vec<VerifyReport>,
+    pub metrics: Vec<Metric>,
+    /// The plugin's checks and summary; none when it returned no report.
+    pub checks: Option<Vec<CheckReport>>,
+    pub summary: Option<String>,
+    /// A run of many ranks, on rank 0 (or ranks run in turn): each rank, each host.
+    #[serde(flatten)]
+    pub world: Option<WorldRows>,
+    /// What the table shows beyond the JSON's fields.
+    #[serde(skip)]
+    pub view: View,
 }
 
-/// GB/s (decimal, as storage people quote it).
-pub fn gbps(bytes: u64, d: Duration) -> f64 {
-    bytes as f64 / d.as_secs_f64().max(1e-9) / 1e9
+/// Table-only context: the profile as one line, and the threads that generate and read.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub profile: String,
+    pub threads: usize,
+    pub readers: usize,
 }
 
-/// The lines after the headline: writes and their latency, and where the time went.
-pub fn run_details(stats: &RunStats, chunk: usize) -> Vec<String> {
-    let h = &stats.op_latency;
-    let mut lines = Vec::new();
-    if stats.ops > 0 {
-        lines.push(format!(
-            "writes: {} of up to {}; latency p50 {} p99 {} p99.9 {} max {}",
-            stats.ops,
-            format_size(chunk as u64),
-            ms(h.value_at_quantile(0.5)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.value_at_quantile(0.999)),
-            ms(h.max()),
-        ));
-    }
-    let gen_share = pct(stats.generate, stats.elapsed * stats.threads as u32);
-    let io_share = pct(stats.io_busy, stats.elapsed);
-    let wait_share = pct(stats.buffer_wait, stats.elapsed);
-    let verdict = if gen_share > 80.0 {
-        "generation-bound: add threads"
-    } else if wait_share > 50.0 {
-        "storage-bound: buffers were waiting on writes"
-    } else {
-        "neither side saturated"
-    };
-    lines.push(format!(
-        "time: generating {:.2} s on {} threads ({gen_share:.0}% busy), writes in flight {:.2} s ({io_share:.0}%), waiting for buffers {:.2} s ({wait_share:.0}%): {verdict}",
-        stats.generate.as_secs_f64(),
-        stats.threads,
-        stats.io_busy.as_secs_f64(),
-        stats.buffer_wait.as_secs_f64(),
-    ));
-    lines
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginReport {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub contract: String,
 }
 
-/// The final table of a `run` or `verify`.
-pub fn outcome_lines(plan: &crate::run::workload::Plan, o: &crate::run::session::Outcome) -> Vec<String> {
-    use crate::plugin::host::Mode;
-    let mut lines = Vec::new();
-    let verb = if o.mode == Mode::Verify { "verify" } else { "run" };
-    lines.push(format!(
-        "dgen-engine {verb}: workload '{}' with plugin {} {} (sha256 {}), seed {}, {}; target {}",
-        plan.name,
-        sanitize(&o.plugin.name, 100),
-        sanitize(&o.plugin.version, 50),
-        &o.plugin_sha256[..16],
-        o.seed,
-        plan.profile,
-        plan.uri
-    ));
-    let bytes: u64 = o.objects.iter().map(|r| r.size).sum();
-    let mut lat: Vec<u64> = o.objects.iter().map(|r| r.latency.as_micros() as u64).collect();
-    lat.sort_unstable();
-    let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
-    let read_only = o.objects.is_empty() && o.phases.iter().any(|p| p.reads + p.meta_ops > 0);
-    if read_only {
-        lines.push(format!("nothing written; run {:.3} s (the phases below)", o.wall.as_secs_f64()));
-    } else {
-        lines.push(format!(
-        "{} objects, {} in {:.3} s = {:.2} GB/s (to the last object finished; run {:.3} s); object latency p50 {} p99 {}",
-        o.objects.len(),
-        format_size(bytes),
-        o.elapsed.as_secs_f64(),
-        gbps(bytes, o.elapsed),
-        o.wall.as_secs_f64(),
-        ms(q(0.5)),
-        ms(q(0.99)),
-    ));
-    }
-    if let Some(stats) = &o.stats {
-        lines.push(format!("engine {}; pool {}", o.engine, format_size(stats.pool_bytes)));
-        if stats.ops > 0 {
-            lines.extend(run_details(stats, o.chunk));
+/// The write pipeline of a run, or of `gen`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PipelineReport {
+    pub bytes: u64,
+    pub writes: u64,
+    /// Bytes per write at most (the pool's buffer size).
+    pub write_size: usize,
+    pub write_latency_us: Latency,
+    /// From the pool ready to the last write done.
+    pub seconds: f64,
+    /// Thread time generating (and checksumming), over `threads` threads.
+    pub generate_s: f64,
+    pub threads: usize,
+    /// Wall time with a write in flight, and with work but no free buffer.
+    pub io_busy_s: f64,
+    pub buffer_wait_s: f64,
+    pub pool_bytes: u64,
+}
+
+impl PipelineReport {
+    pub fn of(s: &crate::pipeline::executor::RunStats, write_size: usize) -> PipelineReport {
+        PipelineReport {
+            bytes: s.bytes,
+            writes: s.ops,
+            write_size,
+            write_latency_us: Latency::of(&s.op_latency),
+            seconds: s.elapsed.as_secs_f64(),
+            generate_s: s.generate.as_secs_f64(),
+            threads: s.threads,
+            io_busy_s: s.io_busy.as_secs_f64(),
+            buffer_wait_s: s.buffer_wait.as_secs_f64(),
+            pool_bytes: s.pool_bytes,
         }
     }
-    lines.extend(phase_lines(&o.phases, plan.threads, plan.concurrency.max(1)));
-    lines.extend(o.notes.iter().cloned());
-    if o.read_failure_count > 0 {
-        lines.push(format!("reads: {} failed their check", o.read_failure_count));
-        for (name, offset, v) in o.read_failures.iter().take(20) {
-            lines.push(format!(
-                "  MISMATCH {} (read from byte {offset}): {}",
-                sanitize(name, 300),
-                sanitize(&v.to_string(), 500)
-            ));
-        }
-    }
-    if o.mode == Mode::Verify || !o.verdicts.is_empty() {
-        let bad: Vec<&(String, crate::pipeline::verify::Verdict)> =
-            o.verdicts.iter().filter(|(_, v)| !v.is_identical()).collect();
-        lines.push(format!(
-            "verified {} objects: {} identical, {} not",
-            o.verdicts.len(),
-            o.verdicts.len() - bad.len(),
-            bad.len()
-        ));
-        for (name, v) in bad.iter().take(20) {
-            lines.push(format!("  MISMATCH {}: {}", sanitize(name, 300), sanitize(&v.to_string(), 500)));
-        }
-    }
-    for (name, value) in o.metrics.iter().take(SHOWN) {
-        lines.push(format!("metric {} = {value}", sanitize(name, 200)));
-    }
-    if o.metrics.len() > SHOWN {
-        lines.push(format!("  … and {} more metrics (all of them are in --json-report)", o.metrics.len() - SHOWN));
-    }
-    if let Some(r) = &o.report {
-        lines.push("checks:".into());
-        for c in r.checks.iter().take(SHOWN) {
-            lines.push(format!(
-                "  {} {:<32} {} {} {}",
-                if c.passed { "PASS" } else { "FAIL" },
-                sanitize(&c.name, 200),
-                c.observed,
-                sanitize(&c.op, 4),
-                c.threshold
-            ));
-        }
-        if r.checks.len() > SHOWN {
-            let failed = r.checks.iter().skip(SHOWN).filter(|c| !c.passed).count();
-            lines.push(format!("  … and {} more checks, {failed} of them failed", r.checks.len() - SHOWN));
-        }
-        if !r.summary.is_empty() {
-            lines.push(format!("summary: {}", sanitize(&r.summary, 2000)));
-        }
-    }
-    lines
 }
 
-/// Where a phase's time went, and what that says bound it; `None` when it did no I/O.
-/// `threads` generate, `readers` read.
-pub fn split_line(p: &Phase, threads: usize, readers: usize) -> Option<String> {
-    let s = &p.split;
-    let window = p.window().max(Duration::from_micros(1));
-    let mut parts = Vec::new();
-    let mut verdict = None;
-    if p.writes > 0 || !s.generate.is_zero() {
-        let gen_share = pct(s.generate, window * threads.max(1) as u32);
-        let wait_share = pct(s.write_buffer_wait, window);
-        parts.push(format!(
-            "generating {:.2} s on {threads} threads ({gen_share:.0}% busy), writes in flight {:.2} s ({:.0}%), waiting for buffers {:.2} s ({wait_share:.0}%)",
-            s.generate.as_secs_f64(),
-            s.writes_in_flight.as_secs_f64(),
-            pct(s.writes_in_flight, window),
-            s.write_buffer_wait.as_secs_f64(),
-        ));
-        verdict = Some(if gen_share > 80.0 {
-            "generation-bound"
-        } else if wait_share > 50.0 {
-            "storage-bound"
-        } else {
-            "neither side saturated"
-        });
-    }
-    if p.reads > 0 {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()).min(readers.max(1));
-        let check_share = pct(s.check, window * cpus as u32);
-        let flight_share = pct(s.reads_in_flight, window);
-        parts.push(format!(
-            "reads in flight {:.2} s ({flight_share:.0}%); of {readers} readers' time {:.2} s in read calls, {:.2} s checking ({check_share:.0}% of {cpus} CPUs), {:.2} s waiting for buffers",
-            s.reads_in_flight.as_secs_f64(),
-            s.read_calls.as_secs_f64(),
-            s.check.as_secs_f64(),
-            s.read_buffer_wait.as_secs_f64(),
-        ));
-        verdict = Some(if check_share > 70.0 {
-            "check-bound: the CPU checking what was read"
-        } else if flight_share > 90.0 {
-            "storage-bound: reads were in flight all along"
-        } else {
-            "plugin-bound: reads were not kept in flight"
-        });
-    }
-    let verdict = verdict?;
-    Some(format!("  {} time: {}: {verdict}", sanitize(&p.name, 64), parts.join("; ")))
+/// An object written: its name, size, CRC32C (when taken) and latency (open to durable), and its
+/// rank in a merged report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ObjectReport {
+    pub name: String,
+    pub size: u64,
+    pub crc32c: Option<u32>,
+    pub latency_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
 }
 
-/// One row per phase, when the run had more than its implicit one or read anything, then where
-/// each phase's time went.
-pub fn phase_lines(phases: &[Phase], threads: usize, readers: usize) -> Vec<String> {
-    let only_writes = phases.len() == 1 && phases[0].reads == 0 && phases[0].meta_ops == 0;
-    if phases.is_empty() || only_writes {
-        return Vec::new();
-    }
-    let mut lines = vec![format!(
-        "{:<16} {:>12} {:>8} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "phase", "bytes", "ops", "seconds", "GB/s", "p50", "p99", "p99.9", "max"
-    )];
-    for p in phases.iter().take(SHOWN) {
-        let mut row = format!(
-            "{:<16} {:>12} {:>8} {:>9.3} {:>8.2} {:>9} {:>9} {:>9} {:>9}",
-            sanitize(&p.name, 64),
-            format_size(p.bytes()),
-            p.ops(),
-            p.seconds(),
-            p.gbps(),
-            ms(p.latency_us(0.5)),
-            ms(p.latency_us(0.99)),
-            ms(p.latency_us(0.999)),
-            ms(p.latency_max_us()),
-        );
-        if let Some(c) = p.cached_fraction() {
-            row.push_str(&format!("  {:.0}% in page cache at start", 100.0 * c));
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadFailure {
+    pub name: String,
+    /// Where the read started.
+    pub offset: u64,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub name: String,
+    pub identical: bool,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+}
+
+/// One of the plugin's checks, with its rank when ranks ran in turn.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    pub name: String,
+    pub observed: f64,
+    pub op: String,
+    pub threshold: f64,
+    pub passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
+}
+
+/// What a merged report adds: the ranks and hosts, and how the ranks ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorldRows {
+    pub world_size: usize,
+    pub ranks: Vec<ranks::RankReport>,
+    pub hosts: Vec<ranks::HostReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<ranks::Coordination>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ranks_in_turn: bool,
+}
+
+impl Report {
+    /// The report of a run that failed before it started (a bad workload, a plugin that does not
+    /// load, a target that cannot be opened): what was asked, and the error.
+    pub fn failure(workload: &std::path::Path, verify: bool, e: &crate::Error) -> Report {
+        Report {
+            file: workload.display().to_string(),
+            mode: if verify { "verify" } else { "run" },
+            run: None,
+            notes: Vec::new(),
+            error: None,
+            error_detail: None,
+            error_kind: None,
+            exit_code: 0,
         }
-        if p.read_failures > 0 {
-            row.push_str(&format!("  {} reads FAILED their check", p.read_failures));
-        }
-        if let Some((at, by)) = p.stonewalled {
-            row.push_str(&format!(
-                "  stonewalled at {at:.3} s (rank {by} finished first): {} objects, {} reads cut",
-                p.cut_objects, p.cut_reads
-            ));
-        }
-        lines.push(row);
+        .with_error(Some(e), e.exit_code())
     }
-    if phases.len() > SHOWN {
-        lines.push(format!("  … and {} more phases (all of them are in --json-report)", phases.len() - SHOWN));
+
+    /// Sets the error fields and the exit code.
+    pub fn with_error(mut self, e: Option<&crate::Error>, exit_code: u8) -> Report {
+        self.error = e.map(|e| e.to_string());
+        self.error_detail = e.and_then(|e| e.detail().map(str::to_string));
+        self.error_kind = e.map(|e| e.kind());
+        self.exit_code = exit_code;
+        self
     }
-    lines.extend(phases.iter().take(SHOWN).filter_map(|p| split_line(p, threads, readers)));
-    lines
-}
 
-/// A phase as the JSON report's `phases` entries.
-pub fn phase_json(p: &Phase) -> serde_json::Value {
-    let q = |h: &hdrhistogram::Histogram<u64>, x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
-    json!({
-        "name": p.name,
-        "bytes": p.bytes(),
-        "ops": p.ops(),
-        "seconds": p.seconds(),
-        "gbps": p.gbps(),
-        "latency_us": { "p50": p.latency_us(0.5), "p99": p.latency_us(0.99), "p999": p.latency_us(0.999), "max": p.latency_max_us() },
-        "written": p.written,
-        "writes": p.writes,
-        "read": p.read,
-        "reads": p.reads,
-        "read_failures": p.read_failures,
-        "meta_ops": p.meta_ops,
-        "ttfb_us": { "p50": q(&p.ttfb, 0.5), "p99": q(&p.ttfb, 0.99), "max": p.ttfb.max() },
-        "cached_fraction": p.cached_fraction(),
-        "stonewalled": p.stonewalled.map(|(at, by)| json!({ "at_s": at, "by_rank": by })),
-        "cut_objects": p.cut_objects,
-        "cut_reads": p.cut_reads,
-        "time_split": {
-            "window_s": p.window().as_secs_f64(),
-            "generate_s": p.split.generate.as_secs_f64(),
-            "writes_in_flight_s": p.split.writes_in_flight.as_secs_f64(),
-            "write_buffer_wait_s": p.split.write_buffer_wait.as_secs_f64(),
-            "reads_in_flight_s": p.split.reads_in_flight.as_secs_f64(),
-            "read_calls_s": p.split.read_calls.as_secs_f64(),
-            "check_s": p.split.check.as_secs_f64(),
-            "read_buffer_wait_s": p.split.read_buffer_wait.as_secs_f64(),
-        },
-    })
-}
-
-/// Rows of plugin-made lists (metrics, checks) the table shows; the JSON report has them all.
-const SHOWN: usize = 50;
-
-/// The same content as [`outcome_lines`], as JSON.
-pub fn outcome_json(plan: &crate::run::workload::Plan, o: &crate::run::session::Outcome) -> serde_json::Value {
-    let bytes: u64 = o.objects.iter().map(|r| r.size).sum();
-    let stats = o.stats.as_ref().map(|s| {
-        json!({
-            "bytes": s.bytes,
-            "writes": s.ops,
-            "write_latency_us": {
-                "p50": s.op_latency.value_at_quantile(0.5),
-                "p99": s.op_latency.value_at_quantile(0.99),
-                "p999": s.op_latency.value_at_quantile(0.999),
-                "max": s.op_latency.max(),
-            },
-            "generate_s": s.generate.as_secs_f64(),
-            "threads": s.threads,
-            "io_busy_s": s.io_busy.as_secs_f64(),
-            "buffer_wait_s": s.buffer_wait.as_secs_f64(),
-            "pool_bytes": s.pool_bytes,
-        })
-    });
-    let report = json!({
-        "workload": plan.name,
-        "file": plan.file.display().to_string(),
-        "mode": if o.mode == crate::plugin::host::Mode::Verify { "verify" } else { "run" },
-        "plugin": { "name": o.plugin.name, "version": o.plugin.version, "sha256": o.plugin_sha256, "contract": o.plugin.contract },
-        "seed": o.seed,
-        "target": plan.uri,
-        "data": data_json(&plan.profile),
-        "bytes": bytes,
-        "objects": o.objects.len(),
-        "seconds": o.elapsed.as_secs_f64(),
-        "run_seconds": o.wall.as_secs_f64(),
-        "gbps": gbps(bytes, o.elapsed),
-        "engine": o.engine,
-        "pipeline": stats,
-        "object_list": o.objects.iter().map(|r| json!({
-            "name": r.name, "size": r.size, "crc32c": r.crc32c, "latency_us": r.latency.as_micros() as u64
-        })).collect::<Vec<_>>(),
-        "phases": o.phases.iter().map(phase_json).collect::<Vec<_>>(),
-        "read_failures": o.read_failure_count,
-        "read_failure_list": o.read_failures.iter().map(|(n, off, v)| json!({"name": n, "offset": off, "verdict": v.to_string()})).collect::<Vec<_>>(),
-        "verify": o.verdicts.iter().map(|(n, v)| json!({"name": n, "identical": v.is_identical(), "verdict": v.to_string()})).collect::<Vec<_>>(),
-        "metrics": o.metrics.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
-        "checks": o.report.as_ref().map(|r| r.checks.iter().map(|c| json!({
-            "name": c.name, "observed": c.observed, "op": c.op, "threshold": c.threshold, "passed": c.passed
-        })).collect::<Vec<_>>()),
-        "summary": o.report.as_ref().map(|r| r.summary.clone()),
-    });
-    with_error(report, o.error.as_ref(), o.exit_code())
-}
-
-/// Adds the fields every report has, in one shape whether the run failed early, late or not at all:
-/// `error`, `error_detail`, `error_kind` (null without an error) and `exit_code`.
-fn with_error(mut report: serde_json::Value, e: Option<&crate::Error>, exit_code: u8) -> serde_json::Value {
-    if let Some(map) = report.as_object_mut() {
-        map.insert("error".into(), json!(e.map(|e| e.to_string())));
-        map.insert("error_detail".into(), json!(e.and_then(|e| e.detail())));
-        map.insert("error_kind".into(), json!(e.map(|e| e.kind())));
-        map.insert("exit_code".into(), json!(exit_code));
-    }
-    report
-}
-
-/// The JSON report of a run that failed before it started (a bad workload, a plugin that does not
-/// load, a target that cannot be opened): what was asked, and the error.
-pub fn failure_json(workload: &std::path::Path, verify: bool, e: &crate::Error) -> serde_json::Value {
-    let report = json!({
-        "file": workload.display().to_string(),
-        "mode": if verify { "verify" } else { "run" },
-    });
-    with_error(report, Some(e), e.exit_code())
-}
-
-/// A profile as the JSON report gives it: the workload's `[data]` keys, with the extent always and
-/// the mix (its classes, and `compress` the stream ratio it implies) when there is one.
-pub fn data_json(p: &crate::generator::Profile) -> serde_json::Value {
-    let mut d = serde_json::json!({
-        "dedup": p.dedup(), "compress": p.compress(), "dedup_unit": p.unit(), "dedup_extent": p.extent(),
-    });
-    if !p.mix().is_empty() {
-        d["compress_mix"] = p.mix().iter().map(|c| serde_json::json!([c.fraction, c.ratio])).collect();
-    }
-    if let Some(t) = p.copies() {
-        use crate::generator::copies::CopySpec;
-        d["dedup_copies"] = match &t.spec {
-            CopySpec::Even => serde_json::json!("even"),
-            CopySpec::Zipf(s) => serde_json::json!({ "zipf": s }),
-            CopySpec::Histogram { path, rows } if path.as_os_str().is_empty() => {
-                serde_json::json!({ "histogram": rows.iter().map(|&(k, n)| [k, n]).collect::<Vec<_>>() })
+    /// Rank 0's report made the run's: the merged totals, objects and phases replace its own, and
+    /// the ranks and hosts are added. The exit code is the worst of its own and every rank's.
+    pub fn merge(&mut self, w: WorldReport) {
+        self.exit_code = self.exit_code.max(w.exit_code);
+        if let Some(run) = self.run.as_mut() {
+            run.bytes = w.bytes;
+            run.objects = w.objects;
+            run.seconds = w.seconds;
+            run.gbps = w.gbps;
+            run.object_list = w.object_list;
+            run.phases = w.phases;
+            if let Some(checks) = w.checks {
+                run.checks = Some(checks);
             }
-            CopySpec::Histogram { path, rows } => {
-                serde_json::json!({ "histogram": path.display().to_string(), "rows": rows.len() })
-            }
-        };
-        d["dedup_table"] = serde_json::json!({ "runs": t.runs(), "period_rows": t.period(), "bytes": t.bytes() });
+            run.world = Some(WorldRows {
+                world_size: w.world_size,
+                ranks: w.ranks,
+                hosts: w.hosts,
+                coordination: w.coordination,
+                ranks_in_turn: w.ranks_in_turn,
+            });
+        }
     }
-    d
+
+    /// The report as JSON: its fields in order of name (as `serde_json` keeps a map).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// The JSON text `--json-report` writes.
+    pub fn to_json_text(&self) -> String {
+        serde_json::to_string_pretty(&self.to_json()).unwrap_or_default() + "\n"
+    }
+
+    /// The failed checks' names, quoted.
+    pub fn failed_checks(&self) -> Vec<String> {
+        self.run
+            .iter()
+            .flat_map(|r| r.checks.iter().flatten())
+            .filter(|c| !c.passed)
+            .map(|c| format!("'{}'", c.name))
+            .collect()
+    }
+}
+
+impl ObjectReport {
+    pub fn of(r: &crate::pipeline::executor::ObjectResult) -> ObjectReport {
+        ObjectReport {
+            name: r.name.clone(),
+            size: r.size,
+            crc32c: r.crc32c,
+            latency_us: r.latency.as_micros() as u64,
+            rank: None,
+        }
+    }
+}
+
+impl CheckReport {
+    pub fn of(c: &crate::plugin::Check, rank: Option<u32>) -> CheckReport {
+        CheckReport {
+            name: c.name.clone(),
+            observed: c.observed,
+            op: c.op.clone(),
+            threshold: c.threshold,
+            passed: c.passed,
+            rank,
+        }
+    }
 }

@@ -27,6 +27,8 @@ pub enum Output<'a> {
     Writer { out: Box<dyn Write + Send>, label: String },
     /// Object `name` of `sink` (a file of a directory, or the null sink).
     Object { sink: &'a dyn Sink, name: String },
+    /// The same, of a sink the output holds.
+    Shared { sink: Arc<dyn Sink>, name: String },
 }
 
 /// How the stream is made.
@@ -130,6 +132,14 @@ pub fn generate(
     };
     let starting =
         |label: &str, e: io::Error| Error::io(label, io::Error::new(e.kind(), format!("starting zstd: {e}")));
+    let held;
+    let output: Output<'_> = match output {
+        Output::Shared { sink, name } => {
+            held = sink;
+            Output::Object { sink: &*held, name }
+        }
+        other => other,
+    };
     let (stats, shape, compressed) = match (output, spec.zstd_level) {
         (Output::Object { sink, name }, None) => {
             let (stats, shape) = run(sink, name, observer)?;
@@ -149,13 +159,14 @@ pub fn generate(
             let (stats, shape) = run(&sink, "stream".into(), observer)?;
             (stats, shape, Some((bytes.load(Ordering::Relaxed), 0)))
         }
+        (Output::Shared { .. }, _) => unreachable!("taken as an object above"),
         (Output::Object { sink, name }, Some(level)) => {
             // The compressed bytes go to the object through a small pool of their own, so that the
             // generator's buffers, which the stream holds in order, can never starve them.
             let label = format!("{}/{name}", sink.describe());
             let caps = sink.capabilities();
             let chunk = crate::pipeline::executor::buffer_size_for(&caps, spec.buffer_size);
-            let pool = BufferPool::new(4, chunk, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
+            let pool = BufferPool::new(4, chunk, caps.alignment).map_err(Error::pool)?;
             let plain =
                 crate::object::identity::Identity::of(&Content::Stream { stream: 0, offset: 0 }, gen, spec.size);
             let identity = plain.derived(&format!("zstd -{level}"));

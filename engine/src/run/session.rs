@@ -1,4 +1,6 @@
-//! `dgen-engine run` and `verify`: a workload plan, its plugin and its sink, wired together.
+//! A workload run: its plan, its plugin and its sink, wired together. [`Session`] is the one way a
+//! workload is run — by the CLI (`run`, `verify`, a rank under a launcher), by ranks run in turn and
+//! by the Python package — and [`Session::report`] the one way its outcome becomes a [`Report`].
 //!
 //! The plugin runs on the calling thread; the executor runs beside it on its own thread, taking each
 //! committed object from a channel, so objects are written while the plugin goes on planning. When the
@@ -6,13 +8,14 @@
 //! plugin's report, the run's statistics, and which error (if any) decides the exit code.
 
 use crate::error::{Error, Result};
-use crate::events::{Event, Events};
+use crate::events::{Event, Events, Note};
 use crate::generator::Generator;
 use crate::pipeline::executor::{ExecConfig, Executor, ObjectResult, Observer, RunStats};
 use crate::pipeline::verify::Verdict;
-use crate::plugin::host::{HostFacts, HostState, Mode, RunContext};
-use crate::plugin::{build, LoadedPlugin, PluginMeta, Report, RunConfig};
+use crate::plugin::host::{HostState, Mode, RunContext};
+use crate::plugin::{build, LoadedPlugin, PluginMeta, Report as PluginReport, RunConfig};
 use crate::pool::BufferPool;
+use crate::report::{self, Report};
 use crate::run::workload::{Plan, PluginSource};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -28,6 +31,101 @@ pub fn load_plugin(plan: &Plan, quiet: bool, events: &dyn Events) -> Result<Load
     }
 }
 
+/// One workload, ready to run: its checked plan, its plugin (built and loaded), the seed and whether
+/// commits write or verify.
+pub struct Session {
+    pub plan: Plan,
+    pub plugin: LoadedPlugin,
+    pub seed: u64,
+    pub mode: Mode,
+}
+
+impl Session {
+    /// Loads a workload file (with `--set` overrides) and its plugin; the seed is `seed`, else the
+    /// workload's, else drawn at random. `quiet` and `events` are for building a plugin crate.
+    pub fn open(
+        workload: &Path,
+        sets: &[String],
+        seed: Option<u64>,
+        mode: Mode,
+        quiet: bool,
+        events: &dyn Events,
+    ) -> Result<Session> {
+        let plan = Plan::load(workload, sets)?;
+        let plugin = load_plugin(&plan, quiet, events)?;
+        let seed = seed.or(plan.seed).unwrap_or_else(super::random_seed);
+        Ok(Session { plan, plugin, seed, mode })
+    }
+
+    /// Runs (or verifies) this process's rank of the workload (the only one, alone).
+    pub fn run(&self, observer: &mut (dyn Observer + Send), env: &RunEnv) -> Result<Outcome> {
+        execute(&self.plan, &self.plugin, self.seed, self.mode, observer, env)
+    }
+
+    /// A run's outcome as its report: what the table shows and the JSON says.
+    pub fn report(&self, o: &Outcome) -> Report {
+        use crate::report::{
+            CheckReport, Metric, ObjectReport, PhaseReport, PipelineReport, PluginReport as Plugin, ReadFailure,
+            RunReport, VerifyReport, View,
+        };
+        let plan = &self.plan;
+        let bytes: u64 = o.objects.iter().map(|r| r.size).sum();
+        let run_start = o.phases.first().map(|p| p.started);
+        let run = RunReport {
+            workload: plan.name.clone(),
+            plugin: Plugin {
+                name: o.plugin.name.clone(),
+                version: o.plugin.version.clone(),
+                sha256: o.plugin_sha256.clone(),
+                contract: o.plugin.contract.clone(),
+            },
+            seed: o.seed,
+            target: plan.uri.clone(),
+            data: report::data::DataReport::of(&plan.profile),
+            bytes,
+            objects: o.objects.len(),
+            seconds: o.elapsed.as_secs_f64(),
+            run_seconds: o.wall.as_secs_f64(),
+            gbps: report::gbps(bytes, o.elapsed),
+            engine: o.engine,
+            pipeline: o.stats.as_ref().map(|s| PipelineReport::of(s, o.chunk)),
+            object_list: o.objects.iter().map(ObjectReport::of).collect(),
+            phases: o.phases.iter().map(|p| PhaseReport::of(p, run_start)).collect(),
+            read_failures: o.read_failure_count,
+            read_failure_list: o
+                .read_failures
+                .iter()
+                .map(|(name, offset, v)| ReadFailure { name: name.clone(), offset: *offset, verdict: v.to_string() })
+                .collect(),
+            verify: o
+                .verdicts
+                .iter()
+                .map(|(name, v)| VerifyReport {
+                    name: name.clone(),
+                    identical: v.is_identical(),
+                    verdict: v.to_string(),
+                })
+                .collect(),
+            metrics: o.metrics.iter().map(|(name, value)| Metric { name: name.clone(), value: *value }).collect(),
+            checks: o.report.as_ref().map(|r| r.checks.iter().map(|c| CheckReport::of(c, None)).collect()),
+            summary: o.report.as_ref().map(|r| r.summary.clone()),
+            world: None,
+            view: View { profile: plan.profile.to_string(), threads: plan.threads, readers: plan.concurrency.max(1) },
+        };
+        Report {
+            file: plan.file.display().to_string(),
+            mode: if self.mode == Mode::Verify { "verify" } else { "run" },
+            run: Some(run),
+            notes: o.notes.clone(),
+            error: None,
+            error_detail: None,
+            error_kind: None,
+            exit_code: 0,
+        }
+        .with_error(o.error.as_ref(), o.exit_code())
+    }
+}
+
 /// What a run (or a verify) produced.
 pub struct Outcome {
     pub plugin: PluginMeta,
@@ -35,7 +133,7 @@ pub struct Outcome {
     pub seed: u64,
     pub mode: Mode,
     /// The plugin's report, when it returned one.
-    pub report: Option<Report>,
+    pub report: Option<PluginReport>,
     /// The error that decides the exit code, if any (storage, plugin fault, Ctrl-C).
     pub error: Option<Error>,
     pub stats: Option<RunStats>,
@@ -55,7 +153,7 @@ pub struct Outcome {
     pub engine: &'static str,
     pub chunk: usize,
     /// What the sink had to say at the end (an upload it could not abort, the concurrency it chose).
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 impl Outcome {
@@ -101,7 +199,7 @@ pub fn execute(
     let (rank, world_size) = (world.rank(), world.size());
     let (quiet, cancel) = (*quiet, cancel.clone());
     let (sink, notes) = plan.target.open()?;
-    guard_root(plan, plugin)?;
+    super::place::guard_root(plan, plugin)?;
     if !quiet {
         for n in notes {
             events.emit(Event::Note(n));
@@ -161,7 +259,7 @@ pub fn execute(
         split,
         world: world.clone(),
         stonewall,
-        facts: facts(&plan.target, world, results.as_deref()),
+        facts: super::place::facts(&plan.target, world, results.as_deref()),
     };
     let started;
     let (state, result, exec_result) = match mode {
@@ -170,8 +268,7 @@ pub fn execute(
             let exec = if stonewall { exec.with_wall(world.wall().clone()) } else { exec };
             outcome.chunk = exec.chunk_size();
             // Read-backs for the plugin's own `verify` calls use two buffers of their own.
-            let verify_pool =
-                BufferPool::new(2, exec.chunk_size(), caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
+            let verify_pool = BufferPool::new(2, exec.chunk_size(), caps.alignment).map_err(Error::pool)?;
             // Like `gen`, the clock starts once the pool is allocated and pre-faulted — on every
             // rank at once.
             world.barrier(&cancel)?;
@@ -188,17 +285,15 @@ pub fn execute(
                 let handle = s.spawn(move || exec.run_channel(jobs_rx, Some(done_tx), observer, &cancel2));
                 let (mut state, result) = plugin.run(state, config);
                 state.end_intake();
-                let exec_result =
-                    handle.join().unwrap_or_else(|_| Err(Error::Resource("the executor panicked".into())));
+                let exec_result = handle.join().unwrap_or_else(|_| Err(Error::resource("the executor panicked")));
                 (state, result, Some(exec_result))
             })
         }
         Mode::Verify => {
             drop((jobs_tx, jobs_rx, done_tx));
             let size = crate::pipeline::executor::buffer_size_for(&caps, plan.buffer_size);
-            let pool = BufferPool::new(2, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
-            let read_pool =
-                BufferPool::new(plan.buffers, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
+            let pool = BufferPool::new(2, size, caps.alignment).map_err(Error::pool)?;
+            let read_pool = BufferPool::new(plan.buffers, size, caps.alignment).map_err(Error::pool)?;
             world.barrier(&cancel)?;
             started = Instant::now();
             let mut state =
@@ -213,79 +308,11 @@ pub fn execute(
     Ok(outcome)
 }
 
-/// Refuses a file target whose root holds what the run itself depends on — the compiled-plugin
-/// cache, the workload file, the plugin — since the plugin may write and delete below its root.
-fn guard_root(plan: &Plan, plugin: &LoadedPlugin) -> Result<()> {
-    let crate::sink::Target::File(t) = &plan.target else { return Ok(()) };
-    let Ok(root) = std::fs::canonicalize(&t.root) else { return Ok(()) };
-    let mut guarded = vec![("the compiled-plugin cache", build::cache_dir()), ("the plugin", plugin.path.clone())];
-    if let PluginSource::Crate(dir) = &plan.plugin {
-        guarded.push(("the plugin crate", dir.clone()));
-    }
-    guarded.push(("the workload file", plan.file.clone()));
-    for (what, path) in guarded {
-        // What does not exist yet is judged by its nearest existing ancestor.
-        let mut p = path.as_path();
-        let real = loop {
-            if let Ok(r) = std::fs::canonicalize(p) {
-                break Some(r.join(path.strip_prefix(p).unwrap_or(Path::new(""))));
-            }
-            match p.parent() {
-                Some(up) if !up.as_os_str().is_empty() => p = up,
-                _ => break None,
-            }
-        };
-        if real.is_some_and(|r| r.starts_with(&root)) {
-            return Err(Error::InvalidValue {
-                key: "target.uri",
-                value: plan.uri.clone(),
-                reason: format!(
-                    "its root {} contains {what} ({}): a plugin may write and delete below its root; choose a \
-                     directory of its own",
-                    root.display(),
-                    path.display()
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// What the plugin's `facts` tell of this node and the target, taken once the target is open (its
-/// root exists).
-fn facts(target: &crate::sink::Target, world: &crate::world::World, results: Option<&Path>) -> HostFacts {
-    use std::os::unix::fs::MetadataExt;
-    let node_memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024);
-    let (page_cache, cache_drop, results_elsewhere) = match target {
-        crate::sink::Target::File(t) => {
-            let dev = |p: &Path| std::fs::metadata(p).ok().map(|m| m.dev());
-            // The report's directory (it is written at the end; a bare name is the working one).
-            let results_dir = results.map(|r| match r.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => std::path::PathBuf::from("."),
-            });
-            let elsewhere = match (results_dir.as_deref().and_then(dev), dev(&t.root)) {
-                (Some(a), Some(b)) => Some(a != b),
-                _ => None,
-            };
-            (!t.options.direct, t.options.cache == crate::sink::CacheMode::Drop, elsewhere)
-        }
-        _ => (false, false, None),
-    };
-    HostFacts { node_memory, node_ranks: world.node_ranks(), page_cache, cache_drop, results_elsewhere }
-}
-
 /// Fills a run's outcome from what the host, the executor and the plugin ended with.
 fn settle(
     o: &mut Outcome,
     state: HostState,
-    result: Result<std::result::Result<Report, String>>,
+    result: Result<std::result::Result<PluginReport, String>>,
     exec_result: Option<Result<RunStats>>,
     started: Instant,
     sink: &dyn crate::sink::Sink,

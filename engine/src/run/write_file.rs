@@ -46,46 +46,10 @@ pub struct Written {
     pub verdict: Option<Verdict>,
 }
 
-/// The target URI and the object's name of `uri`.
-pub fn split(uri: &str) -> Result<(String, String)> {
-    let bad = |why: &str| Error::InvalidValue { key: "path", value: uri.to_string(), reason: why.to_string() };
-    let (scheme, rest) = match uri.split_once("://") {
-        Some((s, r)) if ["file", "s3", "az"].contains(&s) => (format!("{s}://"), r.to_string()),
-        Some((s, _)) => return Err(bad(&format!("has the scheme '{s}://'; use a path, file://, s3:// or az://"))),
-        None => ("file://".to_string(), uri.to_string()),
-    };
-    let rest = rest.trim_end_matches('/');
-    let (parent, name) = match rest.rsplit_once('/') {
-        Some((p, n)) => (p, n),
-        None if scheme == "file://" => (".", rest),
-        None => return Err(bad("names a bucket or container but no object in it")),
-    };
-    if name.is_empty() || name == "." || name == ".." {
-        return Err(bad("does not end in an object name"));
-    }
-    let parent = if parent.is_empty() && scheme == "file://" { "/" } else { parent };
-    Ok((format!("{scheme}{parent}"), name.to_string()))
-}
-
 /// Writes `spec.size` bytes of stream 0 of `gen` as the object `spec.uri`. On failure or
 /// cancellation the object is aborted: no complete-looking file, no open upload.
 pub fn write(gen: &Generator, spec: &WriteSpec, observer: &mut dyn Observer, cancel: &AtomicBool) -> Result<Written> {
-    let (target_uri, name) = split(&spec.uri)?;
-    let mut table = spec.target.clone();
-    table.insert("uri".into(), toml::Value::String(target_uri));
-    let locate = |table: &str, key: &str| format!("{table}.{key}");
-    let mut target = Target::configure(&table, &locate)?;
-    // The user named this object: it is replaced whoever wrote what was there (as `cp` would).
-    match &mut target {
-        Target::File(t) => {
-            // A file's directory must exist, as for open(2): a typo in a path is an error, not a tree.
-            t.options.create_root = false;
-            t.options.replace_any = true;
-        }
-        Target::S3(t) => t.options.cloud.replace_any = true,
-        Target::Azure(t) => t.options.cloud.replace_any = true,
-        Target::Null => {}
-    }
+    let (target, name) = Target::for_object(&spec.uri, &spec.target)?;
     crate::pool::pool_fits(spec.buffers as u64, spec.buffer_size as u64).map_err(|m| Error::InvalidValue {
         key: "buffer_count",
         value: spec.buffers.to_string(),
@@ -112,7 +76,7 @@ pub fn write(gen: &Generator, spec: &WriteSpec, observer: &mut dyn Observer, can
     )?;
     let verdict = if spec.verify {
         let size = crate::pipeline::executor::buffer_size_for(&caps, spec.buffer_size);
-        let pool = crate::pool::BufferPool::new(2, size, caps.alignment).map_err(|e| Error::Resource(e.to_string()))?;
+        let pool = crate::pool::BufferPool::new(2, size, caps.alignment).map_err(Error::pool)?;
         let content = Content::Stream { stream: 0, offset: 0 };
         Some(verify::compare_object(sink.open(&name)?, gen, &content, spec.size, &pool, cancel)?)
     } else {
@@ -123,7 +87,7 @@ pub fn write(gen: &Generator, spec: &WriteSpec, observer: &mut dyn Observer, can
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use crate::sink::target::split;
 
     #[test]
     fn an_object_uri_is_its_target_and_its_name() {

@@ -125,7 +125,7 @@ pub trait Sink: Send + Sync {
 
     /// What the sink has to tell at the end of a run: warnings (an upload it could not abort) and
     /// figures (the concurrency it settled on).
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self) -> Vec<crate::events::Note> {
         Vec::new()
     }
 }

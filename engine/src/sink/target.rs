@@ -175,6 +175,28 @@ impl Target {
         Ok(chosen.expect("the URI's kind is configured"))
     }
 
+    /// The target of one object the user named by its URI (a path, `file://…`, `s3://bucket/key`,
+    /// `az://container/blob`), with more `[target]` keys in `extra`; and the object's name in it.
+    /// The user named it, so it replaces whatever was there (as `cp` would); a file's directory
+    /// must exist, as for open(2): a typo in a path is an error, not a tree.
+    pub fn for_object(uri: &str, extra: &toml::Table) -> Result<(Target, String)> {
+        let (target_uri, name) = split(uri)?;
+        let mut table = extra.clone();
+        table.insert("uri".into(), toml::Value::String(target_uri));
+        let locate = |table: &str, key: &str| format!("{table}.{key}");
+        let mut target = Target::configure(&table, &locate)?;
+        match &mut target {
+            Target::File(t) => {
+                t.options.create_root = false;
+                t.options.replace_any = true;
+            }
+            Target::S3(t) => t.options.cloud.replace_any = true,
+            Target::Azure(t) => t.options.cloud.replace_any = true,
+            Target::Null => {}
+        }
+        Ok((target, name))
+    }
+
     /// The target as a URI (`file://…`, `s3://bucket/prefix`), for reports.
     pub fn uri(&self) -> String {
         let join = |scheme: &str, root: &str, prefix: &str| {
@@ -206,6 +228,27 @@ impl Target {
             Target::Azure(t) => (Arc::new(super::azure::open(t)?), Vec::new()),
         })
     }
+}
+
+/// The target URI and the object's name of `uri`.
+pub fn split(uri: &str) -> Result<(String, String)> {
+    let bad = |why: &str| Error::InvalidValue { key: "path", value: uri.to_string(), reason: why.to_string() };
+    let (scheme, rest) = match uri.split_once("://") {
+        Some((s, r)) if ["file", "s3", "az"].contains(&s) => (format!("{s}://"), r.to_string()),
+        Some((s, _)) => return Err(bad(&format!("has the scheme '{s}://'; use a path, file://, s3:// or az://"))),
+        None => ("file://".to_string(), uri.to_string()),
+    };
+    let rest = rest.trim_end_matches('/');
+    let (parent, name) = match rest.rsplit_once('/') {
+        Some((p, n)) => (p, n),
+        None if scheme == "file://" => (".", rest),
+        None => return Err(bad("names a bucket or container but no object in it")),
+    };
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(bad("does not end in an object name"));
+    }
+    let parent = if parent.is_empty() && scheme == "file://" { "/" } else { parent };
+    Ok((format!("{scheme}{parent}"), name.to_string()))
 }
 
 /// A URI the backend refused, as a workload error at `target.uri`.

@@ -136,13 +136,13 @@ impl<'s> Executor<'s> {
         cfg.buffers = cfg.buffers.max(1);
         cfg.threads = cfg.threads.max(1);
         cfg.open_objects = cfg.open_objects.max(1);
-        let pool = BufferPool::new(cfg.buffers, size, align).map_err(|e| Error::Resource(e.to_string()))?;
+        let pool = BufferPool::new(cfg.buffers, size, align).map_err(Error::pool)?;
         sink.use_pool(&pool);
         let workers = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads)
             .thread_name(|i| format!("dgen-gen-{i}"))
             .build()
-            .map_err(|e| Error::Resource(format!("cannot start generator threads: {e}")))?;
+            .map_err(|e| Error::resource_from("cannot start generator threads", e))?;
         Ok(Executor { sink, gen: Arc::new(gen), pool, workers, cfg, chunk: size, split: Arc::default(), wall: None })
     }
 

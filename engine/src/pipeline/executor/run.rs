@@ -205,7 +205,7 @@ impl<'e, 's> Coordinator<'e, 's> {
                 let needed = part.div_ceil(exec.chunk as u64);
                 if needed > exec.pool.count() as u64 {
                     writer.abort();
-                    return self.fail(Error::Resource(format!(
+                    return self.fail(Error::resource(format!(
                         "{}: {} needs parts of {} but the buffer pool holds only {} ({} × {}): raise \
                          pipeline.buffers or pipeline.buffer_size",
                         exec.sink.describe(),

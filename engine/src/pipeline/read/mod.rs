@@ -256,7 +256,7 @@ impl Reads {
             let t = std::thread::Builder::new()
                 .name(format!("dgen-read-{i}"))
                 .spawn(move || worker(&shared))
-                .map_err(|e| Error::Resource(format!("cannot start reader threads: {e}")))?;
+                .map_err(|e| Error::resource_from("cannot start reader threads", e))?;
             threads.push(t);
         }
         Ok(Reads { shared, threads })

@@ -151,7 +151,7 @@ impl Host for HostState {
 
     fn stonewalled(&mut self) -> wasmtime::Result<u64> {
         // Reads taken in so far: the plugin's own wait-reads decides when that is.
-        Ok(self.cut + self.phases.iter().map(|p| p.cut_reads).sum::<u64>())
+        Ok(self.cut + self.phases.iter().map(|p| p.counts.cut_reads).sum::<u64>())
     }
 
     fn phase_totals(&mut self) -> wasmtime::Result<wit::RunTotals> {

@@ -49,15 +49,15 @@ impl LogGate {
 
 impl HostState {
     /// What the log rate limit held back, and how many lines were cut, for the end of the run.
-    pub(super) fn log_summary(&self) -> Option<String> {
+    pub(super) fn log_summary(&self) -> Option<crate::events::Note> {
         let g = &self.logs;
         if g.suppressed == 0 && g.cut == 0 {
             return None;
         }
-        Some(format!(
+        Some(crate::events::Note::note(format!(
             "[{}] note: {} log lines not shown (more than {LOG_BURST} at once or {LOG_RATE} a second), {} cut to {MAX_LOG_LINE} characters",
             self.ctx.plugin, g.suppressed, g.cut
-        ))
+        )))
     }
 
     pub(super) fn log_line(&mut self, level: LogLevel, message: &str) {

@@ -307,5 +307,5 @@ pub struct HostOutcome {
     pub read_failures: Vec<(String, u64, Verdict)>,
     pub read_failure_count: u64,
     pub read_error: Option<Error>,
-    pub log_summary: Option<String>,
+    pub log_summary: Option<crate::events::Note>,
 }

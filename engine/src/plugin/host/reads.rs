@@ -38,15 +38,15 @@ impl HostState {
             self.cut += 1;
         }
         if let Some(p) = self.phases.get_mut(phase) {
-            p.written += r.size;
+            p.counts.written += r.size;
             if r.cut {
-                p.cut_objects += 1;
+                p.counts.cut_objects += 1;
                 if r.size > 0 {
                     p.timeline.add(r.at.saturating_duration_since(p.started).as_millis() as u64, r.size);
                     p.last_done = Some(p.last_done.map_or(r.at, |t| t.max(r.at)));
                 }
             } else {
-                p.writes += 1;
+                p.counts.writes += 1;
                 p.done(r.at, r.latency, r.size);
             }
         }
@@ -151,21 +151,21 @@ impl HostState {
     pub(super) fn receive_read(&mut self, r: crate::pipeline::read::ReadResult) -> wasmtime::Result<()> {
         self.reads_received += 1;
         if let Some(p) = self.phases.get_mut(r.tag) {
-            p.read += r.bytes;
+            p.counts.read += r.bytes;
             if matches!(r.outcome, Outcome::Cut) {
                 // Its bytes count; it is not a read done (nor is its time a latency).
-                p.cut_reads += 1;
+                p.counts.cut_reads += 1;
                 p.timeline.add(r.at.saturating_duration_since(p.started).as_millis() as u64, r.bytes);
                 if r.bytes > 0 {
                     p.last_done = Some(p.last_done.map_or(r.at, |t| t.max(r.at)));
                 }
             } else {
-                p.reads += 1;
+                p.counts.reads += 1;
                 p.done(r.at, r.latency, r.bytes);
             }
             let _ = p.ttfb.record((r.ttfb.as_micros() as u64).clamp(1, 3_600_000_000));
             if matches!(r.outcome, Outcome::Failed(_)) {
-                p.read_failures += 1;
+                p.counts.read_failures += 1;
             }
             if let Some((share, size)) = r.cached {
                 p.cache_known = true;
@@ -174,7 +174,7 @@ impl HostState {
             }
             if self.read_told.elapsed() >= Duration::from_millis(250) {
                 self.read_told = Instant::now();
-                let (phase, bytes, seconds) = (sanitize(&p.name, 64), p.read, p.started.elapsed().as_secs_f64());
+                let (phase, bytes, seconds) = (sanitize(&p.name, 64), p.counts.read, p.started.elapsed().as_secs_f64());
                 self.ctx.events.emit(crate::events::Event::Read { phase, bytes, seconds });
             }
         }
@@ -258,7 +258,7 @@ impl HostState {
         let took = t.elapsed();
         self.blocked += took;
         let p = self.phases.last_mut().expect("a phase");
-        p.meta_ops += 1;
+        p.counts.meta_ops += 1;
         p.done(Instant::now(), took, 0);
         r
     }
@@ -294,7 +294,7 @@ impl HostState {
         let t = Instant::now();
         let r = self.ctx.sink.list(&prefix, &stop);
         let p = self.phases.last_mut().expect("a phase");
-        p.meta_ops += 1;
+        p.counts.meta_ops += 1;
         p.done(Instant::now(), t.elapsed(), 0);
         match r {
             Ok(l) => Ok(Ok(wit::Listing { count: l.count, bytes: l.bytes })),

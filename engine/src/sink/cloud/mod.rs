@@ -21,6 +21,7 @@ pub use location::Location;
 
 use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink};
 use crate::error::{Error, Failure, Result};
+use crate::events::Note;
 use crate::keys::Keys;
 use crate::object::identity::Identity;
 use crate::pool::BufferPool;
@@ -193,7 +194,7 @@ pub struct CloudSink<S: Store> {
     limiter: Arc<Limiter>,
     /// The pool's buffer size (the executor's write size), from `use_pool`.
     chunk: AtomicU64,
-    warnings: Mutex<Vec<String>>,
+    warnings: Mutex<Vec<Note>>,
     patience: Patience,
 }
 
@@ -205,7 +206,7 @@ pub fn runtime() -> Result<Runtime> {
         .thread_name("dgen-net")
         .enable_all()
         .build()
-        .map_err(|e| Error::Resource(format!("cannot start the network runtime: {e}")))
+        .map_err(|e| Error::resource_from("cannot start the network runtime", e))
 }
 
 impl<S: Store> CloudSink<S> {
@@ -328,10 +329,10 @@ impl<S: Store> Sink for CloudSink<S> {
         self.limiter.set_max(pool.count());
     }
 
-    fn notes(&self) -> Vec<String> {
+    fn notes(&self) -> Vec<Note> {
         let mut v = self.warnings.lock().unwrap().clone();
         if let Some(s) = self.limiter.summary() {
-            v.push(s);
+            v.push(Note::note(s));
         }
         v
     }

@@ -5,6 +5,7 @@ use super::body::Lent;
 use super::layout::Layout;
 use super::{Body, CloudSink, PartTag, Store};
 use crate::error::{Error, Result};
+use crate::events::Note;
 use crate::pool::Buffer;
 use crate::sink::{Done, ObjectWriter, WriteReq};
 use bytes::Bytes;
@@ -173,15 +174,15 @@ impl<S: Store> CloudWriter<'_, S> {
         if ids.is_empty() && self.shared.start_sent.load(Ordering::Relaxed) {
             match self.sink.rt.block_on(self.sink.patience.run(|| store.uploads(&self.name))) {
                 Ok(found) => ids = found,
-                Err(e) => self.sink.warnings.lock().unwrap().push(format!(
-                    "warning: could not list the uploads of {} to abort them; any that were opened remain: {e}",
+                Err(e) => self.sink.warnings.lock().unwrap().push(Note::warning(format!(
+                    "could not list the uploads of {} to abort them; any that were opened remain: {e}",
                     self.url()
-                )),
+                ))),
             }
         }
         for upload in ids {
             if let Err(e) = self.sink.rt.block_on(self.sink.patience.run(|| store.abort(&self.name, &upload))) {
-                self.sink.warnings.lock().unwrap().push(format!("warning: {e} — {}", store.leftovers(&upload)));
+                self.sink.warnings.lock().unwrap().push(Note::warning(format!("{e} — {}", store.leftovers(&upload))));
             }
         }
     }

@@ -157,7 +157,7 @@ impl FileSink {
                 let w = std::thread::Builder::new()
                     .name(format!("dgen-pwrite-{i}"))
                     .spawn(move || pwrite_worker(rx, write_flags))
-                    .map_err(|e| Error::Resource(format!("cannot start pwrite threads: {e}")))?;
+                    .map_err(|e| Error::resource_from("cannot start pwrite threads", e))?;
                 workers.push(w);
             }
             (Engine::Pwrite { tx: Some(tx), workers }, if uncached { "pwrite, uncached" } else { "pwrite" })
