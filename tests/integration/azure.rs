@@ -287,13 +287,13 @@ fn the_shipped_workload_reaches_an_account_from_a_connection_string_alone() {
         format!("DefaultEndpointsProtocol=http;AccountName=prodacct;AccountKey={key};BlobEndpoint={}", server.endpoint);
     let wl = workload("azure-ckpt.toml");
     let o = bin_az(&conn).args(["run", &wl, "-q"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     let v = bin_az(&conn).args(["verify", &wl, "-q"]).output().unwrap();
-    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+    assert_eq!(v.status.code(), Some(0), "{}", shown(&v));
     // The development account's key is refused there: the connection string was what was used.
     let dev = conn.replace("prodacct", DEV_ACCOUNT).replace(key, DEV_KEY);
     let o = bin_az(&dev).args(["run", &wl, "-q"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", shown(&o));
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn unusable_targets_fail_with_one_clear_line() {
     ];
     for (conn, uri, want) in cases {
         let out = bin_az(&conn).args(["run", &wl, "--set", &format!("target.uri={uri}"), "-q"]).output().unwrap();
-        let err = stderr(&out);
+        let err = shown(&out);
         assert_eq!(out.status.code(), Some(3), "{uri}: {err}");
         assert!(err.contains(want), "{uri}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{uri}: more than one line: {err}");
@@ -335,14 +335,14 @@ fn a_missing_container_is_created_when_asked() {
     let conn = azurite().connection_string();
     let args = ["--set", "params.count=3", "--set", "params.size=100000", "-q"];
     let out = bin_az(&conn).args(["run", &workload("objects.toml"), "--set", &uri]).args(args).output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("target.create_container = true creates it"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", shown(&out));
+    assert!(shown(&out).contains("target.create_container = true creates it"), "{}", shown(&out));
     let out = bin_az(&conn)
         .args(["run", &workload("objects.toml"), "--set", &uri, "--set", "target.create_container=true"])
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", shown(&out));
     assert_eq!(Container::open(azurite(), &name).list("p/").len(), 3);
 }
 
@@ -358,8 +358,8 @@ fn azurite_stopped_mid_run_fails_the_run_and_commits_no_partial_blob() {
     let stopped = Instant::now();
     server.stop();
     let out = child.wait_with_output().unwrap();
-    eprintln!("the run ended {:?} after Azurite was stopped:\n{}", stopped.elapsed(), stderr(&out));
-    let err = stderr(&out);
+    eprintln!("the run ended {:?} after Azurite was stopped:\n{}", stopped.elapsed(), shown(&out));
+    let err = shown(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap_or("");
     assert!(last.starts_with("error: az://") && last.contains("cannot reach"), "{err}");
@@ -379,8 +379,8 @@ fn ctrl_c_commits_no_partial_blob() {
     relay.wait_for(60 * MIB);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(130), "{}", shown(&out));
+    assert!(shown(&out).contains("interrupted"), "{}", shown(&out));
     only_whole_objects(&container, "c/");
     // The interrupted blobs' staged blocks were discarded too (no blob of their names existed).
     assert_eq!(container.uncommitted("c/"), Vec::<String>::new(), "staged blocks left");

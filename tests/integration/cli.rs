@@ -23,12 +23,12 @@ fn gen_to_file_matches_the_library() {
         "-o",
         path.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let got = std::fs::read(&path).unwrap();
     let mut want = vec![0u8; 5 << 20];
     Generator::new(77, profile(2.0, 3.0, 8192)).fill(0, 0, &mut want);
     assert!(got == want, "file differs from Generator::fill");
-    let err = stderr(&o);
+    let err = shown(&o);
     assert!(err.contains("5242880 bytes"), "{err}");
     assert!(err.contains("seed 77"), "{err}");
     assert!(err.contains("dedup 2 compress 3 unit 8 KiB"), "{err}");
@@ -38,7 +38,7 @@ fn gen_to_file_matches_the_library() {
 #[test]
 fn gen_to_stdout_by_default() {
     let o = run(&["gen", "--size", "100003", "--seed", "5", "--threads", "2", "--buffer-size", "4KiB"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let mut want = vec![0u8; 100003];
     Generator::new(5, profile(1.0, 1.0, 4096)).fill(0, 0, &mut want);
     assert!(o.stdout == want);
@@ -48,7 +48,7 @@ fn gen_to_stdout_by_default() {
 fn random_seed_is_printed_and_reproduces() {
     let o = run(&["gen", "--size", "64KiB", "--compress", "2"]);
     assert!(o.status.success());
-    let err = stderr(&o);
+    let err = shown(&o);
     let seed: u64 = err.split("seed ").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
     let again = run(&["gen", "--size", "64KiB", "--compress", "2", "--seed", &seed.to_string()]);
     assert!(again.stdout == o.stdout);
@@ -59,7 +59,7 @@ fn size_zero_writes_an_empty_file() {
     let dir = tempdir("gen-zero");
     let path = dir.join("empty.bin");
     let o = run(&["gen", "--size", "0", "-o", path.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     std::fs::remove_dir_all(dir).ok();
 }
@@ -81,7 +81,7 @@ fn bad_values_give_one_line_naming_the_flag_and_exit_2() {
     ];
     for (args, flag) in cases {
         let o = run(args);
-        let err = stderr(&o);
+        let err = shown(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
         assert!(err.starts_with("error: ") && err.contains(flag), "{args:?}: {err}");
@@ -93,8 +93,8 @@ fn bad_values_give_one_line_naming_the_flag_and_exit_2() {
 #[test]
 fn unwritable_output_is_an_io_error() {
     let o = run(&["gen", "--size", "1MiB", "-o", "/nonexistent-dir/x.bin"]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{}", shown(&o));
+    let err = shown(&o);
     assert!(err.contains("/nonexistent-dir/x.bin"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }

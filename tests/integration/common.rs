@@ -116,8 +116,10 @@ pub fn run(args: &[&str]) -> std::process::Output {
     bin().args(args).output().expect("run dgen-engine")
 }
 
-pub fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// What a command showed on the terminal: its results (stdout, where `run` puts its table; left out
+/// when it is not text, as `gen`'s data), then its messages and errors (stderr).
+pub fn shown(o: &std::process::Output) -> String {
+    std::str::from_utf8(&o.stdout).unwrap_or("").to_string() + &String::from_utf8_lossy(&o.stderr)
 }
 
 /// A fresh, empty directory for one test.

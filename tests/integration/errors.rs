@@ -22,7 +22,7 @@ fn run_to(cmd: &mut Command, dir: &Path, uri: &str, extra: &[&str]) -> (Option<i
     }
     let o = cmd.args(&args).output().unwrap();
     let report = std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    (o.status.code(), stderr(&o), report)
+    (o.status.code(), shown(&o), report)
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn a_full_file_system_is_no_space_and_leaves_nothing_complete() {
     // The plugin is built (by cargo, which writes big files) before the limit applies.
     let o =
         run(&["run", &workload("objects.toml"), "-q", "--set", "target.uri=\"null://\"", "--set", "params.count=1"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     for engine in ["pwrite", "io_uring"] {
         let mut cmd = bin();
         unsafe {

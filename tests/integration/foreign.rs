@@ -100,7 +100,7 @@ fn a_foreign_file_in_the_root_is_neither_replaced_nor_deleted() {
     let user_file = case.dir.join("data.bin");
     std::fs::write(&user_file, SECRET).unwrap();
     let o = run(&["gen", "--size", "8KiB", "-o", user_file.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     assert_eq!(std::fs::metadata(&user_file).unwrap().len(), 8192);
     // Its own objects it may delete…
     let case = Case::new("own-file", "paths", "how = \"own.txt\"");
@@ -168,7 +168,7 @@ fn reads_far_past_an_end_and_of_a_fifo_end_at_once() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     let t = std::time::Instant::now();
     let o = run(&["run", fifo.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
     assert!(t.elapsed() < Duration::from_secs(10));
     std::fs::remove_dir_all(dir).ok();
 }
@@ -213,8 +213,8 @@ fn a_root_holding_the_cache_the_workload_or_the_plugin_is_refused() {
     let mut c = case.command("run", &["-q", "--set", &format!("target.uri=file://{}", link.display())]);
     c.env("DGEN_CACHE_DIR", cache.join("dgen"));
     let o = c.output().unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("contains the compiled-plugin cache"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(shown(&o).contains("contains the compiled-plugin cache"), "{}", shown(&o));
     // The plugin's own directory.
     let dir = plugin().parent().unwrap();
     let r = case.run(&["-q", "--set", &format!("target.uri=file://{}", dir.display())]);
@@ -244,7 +244,7 @@ fn a_poisoned_cache_entry_is_never_run() {
         cmd.output().unwrap()
     };
     let o = with_cache(case.command("run", &["-q"]));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     let hostile = entries(&compiled);
     assert_eq!(hostile.len(), 1, "{hostile:?}");
     // Another plugin's compiled code (one that traps at once), as a plugin that reached the cache
@@ -252,7 +252,7 @@ fn a_poisoned_cache_entry_is_never_run() {
     let trap_wasm = case.dir.join("trap.wasm");
     let trap_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/trap");
     let o = run(&["plugin", "build", trap_crate.to_str().unwrap(), "-o", trap_wasm.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let trap_case = case.dir.join("trap.toml");
     std::fs::write(
         &trap_case,
@@ -262,7 +262,7 @@ fn a_poisoned_cache_entry_is_never_run() {
     let mut cmd = bin();
     cmd.args(["run", trap_case.to_str().unwrap(), "-q"]);
     let o = with_cache(cmd);
-    assert_eq!(o.status.code(), Some(4), "the trap plugin traps: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(4), "the trap plugin traps: {}", shown(&o));
     let trap: Vec<_> = entries(&compiled).into_iter().filter(|e| !hostile.contains(e)).collect();
     assert_eq!(trap.len(), 1);
     std::fs::copy(&trap[0], &hostile[0]).unwrap();
@@ -278,13 +278,13 @@ fn a_poisoned_cache_entry_is_never_run() {
     let mut cmd = bin();
     cmd.args(["run", pinned.to_str().unwrap(), "-q"]);
     let o = with_cache(cmd);
-    assert_eq!(o.status.code(), Some(0), "the poisoned entry ran: {}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "the poisoned entry ran: {}", shown(&o));
     // A cache directory others can write to is refused, naming it.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&compiled, std::fs::Permissions::from_mode(0o777)).unwrap();
     let o = with_cache(case.command("run", &["-q"]));
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("is writable by others"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", shown(&o));
+    assert!(shown(&o).contains("is writable by others"), "{}", shown(&o));
     std::fs::remove_dir_all(cache).ok();
 }
 
@@ -309,7 +309,7 @@ fn a_plugin_builds_to_the_same_bytes_from_any_checkout() {
         }
         let out = tree.join("objects.wasm");
         let o = run(&["plugin", "build", tree.join("plugins/objects").to_str().unwrap(), "-o", out.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(o.status.success(), "{}", shown(&o));
         let wasm = std::fs::read(&out).unwrap();
         // Nothing of this machine: not the checkout, not the home directory.
         for here in [tree.to_str().unwrap(), &std::env::var("HOME").unwrap()] {
@@ -386,7 +386,7 @@ fn object_stores_keep_what_the_engine_did_not_write_out_of_reach() {
         let case = Case::new("cloud-foreign", "paths", "how = \"secret.txt\"");
         cmd.args(["run", case.workload.to_str().unwrap(), "--set", &format!("target.uri={}", remote.uri("p"))]);
         let o = cmd.output().unwrap();
-        let err = stderr(&o);
+        let err = shown(&o);
         assert!(!err.contains("TOPSECRET"), "{err}");
         for told in [
             "stat secret.txt Ok(None)",

@@ -25,7 +25,7 @@ pub(crate) fn plugin() -> &'static Path {
         let out = std::env::temp_dir().join(format!("dgen-hostile-host-{}.wasm", std::process::id()));
         let crate_dir = root().join("tests/plugins/hostile");
         let o = run(&["plugin", "build", crate_dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-        assert!(o.status.success(), "building the hostile plugin: {}", stderr(&o));
+        assert!(o.status.success(), "building the hostile plugin: {}", shown(&o));
         // One run compiles it into the engine's cache, so that no measured run pays for compiling.
         let dir = tempdir("harden-warm");
         let wl = dir.join("w.toml");
@@ -35,7 +35,7 @@ pub(crate) fn plugin() -> &'static Path {
         );
         std::fs::write(&wl, text).unwrap();
         let o = run(&["run", wl.to_str().unwrap(), "-q"]);
-        assert!(o.status.success(), "warming the hostile plugin: {}", stderr(&o));
+        assert!(o.status.success(), "warming the hostile plugin: {}", shown(&o));
         std::fs::remove_dir_all(dir).ok();
         out
     })
@@ -53,7 +53,7 @@ pub(crate) struct Ran {
 
 impl Ran {
     pub(crate) fn err(&self) -> String {
-        stderr(&self.out)
+        shown(&self.out)
     }
     pub(crate) fn code(&self) -> Option<i32> {
         self.out.status.code()
@@ -354,9 +354,9 @@ fn huge_objects_are_refused_without_allocating() {
         let mut a = vec!["gen", "-o", file.to_str().unwrap(), "-q"];
         a.extend(args.iter().copied());
         let o = run(&a);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
-        assert_eq!(stderr(&o).lines().count(), 1, "{args:?}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", shown(&o));
+        assert!(shown(&o).contains(want), "{args:?}: {}", shown(&o));
+        assert_eq!(shown(&o).lines().count(), 1, "{args:?}: {}", shown(&o));
         assert!(files_under(&dir).is_empty(), "{args:?} left {:?}", files_under(&dir));
     }
     std::fs::remove_dir_all(dir).ok();
@@ -442,7 +442,7 @@ fn plugin_text_cannot_drive_the_terminal() {
     let case = Case::new("escape", "escape", "");
     let r = case.run(&[]);
     assert_eq!(r.code(), Some(0), "{}", r.err());
-    let raw = &r.out.stderr;
+    let raw = &[&r.out.stdout[..], &r.out.stderr[..]].concat();
     assert!(!raw.contains(&0x1b) && !raw.contains(&b'\r') && !raw.contains(&0x07), "raw control bytes: {:?}", r.err());
     let err = r.err();
     assert!(err.contains("\\x1b[2J\\x1b[Hall clear\\r\\n  PASS everything verified"), "{err}");
@@ -477,15 +477,15 @@ fn trap_messages_are_one_line_with_the_backtrace_behind_verbose() {
     .unwrap();
     let json = dir.join("r.json");
     let o = run(&["run", wl.to_str().unwrap(), "-q", "--json-report", json.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{}", shown(&o));
+    let err = shown(&o);
     assert_eq!(err.lines().filter(|l| l.starts_with("error: plugin 'hostile-trap")).count(), 1, "{err}");
     assert!(!err.contains("backtrace") && !err.contains("Caused by"), "{err}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(v["error_detail"].as_str().unwrap().contains("wasm backtrace"), "{v}");
     let o = run(&["run", wl.to_str().unwrap(), "-q", "-v"]);
     assert_eq!(o.status.code(), Some(4));
-    assert!(stderr(&o).lines().filter(|l| l.starts_with("detail:")).count() > 1, "{}", stderr(&o));
+    assert!(shown(&o).lines().filter(|l| l.starts_with("detail:")).count() > 1, "{}", shown(&o));
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -605,7 +605,7 @@ fn workload_values_out_of_range_are_refused_naming_the_key() {
         let path = dir.join(file);
         std::fs::write(&path, text).unwrap();
         let o = run(&["run", path.to_str().unwrap()]);
-        let err = stderr(&o);
+        let err = shown(&o);
         assert_eq!(o.status.code(), Some(2), "{file}: {err}");
         assert!(err.contains(want), "{file}: wanted '{want}' in: {err}");
         assert_eq!(err.lines().count(), 1, "{file}: {err}");
@@ -614,8 +614,8 @@ fn workload_values_out_of_range_are_refused_naming_the_key() {
     let fifo_wl = dir.join("w.fifo");
     nix::unistd::mkfifo(&fifo_wl, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let o = run(&["run", fifo_wl.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("is not a regular file"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(shown(&o).contains("is not a regular file"), "{}", shown(&o));
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -4,7 +4,7 @@
 //! files are opened as `torch.load` opens them (zip directory, pickle) with Python's standard
 //! library; a scaled 8b run saves and loads 10 checkpoints, verified, with the rules checked.
 
-use crate::common::{bin, files_under, stderr, tempdir, workload};
+use crate::common::{bin, files_under, shown, tempdir, workload};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,7 +81,7 @@ fn json(p: &Path) -> Value {
 }
 
 fn text(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o))
+    shown(o)
 }
 
 /// `mlperf-ckpt-8b-scaled.toml` into `out`, with `sets` on top.

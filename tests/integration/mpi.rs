@@ -6,7 +6,7 @@
 //! `DGEN_TEST_MPIEXEC` names another launcher: MPICH's Hydra (`mpiexec.mpich`), for a build linked
 //! against MPICH (`MPICC=mpicc.mpich`; README "Many hosts").
 
-use crate::common::{bin, files_under, stderr, tempdir, workload};
+use crate::common::{bin, files_under, shown, tempdir, workload};
 use crate::ranks::{blocks, HEADER};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -80,7 +80,7 @@ fn json(p: &Path) -> serde_json::Value {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o))
+    shown(o)
 }
 
 #[test]

@@ -86,9 +86,9 @@ pub fn same_bytes_as_files(remote: &dyn Remote, tag: &str, bin_remote: &dyn Fn()
     let remote_uri = format!("target.uri={}", remote.uri("objs"));
     let common = ["--set", "params.count=12", "--set", "params.size=9000000", "-q"];
     let out = bin().args(["run", &wl, "--set", &file_uri]).args(common).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", shown(&out));
     let out = bin_remote().args(["run", &wl, "--set", &remote_uri]).args(common).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", shown(&out));
     let files = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap());
     let mut files: Vec<String> = files.collect();
     files.sort();
@@ -102,15 +102,15 @@ pub fn same_bytes_as_files(remote: &dyn Remote, tag: &str, bin_remote: &dyn Fn()
     }
     // verify reads every object back with ranged reads; a changed object fails it.
     let out = bin_remote().args(["verify", &wl, "--set", &remote_uri]).args(common).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", shown(&out));
     let biggest = files.iter().max_by_key(|f| std::fs::metadata(dir.join(f)).unwrap().len()).unwrap();
     let mut bad = remote.get(&format!("objs/{biggest}"));
     let at = bad.len() / 2;
     bad[at] ^= 1;
     remote.corrupt(&format!("objs/{biggest}"), bad);
     let out = bin_remote().args(["verify", &wl, "--set", &remote_uri]).args(common).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("differs at byte offset {at}")), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    assert!(shown(&out).contains(&format!("differs at byte offset {at}")), "{}", shown(&out));
     std::fs::remove_dir_all(dir).ok();
     files
 }
@@ -147,8 +147,8 @@ pub fn target_tables_are_refused(tag: &str, cases: &[(&str, &str)]) {
         let f = dir.join(format!("w{i}.toml"));
         std::fs::write(&f, format!("name = \"t\"\nplugin = \"{}\"\n\n\n\n{target}", plugin.display())).unwrap();
         let out = run(&["run", f.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(2), "{target}: {}", stderr(&out));
-        assert!(stderr(&out).contains(want), "{target}: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{target}: {}", shown(&out));
+        assert!(shown(&out).contains(want), "{target}: {}", shown(&out));
     }
     std::fs::remove_dir_all(dir).ok();
 }

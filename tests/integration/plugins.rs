@@ -45,7 +45,7 @@ fn ckpt(name: &str, extra: &[&str]) -> (PathBuf, Output) {
 #[test]
 fn ckpt_writes_real_safetensors_with_the_generators_bytes() {
     let (dir, o) = ckpt("ckpt-e2e", &["--json-report", "/dev/stdout"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report");
     assert_eq!(report["plugin"]["name"], "ckpt");
     assert_eq!(report["exit_code"], 0);
@@ -141,19 +141,19 @@ print(n)
 #[test]
 fn verify_rereads_the_workload_and_finds_a_flipped_byte() {
     let (dir, o) = ckpt("ckpt-verify", &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     let args = ckpt_args("verify", &dir, "99");
     let v = run_strings(&args);
-    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
-    assert!(stderr(&v).contains("verified 10 objects: 10 identical, 0 not"), "{}", stderr(&v));
+    assert_eq!(v.status.code(), Some(0), "{}", shown(&v));
+    assert!(shown(&v).contains("verified 10 objects: 10 identical, 0 not"), "{}", shown(&v));
     let shard = dir.join("out/step-000001/model-00002-of-00003.safetensors");
     let mut bytes = std::fs::read(&shard).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     std::fs::write(&shard, bytes).unwrap();
     let v = run_strings(&args);
-    assert_eq!(v.status.code(), Some(1), "{}", stderr(&v));
-    let err = stderr(&v);
+    assert_eq!(v.status.code(), Some(1), "{}", shown(&v));
+    let err = shown(&v);
     assert!(err.contains("MISMATCH step-000001/model-00002-of-00003.safetensors"), "{err}");
     assert!(err.contains(&format!("differs at byte offset {mid}")), "{err}");
     // A different seed is a different recipe: nothing matches.
@@ -178,7 +178,7 @@ fn objects(name: &str, sets: &[&str]) -> (PathBuf, Output) {
 #[test]
 fn objects_checks_pass_and_fail_as_they_should() {
     let (dir, o) = objects("objects-pass", &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     let files = files_under(&dir.join("out"));
     assert_eq!(files.len(), 12, "{files:?}");
     for f in &files {
@@ -192,8 +192,8 @@ fn objects_checks_pass_and_fail_as_they_should() {
     std::fs::remove_dir_all(dir).ok();
 
     let (dir, o) = objects("objects-fail", &["params.min_gbps=1e9"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", shown(&o));
+    let err = shown(&o);
     assert!(err.contains("FAIL throughput GB/s"), "{err}");
     assert!(err.contains("error: check 'throughput GB/s' failed"), "{err}");
     std::fs::remove_dir_all(dir).ok();
@@ -241,7 +241,7 @@ fn hostile_plugins_are_stopped_with_exit_4() {
     let mut failures = Vec::new();
     for (name, want) in cases {
         let (o, left) = hostile(name, &[]);
-        let err = stderr(&o);
+        let err = shown(&o);
         if o.status.code() != Some(4) {
             failures.push(format!("{name}: exit {:?}: {err}", o.status.code()));
         }
@@ -258,8 +258,8 @@ fn hostile_plugins_are_stopped_with_exit_4() {
     }
     // With fuel to spare, the deadline on its own running time stops the endless loop.
     let (o, left) = hostile("endless", &["limits.fuel=1e15", "limits.deadline=1"]);
-    if o.status.code() != Some(4) || !stderr(&o).contains("ran past its deadline of 1 s") || !left.is_empty() {
-        failures.push(format!("endless with deadline: exit {:?}, left {left:?}: {}", o.status.code(), stderr(&o)));
+    if o.status.code() != Some(4) || !shown(&o).contains("ran past its deadline of 1 s") || !left.is_empty() {
+        failures.push(format!("endless with deadline: exit {:?}, left {left:?}: {}", o.status.code(), shown(&o)));
     }
     assert!(!std::path::Path::new("/tmp/dgen-hostile-absolute.bin").exists());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -284,20 +284,20 @@ fn malformed_workloads_give_exit_2_naming_file_line_and_key() {
         let path = dir.join(file);
         std::fs::write(&path, text).unwrap();
         let o = run(&["run", path.to_str().unwrap()]);
-        let err = stderr(&o);
+        let err = shown(&o);
         assert_eq!(o.status.code(), Some(2), "{file}: {err}");
         assert!(err.contains(want), "{file}: wanted '{want}' in: {err}");
         assert!(!err.contains("panicked"), "{file}: {err}");
     }
     let o = run(&["run", dir.join("nope.toml").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("nope.toml"));
+    assert!(shown(&o).contains("nope.toml"));
     // A --set with a wrong type names the --set.
     let path = dir.join("ok.toml");
     std::fs::write(&path, &head).unwrap();
     let o = run(&["run", path.to_str().unwrap(), "--set", "pipeline.buffers=\"many\""]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--set pipeline.buffers"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(shown(&o).contains("--set pipeline.buffers"), "{}", shown(&o));
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -306,9 +306,9 @@ fn plugin_build_inspect_and_pinning() {
     let dir = tempdir("plugin-pin");
     let wasm = dir.join("objects.wasm");
     let o = run(&["plugin", "build", root().join("plugins/objects").to_str().unwrap(), "-o", wasm.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let i = run(&["plugin", "inspect", wasm.to_str().unwrap()]);
-    assert!(i.status.success(), "{}", stderr(&i));
+    assert!(i.status.success(), "{}", shown(&i));
     let text = String::from_utf8_lossy(&i.stdout);
     assert!(text.contains("name:     objects") && text.contains("contract: dgen:plugin@1.1.0"), "{text}");
     assert!(text.contains("distribution: fixed|uniform|lognormal"), "{text}");
@@ -328,7 +328,7 @@ fn plugin_build_inspect_and_pinning() {
     )
     .unwrap();
     let o = run(&["run", wl.to_str().unwrap(), "-q"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     assert_eq!(files_under(&dir.join("core-out")).len(), 3);
     let sha = dgen_engine::plugin::sha256_hex(&std::fs::read(&wasm).unwrap());
     let out = dir.join("out");
@@ -343,9 +343,9 @@ fn plugin_build_inspect_and_pinning() {
         )
         .unwrap();
         let o = run(&["run", wl.to_str().unwrap(), "-q", "--json-report", dir.join("r.json").to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(code), "{}", shown(&o));
         if code == 4 {
-            assert!(stderr(&o).contains("pins"), "{}", stderr(&o));
+            assert!(shown(&o).contains("pins"), "{}", shown(&o));
         } else {
             let r: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("r.json")).unwrap()).unwrap();
             assert_eq!(r["plugin"]["sha256"], sha.as_str());
@@ -391,8 +391,8 @@ fn the_sdk_readme_walkthrough_works() {
         .replace("min_gbps = 0.5", "min_gbps = 0.0");
     std::fs::write(&wl, workload).unwrap();
     let o = run(&["run", wl.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("PASS files written"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    assert!(shown(&o).contains("PASS files written"), "{}", shown(&o));
     let files = files_under(&out.join("data"));
     assert_eq!(files.len(), 5, "{files:?}");
     let b = std::fs::read(out.join("data").join(&files[0])).unwrap();
@@ -400,7 +400,7 @@ fn the_sdk_readme_walkthrough_works() {
     assert_eq!(b.len(), 16 + 100000 + 4);
     assert_eq!(u32::from_le_bytes(b[b.len() - 4..].try_into().unwrap()), crc32c::crc32c(&b[..b.len() - 4]));
     let v = run(&["verify", wl.to_str().unwrap()]);
-    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+    assert_eq!(v.status.code(), Some(0), "{}", shown(&v));
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -1,7 +1,7 @@
 //! Ranks without a launcher (`--rank R --world-size N`): each rank does its share of the plugin's
 //! work with bytes of its own, deterministic, and the dedup ratio holds over all ranks' data together.
 
-use crate::common::{bin, files_under, hash, stderr, tempdir, workload};
+use crate::common::{bin, files_under, hash, shown, tempdir, workload};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -42,7 +42,7 @@ fn four_ranks_split_the_objects_and_hold_the_dedup_ratio_together() {
     let dir = tempdir("ranks-dedup");
     for rank in 0..4 {
         let (o, r) = put(&dir, rank, 4, 2.0);
-        assert_eq!(o.status.code(), Some(0), "rank {rank}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "rank {rank}: {}", shown(&o));
         assert_eq!(r["objects"], 4, "rank {rank} writes a quarter: {r}");
     }
     let out = dir.join("out");
@@ -60,7 +60,7 @@ fn four_ranks_split_the_objects_and_hold_the_dedup_ratio_together() {
     // Each rank's bytes are its own and the same on a rerun (whichever host runs it).
     let again = tempdir("ranks-again");
     let (o, _) = put(&again, 2, 4, 2.0);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     for i in [2u64, 6, 10, 14] {
         let f = format!("obj-{i:06}.bin");
         assert_eq!(std::fs::read(out.join(&f)).unwrap(), std::fs::read(again.join("out").join(&f)).unwrap(), "{f}");
@@ -69,7 +69,7 @@ fn four_ranks_split_the_objects_and_hold_the_dedup_ratio_together() {
     // Rank r of 4 is not what one process alone writes for the same object.
     let alone = tempdir("ranks-alone");
     let (o, _) = put(&alone, 0, 1, 2.0);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     let a = std::fs::read(alone.join("out/obj-000001.bin")).unwrap();
     assert_ne!(a[HEADER..], std::fs::read(path(1)).unwrap()[HEADER..]);
     for d in [dir, again, alone] {
@@ -80,11 +80,11 @@ fn four_ranks_split_the_objects_and_hold_the_dedup_ratio_together() {
 #[test]
 fn a_rank_outside_the_world_is_a_usage_error() {
     let o = bin().args(["run", &workload("objects.toml"), "--rank", "4", "--world-size", "4"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--rank '4': is not below --world-size 4"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(shown(&o).contains("--rank '4': is not below --world-size 4"), "{}", shown(&o));
     let o = bin().args(["run", &workload("objects.toml"), "--rank", "1"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--world-size"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(shown(&o).contains("--world-size"), "{}", shown(&o));
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn ckpt_ranks_save_their_own_shards_and_restore_them_later() {
     };
     for rank in 0..2 {
         let (o, r) = ckpt(rank, &[]);
-        assert_eq!(o.status.code(), Some(0), "rank {rank}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "rank {rank}: {}", shown(&o));
         // Two shards and a manifest each; host 0 also the index.
         assert_eq!(r["objects"], 3 + (rank == 0) as u64, "rank {rank}: {r}");
     }
@@ -135,7 +135,7 @@ fn ckpt_ranks_save_their_own_shards_and_restore_them_later() {
     // Each rank restores (and verifies) its own shards, written by the earlier run.
     for rank in 0..2 {
         let (o, r) = ckpt(rank, &["params.save=false", "params.restore=1"]);
-        assert_eq!(o.status.code(), Some(0), "rank {rank}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "rank {rank}: {}", shown(&o));
         let restore = r["phases"].as_array().unwrap().iter().find(|p| p["name"] == "restore").unwrap().clone();
         assert_eq!(restore["read_failures"], 0, "{restore}");
         assert!(restore["reads"].as_u64().unwrap() > 2, "{restore}");
@@ -147,6 +147,6 @@ fn ckpt_ranks_save_their_own_shards_and_restore_them_later() {
     )
     .unwrap();
     let (o, _) = ckpt(0, &["params.save=false", "params.restore=1"]);
-    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_ne!(o.status.code(), Some(0), "{}", shown(&o));
     std::fs::remove_dir_all(dir).ok();
 }

@@ -28,7 +28,7 @@ fn objects(mut cmd: Command, uri: &str, report: &Path, sets: &[&str]) -> (Output
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o))
+    shown(o)
 }
 
 fn phase<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -209,7 +209,7 @@ fn a_missing_or_truncated_object_is_one_line_and_exit_3() {
     let uri = format!("file://{}", dir.join("out").display());
     let get = [r#"params.phases=["get"]"#];
     let (o, _) = objects(bin(), &uri, &dir.join("m.json"), &get);
-    let err = stderr(&o);
+    let err = shown(&o);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let last = err.trim().lines().last().unwrap();
     assert!(last.starts_with("error: ") && last.contains("obj-000000.bin") && last.contains("No such file"), "{err}");
@@ -218,7 +218,7 @@ fn a_missing_or_truncated_object_is_one_line_and_exit_3() {
     let victim = dir.join("out/obj-000005.bin");
     std::fs::OpenOptions::new().write(true).open(&victim).unwrap().set_len(OBJECT - 100).unwrap();
     let (o, r) = objects(bin(), &uri, &dir.join("t.json"), &get);
-    let err = stderr(&o);
+    let err = shown(&o);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let last = err.trim().lines().last().unwrap();
     assert!(last.contains("obj-000005.bin") && last.contains("shorter than the"), "{err}");
@@ -241,7 +241,7 @@ fn a_1_0_plugin_runs_as_one_phase() {
     let report = dir.join("r.json");
     let uri = format!("target.uri=file://{}", dir.join("out").display());
     let o = run(&["run", wl.to_str().unwrap(), "-q", "--set", &uri, "--json-report", report.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["plugin"]["contract"], "dgen:plugin@1.0.0", "{r}");
     let phases = r["phases"].as_array().unwrap();
@@ -309,7 +309,7 @@ fn s3_reads_ranges_and_fails_in_one_line_on_a_missing_object_and_a_lost_server()
     assert!(get["cached_fraction"].is_null(), "{get}");
     let get_only = [r#"params.phases=["get"]"#];
     let (o, _) = objects(bin_s3(&endpoint), &bucket.uri("none"), &dir.join("b.json"), &get_only);
-    let err = stderr(&o);
+    let err = shown(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap();
     assert!(last.starts_with("error: s3://") && last.contains("none/obj-000000.bin"), "{err}");
@@ -317,14 +317,14 @@ fn s3_reads_ranges_and_fails_in_one_line_on_a_missing_object_and_a_lost_server()
     use crate::objects::Remote;
     bucket.corrupt("r/obj-000002.bin", vec![7u8; 1000]);
     let (o, _) = objects(bin_s3(&endpoint), &bucket.uri("r"), &dir.join("t.json"), &get_only);
-    let err = stderr(&o);
+    let err = shown(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap();
     assert!(last.contains("obj-000002.bin") && last.contains("shorter than the"), "{err}");
     // One put there by someone else is not the engine's: not read at all.
     bucket.put("r/obj-000002.bin", vec![7u8; 1000]);
     let (o, _) = objects(bin_s3(&endpoint), &bucket.uri("r"), &dir.join("u.json"), &get_only);
-    let err = stderr(&o);
+    let err = shown(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap();
     assert!(last.contains("obj-000002.bin") && last.contains("carries no dgen-engine identity"), "{err}");
@@ -344,7 +344,7 @@ fn s3_reads_ranges_and_fails_in_one_line_on_a_missing_object_and_a_lost_server()
     relay.wait_for(20_000);
     relay.outage(Duration::from_secs(3));
     let out = child.wait_with_output().unwrap();
-    let err = stderr(&out);
+    let err = shown(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap_or("");
     let lost = last.contains("cannot reach") || last.contains("connection was lost");
@@ -368,12 +368,12 @@ fn azure_reads_back_and_a_missing_or_shorter_blob_is_one_line() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     crate::objects::Remote::corrupt(&container, "t/obj-000002.bin", vec![7u8; 1000]);
     let (o, _) = objects(bin_az(&conn), &container.uri("t"), &dir.join("d.json"), &[r#"params.phases=["get"]"#]);
-    let err = stderr(&o);
+    let err = shown(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap();
     assert!(last.contains("obj-000002.bin") && last.contains("shorter than the"), "{err}");
     let (o, _) = objects(bin_az(&conn), &container.uri("r"), &dir.join("b.json"), &[r#"params.phases=["get"]"#]);
-    let err = stderr(&o);
+    let err = shown(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap();
     assert!(last.starts_with("error: az://") && last.contains("r/obj-000000.bin"), "{err}");
@@ -401,7 +401,7 @@ fn azurite_stopped_mid_read_fails_the_run_in_one_line() {
     relay.wait_for(before + 20_000);
     server.stop();
     let out = child.wait_with_output().unwrap();
-    let err = stderr(&out);
+    let err = shown(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap_or("");
     assert!(last.starts_with("error: az://") && last.contains("cannot reach"), "{err}");

@@ -226,8 +226,8 @@ fn gen_takes_an_extent_and_a_mix_and_says_so() {
         "-o",
         "/dev/null",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let err = stderr(&o);
+    assert!(o.status.success(), "{}", shown(&o));
+    let err = shown(&o);
     assert!(err.contains("compress mix 0.3:1,0.5:2,0.2:8 (stream 1.739)") && err.contains("extent 32 KiB"), "{err}");
     // The same bytes as the library's.
     let o = run(&[
@@ -242,7 +242,7 @@ fn gen_takes_an_extent_and_a_mix_and_says_so() {
         "0.5:1,0.5:4",
         "-q",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let p = profile(1.0, 1.0, 4096).with_extent(64 << 10).unwrap().with_mix(&[(0.5, 1.0), (0.5, 4.0)]).unwrap();
     assert!(o.stdout == reference(&Generator::new(3, p), 4 << 20));
     for (args, says) in [
@@ -257,7 +257,7 @@ fn gen_takes_an_extent_and_a_mix_and_says_so() {
     ] {
         let o = run(&[&["gen", "--size", "1MiB", "-o", "/dev/null"][..], args].concat());
         assert_eq!(o.status.code(), Some(2), "{args:?}");
-        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert!(shown(&o).contains(says), "{args:?}: {}", shown(&o));
     }
 }
 
@@ -274,7 +274,7 @@ fn workload_data_tables_take_an_extent_and_a_mix() {
     write("dedup = 2\ncompress_mix = [[0.3, 1], [0.5, 2.0], [0.2, 8]]\ndedup_extent = \"64KiB\"");
     let report = dir.join("r.json");
     let o = run(&["run", wl.to_str().unwrap(), "-q", "--json-report", report.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let data = &r["data"];
     assert_eq!(data["dedup_extent"], 65536, "{data}");
@@ -283,7 +283,7 @@ fn workload_data_tables_take_an_extent_and_a_mix() {
     // A mix without an extent gets 32 KiB.
     write("compress_mix = [[0.5, 1], [0.5, 3]]");
     let o = run(&["run", wl.to_str().unwrap(), "-q", "--json-report", report.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["data"]["dedup_extent"], 32768);
     // A duplicate-count distribution: zipf, or a histogram file beside the workload.
@@ -295,7 +295,7 @@ fn workload_data_tables_take_an_extent_and_a_mix() {
     ] {
         write(data);
         let o = run(&["run", wl.to_str().unwrap(), "-q", "--json-report", report.to_str().unwrap()]);
-        assert!(o.status.success(), "{data}: {}", stderr(&o));
+        assert!(o.status.success(), "{data}: {}", shown(&o));
         let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         let got = &r["data"]["dedup_copies"];
         match want.get("histogram") {
@@ -325,8 +325,8 @@ fn workload_data_tables_take_an_extent_and_a_mix() {
     ] {
         write(data);
         let o = run(&["run", wl.to_str().unwrap(), "-q"]);
-        assert_eq!(o.status.code(), Some(2), "{data}: {}", stderr(&o));
-        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{data}: {}", shown(&o));
+        let err = shown(&o);
         assert!(err.contains(&format!("w.toml:{line}")) && err.contains(says), "{data}: {err}");
     }
     std::fs::remove_dir_all(dir).ok();
@@ -424,12 +424,12 @@ fn a_stream_too_short_for_its_copies_says_the_ratio_it_holds() {
     assert!((held_long / 4.0 - 1.0).abs() < 0.01, "{held_long}");
     let args = ["gen", "--dedup", "4", "--seed", "1", "--size", "256MiB", "-o", "/dev/null"];
     let o = run(&[&args[..], &["--dedup-copies", "zipf:2", "--dedup-extent", "1MiB"]].concat());
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let said = format!("dedup: this stream holds {held:.4}, the profile 4: its copies need more rows");
-    assert!(stderr(&o).contains(&said), "{}", stderr(&o));
+    assert!(shown(&o).contains(&said), "{}", shown(&o));
     // Even copies hold D exactly past the first D rows: nothing to say.
     let o = run(&args);
-    assert!(!stderr(&o).contains("this stream holds"), "{}", stderr(&o));
+    assert!(!shown(&o).contains("this stream holds"), "{}", shown(&o));
 }
 
 /// A sample from known parts: text, random data, zeros, a file repeated 3 times and one 10 times.
@@ -466,7 +466,7 @@ fn profile_json(paths: &[&std::path::Path]) -> serde_json::Value {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     args.extend(names.iter().map(String::as_str));
     let o = run(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
@@ -501,7 +501,7 @@ fn a_sample_profiled_and_generated_again_has_the_sample_s_statistics() {
         .copied()
         .chain([out.join("data.bin").to_str().unwrap()])
         .collect::<Vec<_>>());
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let q = profile_json(&[&out]);
     let d2 = q["dedup"][0]["ratio"].as_f64().unwrap();
     eprintln!("sample dedup {d:.4}, generated {d2:.4}; sample {} generated {}", p["copies"], q["copies"]);
@@ -568,7 +568,7 @@ fn a_plugin_fills_with_a_profile_of_its_own() {
         "--set",
         payload_data,
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let mut copies: HashMap<u128, u64> = HashMap::new();
     let mut z = zstd::bulk::Compressor::new(1).unwrap();
     let (mut raw, mut four) = (0u64, 0u64);
@@ -604,11 +604,11 @@ fn a_plugin_fills_with_a_profile_of_its_own() {
         "--set",
         r#"params.payload_data={ dedup = 9, dedup_copies = { zipf = 3 } }"#,
     ]);
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(4), "{}", shown(&o));
     assert!(
-        stderr(&o).contains("fill-ext: dedup-copies = zipf:3: zipf with exponent 3 cannot reach dedup 9"),
+        shown(&o).contains("fill-ext: dedup-copies = zipf:3: zipf with exponent 3 cannot reach dedup 9"),
         "{}",
-        stderr(&o)
+        shown(&o)
     );
     std::fs::remove_dir_all(dir).ok();
 }

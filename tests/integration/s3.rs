@@ -203,7 +203,7 @@ fn unusable_targets_fail_with_one_clear_line() {
     ];
     for (endpoint, uri, want) in cases {
         let out = bin_s3(&endpoint).args(["run", &wl, "--set", &format!("target.uri={uri}"), "-q"]).output().unwrap();
-        let err = stderr(&out);
+        let err = shown(&out);
         assert_eq!(out.status.code(), Some(3), "{uri}: {err}");
         assert!(err.contains(want), "{uri}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{uri}: more than one line: {err}");
@@ -219,7 +219,7 @@ fn a_server_that_goes_away_mid_run_fails_the_run_and_leaves_no_upload_open() {
     // Open uploads exist now; the server goes away for 3 s and comes back.
     relay.outage(Duration::from_secs(3));
     let out = child.wait_with_output().unwrap();
-    let err = stderr(&out);
+    let err = shown(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     let last = err.trim().lines().last().unwrap_or("");
     assert!(last.starts_with("error: s3://") && last.contains("cannot reach"), "{err}");
@@ -239,8 +239,8 @@ fn ctrl_c_aborts_every_open_upload() {
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(130), "{}", shown(&out));
+    assert!(shown(&out).contains("interrupted"), "{}", shown(&out));
     assert_eq!(bucket.uploads(), Vec::<String>::new(), "multipart uploads left open");
     only_whole_objects(&bucket, "c/");
 }

@@ -49,14 +49,14 @@ fn every_shipped_workload_runs_on_a_file_target_with_the_uri_alone() {
         let mut args = vec!["run", wl.as_str(), "--set", &uri, "-q"];
         args.extend(small(&name).iter().flat_map(|s| ["--set", *s]));
         let o = run(&args);
-        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", shown(&o));
         let files = files_under(&dir);
         assert!(!files.is_empty(), "{name}: nothing written");
         assert!(files.iter().all(|f| !f.contains(".dgen-tmp.")), "{name}: {files:?}");
         let mut args = vec!["verify", wl.as_str(), "--set", &uri, "-q"];
         args.extend(small(&name).iter().flat_map(|s| ["--set", *s]));
         let v = run(&args);
-        assert_eq!(v.status.code(), Some(0), "{name}: verify: {}", stderr(&v));
+        assert_eq!(v.status.code(), Some(0), "{name}: verify: {}", shown(&v));
         std::fs::remove_dir_all(&dir).ok();
     }
 }
@@ -75,7 +75,7 @@ fn every_shipped_workload_runs_on_the_null_target() {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = run(&args);
-        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", shown(&o));
     }
 }
 
@@ -96,7 +96,7 @@ fn refused(dir: &Path, body: &str, sets: &[&str]) -> (Option<i32>, String) {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
-    (o.status.code(), stderr(&o))
+    (o.status.code(), shown(&o))
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn only_the_uris_kind_is_used() {
         "--json-report",
         json.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["engine"], "pwrite", "{report}");
     // On its own URI the S3 table is used: the endpoint it names is unreachable (exit 3).

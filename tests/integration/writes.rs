@@ -53,8 +53,8 @@ fn engines_and_direct_io_write_the_stream() {
                 args.push("--direct");
             }
             let o = run(&args);
-            assert!(o.status.success(), "{engine} direct={direct}: {}", stderr(&o));
-            let err = stderr(&o);
+            assert!(o.status.success(), "{engine} direct={direct}: {}", shown(&o));
+            let err = shown(&o);
             assert!(err.contains(&format!("engine {engine}")), "{err}");
             assert!(err.contains("identical (5246977 bytes)"), "{err}");
             assert!(err.contains("latency p50"), "{err}");
@@ -78,7 +78,7 @@ fn an_unaligned_buffer_size_is_rounded_up_for_the_writes_and_the_verify() {
             args.push("--direct");
         }
         let o = run(&args);
-        let err = stderr(&o);
+        let err = shown(&o);
         assert!(o.status.success(), "direct={direct}: {err}");
         assert!(err.contains("(16 x 980 KiB)") && err.contains("identical (3145728 bytes)"), "{err}");
         assert!(std::fs::read(&path).unwrap() == want, "direct={direct}: bytes differ");
@@ -93,10 +93,10 @@ fn verify_finds_a_flipped_byte_and_a_truncated_file() {
     let p = path.to_str().unwrap();
     let base = ["gen", "--size", "24MiB", "--seed", "31", "--compress", "3", "-o", p];
     let o = run(&base);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let verify_only = [&base[..], &["--verify-only"]].concat();
     let o = run(&verify_only);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
 
     // One flipped byte in the middle.
     let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
@@ -105,15 +105,15 @@ fn verify_finds_a_flipped_byte_and_a_truncated_file() {
     f.read_exact_at(&mut b, at).unwrap();
     f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
     let o = run(&verify_only);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains(&format!("differs at byte offset {at}")), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", shown(&o));
+    assert!(shown(&o).contains(&format!("differs at byte offset {at}")), "{}", shown(&o));
 
     // Truncated (the flip undone first, so only the length is wrong).
     f.write_all_at(&b, at).unwrap();
     f.set_len(20 << 20).unwrap();
     let o = run(&verify_only);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("size mismatch: expected 25165824 bytes, found 20971520"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", shown(&o));
+    assert!(shown(&o).contains("size mismatch: expected 25165824 bytes, found 20971520"), "{}", shown(&o));
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -124,28 +124,28 @@ fn zstd_output_decompresses_to_the_stream_with_its_crc() {
     let base =
         ["gen", "--size", "40MiB", "--seed", "12", "--compress", "4", "--dedup", "2", "-o", path.to_str().unwrap()];
     let o = run(&[&base[..], &["--output-compress", "zstd:5", "--verify"]].concat());
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", shown(&o));
     let zst = dir.join("data.bin.zst");
     assert!(zst.exists() && !path.exists(), "{:?}", listing(&dir));
     let dec = Command::new("zstd").args(["-dc", zst.to_str().unwrap()]).output().expect("the zstd command");
     assert!(dec.status.success());
     let want = expected(12, 2.0, 4.0, 40 << 20);
     assert!(dec.stdout == want, "decompressed output differs from the stream");
-    let err = stderr(&o);
+    let err = shown(&o);
     let crc = format!("0x{:08x}", crc32c::crc32c(&want));
     assert!(err.contains(&format!("crc32c of the uncompressed data: {crc}")), "{err}");
     assert!(err.contains("identical (41943040 bytes)"), "{err}");
     // Uncompressed output reports the same CRC32C.
     let o = run(&base);
-    assert!(stderr(&o).contains(&format!("crc32c of the data: {crc}")), "{}", stderr(&o));
+    assert!(shown(&o).contains(&format!("crc32c of the data: {crc}")), "{}", shown(&o));
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn missing_directory_is_a_clear_error() {
     let o = run(&["gen", "--size", "1MiB", "-o", "/nonexistent-dgen-dir/sub/x.bin"]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{}", shown(&o));
+    let err = shown(&o);
     assert!(err.contains("/nonexistent-dgen-dir/sub") && err.contains("No such file or directory"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
@@ -168,8 +168,8 @@ fn permission_denied_is_a_clear_error() {
         std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
         run(&["gen", "--size", "1MiB", "-o", target.to_str().unwrap()])
     };
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("Permission denied") && stderr(&o).contains("x.bin"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", shown(&o));
+    assert!(shown(&o).contains("Permission denied") && shown(&o).contains("x.bin"), "{}", shown(&o));
     assert!(listing(&locked).is_empty());
     std::fs::remove_dir_all(dir).ok();
 }
@@ -220,7 +220,7 @@ fn full_file_system_fails_cleanly() {
                 args.push("--direct");
             }
             let o = run(&args);
-            let err = stderr(&o);
+            let err = shown(&o);
             assert_eq!(o.status.code(), Some(3), "{engine} direct={direct}: {err}");
             assert!(err.contains("No space left on device") && err.contains("big.bin"), "{err}");
             assert_eq!(err.trim_end().lines().count(), 1, "{err}");
@@ -246,8 +246,8 @@ fn ctrl_c_aborts_and_leaves_no_file() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(130), "{}", shown(&o));
+    assert!(shown(&o).contains("interrupted"), "{}", shown(&o));
     assert!(listing(&dir).is_empty(), "left {:?}", listing(&dir));
     std::fs::remove_dir_all(dir).ok();
 }
