@@ -62,7 +62,11 @@ pub enum Error {
 
     /// Any other I/O error on a named file.
     #[error("{}: {error}", path.display())]
-    Io { path: PathBuf, error: Arc<io::Error> },
+    Io {
+        path: PathBuf,
+        #[source]
+        error: Arc<io::Error>,
+    },
 
     /// Any other failure of a storage target (a refused request, a reply we cannot use); `target`
     /// names it.
@@ -142,6 +146,21 @@ impl Error {
             Failure::NoSpace => Error::NoSpace { target, message, source },
             Failure::Other => Error::Sink { target, message, source },
         }
+    }
+
+    /// A storage or I/O failure said of `what` the user asked for ("cannot write x.bin: …"), of
+    /// the same kind; the failure itself stays the source. Other errors are returned as they are.
+    pub fn about(self, what: &str) -> Error {
+        let class = match &self {
+            Error::NotFound { .. } => Failure::NotFound,
+            Error::Denied { .. } => Failure::Denied,
+            Error::Unreachable { .. } => Failure::Unreachable,
+            Error::NoSpace { .. } => Failure::NoSpace,
+            Error::Io { .. } | Error::Sink { .. } => Failure::Other,
+            _ => return self,
+        };
+        let message = self.to_string();
+        Error::storage(class, what, message, Some(Arc::new(self)))
     }
 
     /// A storage failure with no finer kind and no underlying error.

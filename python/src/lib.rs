@@ -380,8 +380,7 @@ fn run_workload(
         let attempt = || -> dgen_engine::Result<(u8, String, Vec<String>)> {
             let events = Arc::new(dgen_engine::events::Silent);
             let session = Session::open(&path, &sets, seed, mode, true, &*events)?;
-            let world = Arc::new(dgen_engine::world::World::solo(0, 1));
-            let env = RunEnv { quiet: true, cancel: cancel.clone(), events, world, results: None, carried: 0 };
+            let env = RunEnv::alone(cancel.clone(), events);
             let outcome = session.run(&mut Counter(bytes), &env)?;
             if let Some(Error::Cancelled) = &outcome.error {
                 return Err(Error::Cancelled);

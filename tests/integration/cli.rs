@@ -107,3 +107,18 @@ fn help_and_version_exit_0() {
     assert!(v.status.success());
     assert!(String::from_utf8_lossy(&v.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn the_embedding_example_writes_verifies_and_runs_a_workload() {
+    // Built by `cargo test` beside the binary: target/<profile>/examples/embed.
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_dgen-engine")).with_file_name("examples").join("embed");
+    let dir = tempdir("embed");
+    let o = std::process::Command::new(&exe).arg(&dir).output().expect("run the example");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{}", out, String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::metadata(dir.join("data.bin")).unwrap().len(), 64 << 20);
+    assert!(out.contains("identical"), "{out}");
+    assert!(out.contains("report: 8 objects"), "{out}");
+    assert_eq!(files_under(&dir.join("objects")).len(), 8, "{out}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -92,7 +92,8 @@ fn plugin_log_lines_during_a_run_print_above_the_progress_bar_not_through_it() {
         .env_remove("NO_COLOR")
         .env("TERM", "xterm-256color")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // A terminal shows both: the table on stdout, the bar and the log lines on stderr.
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave))
         .spawn()
         .unwrap();

@@ -23,7 +23,6 @@ pub mod host;
 mod stage;
 
 use crate::error::{Error, Result};
-use crate::size;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use wasmtime::component::{Component, Linker};
@@ -336,18 +335,24 @@ fn call_run(
 /// Turns a trap into a one-line message a user can act on; the full error (with its Wasm backtrace)
 /// is kept as the detail.
 fn fault(label: &str, e: wasmtime::Error, state: &host::HostState, prefix: &str) -> Error {
-    if state.interrupted {
+    let own = e.downcast_ref::<host::HostTrap>();
+    if state.interrupted || matches!(own, Some(host::HostTrap::Interrupted)) {
         return Error::Cancelled;
     }
-    let message = if let Some(m) = &state.violation {
-        m.clone()
-    } else if let Some(m) = &state.budget.refused {
-        m.clone()
-    } else if state.deadline_hit {
+    let deadline = || {
         format!(
             "ran past its deadline of {} s of its own running time; raise [limits] deadline",
             state.limits.deadline.as_secs_f64()
         )
+    };
+    let message = if let Some(host::HostTrap::Violation(m) | host::HostTrap::Memory(m)) = own {
+        m.clone()
+    } else if let Some(m) = &state.violation {
+        m.clone()
+    } else if let Some(m) = &state.budget.refused {
+        m.clone()
+    } else if state.deadline_hit || matches!(own, Some(host::HostTrap::Deadline)) {
+        deadline()
     } else if let Some(m) = &state.panic_message {
         format!("panicked: {m}")
     } else {
@@ -359,16 +364,7 @@ fn fault(label: &str, e: wasmtime::Error, state: &host::HostState, prefix: &str)
             Some(t) => format!("trapped: {t}"),
             None => {
                 let text = one_line(&e.root_cause().to_string());
-                if text.contains("forcing trap when growing memory")
-                    || text.contains("memory") && text.contains("limit")
-                {
-                    format!(
-                        "exceeded its memory limit of {} ([limits] memory)",
-                        size::format_size(state.limits.memory as u64)
-                    )
-                } else {
-                    format!("failed: {}", crate::input::sanitize(&text, 300))
-                }
+                format!("failed: {}", crate::input::sanitize(&text, 300))
             }
         }
     };

@@ -164,7 +164,7 @@ impl GenJob<'_> {
                 let compressed = self.spec.zstd_level.is_some();
                 let uri = if compressed { format!("{}.zst", path.display()) } else { path.display().to_string() };
                 let (target, name) = Target::for_object(&uri, &self.file_keys)?;
-                let (sink, notes) = target.open()?;
+                let (sink, notes) = target.open().map_err(|e| e.about(&format!("cannot write {}", path.display())))?;
                 for n in notes {
                     events.emit(Event::Note(n));
                 }
@@ -197,7 +197,8 @@ impl GenJob<'_> {
             spec.threads,
             gen.kernel().name(),
         )];
-        let pool = format!("pool {} ({} x {})", format_size(r.pool_bytes), r.pool_count, format_size(r.chunk as u64));
+        let pool =
+            format!("pool {} ({} x {})", format_size(r.pool_bytes), r.pool_count, format_size(r.write_size as u64));
         let engine = engine.map_or(String::new(), |h| format!("engine {h}; "));
         match r.compressed {
             None => lines.push(format!("{engine}{pool}; crc32c of the data: 0x{:08x}", r.crc32c)),
@@ -212,7 +213,7 @@ impl GenJob<'_> {
                 ))
             }
         }
-        lines.extend(pipeline_lines(&PipelineReport::of(&r.stats, r.chunk)));
+        lines.extend(pipeline_lines(&PipelineReport::of(&r.stats, r.write_size)));
         // Exact for this length; said when it is not the profile's D to 0.1 %.
         let d = gen.profile().dedup();
         if let Some(held) = gen.dedup_over(bytes).filter(|h| (h / d - 1.0).abs() > 0.001) {

@@ -50,7 +50,7 @@ pub struct GenResult {
     /// CRC32C of the generated (uncompressed) stream.
     pub crc32c: u32,
     /// Bytes per write after rounding to the sink's needs, and the pool's shape.
-    pub chunk: usize,
+    pub write_size: usize,
     pub pool_count: usize,
     pub pool_bytes: u64,
     /// With compression: compressed bytes out, and the writes that stored them in an object (0 for
@@ -127,7 +127,7 @@ pub fn generate(
     let job = |name: String| ObjectJob { name, size: spec.size, content: Content::Stream { stream: 0, offset: 0 } };
     let run = |sink: &dyn Sink, name: String, observer: &mut dyn Observer| -> Result<(RunStats, Shape)> {
         let exec = Executor::new(sink, gen.clone(), cfg.clone())?;
-        let shape = Shape { chunk: exec.chunk_size(), count: exec.pool().count(), bytes: exec.pool().bytes() };
+        let shape = Shape { write_size: exec.write_size(), count: exec.pool().count(), bytes: exec.pool().bytes() };
         Ok((exec.run([job(name)], observer, cancel)?, shape))
     };
     let starting =
@@ -194,7 +194,7 @@ pub fn generate(
     };
     Ok(GenResult {
         crc32c: stats.objects.first().and_then(|o| o.crc32c).unwrap_or(0),
-        chunk: shape.chunk,
+        write_size: shape.write_size,
         pool_count: shape.count,
         pool_bytes: shape.bytes,
         compressed,
@@ -206,7 +206,7 @@ pub fn generate(
 type Stored = (u64, u64);
 
 struct Shape {
-    chunk: usize,
+    write_size: usize,
     count: usize,
     bytes: u64,
 }

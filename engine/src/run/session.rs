@@ -88,7 +88,7 @@ impl Session {
             run_seconds: o.wall.as_secs_f64(),
             gbps: report::gbps(bytes, o.elapsed),
             engine: o.engine,
-            pipeline: o.stats.as_ref().map(|s| PipelineReport::of(s, o.chunk)),
+            pipeline: o.stats.as_ref().map(|s| PipelineReport::of(s, o.write_size)),
             object_list: o.objects.iter().map(ObjectReport::of).collect(),
             phases: o.phases.iter().map(|p| PhaseReport::of(p, run_start)).collect(),
             read_failures: o.read_failure_count,
@@ -151,7 +151,7 @@ pub struct Outcome {
     /// The whole run, read-backs and the plugin's last words included.
     pub wall: Duration,
     pub engine: &'static str,
-    pub chunk: usize,
+    pub write_size: usize,
     /// What the sink had to say at the end (an upload it could not abort, the concurrency it chose).
     pub notes: Vec<Note>,
 }
@@ -184,6 +184,20 @@ pub struct RunEnv {
     /// Bytes already held for this plugin in this process before the run starts (what earlier
     /// ranks run in turn left for the merged report): charged to its memory limit from the start.
     pub carried: usize,
+}
+
+impl RunEnv {
+    /// A run alone in its process (rank 0 of 1), quiet, telling `events` what it has to say.
+    pub fn alone(cancel: Arc<AtomicBool>, events: Arc<dyn Events>) -> RunEnv {
+        RunEnv {
+            quiet: true,
+            cancel,
+            events,
+            world: Arc::new(crate::world::World::solo(0, 1)),
+            results: None,
+            carried: 0,
+        }
+    }
 }
 
 /// Runs (or verifies) a workload with a loaded plugin.
@@ -237,7 +251,7 @@ pub fn execute(
         elapsed: Duration::ZERO,
         wall: Duration::ZERO,
         engine: caps.engine,
-        chunk: 0,
+        write_size: 0,
         notes: Vec::new(),
     };
     let make_ctx = |pool: BufferPool, read_pool: BufferPool, jobs, started, split| RunContext {
@@ -266,9 +280,9 @@ pub fn execute(
         Mode::Write => {
             let exec = Executor::new(sink.as_ref(), gen, cfg)?;
             let exec = if stonewall { exec.with_wall(world.wall().clone()) } else { exec };
-            outcome.chunk = exec.chunk_size();
+            outcome.write_size = exec.write_size();
             // Read-backs for the plugin's own `verify` calls use two buffers of their own.
-            let verify_pool = BufferPool::new(2, exec.chunk_size(), caps.alignment).map_err(Error::pool)?;
+            let verify_pool = BufferPool::new(2, exec.write_size(), caps.alignment).map_err(Error::pool)?;
             // Like `gen`, the clock starts once the pool is allocated and pre-faulted — on every
             // rank at once.
             world.barrier(&cancel)?;

@@ -115,7 +115,7 @@ pub struct Executor<'s> {
     pool: BufferPool,
     workers: rayon::ThreadPool,
     cfg: ExecConfig,
-    chunk: usize,
+    write_size: usize,
     split: Arc<TimeSplit>,
     wall: Option<Arc<crate::world::Wall>>,
 }
@@ -143,7 +143,16 @@ impl<'s> Executor<'s> {
             .thread_name(|i| format!("dgen-gen-{i}"))
             .build()
             .map_err(|e| Error::resource_from("cannot start generator threads", e))?;
-        Ok(Executor { sink, gen: Arc::new(gen), pool, workers, cfg, chunk: size, split: Arc::default(), wall: None })
+        Ok(Executor {
+            sink,
+            gen: Arc::new(gen),
+            pool,
+            workers,
+            cfg,
+            write_size: size,
+            split: Arc::default(),
+            wall: None,
+        })
     }
 
     /// Stops each phase's writes when `wall` goes up (stonewalling across ranks).
@@ -166,8 +175,8 @@ impl<'s> Executor<'s> {
     }
 
     /// Bytes per write after rounding to the sink's needs.
-    pub fn chunk_size(&self) -> usize {
-        self.chunk
+    pub fn write_size(&self) -> usize {
+        self.write_size
     }
 
     /// Writes every job; on error or cancellation aborts the objects still open and returns the error.

@@ -201,8 +201,8 @@ impl<'e, 's> Coordinator<'e, 's> {
         match exec.sink.create(&job.name, Some(job.size), &identity) {
             Ok(writer) => {
                 // A part the pool cannot hold whole could never be completed: say so instead of hanging.
-                let part = writer.part_size().filter(|&p| p > exec.chunk as u64).unwrap_or(0);
-                let needed = part.div_ceil(exec.chunk as u64);
+                let part = writer.part_size().filter(|&p| p > exec.write_size as u64).unwrap_or(0);
+                let needed = part.div_ceil(exec.write_size as u64);
                 if needed > exec.pool.count() as u64 {
                     writer.abort();
                     return self.fail(Error::resource(format!(
@@ -213,7 +213,7 @@ impl<'e, 's> Coordinator<'e, 's> {
                         crate::size::format_size(part),
                         crate::size::format_size(exec.pool.bytes()),
                         exec.pool.count(),
-                        crate::size::format_size(exec.chunk as u64),
+                        crate::size::format_size(exec.write_size as u64),
                     )));
                 }
                 let o = Open {
@@ -297,7 +297,7 @@ impl<'e, 's> Coordinator<'e, 's> {
             self.rr = k + 1;
             let o = &mut self.open[k];
             let at = o.next;
-            let len = (exec.chunk as u64).min(o.job.size - at) as usize;
+            let len = (exec.write_size as u64).min(o.job.size - at) as usize;
             o.next += len as u64;
             o.in_flight += 1;
             self.in_gen += 1;

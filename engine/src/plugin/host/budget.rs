@@ -3,7 +3,7 @@
 //! memory or tables grow; the host charges it before it keeps anything for the plugin, so a call that
 //! would pass the limit traps before anything is allocated.
 
-use super::HostState;
+use super::{HostState, HostTrap};
 use crate::size::format_size;
 
 /// What the host charges, beyond the bytes themselves, for the records it keeps (measured with
@@ -75,7 +75,7 @@ impl Budget {
         if self.used().saturating_add(extra) > self.limit {
             let m = self.breach(extra, what);
             self.refused = Some(m.clone());
-            return Err(wasmtime::format_err!("{m}"));
+            return Err(wasmtime::Error::new(HostTrap::Memory(m)));
         }
         Ok(())
     }

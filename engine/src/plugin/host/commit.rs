@@ -4,7 +4,7 @@
 //! read back and compared at once.
 
 use super::budget::cost;
-use super::{Draft, HostResult, HostState, Mode, Named};
+use super::{Draft, HostResult, HostState, HostTrap, Mode, Named};
 use crate::events::Event;
 use crate::input::sanitize;
 use crate::object::{Content, Recipe, Segment};
@@ -134,7 +134,7 @@ impl HostState {
                     if self.own_time() > self.limits.deadline {
                         self.deadline_hit = true;
                         self.scratch = buf;
-                        return Err(wasmtime::format_err!("deadline"));
+                        return Err(wasmtime::Error::new(HostTrap::Deadline));
                     }
                     let n = (at - pos).min(8 << 20) as usize;
                     buf.resize(n, 0);

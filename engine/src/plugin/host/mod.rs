@@ -262,12 +262,12 @@ impl HostState {
     /// Traps the plugin with `message` (kept for the error report).
     fn violate(&mut self, message: String) -> wasmtime::Error {
         self.violation.get_or_insert(message.clone());
-        wasmtime::format_err!("{message}")
+        wasmtime::Error::new(HostTrap::Violation(message))
     }
 
     fn interrupted_trap(&mut self) -> wasmtime::Error {
         self.interrupted = true;
-        wasmtime::format_err!("interrupted")
+        wasmtime::Error::new(HostTrap::Interrupted)
     }
 
     /// The plugin has returned: no more reads will be issued, no more objects committed. Reads in
@@ -296,6 +296,23 @@ impl HostState {
             read_error: self.read_error,
         }
     }
+}
+
+/// A trap the host raised itself, told apart from the plugin's own faults by its type.
+#[derive(Debug, thiserror::Error)]
+pub enum HostTrap {
+    /// Misuse a well-behaved plugin never commits (a name outside the root, a quota breach).
+    #[error("{0}")]
+    Violation(String),
+    /// Its memory (linear memory, tables, what the host holds for it) would pass `[limits] memory`.
+    #[error("{0}")]
+    Memory(String),
+    /// Its own running time passed `[limits] deadline` during host work done for it.
+    #[error("deadline")]
+    Deadline,
+    /// Ctrl-C.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// What a run keeps of its plugin host (see [`HostState::into_outcome`]).

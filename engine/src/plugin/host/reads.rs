@@ -9,7 +9,7 @@
 //! plugin has been told.
 
 use super::budget::cost;
-use super::{HostResult, HostState, Named};
+use super::{HostResult, HostState, HostTrap, Named};
 use crate::error::Error;
 use crate::input::sanitize;
 use crate::object::Content;
@@ -301,7 +301,7 @@ impl HostState {
             Err(Error::Cancelled) if self.cancelled() => Err(self.interrupted_trap()),
             Err(Error::Cancelled) => {
                 self.deadline_hit = true;
-                Err(wasmtime::format_err!("deadline"))
+                Err(wasmtime::Error::new(HostTrap::Deadline))
             }
             Err(e) => Ok(Err(self.op_failed(&prefix, e))),
         }
