@@ -78,8 +78,11 @@ fn pipeline(c: &mut Criterion) {
             })
         });
     }
-    // Per core: the executor on one generator thread against the generator's own loop (fill a buffer,
-    // then checksum it), the work `gen -o -` does per buffer. The first should be within 10 % of the second.
+    // One generator thread: the executor (which takes the CRC32C on its coordinator's thread when
+    // the generator threads leave a core free) against the generator's own loop into one reused
+    // buffer, with and without the checksum. With a core free the executor should be within 10 % of
+    // `fill/D1-C1/1t` (the target of `gen --threads 1`; `benches/side_by_side.py keepup` measures it
+    // as whole processes); on one core it pays for the CRC as `fill-then-crc` does.
     let cfg = ExecConfig { buffer_size: 8 << 20, buffers: 16, crc: true, threads: 1, ..ExecConfig::default() };
     let exec = Executor::new(&sink, Generator::new(42, Profile::default()), cfg).unwrap();
     let cancel = AtomicBool::new(false);

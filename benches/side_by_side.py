@@ -4,7 +4,7 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|mpi|mlperf|python|realism|all] [--size 8GiB] [--write-size 16GiB]
+    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|mpi|mlperf|python|keepup|realism|all] [--size 8GiB] [--write-size 16GiB]
         [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL] [--files 8] [--file-size 800MiB]
 
 gen — the generator alone, per core and with all cores:
@@ -59,6 +59,12 @@ vs `mpirun -np 8 dlio_benchmark workload=llama3_8b ++workload.model.…`; each t
 (DLIO's figures, both GiB-based) and the peak PSS / RSS of its process tree; the files compared
 (names, sizes, what torch.load finds); then dgen-engine alone at full size as far as the disk allows
 (4 of the 8 ranks in subset mode: half of the 105 GiB checkpoint).
+
+keepup (not in `all`: it needs `pip install ./python`) — whether the executor keeps up with the
+generator on one thread: `gen --threads 1 --size S --seed 1` to `-o /dev/null` and to stdout (sent to
+/dev/null), each its own reported GB/s, against the generator's own single-thread fill rate into one
+reused 8 MiB buffer (the Python package's `Generator.fill_chunk`, `max_threads=1`), alternating, over
+the rounds; the medians and their ratio (the target is ≥ 0.9x).
 
 python (not in `all`: it needs `pip install ./python`) — the Python package against dgen-py in one
 Python process, alternating: `Generator.fill_chunk` into the same reused 8 MiB buffer, 1 thread and all
@@ -882,6 +888,45 @@ def python_bench(rounds, gen_size, write_size):
         print("  per round: " + "; ".join(f"{t} " + " ".join(f"{g:.2f}" for g, _ in v) for t, v in by_tool.items()))
 
 
+def keepup_bench(binary, rounds, size):
+    """`gen --threads 1` to the null sink and to stdout against Generator.fill_chunk on one thread."""
+    import mmap
+    try:
+        import dgen_engine
+    except ImportError:
+        sys.exit("keepup: the dgen_engine package is not installed; pip install ./python first")
+    buf = mmap.mmap(-1, CHUNK)
+
+    def fill():
+        g = dgen_engine.Generator(size, 1.0, 1.0, seed=1, max_threads=1)
+        start, total = time.perf_counter(), 0
+        while True:
+            n = g.fill_chunk(buf)
+            if n == 0:
+                break
+            total += n
+        return total / (time.perf_counter() - start) / 1e9
+
+    def gen(out):
+        args = [binary, "gen", "--threads", "1", "--size", str(size), "--seed", "1"] + (["-o", out] if out else [])
+        err = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True).stderr
+        return float(re.search(r"= ([\d.]+) GB/s", err).group(1))
+
+    tools = {"fill_chunk": fill, "gen -o /dev/null": lambda: gen("/dev/null"), "gen > /dev/null": lambda: gen(None)}
+    res = {}
+    for r in range(rounds):
+        names = list(tools)
+        names = names[r % len(names):] + names[:r % len(names)]
+        for t in names:
+            res.setdefault(t, []).append(tools[t]())
+    base = statistics.median(res["fill_chunk"])
+    print(f"\nkeepup: one generator thread, {size >> 30} GiB, GB/s, median of {rounds} alternating rounds "
+          f"({os.cpu_count()} cores)")
+    for t, v in res.items():
+        m = statistics.median(v)
+        print(f"  {t:<18}{m:>8.2f}   {m / base:.2f}x of fill_chunk   rounds: " + " ".join(f"{x:.2f}" for x in v))
+
+
 REALISM_KINDS = [
     ("uniform d2 c2", ["--dedup", "2", "--compress", "2"]),
     ("extent 64K d2 c2", ["--dedup", "2", "--compress", "2", "--dedup-extent", "64KiB"]),
@@ -1261,7 +1306,7 @@ def mpi_bench(rounds, total, sinks=("null", "file")):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "mpi", "mlperf", "python", "realism", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "mpi", "mlperf", "python", "keepup", "realism", "all"])
     ap.add_argument("--files", type=int, default=8, help="files per ckpt run (default 8)")
     ap.add_argument("--file-size", default="800MiB", help="bytes per ckpt file (default 800MiB)")
     ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
@@ -1281,6 +1326,8 @@ def main():
         return mlperf_bench(binary, args.rounds)
     if args.what == "python":
         return python_bench(args.rounds, size, parse_size(args.write_size))
+    if args.what == "keepup":
+        return keepup_bench(binary, args.rounds, size)
     if args.what == "realism":
         return realism_bench(binary, args.rounds, size, args.old_bin)
     if args.what in ("sinks", "all"):

@@ -116,6 +116,10 @@ pub struct Executor<'s> {
     workers: rayon::ThreadPool,
     cfg: ExecConfig,
     write_size: usize,
+    /// The CRC32C is taken on the coordinator's thread as each chunk arrives, not on the generator
+    /// thread that made it: when the generator threads leave a core free, so the generator never
+    /// pauses for it.
+    crc_aside: bool,
     split: Arc<TimeSplit>,
     wall: Option<Arc<crate::world::Wall>>,
 }
@@ -143,6 +147,7 @@ impl<'s> Executor<'s> {
             .thread_name(|i| format!("dgen-gen-{i}"))
             .build()
             .map_err(|e| Error::resource_from("cannot start generator threads", e))?;
+        let crc_aside = cfg.crc && cfg.threads < std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Executor {
             sink,
             gen: Arc::new(gen),
@@ -150,6 +155,7 @@ impl<'s> Executor<'s> {
             workers,
             cfg,
             write_size: size,
+            crc_aside,
             split: Arc::default(),
             wall: None,
         })

@@ -276,10 +276,10 @@ impl<'e, 's> Coordinator<'e, 's> {
         }
         while !self.open.is_empty() {
             // Generating ahead of the workers only spreads the data over more of the pool: one chunk per
-            // worker keeps the buffers in use few enough to stay in the last-level cache (measured on
-            // one core: 2 chunks per worker cost 6–10 %, all 16 buffers 30 %), and a sink that needs
-            // more buffers holds them in flight, not here.
-            if self.in_gen >= exec.cfg.threads {
+            // worker, and one waiting so that no worker waits for the coordinator, keep the buffers
+            // in use few enough to stay in the last-level cache (all 16 buffers cost 30 %), and a
+            // sink that needs more buffers holds them in flight, not here.
+            if self.in_gen > exec.cfg.threads {
                 return false;
             }
             let n = self.open.len();
@@ -302,7 +302,7 @@ impl<'e, 's> Coordinator<'e, 's> {
             o.in_flight += 1;
             self.in_gen += 1;
             let (gen, content, tx, obj, crc) =
-                (exec.gen.clone(), o.job.content.clone(), self.tx.clone(), o.id, exec.cfg.crc);
+                (exec.gen.clone(), o.job.content.clone(), self.tx.clone(), o.id, exec.cfg.crc && !exec.crc_aside);
             exec.workers.spawn(move || {
                 let t = Instant::now();
                 let crc = fill_tiled(&content, &gen, at, &mut buf.as_mut_slice()[..len], crc);
@@ -334,6 +334,11 @@ impl<'e, 's> Coordinator<'e, 's> {
             o.in_flight -= 1;
             return; // dropping `buf` returns it to the pool
         }
+        // Taken here while the generator threads make the next chunks (the chunk is still in the
+        // shared last-level cache).
+        let crc = crc.or_else(|| {
+            self.exec.crc_aside.then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &buf.as_slice()[..len]) as u32)
+        });
         if let Some(c) = crc {
             o.crc.add(chunk, c, len as u64);
         }
