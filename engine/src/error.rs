@@ -17,7 +17,7 @@ pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A value outside its domain. `key` is the workload key (`data.dedup`, …); the CLI names its flag.
-    #[error("invalid {key} '{}': {reason}", crate::input::echo(value))]
+    #[error("invalid {key} '{}': {reason}", crate::untrusted::echo(value))]
     InvalidValue { key: &'static str, value: String, reason: String },
 
     /// A workload file is malformed; `at` is `file:line` (or `--set KEY`).

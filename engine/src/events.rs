@@ -61,7 +61,7 @@ pub enum Level {
 }
 
 impl Note {
-    pub fn note(text: impl Into<String>) -> Note {
+    pub fn remark(text: impl Into<String>) -> Note {
         Note { level: Level::Note, text: text.into() }
     }
 

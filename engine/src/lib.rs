@@ -50,7 +50,7 @@
 //!   place will sit beside the object pipeline, in `pipeline/`, driven from `run/`.)
 //! - Foundations: [`error`] (one error type, each variant naming what it concerns, with its
 //!   source), [`events`] (what the library tells while it works, and notes with a level), [`keys`]
-//!   (a table's keys taken with file/line errors), [`input`] (what comes from users and strangers,
+//!   (a table's keys taken with file/line errors), [`untrusted`] (what comes from users and strangers,
 //!   made safe), [`size`] (sizes as people write them).
 //!
 //! The binary (`engine/src/main.rs`) parses the command line, calls into here, maps errors to exit
@@ -60,7 +60,6 @@
 pub mod error;
 pub mod events;
 pub mod generator;
-pub mod input;
 pub mod keys;
 pub mod object;
 pub mod pipeline;
@@ -70,6 +69,7 @@ pub mod report;
 pub mod run;
 pub mod sink;
 pub mod size;
+pub mod untrusted;
 pub mod world;
 
 pub use error::{Error, Result};

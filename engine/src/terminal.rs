@@ -22,13 +22,13 @@ pub fn color_allowed() -> bool {
 /// One line to the terminal. Lines carry text from plugins and storage (names, messages): control
 /// characters are escaped however they got in, so nothing can drive the terminal.
 pub fn say(line: &str) {
-    eprintln!("{}", dgen_engine::input::sanitize(line, 100_000));
+    eprintln!("{}", dgen_engine::untrusted::sanitize(line, 100_000));
 }
 
 /// A result line, to stdout (escaped as [`say`]'s are): what `run … > result.txt` keeps.
 pub fn result(line: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stdout().lock(), "{}", dgen_engine::input::sanitize(line, 100_000));
+    let _ = writeln!(std::io::stdout().lock(), "{}", dgen_engine::untrusted::sanitize(line, 100_000));
 }
 
 /// Whether `path` is this process's stdout (`-`, `/dev/stdout`, or the file stdout is open on).

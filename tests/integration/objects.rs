@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use dgen_engine::object::Content;
-use dgen_engine::pipeline::executor::{ExecConfig, Executor, ObjectJob, RunStats};
+use dgen_engine::pipeline::executor::{ExecConfig, Executor, ObjectJob, PipelineStats};
 use dgen_engine::sink::Sink;
 use dgen_engine::Generator;
 use std::process::{Command, Stdio};
@@ -34,7 +34,7 @@ pub fn write_and_compare(
     gen: &Generator,
     sizes: &[u64],
     buffer: u64,
-) -> RunStats {
+) -> PipelineStats {
     let cfg = ExecConfig { buffer_size: buffer as usize, buffers: 8, threads: 2, open_objects: 2, crc: true };
     let exec = Executor::new(sink, gen.clone(), cfg).unwrap();
     let jobs = sizes.iter().enumerate().map(|(i, &size)| ObjectJob {

@@ -17,7 +17,7 @@ pub fn build(dir: &Path, output: Option<&Path>) -> Result<(), Failure> {
 pub fn inspect(file: &Path) -> Result<(), Failure> {
     let plugin = dgen_engine::plugin::load(file, None).map_err(lib_error)?;
     let m = &plugin.meta;
-    let text = |s: &str| dgen_engine::input::sanitize(s, 4000);
+    let text = |s: &str| dgen_engine::untrusted::sanitize(s, 4000);
     println!("name:     {}", text(&m.name));
     println!("version:  {}", text(&m.version));
     println!("contract: {}", text(&m.contract));

@@ -23,7 +23,7 @@ pub fn run(args: ProfileArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let names: Vec<String> =
-        args.paths.iter().map(|p| dgen_engine::input::sanitize(&p.display().to_string(), 4000)).collect();
+        args.paths.iter().map(|p| dgen_engine::untrusted::sanitize(&p.display().to_string(), 4000)).collect();
     for line in measured.summary_lines(&names, secs) {
         println!("{line}");
     }

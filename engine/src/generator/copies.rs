@@ -67,7 +67,7 @@ impl CopySpec {
     /// and blank lines ignored. Errors name the file and line.
     pub fn histogram_file(path: &Path) -> Result<CopySpec, Error> {
         // Unreadable input named by a key or flag is bad input (exit 2), not a storage failure.
-        let bytes = crate::input::read_regular(path, MAX_FILE).map_err(|e| Error::InvalidValue {
+        let bytes = crate::untrusted::read_regular(path, MAX_FILE).map_err(|e| Error::InvalidValue {
             key: "data.dedup_copies",
             value: path.display().to_string(),
             reason: format!("cannot be read: {e}"),
@@ -87,10 +87,11 @@ impl CopySpec {
             let fields: Vec<&str> =
                 line.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).collect();
             let [copies, blocks] = fields[..] else {
-                return Err(bad(format!("'{}' is not 'copies, blocks'", crate::input::sanitize(line, 80))));
+                return Err(bad(format!("'{}' is not 'copies, blocks'", crate::untrusted::sanitize(line, 80))));
             };
             let num = |s: &str| {
-                s.parse::<u64>().map_err(|_| bad(format!("'{}' is not a whole number", crate::input::sanitize(s, 40))))
+                s.parse::<u64>()
+                    .map_err(|_| bad(format!("'{}' is not a whole number", crate::untrusted::sanitize(s, 40))))
             };
             let (k, n) = (num(copies)?, num(blocks)?);
             if k == 0 || k > MAX_COPIES {

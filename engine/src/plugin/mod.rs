@@ -165,7 +165,7 @@ pub const MAX_PLUGIN_FILE: u64 = 256 << 20;
 /// As [`load`], refusing the file before anything else is done with it unless its SHA-256 is `pin`.
 pub fn load_pinned(path: &Path, pin: Option<&str>, cache_dir: Option<&Path>) -> Result<LoadedPlugin> {
     let label = path.display().to_string();
-    let bytes = crate::input::read_regular(path, MAX_PLUGIN_FILE).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::untrusted::read_regular(path, MAX_PLUGIN_FILE).map_err(|e| Error::io(path, e))?;
     let sha256 = sha256_hex(&bytes);
     if let Some(want) = pin.filter(|&w| w != sha256) {
         return Err(Error::plugin(
@@ -296,7 +296,7 @@ impl LoadedPlugin {
                 .map_err(|e| fault(&label, e, store.data(), "cannot be instantiated: "))?;
             let r = call_run(&mut store, &instance, config).map_err(|e| fault(&label, e, store.data(), ""))?;
             // What the plugin returns is its own text: keep it to a size a report can show.
-            Ok(r.map_err(|m| crate::input::sanitize(&m, host::MAX_LOG_LINE)))
+            Ok(r.map_err(|m| crate::untrusted::sanitize(&m, host::MAX_LOG_LINE)))
         })();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = ticker.join();
@@ -364,7 +364,7 @@ fn fault(label: &str, e: wasmtime::Error, state: &host::HostState, prefix: &str)
             Some(t) => format!("trapped: {t}"),
             None => {
                 let text = one_line(&e.root_cause().to_string());
-                format!("failed: {}", crate::input::sanitize(&text, 300))
+                format!("failed: {}", crate::untrusted::sanitize(&text, 300))
             }
         }
     };

@@ -120,7 +120,7 @@ pub struct PipelineReport {
 }
 
 impl PipelineReport {
-    pub fn of(s: &crate::pipeline::executor::RunStats, write_size: usize) -> PipelineReport {
+    pub fn of(s: &crate::pipeline::executor::PipelineStats, write_size: usize) -> PipelineReport {
         PipelineReport {
             bytes: s.bytes,
             writes: s.ops,

@@ -8,8 +8,8 @@
 use super::format::{gbps_of, ms2};
 use super::phase::{histogram, Latency, PhaseFigures, PhaseReport};
 use super::{CheckReport, ObjectReport};
-use crate::input::sanitize;
 use crate::size::format_size;
+use crate::untrusted::sanitize;
 use serde::{Deserialize, Serialize};
 
 /// What one rank tells rank 0 at the end of a run.

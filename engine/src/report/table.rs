@@ -4,8 +4,8 @@
 
 use super::format::{ms, pct};
 use super::{PhaseReport, PipelineReport, Report};
-use crate::input::sanitize;
 use crate::size::format_size;
+use crate::untrusted::sanitize;
 
 /// Rows of plugin-made lists (metrics, checks, phases) the table shows; the JSON report has them all.
 const SHOWN: usize = 50;

@@ -259,6 +259,6 @@ fn open_stream(p: &Path) -> Result<std::fs::File> {
             _ => Error::io(p, e),
         }
     })?;
-    crate::input::set_blocking(&f);
+    crate::untrusted::set_blocking(&f);
     Ok(f)
 }

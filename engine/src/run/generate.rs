@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use crate::generator::Generator;
 use crate::object::Content;
-use crate::pipeline::executor::{ExecConfig, Executor, ObjectJob, Observer, RunStats};
+use crate::pipeline::executor::{ExecConfig, Executor, ObjectJob, Observer, PipelineStats};
 use crate::pool::BufferPool;
 use crate::sink::ordered::Plain;
 use crate::sink::ordered::{OrderedSink, StreamOut};
@@ -46,7 +46,7 @@ pub struct GenSpec {
 
 /// What a `gen` run did.
 pub struct GenResult {
-    pub stats: RunStats,
+    pub stats: PipelineStats,
     /// CRC32C of the generated (uncompressed) stream.
     pub crc32c: u32,
     /// Bytes per write after rounding to the sink's needs, and the pool's shape.
@@ -125,7 +125,7 @@ pub fn generate(
         crc: true,
     };
     let job = |name: String| ObjectJob { name, size: spec.size, content: Content::Stream { stream: 0, offset: 0 } };
-    let run = |sink: &dyn Sink, name: String, observer: &mut dyn Observer| -> Result<(RunStats, Shape)> {
+    let run = |sink: &dyn Sink, name: String, observer: &mut dyn Observer| -> Result<(PipelineStats, Shape)> {
         let exec = Executor::new(sink, gen.clone(), cfg.clone())?;
         let shape = Shape { write_size: exec.write_size(), count: exec.pool().count(), bytes: exec.pool().bytes() };
         Ok((exec.run([job(name)], observer, cancel)?, shape))

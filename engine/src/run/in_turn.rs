@@ -87,8 +87,8 @@ impl Session {
              times are its own); target {}",
             if self.mode == Mode::Verify { "verify" } else { "run" },
             self.plan.name,
-            crate::input::sanitize(&self.plugin.meta.name, 100),
-            crate::input::sanitize(&self.plugin.meta.version, 50),
+            crate::untrusted::sanitize(&self.plugin.meta.name, 100),
+            crate::untrusted::sanitize(&self.plugin.meta.version, 50),
             self.seed,
             self.plan.uri
         ));

@@ -10,9 +10,9 @@
 use crate::error::{Error, Result};
 use crate::events::{Event, Events, Note};
 use crate::generator::Generator;
-use crate::pipeline::executor::{ExecConfig, Executor, ObjectResult, Observer, RunStats};
+use crate::pipeline::executor::{ExecConfig, Executor, ObjectResult, Observer, PipelineStats};
 use crate::pipeline::verify::Verdict;
-use crate::plugin::host::{HostState, Mode, RunContext};
+use crate::plugin::host::{HostContext, HostState, Mode};
 use crate::plugin::{build, LoadedPlugin, PluginMeta, Report as PluginReport, RunConfig};
 use crate::pool::BufferPool;
 use crate::report::{self, Report};
@@ -136,7 +136,7 @@ pub struct Outcome {
     pub report: Option<PluginReport>,
     /// The error that decides the exit code, if any (storage, plugin fault, Ctrl-C).
     pub error: Option<Error>,
-    pub stats: Option<RunStats>,
+    pub stats: Option<PipelineStats>,
     pub objects: Vec<ObjectResult>,
     pub verdicts: Vec<(String, Verdict)>,
     /// The run's phases, in order.
@@ -254,8 +254,8 @@ pub fn execute(
         write_size: 0,
         notes: Vec::new(),
     };
-    let make_ctx = |pool: BufferPool, read_pool: BufferPool, jobs, started, split| RunContext {
-        plugin: crate::input::sanitize(&plugin.meta.name, 100),
+    let make_ctx = |pool: BufferPool, read_pool: BufferPool, jobs, started, split| HostContext {
+        plugin: crate::untrusted::sanitize(&plugin.meta.name, 100),
         params_json: plan.params_json.clone(),
         seed,
         profile: plan.profile.clone(),
@@ -327,7 +327,7 @@ fn settle(
     o: &mut Outcome,
     state: HostState,
     result: Result<std::result::Result<PluginReport, String>>,
-    exec_result: Option<Result<RunStats>>,
+    exec_result: Option<Result<PipelineStats>>,
     started: Instant,
     sink: &dyn crate::sink::Sink,
     plugin: &LoadedPlugin,

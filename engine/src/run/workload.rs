@@ -365,7 +365,7 @@ fn plugin_source(plugin: &PluginRef, file: &Path, text: &str) -> Result<PluginSo
 fn read_text(file: &Path, what: &str) -> Result<String> {
     let cannot =
         |e: String| Error::Workload { at: file.display().to_string(), message: format!("cannot read {what}: {e}") };
-    let bytes = crate::input::read_regular(file, MAX_WORKLOAD_FILE).map_err(|e| cannot(e.to_string()))?;
+    let bytes = crate::untrusted::read_regular(file, MAX_WORKLOAD_FILE).map_err(|e| cannot(e.to_string()))?;
     String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))
 }
 
@@ -375,7 +375,7 @@ fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
     let named = |e: Error| match e {
         Error::InvalidValue { key, value, reason } => {
             let k = key.trim_start_matches("data.");
-            at_key(file, text, "data", k, format!("'{}' {reason}", crate::input::echo(&value)))
+            at_key(file, text, "data", k, format!("'{}' {reason}", crate::untrusted::echo(&value)))
         }
         other => other,
     };

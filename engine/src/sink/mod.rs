@@ -188,7 +188,7 @@ pub trait ObjectReader: Send + Sync {
 /// `caps.max_component`), or that would reach a terminal as control characters.
 pub fn check_name(name: &str, caps: &Capabilities) -> Result<()> {
     let bad = |why: String| {
-        Err(Error::InvalidValue { key: "object name", value: crate::input::sanitize(name, 200), reason: why })
+        Err(Error::InvalidValue { key: "object name", value: crate::untrusted::sanitize(name, 200), reason: why })
     };
     if name.is_empty() {
         return bad("is empty".into());

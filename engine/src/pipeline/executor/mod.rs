@@ -79,7 +79,7 @@ pub struct ObjectResult {
 
 /// What a run did, and where its time went.
 #[derive(Clone, Debug)]
-pub struct RunStats {
+pub struct PipelineStats {
     pub bytes: u64,
     pub ops: u64,
     pub elapsed: Duration,
@@ -191,7 +191,7 @@ impl<'s> Executor<'s> {
         jobs: impl IntoIterator<Item = ObjectJob>,
         observer: &mut dyn Observer,
         cancel: &AtomicBool,
-    ) -> Result<RunStats> {
+    ) -> Result<PipelineStats> {
         let (tx, rx) = crossbeam_channel::unbounded();
         for j in jobs {
             let _ = tx.send(j);
@@ -209,7 +209,7 @@ impl<'s> Executor<'s> {
         done: Option<Sender<ObjectResult>>,
         observer: &mut dyn Observer,
         cancel: &AtomicBool,
-    ) -> Result<RunStats> {
+    ) -> Result<PipelineStats> {
         let start = Instant::now();
         // Where the time went is what the split's counters gained over this run.
         let split_at_start = self.split.snapshot();
@@ -226,7 +226,7 @@ impl<'s> Executor<'s> {
             in_io: 0,
             finishing: 0,
             failure: None,
-            stats: RunStats {
+            stats: PipelineStats {
                 bytes: 0,
                 ops: 0,
                 elapsed: Duration::ZERO,

@@ -74,7 +74,7 @@ pub(super) struct Coordinator<'e, 's> {
     pub(super) in_io: usize,
     pub(super) finishing: usize,
     pub(super) failure: Option<Error>,
-    pub(super) stats: RunStats,
+    pub(super) stats: PipelineStats,
 }
 
 impl<'e, 's> Coordinator<'e, 's> {
@@ -191,7 +191,7 @@ impl<'e, 's> Coordinator<'e, 's> {
                 exec.sink.describe(),
                 format!(
                     "{}: {} is more than the {} this target takes for one object",
-                    crate::input::sanitize(&job.name, 200),
+                    crate::untrusted::sanitize(&job.name, 200),
                     crate::size::format_size(job.size),
                     crate::size::format_size(max)
                 ),
@@ -337,7 +337,9 @@ impl<'e, 's> Coordinator<'e, 's> {
         // Taken here while the generator threads make the next chunks (the chunk is still in the
         // shared last-level cache).
         let crc = crc.or_else(|| {
-            self.exec.crc_aside.then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &buf.as_slice()[..len]) as u32)
+            self.exec
+                .crc_aside
+                .then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &buf.as_slice()[..len]) as u32)
         });
         if let Some(c) = crc {
             o.crc.add(chunk, c, len as u64);

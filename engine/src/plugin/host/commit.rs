@@ -6,11 +6,11 @@
 use super::budget::cost;
 use super::{Draft, HostResult, HostState, HostTrap, Mode, Named};
 use crate::events::Event;
-use crate::input::sanitize;
 use crate::object::{Content, Recipe, Segment};
 use crate::pipeline::executor::{ObjectJob, ObjectResult};
 use crate::pipeline::verify::Verdict;
 use crate::plugin::dgen::plugin::types::FieldKind;
+use crate::untrusted::sanitize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,11 +7,11 @@ use super::budget::cost;
 use super::commit::field_len;
 use super::fills::profile_rows;
 use super::{HostResult, HostState, Named};
-use crate::input::sanitize;
 use crate::object::{Recipe, Segment};
 use crate::plugin::dgen::plugin::host::HostTarget;
 use crate::plugin::dgen::plugin::types::{self as wit, DataProfile, FieldKind};
 use crate::size::format_size;
+use crate::untrusted::sanitize;
 use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 

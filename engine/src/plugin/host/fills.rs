@@ -6,9 +6,9 @@ use super::budget::cost;
 use super::{Draft, HostResult, HostState, MAX_STREAM};
 use crate::error::Error;
 use crate::generator::{DataKeys, Generator, Profile};
-use crate::input::sanitize;
 use crate::plugin::dgen::plugin::types::{self as wit, DataProfile};
 use crate::size::format_size;
+use crate::untrusted::sanitize;
 use std::sync::Arc;
 use wasmtime::component::Resource;
 

@@ -4,8 +4,8 @@
 use super::budget::cost;
 use super::HostState;
 use crate::events::Event;
-use crate::input::sanitize;
 use crate::plugin::dgen::plugin::types::LogLevel;
+use crate::untrusted::sanitize;
 use std::time::Instant;
 
 /// Longest metric name, bytes.
@@ -54,7 +54,7 @@ impl HostState {
         if g.suppressed == 0 && g.cut == 0 {
             return None;
         }
-        Some(crate::events::Note::note(format!(
+        Some(crate::events::Note::remark(format!(
             "[{}] note: {} log lines not shown (more than {LOG_BURST} at once or {LOG_RATE} a second), {} cut to {MAX_LOG_LINE} characters",
             self.ctx.plugin, g.suppressed, g.cut
         )))

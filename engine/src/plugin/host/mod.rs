@@ -71,7 +71,7 @@ pub enum Mode {
 }
 
 /// What the host shares with the rest of the run.
-pub struct RunContext {
+pub struct HostContext {
     pub plugin: String,
     pub params_json: String,
     pub seed: u64,
@@ -133,7 +133,7 @@ pub struct HostState {
     pub(crate) deadline_hit: bool,
     /// Ctrl-C stopped the plugin.
     pub(crate) interrupted: bool,
-    ctx: RunContext,
+    ctx: HostContext,
     /// One generator and stream cursor per data profile used.
     gens: Vec<(Profile, Arc<Generator>, u64)>,
     open_targets: usize,
@@ -184,7 +184,7 @@ pub struct HostState {
 type HostResult<T> = wasmtime::Result<Result<T, String>>;
 
 impl HostState {
-    pub fn new(ctx: RunContext, limits: Limits) -> HostState {
+    pub fn new(ctx: HostContext, limits: Limits) -> HostState {
         let gen = Arc::new(
             Generator::new(ctx.seed, ctx.profile.clone()).for_rank(ctx.world.rank().into(), ctx.world.size().into()),
         );

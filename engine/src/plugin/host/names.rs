@@ -2,8 +2,8 @@
 //! (with its recipe, phase, and whether its write is durable), or declared (on storage already, read
 //! only where its stored identity is the declared one).
 
-use crate::input::sanitize;
 use crate::object::Recipe;
+use crate::untrusted::sanitize;
 use std::sync::Arc;
 
 /// A name used in this run.

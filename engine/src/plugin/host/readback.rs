@@ -5,9 +5,9 @@
 use super::budget::cost;
 use super::{HostState, Mode, Named};
 use crate::error::Error;
-use crate::input::sanitize;
 use crate::object::{Content, Recipe};
 use crate::pipeline::verify::{self, Verdict};
+use crate::untrusted::sanitize;
 use std::sync::Arc;
 use std::time::Instant;
 

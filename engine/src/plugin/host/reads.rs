@@ -11,10 +11,10 @@
 use super::budget::cost;
 use super::{HostResult, HostState, HostTrap, Named};
 use crate::error::Error;
-use crate::input::sanitize;
 use crate::object::Content;
 use crate::pipeline::read::{Check, Expected, Outcome, ReadReq, Reads, Require};
 use crate::plugin::dgen::plugin::types as wit;
+use crate::untrusted::sanitize;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

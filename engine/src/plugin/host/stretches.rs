@@ -4,8 +4,8 @@
 //! Pauses are here too: time the plugin asks to wait, not held against its deadline.
 
 use super::HostState;
-use crate::input::sanitize;
 use crate::pipeline::phase::{Phase, MAX_PHASE_NAME};
+use crate::untrusted::sanitize;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

@@ -3,8 +3,8 @@
 //! read-back), and the run's throughput time.
 
 use super::{HostResult, HostState, Named};
-use crate::input::sanitize;
 use crate::pipeline::executor::ObjectResult;
+use crate::untrusted::sanitize;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,6 @@ impl HostState {
     }
 
     /// Every object committed so far has ended, whole or cut by a stonewall.
-
     pub(super) fn writes_ended(&self) -> bool {
         self.finished.len() + self.cut as usize >= self.committed as usize
     }

@@ -313,7 +313,7 @@ impl<S: Store> Sink for CloudSink<S> {
         if prefix.len() > super::MAX_NAME || prefix.chars().any(char::is_control) {
             return Err(Error::InvalidValue {
                 key: "list prefix",
-                value: crate::input::sanitize(prefix, 200),
+                value: crate::untrusted::sanitize(prefix, 200),
                 reason: "is longer than a name or has a control character".into(),
             });
         }
@@ -332,7 +332,7 @@ impl<S: Store> Sink for CloudSink<S> {
     fn notes(&self) -> Vec<Note> {
         let mut v = self.warnings.lock().unwrap().clone();
         if let Some(s) = self.limiter.summary() {
-            v.push(Note::note(s));
+            v.push(Note::remark(s));
         }
         v
     }

@@ -160,7 +160,7 @@ pub fn open_regular(dir: &impl AsRawFd, name: &str, flags: i32) -> io::Result<Fi
     }
     // Back to blocking: io_uring answers a read of an O_NONBLOCK file that would wait with EAGAIN
     // instead of waiting for it.
-    crate::input::set_blocking(&file);
+    crate::untrusted::set_blocking(&file);
     Ok(file)
 }
 

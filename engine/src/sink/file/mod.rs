@@ -328,7 +328,7 @@ impl Sink for FileSink {
         if dir_part.split('/').any(|c| c == ".." || c == ".") || prefix.starts_with('/') {
             return Err(Error::InvalidValue {
                 key: "list prefix",
-                value: crate::input::sanitize(prefix, 200),
+                value: crate::untrusted::sanitize(prefix, 200),
                 reason: "must stay below the target root".into(),
             });
         }
