@@ -316,7 +316,7 @@ impl<'e, 's> Coordinator<'e, 's> {
     pub(super) fn generated(
         &mut self,
         obj: usize,
-        chunk: u64,
+        offset: u64,
         len: usize,
         buf: Buffer,
         crc: Option<u32>,
@@ -342,7 +342,7 @@ impl<'e, 's> Coordinator<'e, 's> {
                 .then(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &buf.as_slice()[..len]) as u32)
         });
         if let Some(c) = crc {
-            o.crc.add(chunk, c, len as u64);
+            o.crc.add(offset, c, len as u64);
         }
         self.in_io += 1;
         self.exec.split.write_started();
@@ -351,7 +351,7 @@ impl<'e, 's> Coordinator<'e, 's> {
         let done = Box::new(move |result: Result<()>| {
             let _ = tx.send(Event::Written { obj, len, result, took: submitted.elapsed() });
         });
-        o.writer.as_mut().expect("a writer until stopping").submit(WriteReq { offset: chunk, len, buf, done });
+        o.writer.as_mut().expect("a writer until stopping").submit(WriteReq { offset, len, buf, done });
     }
 
     pub(super) fn written(
