@@ -6,6 +6,7 @@ mod common;
 mod determinism;
 mod errors;
 mod fidelity;
+mod first_hour;
 mod foreign;
 mod hardening;
 mod mlperf;

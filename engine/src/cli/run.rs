@@ -34,6 +34,9 @@ pub fn run(args: RunArgs, mode: Mode) -> Result<(), Failure> {
         world.end_failed(e.exit_code(), FAILED_GRACE);
         early(e)
     };
+    if root {
+        report_writable(&args)?;
+    }
     let session =
         Session::open(&args.workload, &args.sets, args.seed, mode, quiet, &Terminal::plain()).map_err(early)?;
     let mut progress = Progress::new(0, !quiet && mode == Mode::Write);
@@ -118,6 +121,7 @@ fn run_in_turn(args: RunArgs, mode: Mode, n: u32) -> Result<(), Failure> {
             "--world-size is for runs without a launcher; under mpirun/srun the launcher assigns the ranks"
         )));
     }
+    report_writable(&args)?;
     let session =
         Session::open(&args.workload, &args.sets, args.seed, mode, args.quiet, &Terminal::plain()).map_err(early)?;
     let cancel = install_cancel();
@@ -157,6 +161,18 @@ fn show(lines: &[String], args: &RunArgs) {
             crate::terminal::result(l);
         }
     }
+}
+
+/// Refuses, before anything runs, a JSON report that could not be written at the end: its file is
+/// opened for writing (created when missing) now.
+fn report_writable(args: &RunArgs) -> Result<(), Failure> {
+    let Some(path) = &args.json_report else { return Ok(()) };
+    if crate::terminal::is_stdout(path) {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path).map(drop).map_err(|e| {
+        Failure::io(anyhow::anyhow!("cannot write the JSON report {}: {e}; nothing was run", path.display()))
+    })
 }
 
 /// A rank's progress line, ended when the rank is done.

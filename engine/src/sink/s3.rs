@@ -144,6 +144,26 @@ pub fn open(target: &S3Target) -> Result<CloudSink<S3Store>> {
             loader.credentials_provider(aws_sdk_s3::config::Credentials::new(id, secret, None, None, "dgen-engine"));
     }
     let sdk = rt.block_on(loader.load());
+    // Without credentials every request would fail at signing, which the SDK words as a failure to
+    // reach the server: found now, and said as what it is.
+    let missing = match sdk.credentials_provider() {
+        Some(provider) => {
+            use aws_sdk_s3::config::ProvideCredentials;
+            rt.block_on(provider.provide_credentials()).err().map(|e| format!(": {e}"))
+        }
+        None => Some(String::new()),
+    };
+    if let Some(why) = missing {
+        return Err(Error::Denied {
+            target: format!("s3://{bucket}"),
+            message: format!(
+                "no AWS credentials found: looked in the environment (AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY), the profile (AWS_PROFILE in ~/.aws/config and ~/.aws/credentials), web \
+                 identity and container credentials, and EC2 instance metadata (IMDS){why}"
+            ),
+            source: None,
+        });
+    }
     let mut b = aws_sdk_s3::config::Builder::from(&sdk)
         .force_path_style(path_style)
         // We send our own CRC32C (or none): no second checksum pass by the SDK, none on reads either
