@@ -345,14 +345,37 @@ pub const fn __meta<const N: usize>(s: &str) -> [u8; N] {
 
 /// Exports a [`Plugin`] and records its metadata (name, version, documented params) in a custom
 /// section the host reads before running it. Strings go into JSON as written: avoid `"` and `\`.
+///
+/// `keys = { name: "type", … }` declares the `[params]` keys the plugin takes, so the engine refuses
+/// an unknown or mistyped one (exit 2, naming the workload's line) before anything runs. A type is
+/// `"integer"`, `"number"`, `"boolean"`, `"string"`, `"size"` (bytes, or a string such as
+/// `"4MiB"`), `"any"`, or the accepted strings joined by `|` (`"none|crc|verify"`).
+///
+/// ```ignore
+/// export_plugin!(Ckpt, name = "ckpt", version = "0.3.0", params = "ranks (4), verify (true)",
+///                keys = { ranks: "integer", verify: "boolean" });
+/// ```
 #[macro_export]
 macro_rules! export_plugin {
-    ($ty:ty, name = $name:literal, version = $version:literal, params = $params:literal $(,)?) => {
-        const __DGEN_META_STR: &str = concat!(
+    ($ty:ty, name = $name:literal, version = $version:literal, params = $params:literal,
+     keys = { $($key:ident : $kind:literal),* $(,)? } $(,)?) => {
+        $crate::export_plugin!(@meta $ty, concat!(
             "{\"name\":\"", $name,
             "\",\"version\":\"", $version,
-            "\",\"sdk\":\"1.1.0\",\"contract\":\"dgen:plugin@1.1.0\",\"params\":\"", $params, "\"}"
-        );
+            "\",\"sdk\":\"1.2.0\",\"contract\":\"dgen:plugin@1.1.0\",\"params\":\"", $params,
+            // The last entry closes the list (an empty name the host ignores).
+            "\",\"keys\":{", $("\"", stringify!($key), "\":\"", $kind, "\",",)* "\"\":\"\"}}"
+        ));
+    };
+    ($ty:ty, name = $name:literal, version = $version:literal, params = $params:literal $(,)?) => {
+        $crate::export_plugin!(@meta $ty, concat!(
+            "{\"name\":\"", $name,
+            "\",\"version\":\"", $version,
+            "\",\"sdk\":\"1.2.0\",\"contract\":\"dgen:plugin@1.1.0\",\"params\":\"", $params, "\"}"
+        ));
+    };
+    (@meta $ty:ty, $meta:expr) => {
+        const __DGEN_META_STR: &str = $meta;
         #[used]
         #[unsafe(link_section = "dgen-plugin")]
         static __DGEN_META: [u8; __DGEN_META_STR.len()] = $crate::__meta::<{ __DGEN_META_STR.len() }>(__DGEN_META_STR);

@@ -44,3 +44,79 @@ fn missing_s3_credentials_are_denied_and_say_where_they_were_looked_for() {
     assert_eq!(report["error_kind"], "denied", "{report}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// An error names where its value was written: the one `--set` it came from (not all of them, and
+/// not the file line the `--set` replaced), or the file's line; a misspelt table is named as a
+/// table, with the nearest valid one.
+#[test]
+fn errors_name_the_set_or_the_line_they_came_from() {
+    let wl = workload("ckpt.toml");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--set", "params.ranks=2", "--set", "data.compres=3"],
+            "error: --set data.compres=3: unknown field `compres`, expected one of `dedup`, `compress`",
+        ),
+        (vec!["--set", "data.compress=500"], "error: --set data.compress=500: data.compress: '500' must be"),
+    ];
+    for (sets, want) in cases {
+        let o = bin().arg("run").arg(&wl).args(&sets).output().unwrap();
+        let err = shown(&o);
+        assert_eq!(o.status.code(), Some(2), "{sets:?}: {err}");
+        assert!(err.starts_with(want), "{sets:?}: {err}");
+        assert!(!err.contains("params.ranks=2") && !err.contains("ckpt.toml:"), "{sets:?}: {err}");
+    }
+    let dir = tempdir("typo-table");
+    let text = std::fs::read_to_string(&wl).unwrap().replace("[pipeline]", "[pipline]");
+    let line = text.lines().position(|l| l.starts_with("[pipline]")).unwrap() + 1;
+    let file = dir.join("typo.toml");
+    std::fs::write(&file, text.replace("../plugins/ckpt", &format!("{}/plugins/ckpt", env!("CARGO_MANIFEST_DIR"))))
+        .unwrap();
+    let o = run(&["run", file.to_str().unwrap()]);
+    let err = shown(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let want = format!("{}:{line}: [pipline] is not a table of a workload", file.display());
+    assert!(err.contains(&want) && err.contains("did you mean [pipeline]?"), "{err}");
+    assert!(!err.contains("data.pipline"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A mistyped or unknown plugin parameter is the workload's error (exit 2, before anything runs),
+/// naming where it was written and what the plugin takes — not a plugin fault after the header.
+#[test]
+fn plugin_params_are_checked_against_what_the_plugin_declares() {
+    let dir = tempdir("params");
+    let out = dir.join("out");
+    let uri = format!("target.uri=\"file://{}\"", out.display());
+    let wl = workload("ckpt.toml");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--set", "params.rank=8"],
+            "error: --set params.rank=8: params.rank: plugin 'ckpt 0.3.0' takes no such param (did you mean 'ranks'?); \
+             it takes: min_gbps, min_restore_gbps, model, ranks, restore, restore_check, save, steps, verify",
+        ),
+        (vec!["--set", "params.ranks=\"four\""], "params.ranks: '\"four\"' is not an integer"),
+        (vec!["--set", "params.model=\"huge\""], "params.model: '\"huge\"' is not one of \"tiny\", \"small\""),
+        (vec!["--set", "params.verify=1"], "params.verify: '1' is not true or false"),
+    ];
+    for (sets, want) in cases {
+        let o = bin().arg("run").arg(&wl).args(["--set", &uri]).args(&sets).output().unwrap();
+        let err = shown(&o);
+        assert_eq!(o.status.code(), Some(2), "{sets:?}: {err}");
+        assert!(err.contains(want), "{sets:?}: {err}");
+        assert_eq!(err.trim_end().lines().filter(|l| !l.starts_with(' ')).count(), 1, "{sets:?}: {err}");
+        assert!(!err.contains("dgen-engine run:") && !err.contains("stopped with an error"), "{sets:?}: {err}");
+        assert!(files_under(&out).is_empty(), "{sets:?}: something was written");
+    }
+    // In the file: its line.
+    let text = std::fs::read_to_string(&wl).unwrap().replace("steps = 2", "stepz = 2");
+    let line = text.lines().position(|l| l.starts_with("stepz")).unwrap() + 1;
+    let file = dir.join("typo.toml");
+    std::fs::write(&file, text.replace("../plugins/ckpt", &format!("{}/plugins/ckpt", env!("CARGO_MANIFEST_DIR"))))
+        .unwrap();
+    let o = run(&["run", file.to_str().unwrap(), "--set", &uri]);
+    let err = shown(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}:{line}: params.stepz:", file.display())), "{err}");
+    assert!(err.contains("did you mean 'steps'?"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -24,5 +24,10 @@ pub fn inspect(file: &Path) -> Result<(), Failure> {
     println!("sdk:      {}", text(&m.sdk));
     println!("sha256:   {}", plugin.sha256);
     println!("params:   {}", text(&m.params));
+    if let Some(keys) = &m.keys {
+        let declared: Vec<String> =
+            keys.iter().filter(|(k, _)| !k.is_empty()).map(|(k, t)| format!("{} ({})", text(k), text(t))).collect();
+        println!("keys:     {}", declared.join(", "));
+    }
     Ok(())
 }

@@ -50,6 +50,10 @@ pub struct PluginMeta {
     pub contract: String,
     #[serde(default)]
     pub params: String,
+    /// The `[params]` keys the plugin declares it takes, with their types (SDK 1.2); none when it
+    /// declares none, and then any key goes to it.
+    #[serde(default)]
+    pub keys: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Per-run limits of a plugin.

@@ -9,6 +9,7 @@ pub mod gen_job;
 pub mod generate;
 pub mod in_turn;
 pub mod merge;
+pub mod params;
 mod place;
 pub mod session;
 pub mod workload;

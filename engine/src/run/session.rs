@@ -53,6 +53,7 @@ impl Session {
     ) -> Result<Session> {
         let plan = Plan::load(workload, sets)?;
         let plugin = load_plugin(&plan, quiet, events)?;
+        super::params::check(&plan, &plugin.meta)?;
         let seed = seed.or(plan.seed).unwrap_or_else(super::random_seed);
         Ok(Session { plan, plugin, seed, mode })
     }

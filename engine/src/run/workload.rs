@@ -111,6 +111,9 @@ pub struct Plan {
     pub limits: Limits,
     /// `[params]` as JSON, for the plugin.
     pub params_json: String,
+    /// `[params]` itself, each key with where it was written (`FILE:LINE` or `--set …`), for the
+    /// check against the keys the plugin declares.
+    pub params: Vec<(String, toml::Value, String)>,
 }
 
 /// 1-based line of byte `offset` in `text`.
@@ -188,6 +191,12 @@ fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Error {
     });
     let (key, message) = match header {
         Some(h) if message.contains("duplicate") => (Some(h.clone()), format!("the table [{h}] is written twice")),
+        // A misspelt table: named as the table it is, with the one it is nearest to.
+        Some(h) if message.contains("unknown field") => {
+            let top = h.split('.').next().unwrap_or(&h).trim().to_string();
+            let hint = nearest(&top, &TOP_LEVEL).map_or(String::new(), |n| format!("; did you mean [{n}]?"));
+            (None, format!("[{h}] is not a table of a workload (its tables: {}){hint}", TABLES.join(", ")))
+        }
         _ => (key, message),
     };
     // Serde's words for the two forms of `plugin` are not the user's.
@@ -207,7 +216,7 @@ fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> Error {
 
 /// Applies `KEY=VALUE` to a TOML table; VALUE is read as TOML (`3`, `true`, `"x"`, `[1, 2]`), or as a
 /// plain string when it is not valid TOML.
-fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
+fn apply_set(table: &mut toml::Table, set: &str) -> Result<String> {
     let bad = |m: String| Error::Workload { at: format!("--set {set}"), message: m };
     let (key, value) = set.split_once('=').ok_or_else(|| bad("expected KEY=VALUE".into()))?;
     let value = value.trim();
@@ -225,14 +234,14 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
         t = entry.as_table_mut().ok_or_else(|| bad(format!("'{p}' is not a table")))?;
     }
     t.insert(parts[parts.len() - 1].to_string(), parsed);
-    Ok(())
+    Ok(parts.join("."))
 }
 
-fn size_of(v: &Option<SizeValue>, default: u64, file: &Path, text: &str, table: &str, key: &str) -> Result<u64> {
+fn size_of(v: &Option<SizeValue>, default: u64, src: &Src<'_>, table: &str, key: &str) -> Result<u64> {
     match v {
         None => Ok(default),
         Some(SizeValue::Bytes(n)) => Ok(*n),
-        Some(SizeValue::Text(s)) => parse_size(s).map_err(|m| at_key(file, text, table, key, m)),
+        Some(SizeValue::Text(s)) => parse_size(s).map_err(|m| at_key(src, table, key, m)),
     }
 }
 
@@ -241,15 +250,14 @@ fn count(
     v: Option<i64>,
     default: i64,
     range: std::ops::RangeInclusive<i64>,
-    file: &Path,
-    text: &str,
+    src: &Src<'_>,
     table: &str,
     key: &str,
 ) -> Result<usize> {
     let n = v.unwrap_or(default);
     if !range.contains(&n) {
         let why = format!("{n} is out of range: must be from {} to {}", range.start(), range.end());
-        return Err(at_key(file, text, table, key, why));
+        return Err(at_key(src, table, key, why));
     }
     Ok(n as usize)
 }
@@ -257,13 +265,63 @@ fn count(
 /// The largest workload file read.
 pub const MAX_WORKLOAD_FILE: u64 = 16 << 20;
 
-fn at_key(file: &Path, text: &str, table: &str, key: &str, message: impl std::fmt::Display) -> Error {
-    let at = match locate(text, table, key) {
-        Some(line) => format!("{}:{line}", file.display()),
-        None => file.display().to_string(),
-    };
+fn at_key(src: &Src<'_>, table: &str, key: &str, message: impl std::fmt::Display) -> Error {
+    let at = src.at(table, key);
     let full = if table.is_empty() { key.to_string() } else { format!("{table}.{key}") };
     Error::Workload { at, message: format!("{full}: {message}") }
+}
+
+/// Where a workload's values were written: its file (and text), and the `--set`s that replaced
+/// some of them — an error names the one its value came from.
+struct Src<'a> {
+    file: &'a Path,
+    text: &'a str,
+    /// (the key, `table.key`; the `--set` that gave it), in order.
+    sets: Vec<(String, &'a str)>,
+}
+
+impl Src<'_> {
+    /// `FILE:LINE` of `key` in `[table]`, or the `--set KEY=VALUE` that gave it.
+    fn at(&self, table: &str, key: &str) -> String {
+        let full = if table.is_empty() { key.to_string() } else { format!("{table}.{key}") };
+        let set = self.sets.iter().rev().find(|(k, _)| *k == full || full.starts_with(&format!("{k}.")));
+        if let Some((_, s)) = set {
+            return format!("--set {s}");
+        }
+        match locate(self.text, table, key) {
+            Some(line) => format!("{}:{line}", self.file.display()),
+            None => self.file.display().to_string(),
+        }
+    }
+}
+
+/// The top-level keys and tables of a workload.
+const TOP_LEVEL: [&str; 9] = ["name", "plugin", "seed", "stonewall", "target", "data", "pipeline", "limits", "params"];
+/// Its tables.
+const TABLES: [&str; 5] = ["[target]", "[data]", "[pipeline]", "[limits]", "[params]"];
+
+/// The one of `names` nearest to `word` (by edit distance, at most a third of its length away).
+pub(crate) fn nearest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    names
+        .iter()
+        .map(|n| (distance(word, n), *n))
+        .filter(|(d, _)| *d <= word.chars().count().div_ceil(3).max(1))
+        .min()
+        .map(|(_, n)| n)
 }
 
 impl Plan {
@@ -272,17 +330,21 @@ impl Plan {
         let text = read_text(file, "the workload")?;
         // The file alone first, so its errors carry line numbers.
         let mut spec: Spec = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
+        let mut src = Src { file, text: &text, sets: Vec::new() };
         if !sets.is_empty() {
             let mut table: toml::Table = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
+            // One at a time: the first `--set` after which the workload no longer reads is the one
+            // named.
             for s in sets {
-                apply_set(&mut table, s)?;
+                let key = apply_set(&mut table, s)?;
+                spec = table.clone().try_into().map_err(|e: toml::de::Error| Error::Workload {
+                    at: format!("--set {s}"),
+                    message: e.message().trim().to_string(),
+                })?;
+                src.sets.push((key, s.as_str()));
             }
-            spec = table.try_into().map_err(|e: toml::de::Error| Error::Workload {
-                at: format!("--set {}", sets.join(" --set ")),
-                message: e.message().trim().to_string(),
-            })?;
         }
-        Self::check(file, &text, spec)
+        Self::check(&src, spec)
     }
 
     /// The `[data]` table of a file (what `profile` prints, or a whole workload's), as a profile;
@@ -295,39 +357,38 @@ impl Plan {
         }
         let text = read_text(file, "it")?;
         let spec: DataOnly = toml::from_str(&text).map_err(|e| toml_error(file, &text, &e))?;
-        profile(&spec.data, file, &text)
+        profile(&spec.data, &Src { file, text: &text, sets: Vec::new() })
     }
 
-    fn check(file: &Path, text: &str, spec: Spec) -> Result<Plan> {
-        let where_is = |table: &str, key: &str| match locate(text, table, key) {
-            Some(line) => format!("{}:{line}", file.display()),
-            None => file.display().to_string(),
-        };
+    fn check(src: &Src<'_>, spec: Spec) -> Result<Plan> {
+        let file = src.file;
+        let where_is = |table: &str, key: &str| src.at(table, key);
         let target = Target::configure(&spec.target, &where_is)?;
-        let (buffer_size, buffers, concurrency, threads) = pipeline(&spec.pipeline, file, text)?;
+        let (buffer_size, buffers, concurrency, threads) = pipeline(&spec.pipeline, src)?;
         Ok(Plan {
             file: file.to_path_buf(),
             name: spec.name,
-            plugin: plugin_source(&spec.plugin, file, text)?,
+            plugin: plugin_source(&spec.plugin, src)?,
             seed: spec.seed,
             stonewall: spec.stonewall,
             uri: target.uri(),
             target,
-            profile: profile(&spec.data, file, text)?,
+            profile: profile(&spec.data, src)?,
             buffer_size,
             buffers,
             concurrency,
             threads,
-            limits: limits(&spec.limits, file, text)?,
-            params_json: serde_json::to_string(&spec.params).map_err(|e| at_key(file, text, "params", "", e))?,
+            limits: limits(&spec.limits, src)?,
+            params_json: serde_json::to_string(&spec.params).map_err(|e| at_key(src, "params", "", e))?,
+            params: spec.params.iter().map(|(k, v)| (k.clone(), v.clone(), src.at("params", k))).collect(),
         })
     }
 }
 
 /// `plugin = …`: a crate directory or a `.wasm` file (pinned by its SHA-256), relative to the
 /// workload file.
-fn plugin_source(plugin: &PluginRef, file: &Path, text: &str) -> Result<PluginSource> {
-    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+fn plugin_source(plugin: &PluginRef, src: &Src<'_>) -> Result<PluginSource> {
+    let base = src.file.parent().map(Path::to_path_buf).unwrap_or_default();
     let source = match plugin {
         PluginRef::Path(p) => {
             let path = base.join(p);
@@ -343,7 +404,7 @@ fn plugin_source(plugin: &PluginRef, file: &Path, text: &str) -> Result<PluginSo
                     "sha256 must be 64 hexadecimal digits (the output of `sha256sum`), not {} characters",
                     sha256.chars().count()
                 );
-                return Err(at_key(file, text, "", "plugin", why));
+                return Err(at_key(src, "", "plugin", why));
             }
             PluginSource::Wasm { path: base.join(path), sha256: Some(sha256.to_lowercase()) }
         }
@@ -358,7 +419,7 @@ fn plugin_source(plugin: &PluginRef, file: &Path, text: &str) -> Result<PluginSo
         PluginSource::Wasm { path, .. } if !path.is_file() => format!("{} is not a regular file", path.display()),
         _ => return Ok(source),
     };
-    Err(at_key(file, text, "", "plugin", why))
+    Err(at_key(src, "", "plugin", why))
 }
 
 /// A TOML file's text (a regular file within the size cap, UTF-8); errors say "cannot read {what}".
@@ -370,24 +431,24 @@ fn read_text(file: &Path, what: &str) -> Result<String> {
 }
 
 /// `[data]`: the profile of the synthetic bytes.
-fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
-    let unit = size_of(&data.dedup_unit, crate::generator::DEFAULT_UNIT, file, text, "data", "dedup_unit")?;
+fn profile(data: &DataSpec, src: &Src<'_>) -> Result<Profile> {
+    let unit = size_of(&data.dedup_unit, crate::generator::DEFAULT_UNIT, src, "data", "dedup_unit")?;
     let named = |e: Error| match e {
         Error::InvalidValue { key, value, reason } => {
             let k = key.trim_start_matches("data.");
-            at_key(file, text, "data", k, format!("'{}' {reason}", crate::untrusted::echo(&value)))
+            at_key(src, "data", k, format!("'{}' {reason}", crate::untrusted::echo(&value)))
         }
         other => other,
     };
     let extent = match &data.dedup_extent {
-        Some(_) => Some(size_of(&data.dedup_extent, unit, file, text, "data", "dedup_extent")?),
+        Some(_) => Some(size_of(&data.dedup_extent, unit, src, "data", "dedup_extent")?),
         None => None,
     };
     if data.compress_mix.is_some() && data.compress.is_some() {
-        return Err(at_key(file, text, "data", "compress_mix", "give compress or compress_mix, not both"));
+        return Err(at_key(src, "data", "compress_mix", "give compress or compress_mix, not both"));
     }
     let copies = match &data.dedup_copies {
-        Some(v) => Some(copy_spec(v, file, text)?),
+        Some(v) => Some(copy_spec(v, src)?),
         None => None,
     };
     Profile::from_keys(DataKeys {
@@ -403,8 +464,8 @@ fn profile(data: &DataSpec, file: &Path, text: &str) -> Result<Profile> {
 
 /// `data.dedup_copies`: `"even"`, `{ zipf = S }`, `{ histogram = "FILE" }` (beside the workload) or
 /// `{ histogram = [[copies, blocks], …] }`.
-fn copy_spec(v: &toml::Value, file: &Path, text: &str) -> Result<CopySpec> {
-    let bad = |why: String| at_key(file, text, "data", "dedup_copies", why);
+fn copy_spec(v: &toml::Value, src: &Src<'_>) -> Result<CopySpec> {
+    let bad = |why: String| at_key(src, "data", "dedup_copies", why);
     let entry = match v {
         toml::Value::String(s) if s == "even" => return Ok(CopySpec::Even),
         toml::Value::Table(t) if t.len() == 1 => t.iter().next(),
@@ -416,7 +477,7 @@ fn copy_spec(v: &toml::Value, file: &Path, text: &str) -> Result<CopySpec> {
             None => Err(bad(format!("zipf = {v}: the exponent must be a number"))),
         },
         Some((k, toml::Value::String(p))) if k == "histogram" => {
-            let base = file.parent().unwrap_or(Path::new(""));
+            let base = src.file.parent().unwrap_or(Path::new(""));
             CopySpec::histogram_file(&base.join(p)).map_err(|e| match e {
                 Error::InvalidValue { value, reason, .. } => bad(format!("{value}: {reason}")),
                 other => bad(other.to_string()),
@@ -444,33 +505,33 @@ fn copy_spec(v: &toml::Value, file: &Path, text: &str) -> Result<CopySpec> {
 }
 
 /// `[pipeline]`: buffer size, buffers, objects open at once, generator threads.
-fn pipeline(p: &PipelineSpec, file: &Path, text: &str) -> Result<(usize, usize, usize, usize)> {
-    let buffer_size = size_of(&p.buffer_size, 8 << 20, file, text, "pipeline", "buffer_size")?;
+fn pipeline(p: &PipelineSpec, src: &Src<'_>) -> Result<(usize, usize, usize, usize)> {
+    let buffer_size = size_of(&p.buffer_size, 8 << 20, src, "pipeline", "buffer_size")?;
     if buffer_size == 0 || buffer_size > 1 << 30 {
-        return Err(at_key(file, text, "pipeline", "buffer_size", "must be from 1 byte to 1 GiB"));
+        return Err(at_key(src, "pipeline", "buffer_size", "must be from 1 byte to 1 GiB"));
     }
-    let buffers = count(p.buffers, 16, 1..=65536, file, text, "pipeline", "buffers")?;
-    let concurrency = count(p.concurrency, 8, 1..=4096, file, text, "pipeline", "concurrency")?;
+    let buffers = count(p.buffers, 16, 1..=65536, src, "pipeline", "buffers")?;
+    let concurrency = count(p.concurrency, 8, 1..=4096, src, "pipeline", "concurrency")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
-    let threads = count(p.threads, cores.min(1024), 1..=1024, file, text, "pipeline", "threads")?;
-    crate::pool::pool_fits(buffers as u64, buffer_size).map_err(|m| at_key(file, text, "pipeline", "buffers", m))?;
+    let threads = count(p.threads, cores.min(1024), 1..=1024, src, "pipeline", "threads")?;
+    crate::pool::pool_fits(buffers as u64, buffer_size).map_err(|m| at_key(src, "pipeline", "buffers", m))?;
     Ok((buffer_size as usize, buffers, concurrency, threads))
 }
 
 /// `[limits]`: what the plugin may use.
-fn limits(l: &LimitsSpec, file: &Path, text: &str) -> Result<Limits> {
-    let memory = size_of(&l.memory, 256 << 20, file, text, "limits", "memory")?;
+fn limits(l: &LimitsSpec, src: &Src<'_>) -> Result<Limits> {
+    let memory = size_of(&l.memory, 256 << 20, src, "limits", "memory")?;
     if !(1 << 20..=64 << 30).contains(&memory) {
-        return Err(at_key(file, text, "limits", "memory", "must be from 1 MiB to 64 GiB"));
+        return Err(at_key(src, "limits", "memory", "must be from 1 MiB to 64 GiB"));
     }
     let fuel = l.fuel.unwrap_or(2e10);
     if !(1.0..=1e19).contains(&fuel) {
-        return Err(at_key(file, text, "limits", "fuel", format!("{fuel} is out of range: must be from 1 to 1e19")));
+        return Err(at_key(src, "limits", "fuel", format!("{fuel} is out of range: must be from 1 to 1e19")));
     }
     let deadline = l.deadline.unwrap_or(600.0);
     if !(0.01..=1e6).contains(&deadline) {
         let why = format!("{deadline} is out of range: must be from 0.01 to 1000000 seconds");
-        return Err(at_key(file, text, "limits", "deadline", why));
+        return Err(at_key(src, "limits", "deadline", why));
     }
     Ok(Limits {
         memory: memory as usize,

@@ -368,5 +368,16 @@ export_plugin!(
     name = "ckpt",
     version = "0.3.0",
     params =
-        "model: tiny|small|llama3-1b|llama3-8b|llama3-70b (small), ranks (4), steps (2), verify (true), min_gbps (0), save (true), restore passes (0), restore_check: none|crc|verify (verify), min_restore_gbps (0)"
+        "model: tiny|small|llama3-1b|llama3-8b|llama3-70b (small), ranks (4), steps (2), verify (true), min_gbps (0), save (true), restore passes (0), restore_check: none|crc|verify (verify), min_restore_gbps (0)",
+    keys = {
+        model: "tiny|small|llama3-1b|llama3-8b|llama3-70b",
+        ranks: "integer",
+        steps: "integer",
+        verify: "boolean",
+        min_gbps: "number",
+        save: "boolean",
+        restore: "integer",
+        restore_check: "none|crc|verify",
+        min_restore_gbps: "number",
+    }
 );

@@ -547,5 +547,26 @@ export_plugin!(
     MlperfCkpt,
     name = "mlperf-ckpt",
     version = "0.2.0",
-    params = "model: llama3-8b|llama3-70b|llama3-405b|llama3-1t (llama3-8b), num_checkpoints_write (10), num_checkpoints_read (10), time_between_checkpoints (5), recovery_rank_shift (false), ranks_per_node (the host's), subset (false), simulate_ranks (one per process), scale (1), read_check: verify|crc|none (verify), rules (true), folder (the model), plan (false), num_layers / hidden_size / ffn_hidden_size / num_attention_heads / num_kv_heads / vocab_size (the model's)"
+    params = "model: llama3-8b|llama3-70b|llama3-405b|llama3-1t (llama3-8b), num_checkpoints_write (10), num_checkpoints_read (10), time_between_checkpoints (5), recovery_rank_shift (false), ranks_per_node (the host's), subset (false), simulate_ranks (one per process), scale (1), read_check: verify|crc|none (verify), rules (true), folder (the model), plan (false), num_layers / hidden_size / ffn_hidden_size / num_attention_heads / num_kv_heads / vocab_size (the model's)",
+    keys = {
+        model: "llama3-8b|llama3-70b|llama3-405b|llama3-1t",
+        num_checkpoints_write: "integer",
+        num_checkpoints_read: "integer",
+        time_between_checkpoints: "number",
+        recovery_rank_shift: "boolean",
+        ranks_per_node: "integer",
+        subset: "boolean",
+        simulate_ranks: "integer",
+        scale: "number",
+        read_check: "verify|crc|none",
+        rules: "boolean",
+        folder: "string",
+        plan: "boolean",
+        num_layers: "integer",
+        hidden_size: "integer",
+        ffn_hidden_size: "integer",
+        num_attention_heads: "integer",
+        num_kv_heads: "integer",
+        vocab_size: "integer",
+    }
 );

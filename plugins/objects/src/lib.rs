@@ -337,5 +337,20 @@ export_plugin!(
     Objects,
     name = "objects",
     version = "0.6.0",
-    params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), footer: CRC32C at the end (true), min_gbps (0), phases: list of put|get|stat|list|delete (put), range_size bytes (0: whole objects), get_check: none|crc|verify (verify), payload_data: a [data]-like table for the payloads (the run's)"
+    params = "count (16), distribution: fixed|uniform|lognormal (fixed), size bytes (1048576; mean for lognormal), min_size/max_size (uniform), sigma (0.5, lognormal), prefix (obj), footer: CRC32C at the end (true), min_gbps (0), phases: list of put|get|stat|list|delete (put), range_size bytes (0: whole objects), get_check: none|crc|verify (verify), payload_data: a [data]-like table for the payloads (the run's)",
+    keys = {
+        count: "integer",
+        distribution: "fixed|uniform|lognormal",
+        size: "integer",
+        min_size: "integer",
+        max_size: "integer",
+        sigma: "number",
+        prefix: "string",
+        footer: "boolean",
+        min_gbps: "number",
+        phases: "any",
+        range_size: "integer",
+        get_check: "none|crc|verify",
+        payload_data: "any",
+    }
 );
