@@ -120,3 +120,20 @@ fn plugin_params_are_checked_against_what_the_plugin_declares() {
     assert!(err.contains("did you mean 'steps'?"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The checkpoint workload moves to `null://` with that one key: its read-backs are said once to be
+/// impossible there — not mismatches, not a failed check — and the run passes.
+#[test]
+fn a_sink_that_keeps_nothing_says_verification_is_not_possible_once() {
+    let o = run(&["run", &workload("ckpt.toml"), "--set", "target.uri=\"null://\""]);
+    let text = shown(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(text.matches("verifying is not possible there").count(), 1, "{text}");
+    assert!(text.contains("8 read-backs the plugin asked for were not done"), "{text}");
+    assert!(!text.contains("MISMATCH") && !text.contains("FAIL"), "{text}");
+    // `verify` on it has nothing to read: refused before it starts.
+    let o = run(&["verify", &workload("ckpt.toml"), "--set", "target.uri=\"null://\""]);
+    let err = shown(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("keeps nothing"), "{err}");
+}

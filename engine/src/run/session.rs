@@ -214,6 +214,13 @@ pub fn execute(
     let (rank, world_size) = (world.rank(), world.size());
     let (quiet, cancel) = (*quiet, cancel.clone());
     let (sink, notes) = plan.target.open()?;
+    if mode == Mode::Verify && !sink.keeps_data() {
+        return Err(Error::InvalidValue {
+            key: "target.uri",
+            value: plan.uri.clone(),
+            reason: "keeps nothing: `verify` reads back what a run wrote, and nothing is kept there".into(),
+        });
+    }
     super::place::guard_root(plan, plugin)?;
     if !quiet {
         for n in notes {
@@ -337,6 +344,13 @@ fn settle(
     o.notes = sink.notes();
     let host = state.into_outcome();
     o.notes.extend(host.log_summary);
+    if host.unverifiable > 0 {
+        o.notes.push(Note::remark(format!(
+            "note: the target keeps nothing (null://), so verifying is not possible there: {} read-backs the \
+             plugin asked for were not done (they are neither passed nor failed)",
+            host.unverifiable
+        )));
+    }
     o.metrics = host.metrics;
     o.verdicts = host.verdicts;
     o.objects = host.finished;

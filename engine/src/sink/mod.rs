@@ -115,6 +115,11 @@ pub trait Sink: Send + Sync {
         Err(Error::sink(self.describe(), format!("cannot list '{prefix}': this target is write-only")))
     }
 
+    /// Whether what is written here can be read back (the null sink keeps nothing).
+    fn keeps_data(&self) -> bool {
+        true
+    }
+
     /// Whether objects here carry identities (a file system without user xattrs does not).
     fn keeps_identity(&self) -> bool {
         false

@@ -13,6 +13,10 @@ impl Sink for NullSink {
         Capabilities::unconstrained("null")
     }
 
+    fn keeps_data(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         "null".into()
     }

@@ -179,6 +179,8 @@ pub struct HostState {
     logs: LogGate,
     /// Scratch for resolving fields, kept across commits.
     scratch: Vec<u8>,
+    /// `verify` calls a sink that keeps nothing could not answer (not done, not mismatches).
+    unverifiable: u64,
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, String>>;
@@ -232,6 +234,7 @@ impl HostState {
             read_told: started,
             logs: LogGate::new(),
             scratch: Vec::new(),
+            unverifiable: 0,
         }
     }
 
@@ -294,6 +297,7 @@ impl HostState {
             read_failures: self.read_failures,
             read_failure_count: self.read_failure_count,
             read_error: self.read_error,
+            unverifiable: self.unverifiable,
         }
     }
 }
@@ -325,4 +329,6 @@ pub struct HostOutcome {
     pub read_failure_count: u64,
     pub read_error: Option<Error>,
     pub log_summary: Option<crate::events::Note>,
+    /// `verify` calls not done: the sink keeps nothing.
+    pub unverifiable: u64,
 }
