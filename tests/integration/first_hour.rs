@@ -137,3 +137,32 @@ fn a_sink_that_keeps_nothing_says_verification_is_not_possible_once() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("keeps nothing"), "{err}");
 }
+
+/// One corrupted shard is one mismatch: the manifest of the shards' CRCs, described again under
+/// `verify`, holds the CRCs of the shards as they were meant to be, so it is not a second one, and
+/// the counts agree with each other.
+#[test]
+fn one_corrupted_shard_is_one_mismatch() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempdir("one-corrupt");
+    let out = dir.join("out");
+    let uri = format!("target.uri=\"file://{}\"", out.display());
+    let o = run(&["run", &workload("ckpt.toml"), "--set", &uri, "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    let shard = out.join("step-000001/model-00002-of-00004.safetensors");
+    let mut f = std::fs::OpenOptions::new().write(true).open(&shard).unwrap();
+    f.seek(SeekFrom::Start(1 << 20)).unwrap();
+    f.write_all(b"\xde\xad\xbe").unwrap();
+    drop(f);
+    let o = run(&["verify", &workload("ckpt.toml"), "--set", &uri]);
+    let text = shown(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    let mismatches: Vec<&str> = text.lines().filter(|l| l.contains("MISMATCH")).collect();
+    assert_eq!(mismatches.len(), 1, "{text}");
+    assert!(mismatches[0].contains("model-00002-of-00004.safetensors"), "{text}");
+    assert!(!text.contains("MISMATCH step-000001/manifest"), "{text}");
+    let verified = text.lines().find(|l| l.starts_with("verified ")).unwrap();
+    let total: usize = verified.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(verified.ends_with(&format!("{} identical, 1 not", total - 1)), "{text}");
+    std::fs::remove_dir_all(dir).ok();
+}

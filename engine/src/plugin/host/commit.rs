@@ -89,11 +89,14 @@ impl HostState {
                     Ok(v) => v,
                     Err(_) => return Err(self.interrupted_trap()),
                 };
-                // What `wait-all` tells the plugin: for an object that differs, no CRC and no
-                // timing (how long a comparison ran says where it stopped).
+                // What `wait-all` tells the plugin: for an object of its that differs, the CRC of
+                // what it described (so a manifest of CRCs it builds from them is the one it wrote,
+                // not a second mismatch); for one it could not read, none; and for both no timing
+                // (how long a comparison ran says where it stopped).
                 let (crc32c, latency) = match &verdict {
                     Verdict::Identical { crc32c, .. } => (Some(*crc32c), started.elapsed()),
-                    _ => (None, Duration::ZERO),
+                    Verdict::Unreadable { .. } => (None, Duration::ZERO),
+                    _ => (Some(self.intended_crc(&recipe)?), Duration::ZERO),
                 };
                 let (size, at) = (recipe.size(), Instant::now());
                 let r = ObjectResult { name: name.clone(), size, crc32c, latency, at, cut: false };
