@@ -166,3 +166,42 @@ fn one_corrupted_shard_is_one_mismatch() {
     assert!(verified.ends_with(&format!("{} identical, 1 not", total - 1)), "{text}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Ctrl-C as `timeout -s INT` sends it (to the process and to its group: two signals at once) removes
+/// the temporary every time, and ends the process within a second, whatever the compressor.
+#[test]
+fn ctrl_c_leaves_no_temporary_and_ends_within_a_second() {
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::Pid;
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let dir = tempdir("ctrl-c");
+    let out = dir.join("f.bin");
+    let cases: Vec<(Vec<&str>, u64)> =
+        vec![(vec![], 150), (vec![], 300), (vec![], 450), (vec![], 600), (vec!["--output-compress", "zstd:19"], 1500)];
+    for (extra, after_ms) in cases {
+        let mut child = bin()
+            .args(["gen", "--size", "8GiB", "-q", "-o", out.to_str().unwrap()])
+            .args(&extra)
+            .process_group(0)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(after_ms));
+        let pid = Pid::from_raw(child.id() as i32);
+        let sent = Instant::now();
+        let _ = kill(pid, Signal::SIGINT);
+        let _ = killpg(pid, Signal::SIGINT);
+        let status = child.wait().unwrap();
+        let took = sent.elapsed();
+        let left: Vec<String> = files_under(&dir).into_iter().filter(|f| f.contains(".dgen-tmp.")).collect();
+        assert!(left.is_empty(), "{extra:?} at {after_ms} ms: left {left:?}");
+        assert!(took < Duration::from_secs(1), "{extra:?} at {after_ms} ms: ended {took:?} after Ctrl-C");
+        // Interrupted (130), or done before the signal came.
+        assert!(matches!(status.code(), Some(130) | Some(0)), "{extra:?} at {after_ms} ms: {status:?}");
+        for f in ["f.bin", "f.bin.zst"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -13,6 +13,7 @@
 pub mod azure;
 pub mod cloud;
 pub mod file;
+pub mod interrupt;
 pub mod null;
 pub mod ordered;
 pub mod s3;

@@ -275,6 +275,7 @@ impl<S: Store> Sink for CloudSink<S> {
             pending: BTreeMap::new(),
             tasks: Vec::new(),
             closed: false,
+            _open: crate::sink::interrupt::OpenUpload::new(),
         }))
     }
 

@@ -88,6 +88,8 @@ pub(super) struct CloudWriter<'a, S: Store> {
     pub(super) pending: BTreeMap<u64, Assembly>,
     pub(super) tasks: Vec<JoinHandle<()>>,
     pub(super) closed: bool,
+    /// Counted among the uploads an interrupt must wait for.
+    pub(super) _open: crate::sink::interrupt::OpenUpload,
 }
 
 impl<S: Store> CloudWriter<'_, S> {

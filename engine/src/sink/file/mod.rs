@@ -230,7 +230,9 @@ impl Sink for FileSink {
         let (dir, file_name) = self.dirs.parent(name, true).map_err(|e| Error::io(&path, e))?;
         let tmp = temp_name(file_name, self.name_max);
         let file = beneath::create_new(&dir, &tmp, self.open_flags()).map_err(|e| Error::io(&path, e))?;
+        let registered = crate::sink::interrupt::temp_opened(&dir, &tmp);
         let mut object = FileObject {
+            registered,
             file: Arc::new(file),
             tmp,
             name: file_name.to_string(),

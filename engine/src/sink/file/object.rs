@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 /// An open object; it borrows its sink, whose engine carries its writes.
 pub(super) struct FileObject<'a> {
+    /// Its entry in the temporaries an interrupt removes.
+    pub(super) registered: Option<u64>,
     pub(super) file: Arc<File>,
     /// Its temporary name and final name, in `dir`.
     pub(super) tmp: String,
@@ -110,5 +112,8 @@ impl ObjectWriter for FileObject<'_> {
 impl Drop for FileObject<'_> {
     fn drop(&mut self) {
         self.remove_tmp();
+        if let Some(id) = self.registered {
+            crate::sink::interrupt::temp_closed(id);
+        }
     }
 }
