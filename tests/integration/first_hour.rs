@@ -205,3 +205,65 @@ fn ctrl_c_leaves_no_temporary_and_ends_within_a_second() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The table's figures mean what they say and read at a glance: a one-phase run's rate is its
+/// phase's; over several phases there is no rate over a span holding pauses; checks are rounded to
+/// what they compare; a phase of stats, lists and deletes shows operations per second.
+#[test]
+fn the_table_figures_are_what_they_say() {
+    let dir = tempdir("figures");
+    let json = dir.join("r.json");
+    let uri = format!("target.uri=\"file://{}\"", dir.join("out").display());
+    let o = run(&["run", &workload("ckpt.toml"), "--set", &uri, "--json-report", json.to_str().unwrap()]);
+    let text = shown(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["phases"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["gbps"], r["phases"][0]["gbps"], "{r}");
+    assert_eq!(r["seconds"], r["phases"][0]["seconds"], "{r}");
+    // A check's observed value: two decimals here (its threshold, 0.05, has two... plus one).
+    let check = text.lines().find(|l| l.contains("throughput GB/s")).expect(&text);
+    let observed = check.split_whitespace().rev().nth(2).unwrap();
+    assert!(observed.split('.').nth(1).is_some_and(|d| d.len() == 3), "{check}");
+
+    let o = run(&[
+        "run",
+        &workload("objects.toml"),
+        "--set",
+        &format!("target.uri=\"file://{}\"", dir.join("objects").display()),
+        "--set",
+        "params.count=8",
+        "--set",
+        "params.phases=[\"put\", \"stat\", \"list\", \"delete\"]",
+    ]);
+    let text = shown(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let headline = text.lines().nth(1).unwrap();
+    assert!(headline.contains("over 4 phases") && !headline.contains("GB/s"), "{text}");
+    for phase in ["stat", "list", "delete"] {
+        let row = text.lines().find(|l| l.starts_with(phase)).expect(&text);
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        // name, "0 B" (two words), ops, seconds, then the rate: none in GB/s, operations per second.
+        assert!(cells[5] == "-" && row.ends_with(" ops/s"), "{row}");
+    }
+    // Sixteen ranks' metrics named alike are one line each family, with the detail in the JSON.
+    let o = run(&[
+        "run",
+        &workload("mlperf-ckpt-8b-scaled.toml"),
+        "--set",
+        "target.uri=\"null://\"",
+        "--set",
+        "params.simulate_ranks=16",
+        "--set",
+        "params.num_checkpoints_read=0",
+        "--set",
+        "params.num_checkpoints_write=1",
+        "--set",
+        "params.rules=false",
+    ]);
+    let text = shown(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("metric rank_N_save_GB_per_second, 16 of them: min "), "{text}");
+    assert!(!text.contains("metric rank_3_save"), "{text}");
+    std::fs::remove_dir_all(dir).ok();
+}

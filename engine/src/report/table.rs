@@ -31,8 +31,22 @@ impl Report {
         lat.sort_unstable();
         let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
         let read_only = r.object_list.is_empty() && r.phases.iter().any(|p| p.counts.reads + p.counts.meta_ops > 0);
+        let phases = r.phases.len();
         if read_only {
             lines.push(format!("nothing written; run {:.3} s (the phases below)", r.run_seconds));
+        } else if phases > 1 {
+            // Over several phases the span from the start to the last object holds pauses and other
+            // phases' work: no rate over it; each phase has its own below.
+            lines.push(format!(
+                "{} objects, {} written over {phases} phases (each phase's rate below); {:.3} s from the start to \
+                 the last object finished, run {:.3} s; object latency p50 {} p99 {}",
+                r.objects,
+                format_size(r.bytes),
+                r.seconds,
+                r.run_seconds,
+                ms(q(0.5)),
+                ms(q(0.99)),
+            ));
         } else {
             lines.push(format!(
                 "{} objects, {} in {:.3} s = {:.2} GB/s (to the last object finished; run {:.3} s); object latency p50 {} p99 {}",
@@ -76,12 +90,7 @@ impl Report {
                 lines.push(format!("  MISMATCH {}: {}", sanitize(&v.name, 300), sanitize(&v.verdict, 500)));
             }
         }
-        for m in r.metrics.iter().take(SHOWN) {
-            lines.push(format!("metric {} = {}", sanitize(&m.name, 200), m.value));
-        }
-        if r.metrics.len() > SHOWN {
-            lines.push(format!("  … and {} more metrics (all of them are in --json-report)", r.metrics.len() - SHOWN));
-        }
+        lines.extend(metric_lines(&r.metrics));
         if let Some(checks) = &r.checks {
             lines.push("checks:".into());
             for c in checks.iter().take(SHOWN) {
@@ -89,7 +98,7 @@ impl Report {
                     "  {} {:<32} {} {} {}",
                     if c.passed { "PASS" } else { "FAIL" },
                     sanitize(&c.name, 200),
-                    c.observed,
+                    observed(c.observed, c.threshold),
                     sanitize(&c.op, 4),
                     c.threshold
                 ));
@@ -196,18 +205,24 @@ pub fn phase_lines(phases: &[PhaseReport], threads: usize, readers: usize) -> Ve
     )];
     for p in phases.iter().take(SHOWN) {
         let l = &p.latency_us;
+        // A phase of stats, lists or deletes moves no bytes: its rate is operations per second.
+        let metadata = p.bytes == 0 && p.ops > 0;
+        let gbps = if metadata { "-".to_string() } else { format!("{:.2}", p.gbps) };
         let mut row = format!(
-            "{:<16} {:>12} {:>8} {:>9.3} {:>8.2} {:>9} {:>9} {:>9} {:>9}",
+            "{:<16} {:>12} {:>8} {:>9.3} {:>8} {:>9} {:>9} {:>9} {:>9}",
             sanitize(&p.name, 64),
             format_size(p.bytes),
             p.ops,
             p.seconds,
-            p.gbps,
+            gbps,
             ms(l.p50),
             ms(l.p99),
             ms(l.p999),
             ms(l.max),
         );
+        if metadata {
+            row.push_str(&format!("  {:.0} ops/s", p.ops as f64 / p.seconds.max(1e-9)));
+        }
         if let Some(c) = p.cached_fraction {
             row.push_str(&format!("  {:.0}% in page cache at start", 100.0 * c));
         }
@@ -226,5 +241,73 @@ pub fn phase_lines(phases: &[PhaseReport], threads: usize, readers: usize) -> Ve
         lines.push(format!("  … and {} more phases (all of them are in --json-report)", phases.len() - SHOWN));
     }
     lines.extend(phases.iter().take(SHOWN).filter_map(|p| split_line(p, threads, readers)));
+    lines
+}
+
+/// A check's observed value to the precision its comparison needs: one more decimal than the
+/// threshold has (at least two), whole numbers as they are.
+fn observed(value: f64, threshold: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        return format!("{value}");
+    }
+    let t = format!("{threshold}");
+    let decimals = t.split_once('.').map_or(0, |(_, d)| d.len());
+    format!("{value:.*}", (decimals + 1).max(2))
+}
+
+/// Metric lines: each metric, except a family of many named alike but for a number
+/// (`rank_0_save_GB_per_second` … `rank_15_…`), which is one line of its count, minimum, median and
+/// maximum (every value is in the JSON report).
+fn metric_lines(metrics: &[super::Metric]) -> Vec<String> {
+    const FAMILY: usize = 8;
+    // The name with each number in it written N.
+    let family = |name: &str| {
+        let (mut f, mut in_number) = (String::with_capacity(name.len()), false);
+        for c in name.chars() {
+            if !c.is_ascii_digit() {
+                f.push(c);
+            } else if !in_number {
+                f.push('N');
+            }
+            in_number = c.is_ascii_digit();
+        }
+        f
+    };
+    let mut sizes: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for m in metrics {
+        *sizes.entry(family(&m.name)).or_default() += 1;
+    }
+    let mut lines = Vec::new();
+    let mut done = std::collections::HashSet::new();
+    let mut shown = 0;
+    for m in metrics {
+        let f = family(&m.name);
+        let big = f != m.name && sizes[&f] > FAMILY;
+        if big {
+            if !done.insert(f.clone()) {
+                continue;
+            }
+            let mut v: Vec<f64> = metrics.iter().filter(|n| family(&n.name) == f).map(|n| n.value).collect();
+            v.sort_by(f64::total_cmp);
+            lines.push(format!(
+                "metric {}, {} of them: min {} median {} max {}",
+                sanitize(&f, 200),
+                v.len(),
+                v[0],
+                v[v.len() / 2],
+                v[v.len() - 1]
+            ));
+        } else {
+            if shown >= SHOWN {
+                continue;
+            }
+            lines.push(format!("metric {} = {}", sanitize(&m.name, 200), m.value));
+        }
+        shown += 1;
+    }
+    let hidden = metrics.iter().filter(|m| !(family(&m.name) != m.name && sizes[&family(&m.name)] > FAMILY)).count();
+    if hidden > SHOWN {
+        lines.push(format!("  … and {} more metrics (all of them are in --json-report)", hidden - SHOWN));
+    }
     lines
 }

@@ -2,7 +2,6 @@
 //! climbs the throughput curve.
 
 use super::Concurrency;
-use crate::size::format_size;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -127,11 +126,12 @@ impl Limiter {
         let s = self.state.lock().unwrap();
         (self.auto && s.best_rate > 0.0).then(|| {
             format!(
-                "concurrency auto: {} → {} requests in flight (max {}), best window {}/s",
+                "concurrency auto: {} → {} requests in flight (max {}), chosen by the rate of each window of \
+                 parts completed (the fastest window: {:.2} GB/s; the run's own rate is in its table)",
                 s.start,
                 s.target,
                 s.max,
-                format_size(s.best_rate as u64)
+                s.best_rate / 1e9
             )
         })
     }
