@@ -133,13 +133,7 @@ pub fn pipeline_lines(p: &PipelineReport) -> Vec<String> {
     let gen_share = pct(p.generate_s, p.seconds * p.threads as f64);
     let io_share = pct(p.io_busy_s, p.seconds);
     let wait_share = pct(p.buffer_wait_s, p.seconds);
-    let verdict = if gen_share > 80.0 {
-        "generation-bound: add threads"
-    } else if wait_share > 50.0 {
-        "storage-bound: buffers were waiting on writes"
-    } else {
-        "neither side saturated"
-    };
+    let verdict = write_verdict(gen_share, io_share, wait_share);
     lines.push(format!(
         "time: generating {:.2} s on {} threads ({gen_share:.0}% busy), writes in flight {:.2} s ({io_share:.0}%), waiting for buffers {:.2} s ({wait_share:.0}%): {verdict}",
         p.generate_s, p.threads, p.io_busy_s, p.buffer_wait_s,
@@ -164,13 +158,7 @@ pub fn split_line(p: &PhaseReport, threads: usize, readers: usize) -> Option<Str
             pct(s.writes_in_flight_s, window),
             s.write_buffer_wait_s,
         ));
-        verdict = Some(if gen_share > 80.0 {
-            "generation-bound"
-        } else if wait_share > 50.0 {
-            "storage-bound"
-        } else {
-            "neither side saturated"
-        });
+        verdict = Some(write_verdict(gen_share, pct(s.writes_in_flight_s, window), wait_share));
     }
     if p.counts.reads > 0 {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()).min(readers.max(1));
@@ -310,4 +298,19 @@ fn metric_lines(metrics: &[super::Metric]) -> Vec<String> {
         lines.push(format!("  … and {} more metrics (all of them are in --json-report)", hidden - SHOWN));
     }
     lines
+}
+
+/// What bound a stretch of writes, from the generators' busy share of their thread time and the
+/// shares of wall time with writes in flight and with work waiting for a free buffer (the last two
+/// overlap: a buffer waits while writes are in flight), said as what to do about it.
+fn write_verdict(gen_share: f64, io_share: f64, wait_share: f64) -> &'static str {
+    if gen_share > 80.0 {
+        "generation-bound: add threads"
+    } else if wait_share > 30.0 && io_share > 50.0 {
+        "storage-bound: buffers were waiting on writes"
+    } else if io_share < 50.0 {
+        "neither side saturated: the writes were not kept in flight (raise concurrency, or the plugin paced them)"
+    } else {
+        "neither side saturated: writes were in flight, with buffers to spare"
+    }
 }
