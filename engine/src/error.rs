@@ -215,7 +215,7 @@ impl Error {
         }
     }
 
-    /// The exit code the CLI uses (README, "Exit codes"): 2 a bad workload or value, 3 storage, I/O
+    /// The exit code the CLI uses (docs/reference.md, "Exit codes"): 2 a bad workload or value, 3 storage, I/O
     /// or this machine, 4 the plugin, 130 Ctrl-C. This is the one place it is decided.
     pub fn exit_code(&self) -> u8 {
         match self {

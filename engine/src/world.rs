@@ -146,7 +146,7 @@ impl World {
                     at: "MPI launch".into(),
                     message: format!(
                         "started by an MPI launcher as one of {n} ranks, but this dgen-engine was built without MPI: \
-                         build it with `cargo build --release --features mpi` (README, \"Many hosts on MPI\")"
+                         build it with `cargo build --release --features mpi` (docs/ranks.md, \"Many hosts on MPI\")"
                     ),
                 })
             }

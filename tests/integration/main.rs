@@ -4,6 +4,7 @@ mod azure;
 mod cli;
 mod common;
 mod determinism;
+mod docs;
 mod errors;
 mod fidelity;
 mod first_hour;

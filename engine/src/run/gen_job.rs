@@ -218,7 +218,7 @@ impl GenJob<'_> {
         let d = gen.profile().dedup();
         if let Some(held) = gen.dedup_over(bytes).filter(|h| (h / d - 1.0).abs() > 0.001) {
             let why = if (held / d - 1.0).abs() > 0.01 {
-                ": its copies need more rows of 4 MiB than it has (README: \"Duplicate counts\")"
+                ": its copies need more rows of 4 MiB than it has (docs/data.md: \"Duplicate counts\")"
             } else {
                 ""
             };
