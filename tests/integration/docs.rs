@@ -37,10 +37,9 @@ fn the_documented_examples_run_as_written() {
     for doc in docs {
         for line in runnable(&std::fs::read_to_string(&doc).unwrap()) {
             // Paths in the examples are the repository's; the commands run in a scratch directory.
-            let line = line.replace("workloads/", &format!("{}/workloads/", root().display())).replace(
-                "tests/fixtures/",
-                &format!("{}/tests/fixtures/", root().display()),
-            );
+            let line = line
+                .replace("workloads/", &format!("{}/workloads/", root().display()))
+                .replace("tests/fixtures/", &format!("{}/tests/fixtures/", root().display()));
             let o = std::process::Command::new("bash")
                 .args(["-o", "pipefail", "-c", &line])
                 .current_dir(&dir)

@@ -58,11 +58,15 @@ fn errors_name_the_set_or_the_line_they_came_from() {
         ),
         (vec!["--set", "data.compress=500"], "error: --set data.compress=500: data.compress: '500' must be"),
     ];
+    let report = tempdir("set-origin").join("r.json");
     for (sets, want) in cases {
-        let o = bin().arg("run").arg(&wl).args(&sets).output().unwrap();
+        let o =
+            bin().arg("run").arg(&wl).args(&sets).args(["--json-report", report.to_str().unwrap()]).output().unwrap();
         let err = shown(&o);
         assert_eq!(o.status.code(), Some(2), "{sets:?}: {err}");
         assert!(err.starts_with(want), "{sets:?}: {err}");
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(r["error_kind"], "workload", "{sets:?}: {r}");
         assert!(!err.contains("params.ranks=2") && !err.contains("ckpt.toml:"), "{sets:?}: {err}");
     }
     let dir = tempdir("typo-table");
@@ -98,11 +102,20 @@ fn plugin_params_are_checked_against_what_the_plugin_declares() {
         (vec!["--set", "params.model=\"huge\""], "params.model: '\"huge\"' is not one of \"tiny\", \"small\""),
         (vec!["--set", "params.verify=1"], "params.verify: '1' is not true or false"),
     ];
+    let json = dir.join("r.json");
     for (sets, want) in cases {
-        let o = bin().arg("run").arg(&wl).args(["--set", &uri]).args(&sets).output().unwrap();
+        let o = bin()
+            .arg("run")
+            .arg(&wl)
+            .args(["--set", &uri, "--json-report", json.to_str().unwrap()])
+            .args(&sets)
+            .output()
+            .unwrap();
         let err = shown(&o);
         assert_eq!(o.status.code(), Some(2), "{sets:?}: {err}");
         assert!(err.contains(want), "{sets:?}: {err}");
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(report["error_kind"], "workload", "{sets:?}: {report}");
         assert_eq!(err.trim_end().lines().filter(|l| !l.starts_with(' ')).count(), 1, "{sets:?}: {err}");
         assert!(!err.contains("dgen-engine run:") && !err.contains("stopped with an error"), "{sets:?}: {err}");
         assert!(files_under(&out).is_empty(), "{sets:?}: something was written");
