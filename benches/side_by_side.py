@@ -765,6 +765,17 @@ def _rss_peak_mib():
     return 0.0
 
 
+def fill_rate(g, buf):
+    """GB/s of `g.fill_chunk` into `buf`, reused, until the generator is done (timed in-process)."""
+    start, total = time.perf_counter(), 0
+    while True:
+        n = g.fill_chunk(buf)
+        if n == 0:
+            break
+        total += n
+    return total / (time.perf_counter() - start) / 1e9
+
+
 def python_bench(rounds, gen_size, write_size):
     """The Python package against dgen-py, in this one Python process, alternating: fill_chunk into
     the same reused buffer, per core and with all cores; then a file written O_DIRECT on the root
@@ -787,15 +798,7 @@ def python_bench(rounds, gen_size, write_size):
         buf[i] = 1
 
     def fill(make, size):
-        g = make(size)
-        start = time.perf_counter()
-        total = 0
-        while True:
-            n = g.fill_chunk(buf)
-            if n == 0:
-                break
-            total += n
-        return total / (time.perf_counter() - start) / 1e9
+        return fill_rate(make(size), buf)
 
     gens = {
         "dgen-engine": lambda d, c, t: lambda size: dgen_engine.Generator(size, d, c, seed=1, max_threads=t),
@@ -898,14 +901,7 @@ def keepup_bench(binary, rounds, size):
     buf = mmap.mmap(-1, CHUNK)
 
     def fill():
-        g = dgen_engine.Generator(size, 1.0, 1.0, seed=1, max_threads=1)
-        start, total = time.perf_counter(), 0
-        while True:
-            n = g.fill_chunk(buf)
-            if n == 0:
-                break
-            total += n
-        return total / (time.perf_counter() - start) / 1e9
+        return fill_rate(dgen_engine.Generator(size, 1.0, 1.0, seed=1, max_threads=1), buf)
 
     def gen(out):
         args = [binary, "gen", "--threads", "1", "--size", str(size), "--seed", "1"] + (["-o", out] if out else [])
