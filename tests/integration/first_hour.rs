@@ -99,7 +99,7 @@ fn plugin_params_are_checked_against_what_the_plugin_declares() {
              it takes: min_gbps, min_restore_gbps, model, ranks, restore, restore_check, save, steps, verify",
         ),
         (vec!["--set", "params.ranks=\"four\""], "params.ranks: '\"four\"' is not an integer"),
-        (vec!["--set", "params.model=\"huge\""], "params.model: '\"huge\"' is not one of \"tiny\", \"small\""),
+        (vec!["--set", "params.model=\"huge\""], "params.model: unknown model 'huge': plugin 'ckpt 0.3.0' takes one of \"tiny\", \"small\""),
         (vec!["--set", "params.verify=1"], "params.verify: '1' is not true or false"),
     ];
     let json = dir.join("r.json");

@@ -313,8 +313,14 @@ fn plugin_build_inspect_and_pinning() {
     assert!(text.contains("name:     objects") && text.contains("contract: dgen:plugin@1.1.0"), "{text}");
     assert!(text.contains("distribution: fixed|uniform|lognormal"), "{text}");
     // The bare core module cargo made runs too: the host turns it into a component itself.
-    let core = dgen_engine::plugin::build::cache_dir()
-        .join("plugin-target/wasm32-unknown-unknown/release/dgen_plugin_objects.wasm");
+    // (Each plugin crate has a target directory of its own under plugin-target/.)
+    let core = std::fs::read_dir(dgen_engine::plugin::build::cache_dir().join("plugin-target"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("wasm32-unknown-unknown/release/dgen_plugin_objects.wasm"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .expect("cargo's core module");
     let core_copy = dir.join("core-objects.wasm");
     std::fs::copy(&core, &core_copy).expect("cargo's core module");
     assert!(wasmparser_is_core(&std::fs::read(&core_copy).unwrap()));

@@ -93,14 +93,16 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool, events: &dyn Events) -
             message: "is not a plugin crate (no Cargo.toml)".into(),
         });
     }
-    let target_dir = cache_dir().join("plugin-target");
     // Built from a staged copy where path dependencies lie inside the crate, with the machine's
     // paths remapped: the same source gives the same bytes in any directory (see `stage`).
     let canonical = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     let tag = canonical.file_name().map_or("plugin".into(), |n| n.to_string_lossy().into_owned());
-    let stage_root = cache_dir()
-        .join("plugin-stage")
-        .join(format!("{tag}-{}", &super::sha256_hex(canonical.as_os_str().as_encoded_bytes())[..16]));
+    let key = format!("{tag}-{}", &super::sha256_hex(canonical.as_os_str().as_encoded_bytes())[..16]);
+    let stage_root = cache_dir().join("plugin-stage").join(&key);
+    // A target directory per crate: the remapped stage path is in each crate's rustflags, and cargo
+    // rebuilds every dependency in a shared directory whenever the rustflags change, so crates
+    // built one after another would rebuild each other's dependencies each time.
+    let target_dir = cache_dir().join("plugin-target").join(&key);
     let staged = super::stage::stage(dir, &stage_root)?;
     let manifest = staged.join("Cargo.toml");
     let cargo_home = std::env::var_os("CARGO_HOME")

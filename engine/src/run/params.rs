@@ -22,6 +22,16 @@ pub fn check(plan: &Plan, meta: &PluginMeta) -> Result<()> {
                 names.iter().map(|n| sanitize(n, 64)).collect::<Vec<_>>().join(", ")
             )));
         };
+        if let (toml::Value::String(s), true) = (value, kind.contains('|')) {
+            if !kind.split('|').any(|c| c == s) {
+                let choices: Vec<String> = kind.split('|').map(|c| format!("\"{}\"", sanitize(c, 64))).collect();
+                return Err(bad(format!(
+                    "unknown {key} '{}': plugin '{plugin}' takes one of {}",
+                    echo(s),
+                    choices.join(", ")
+                )));
+            }
+        }
         if let Some(why) = mismatch(value, kind) {
             return Err(bad(format!("'{}' {why}, as plugin '{plugin}' takes it", echo(&value.to_string()))));
         }
