@@ -4,6 +4,7 @@ mod azure;
 mod cli;
 mod common;
 mod determinism;
+mod devices;
 mod docs;
 mod errors;
 mod fidelity;
