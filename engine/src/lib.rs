@@ -31,7 +31,8 @@
 //!   backend: `null`, `file/` (pwrite threads or an io_uring ring, O_DIRECT, paths below the root
 //!   without symlinks, temporaries renamed when whole), `s3`, `azure/`; `cloud/` holds what object
 //!   stores share; `target` turns a `[target]` into a ready target; `stream` and `ordered` adapt
-//!   between objects and byte streams.
+//!   between objects and byte streams; `interrupt` is what Ctrl-C must not leave behind (the
+//!   temporaries being written, the uploads open); `device` finds what a block device holds.
 //! - [`world`] — the ranks of a run: this one's rank, the barriers, the gather to rank 0, a failing
 //!   rank's word to the others (MPI with `--features mpi`; alone otherwise).
 //! - [`pipeline`] — the data path: the `executor` writes objects (generator threads fill buffers
