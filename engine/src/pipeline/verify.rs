@@ -136,6 +136,13 @@ pub fn compare(
     }
 }
 
+/// The two buffers a comparison uses: of the write size `buffer_size` rounds to for this sink (as the
+/// executor rounds it), aligned as the sink needs.
+pub fn comparison_pool(caps: &crate::sink::Capabilities, buffer_size: usize) -> Result<BufferPool> {
+    let size = crate::pipeline::executor::buffer_size_for(caps, buffer_size);
+    BufferPool::new(2, size, caps.alignment).map_err(Error::pool)
+}
+
 /// Compares a finished object, read back through its sink, with `content` of `size` bytes.
 pub fn compare_object(
     reader: Box<dyn ObjectReader + '_>,

@@ -152,8 +152,8 @@ impl PhaseFigures {
 }
 
 fn ttfb_of(h: &Histogram<u64>) -> Ttfb {
-    let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
-    Ttfb { p50: q(0.5), p99: q(0.99), max: h.max() }
+    let l = Latency::of(h);
+    Ttfb { p50: l.p50, p99: l.p99, max: l.max }
 }
 
 impl PhaseReport {

@@ -261,41 +261,36 @@ fn metric_lines(metrics: &[super::Metric]) -> Vec<String> {
         }
         f
     };
-    let mut sizes: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for m in metrics {
-        *sizes.entry(family(&m.name)).or_default() += 1;
+    let families: Vec<String> = metrics.iter().map(|m| family(&m.name)).collect();
+    let mut values: std::collections::HashMap<&str, Vec<f64>> = std::collections::HashMap::new();
+    for (m, f) in metrics.iter().zip(&families) {
+        values.entry(f.as_str()).or_default().push(m.value);
     }
-    let mut lines = Vec::new();
-    let mut done = std::collections::HashSet::new();
-    let mut shown = 0;
-    for m in metrics {
-        let f = family(&m.name);
-        let big = f != m.name && sizes[&f] > FAMILY;
-        if big {
-            if !done.insert(f.clone()) {
-                continue;
+    let grouped = |name: &str, f: &str| f != name && values.get(f).is_some_and(|v| v.len() > FAMILY);
+    let (mut lines, mut done, mut singles) = (Vec::new(), std::collections::HashSet::new(), 0);
+    for (m, f) in metrics.iter().zip(&families) {
+        if grouped(&m.name, f) {
+            if done.insert(f.as_str()) {
+                let mut v = values[f.as_str()].clone();
+                v.sort_by(f64::total_cmp);
+                lines.push(format!(
+                    "metric {}, {} of them: min {} median {} max {}",
+                    sanitize(f, 200),
+                    v.len(),
+                    v[0],
+                    v[v.len() / 2],
+                    v[v.len() - 1]
+                ));
             }
-            let mut v: Vec<f64> = metrics.iter().filter(|n| family(&n.name) == f).map(|n| n.value).collect();
-            v.sort_by(f64::total_cmp);
-            lines.push(format!(
-                "metric {}, {} of them: min {} median {} max {}",
-                sanitize(&f, 200),
-                v.len(),
-                v[0],
-                v[v.len() / 2],
-                v[v.len() - 1]
-            ));
         } else {
-            if shown >= SHOWN {
-                continue;
+            singles += 1;
+            if singles <= SHOWN {
+                lines.push(format!("metric {} = {}", sanitize(&m.name, 200), m.value));
             }
-            lines.push(format!("metric {} = {}", sanitize(&m.name, 200), m.value));
         }
-        shown += 1;
     }
-    let hidden = metrics.iter().filter(|m| !(family(&m.name) != m.name && sizes[&family(&m.name)] > FAMILY)).count();
-    if hidden > SHOWN {
-        lines.push(format!("  … and {} more metrics (all of them are in --json-report)", hidden - SHOWN));
+    if singles > SHOWN {
+        lines.push(format!("  … and {} more metrics (all of them are in --json-report)", singles - SHOWN));
     }
     lines
 }

@@ -230,9 +230,7 @@ impl GenJob<'_> {
     /// The object read back and compared with the stream (decompressed first when it was written
     /// compressed), through two buffers of the write size as the executor rounds it for this sink.
     fn compare(&self, sink: &dyn Sink, name: &str, target: &str, cancel: &AtomicBool) -> Result<Verdict> {
-        let caps = sink.capabilities();
-        let size = crate::pipeline::executor::buffer_size_for(&caps, self.spec.buffer_size);
-        let pool = crate::pool::BufferPool::new(2, size, caps.alignment).map_err(Error::pool)?;
+        let pool = verify::comparison_pool(&sink.capabilities(), self.spec.buffer_size)?;
         let reader = sink.open(name)?;
         let content = Content::Stream { stream: 0, offset: 0 };
         if self.spec.zstd_level.is_some() {

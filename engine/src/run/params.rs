@@ -24,11 +24,10 @@ pub fn check(plan: &Plan, meta: &PluginMeta) -> Result<()> {
         };
         if let (toml::Value::String(s), true) = (value, kind.contains('|')) {
             if !kind.split('|').any(|c| c == s) {
-                let choices: Vec<String> = kind.split('|').map(|c| format!("\"{}\"", sanitize(c, 64))).collect();
                 return Err(bad(format!(
                     "unknown {key} '{}': plugin '{plugin}' takes one of {}",
                     echo(s),
-                    choices.join(", ")
+                    one_of(kind)
                 )));
             }
         }
@@ -62,9 +61,11 @@ fn mismatch(value: &toml::Value, kind: &str) -> Option<String> {
         "boolean" => "is not true or false".into(),
         "string" => "is not a string".into(),
         "size" => "is not a size (bytes, or a string such as \"4MiB\")".into(),
-        k => format!(
-            "is not one of {}",
-            k.split('|').map(|c| format!("\"{}\"", sanitize(c, 64))).collect::<Vec<_>>().join(", ")
-        ),
+        k => format!("is not one of {}", one_of(k)),
     })
+}
+
+/// The strings an enumerated kind (`"none|crc|verify"`) accepts, quoted: `"none", "crc", "verify"`.
+fn one_of(kind: &str) -> String {
+    kind.split('|').map(|c| format!("\"{}\"", sanitize(c, 64))).collect::<Vec<_>>().join(", ")
 }

@@ -296,7 +296,7 @@ pub fn execute(
             let exec = if stonewall { exec.with_wall(world.wall().clone()) } else { exec };
             outcome.write_size = exec.write_size();
             // Read-backs for the plugin's own `verify` calls use two buffers of their own.
-            let verify_pool = BufferPool::new(2, exec.write_size(), caps.alignment).map_err(Error::pool)?;
+            let verify_pool = crate::pipeline::verify::comparison_pool(&caps, plan.buffer_size)?;
             // Like `gen`, the clock starts once the pool is allocated and pre-faulted — on every
             // rank at once.
             world.barrier(&cancel)?;
@@ -319,8 +319,8 @@ pub fn execute(
         }
         Mode::Verify => {
             drop((jobs_tx, jobs_rx, done_tx));
-            let size = crate::pipeline::executor::buffer_size_for(&caps, plan.buffer_size);
-            let pool = BufferPool::new(2, size, caps.alignment).map_err(Error::pool)?;
+            let pool = crate::pipeline::verify::comparison_pool(&caps, plan.buffer_size)?;
+            let size = pool.buffer_size();
             let read_pool = BufferPool::new(plan.buffers, size, caps.alignment).map_err(Error::pool)?;
             world.barrier(&cancel)?;
             started = Instant::now();

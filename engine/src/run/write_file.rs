@@ -75,8 +75,7 @@ pub fn write(gen: &Generator, spec: &WriteSpec, observer: &mut dyn Observer, can
         cancel,
     )?;
     let verdict = if spec.verify {
-        let size = crate::pipeline::executor::buffer_size_for(&caps, spec.buffer_size);
-        let pool = crate::pool::BufferPool::new(2, size, caps.alignment).map_err(Error::pool)?;
+        let pool = verify::comparison_pool(&caps, spec.buffer_size)?;
         let content = Content::Stream { stream: 0, offset: 0 };
         Some(verify::compare_object(sink.open(&name)?, gen, &content, spec.size, &pool, cancel)?)
     } else {

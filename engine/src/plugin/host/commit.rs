@@ -120,32 +120,14 @@ impl HostState {
         recipe: &mut Recipe,
         fields: &[(usize, FieldKind)],
     ) -> wasmtime::Result<()> {
-        use rayon::prelude::*;
-        const PIECE: usize = 1 << 20;
         let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
         let mut pos = 0u64;
-        let mut buf = std::mem::take(&mut self.scratch);
         for &(idx, kind) in fields {
             let at = recipe.segment_offset(idx);
             if matches!(kind, FieldKind::Crc32cLe | FieldKind::Crc32cBe) {
                 // Earlier fields are resolved by now, so the digest covers their values.
-                while pos < at {
-                    if self.ctx.cancel.load(Ordering::Relaxed) {
-                        self.scratch = buf;
-                        return Err(self.interrupted_trap());
-                    }
-                    if self.own_time() > self.limits.deadline {
-                        self.deadline_hit = true;
-                        self.scratch = buf;
-                        return Err(wasmtime::Error::new(HostTrap::Deadline));
-                    }
-                    let n = (at - pos).min(8 << 20) as usize;
-                    buf.resize(n, 0);
-                    let r = &*recipe;
-                    buf.par_chunks_mut(PIECE).enumerate().for_each(|(i, c)| r.fill(pos + (i * PIECE) as u64, c));
-                    digest.update(&buf);
-                    pos += n as u64;
-                }
+                self.digest_recipe(recipe, pos..at, &mut digest, true)?;
+                pos = pos.max(at);
             }
             let crc = digest.finalize() as u32;
             let value: Vec<u8> = match kind {
@@ -156,10 +138,44 @@ impl HostState {
             };
             recipe.replace(idx, Segment::Bytes(value.into()));
         }
+        Ok(())
+    }
+
+    /// Adds the bytes `range` of `recipe` to `digest`, regenerated 8 MiB at a time through the
+    /// host's scratch (kept across calls, shrunk back to 8 MiB). Ctrl-C stops it; when `own_time`,
+    /// it is host work done for the plugin and its deadline stops it too.
+    pub(super) fn digest_recipe(
+        &mut self,
+        recipe: &Recipe,
+        range: std::ops::Range<u64>,
+        digest: &mut crc_fast::Digest,
+        own_time: bool,
+    ) -> wasmtime::Result<()> {
+        use rayon::prelude::*;
+        const PIECE: usize = 1 << 20;
+        let mut buf = std::mem::take(&mut self.scratch);
+        let mut pos = range.start;
+        let result = loop {
+            if pos >= range.end {
+                break Ok(());
+            }
+            if self.ctx.cancel.load(Ordering::Relaxed) {
+                break Err(self.interrupted_trap());
+            }
+            if own_time && self.own_time() > self.limits.deadline {
+                self.deadline_hit = true;
+                break Err(wasmtime::Error::new(HostTrap::Deadline));
+            }
+            let n = (range.end - pos).min(8 << 20) as usize;
+            buf.resize(n, 0);
+            buf.par_chunks_mut(PIECE).enumerate().for_each(|(i, c)| recipe.fill(pos + (i * PIECE) as u64, c));
+            digest.update(&buf);
+            pos += n as u64;
+        };
         buf.clear();
         buf.shrink_to(8 << 20);
         self.scratch = buf;
-        Ok(())
+        result
     }
 }
 

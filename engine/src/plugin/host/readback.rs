@@ -64,29 +64,11 @@ impl HostState {
     /// storage holds from it, only what its own description makes). Regenerated in pieces through
     /// the host's scratch; the time is not the plugin's.
     pub(super) fn intended_crc(&mut self, recipe: &Recipe) -> wasmtime::Result<u32> {
-        use rayon::prelude::*;
-        const PIECE: usize = 1 << 20;
         let t = Instant::now();
-        let mut buf = std::mem::take(&mut self.scratch);
         let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-        let (mut pos, size) = (0u64, recipe.size());
-        while pos < size {
-            if self.cancelled() {
-                self.scratch = buf;
-                self.blocked += t.elapsed();
-                return Err(self.interrupted_trap());
-            }
-            let n = (size - pos).min(8 << 20) as usize;
-            buf.resize(n, 0);
-            buf.par_chunks_mut(PIECE).enumerate().for_each(|(i, c)| recipe.fill(pos + (i * PIECE) as u64, c));
-            digest.update(&buf);
-            pos += n as u64;
-        }
-        buf.clear();
-        buf.shrink_to(8 << 20);
-        self.scratch = buf;
+        let r = self.digest_recipe(recipe, 0..recipe.size(), &mut digest, false);
         self.blocked += t.elapsed();
-        Ok(digest.finalize() as u32)
+        r.map(|()| digest.finalize() as u32)
     }
 
     pub(super) fn verify_inner(&mut self, name: &str) -> wasmtime::Result<Result<u64, String>> {
