@@ -261,32 +261,38 @@ fn metric_lines(metrics: &[super::Metric]) -> Vec<String> {
         }
         f
     };
-    let families: Vec<String> = metrics.iter().map(|m| family(&m.name)).collect();
-    let mut values: std::collections::HashMap<&str, Vec<f64>> = std::collections::HashMap::new();
-    for (m, f) in metrics.iter().zip(&families) {
-        values.entry(f.as_str()).or_default().push(m.value);
+    // Only names with a number in them can be of a family: no copy of the others is made (a
+    // plugin may have filled its memory with metrics).
+    let numbered = |name: &str| name.bytes().any(|b| b.is_ascii_digit());
+    let mut families: std::collections::HashMap<String, Vec<f64>> = std::collections::HashMap::new();
+    for m in metrics.iter().filter(|m| numbered(&m.name)) {
+        families.entry(family(&m.name)).or_default().push(m.value);
     }
-    let grouped = |name: &str, f: &str| f != name && values.get(f).is_some_and(|v| v.len() > FAMILY);
-    let (mut lines, mut done, mut singles) = (Vec::new(), std::collections::HashSet::new(), 0);
-    for (m, f) in metrics.iter().zip(&families) {
-        if grouped(&m.name, f) {
-            if done.insert(f.as_str()) {
-                let mut v = values[f.as_str()].clone();
-                v.sort_by(f64::total_cmp);
-                lines.push(format!(
-                    "metric {}, {} of them: min {} median {} max {}",
-                    sanitize(f, 200),
-                    v.len(),
-                    v[0],
-                    v[v.len() / 2],
-                    v[v.len() - 1]
-                ));
+    families.retain(|_, v| v.len() > FAMILY);
+    let (mut lines, mut singles) = (Vec::new(), 0);
+    for m in metrics {
+        if !families.is_empty() && numbered(&m.name) {
+            let f = family(&m.name);
+            if let Some(v) = families.get_mut(&f) {
+                // Emptied once its line is written.
+                if !v.is_empty() {
+                    v.sort_by(f64::total_cmp);
+                    lines.push(format!(
+                        "metric {}, {} of them: min {} median {} max {}",
+                        sanitize(&f, 200),
+                        v.len(),
+                        v[0],
+                        v[v.len() / 2],
+                        v[v.len() - 1]
+                    ));
+                    v.clear();
+                }
+                continue;
             }
-        } else {
-            singles += 1;
-            if singles <= SHOWN {
-                lines.push(format!("metric {} = {}", sanitize(&m.name, 200), m.value));
-            }
+        }
+        singles += 1;
+        if singles <= SHOWN {
+            lines.push(format!("metric {} = {}", sanitize(&m.name, 200), m.value));
         }
     }
     if singles > SHOWN {
