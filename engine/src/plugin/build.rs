@@ -99,6 +99,18 @@ pub fn build(dir: &Path, out: Option<&Path>, quiet: bool, events: &dyn Events) -
     let tag = canonical.file_name().map_or("plugin".into(), |n| n.to_string_lossy().into_owned());
     let key = format!("{tag}-{}", &super::sha256_hex(canonical.as_os_str().as_encoded_bytes())[..16]);
     let stage_root = cache_dir().join("plugin-stage").join(&key);
+    // One build of a crate at a time on this host (tests in parallel, ranks of a launch on one
+    // node): staging rewrites files in place that a build running beside it would be reading.
+    let lock_path = cache_dir().join("plugin-stage").join(format!("{key}.lock"));
+    std::fs::create_dir_all(cache_dir().join("plugin-stage")).map_err(|e| Error::io(&lock_path, e))?;
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    let _one_build = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io(&lock_path, std::io::Error::from(e)))?;
     // A target directory per crate: the remapped stage path is in each crate's rustflags, and cargo
     // rebuilds every dependency in a shared directory whenever the rustflags change, so crates
     // built one after another would rebuild each other's dependencies each time.
