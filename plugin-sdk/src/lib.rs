@@ -349,7 +349,7 @@ pub const fn __meta<const N: usize>(s: &str) -> [u8; N] {
 /// `keys = { name: "type", … }` declares the `[params]` keys the plugin takes, so the engine refuses
 /// an unknown or mistyped one (exit 2, naming the workload's line) before anything runs. A type is
 /// `"integer"`, `"number"`, `"boolean"`, `"string"`, `"size"` (bytes, or a string such as
-/// `"4MiB"`), `"any"`, or the accepted strings joined by `|` (`"none|crc|verify"`).
+/// `"4MiB"`), `"list"`, `"table"`, `"any"`, or the accepted strings joined by `|` (`"none|crc|verify"`).
 ///
 /// ```ignore
 /// export_plugin!(Ckpt, name = "ckpt", version = "0.3.0", params = "ranks (4), verify (true)",

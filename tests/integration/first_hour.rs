@@ -120,6 +120,11 @@ fn plugin_params_are_checked_against_what_the_plugin_declares() {
         assert!(!err.contains("dgen-engine run:") && !err.contains("stopped with an error"), "{sets:?}: {err}");
         assert!(files_under(&out).is_empty(), "{sets:?}: something was written");
     }
+    // A list where the objects plugin takes one: the workload's error, not the plugin's.
+    let o = run(&["run", &workload("objects.toml"), "--set", &uri, "--set", "params.phases=\"put\""]);
+    let err = shown(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("params.phases: '\"put\"' is not a list"), "{err}");
     // In the file: its line.
     let text = std::fs::read_to_string(&wl).unwrap().replace("steps = 2", "stepz = 2");
     let line = text.lines().position(|l| l.starts_with("stepz")).unwrap() + 1;

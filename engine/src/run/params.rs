@@ -40,14 +40,14 @@ pub fn check(plan: &Plan, meta: &PluginMeta) -> Result<()> {
 
 /// Why `value` is not of `kind`, if it is not.
 fn mismatch(value: &toml::Value, kind: &str) -> Option<String> {
-    use toml::Value::{Boolean, Float, Integer, String as Text};
+    use toml::Value::{Array, Boolean, Float, Integer, String as Text, Table};
     let ok = match (kind, value) {
         ("integer", Integer(_)) | ("number", Integer(_) | Float(_)) | ("boolean", Boolean(_)) => true,
-        ("string", Text(_)) | ("any", _) => true,
+        ("string", Text(_)) | ("list", Array(_)) | ("table", Table(_)) | ("any", _) => true,
         ("size", Integer(n)) => *n >= 0,
         ("size", Text(s)) => crate::size::parse_size(s).is_ok(),
         (k, Text(s)) if k.contains('|') => k.split('|').any(|c| c == s),
-        ("integer" | "number" | "boolean" | "string" | "size", _) => false,
+        ("integer" | "number" | "boolean" | "string" | "size" | "list" | "table", _) => false,
         (k, _) if k.contains('|') => false,
         // A type this engine does not know yet: the plugin checks it.
         _ => true,
@@ -60,6 +60,8 @@ fn mismatch(value: &toml::Value, kind: &str) -> Option<String> {
         "number" => "is not a number".into(),
         "boolean" => "is not true or false".into(),
         "string" => "is not a string".into(),
+        "list" => "is not a list ([…])".into(),
+        "table" => "is not a table ({ … })".into(),
         "size" => "is not a size (bytes, or a string such as \"4MiB\")".into(),
         k => format!("is not one of {}", one_of(k)),
     })

@@ -348,9 +348,9 @@ export_plugin!(
         prefix: "string",
         footer: "boolean",
         min_gbps: "number",
-        phases: "any",
+        phases: "list",
         range_size: "integer",
         get_check: "none|crc|verify",
-        payload_data: "any",
+        payload_data: "table",
     }
 );
