@@ -63,6 +63,7 @@ pub mod events;
 pub mod generator;
 pub mod keys;
 pub mod object;
+pub mod ops;
 pub mod pipeline;
 pub mod plugin;
 pub mod pool;

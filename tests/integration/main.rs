@@ -15,6 +15,7 @@ mod mlperf;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod objects;
+mod operations;
 mod plugins;
 mod ranks;
 mod reads;

@@ -30,7 +30,7 @@ const WEYL2: u64 = 0xC13F_A9A9_02A6_328F;
 #[derive(Clone, Debug)]
 pub(crate) struct DedupMap {
     /// Blocks per row (SPREAD / unit).
-    cols: u64,
+    pub(super) cols: u64,
     /// 2^64 / D as a 64.64 fixed-point number, so the map is integer-exact on every machine.
     inv_d: u128,
     /// Rank `lane` of `lanes`: this stream's rows are rows `lane`, `lane + lanes`, … of the run's.

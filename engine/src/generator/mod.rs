@@ -27,6 +27,7 @@ pub mod aes;
 pub mod copies;
 pub mod dedup;
 mod reader;
+pub mod region;
 pub mod sample;
 
 pub use reader::StreamReader;

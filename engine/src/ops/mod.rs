@@ -1,0 +1,346 @@
+//! The operations engine: random and mixed I/O in place on a region of a file or a block device,
+//! run natively from one job description (the `job` call of contract 1.2), with no host call and no
+//! record per operation — counters, exact latency histograms and a per-interval series only.
+//!
+//! - [`spec`] — a job as the plugin writes it, checked key by key;
+//! - [`pattern`] — what each operation is and where it goes (mix, sizes, sequential / random /
+//!   zipf / hot sets);
+//! - [`genmap`] — each block's generation, one byte per block, claimed while a write is in flight;
+//! - [`worker`] — one stream of operations: rate cap, write bytes (generation-exact, see
+//!   [`crate::generator::region`]), completions into histograms and the series;
+//! - [`ring`] — the io_uring driver (a ring per worker, registered buffers and file); [`psync`] — the
+//!   pread/pwrite driver where rings are missing;
+//! - [`stats`] — per-kind figures with fio's JSON names, and the series;
+//! - [`check`] — the read-back of a whole region: lost writes, torn and corrupt blocks.
+
+pub mod check;
+pub mod genmap;
+pub mod pattern;
+pub mod psync;
+pub mod ring;
+pub mod spec;
+pub mod stats;
+pub mod worker;
+
+use crate::error::{Error, Result};
+use crate::generator::region::RegionData;
+use crate::pool::BufferPool;
+use check::CheckFigures;
+use genmap::GenMap;
+use serde::Serialize;
+use spec::{JobSpec, OpKind, VerifyWhen};
+use stats::{new_kinds, KindFigures, Kinds, Point, SeriesBuilder};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use worker::{Feed, Shared, Worker};
+
+/// Prefill writes are this long (or the region, if shorter).
+pub const PREFILL_BS: u64 = 1 << 20;
+
+/// The part of a file or device a job works on, open.
+pub struct Region {
+    pub file: Arc<File>,
+    /// For messages: the file's path or the device.
+    pub name: String,
+    /// Where the region starts in the file, bytes.
+    pub offset: u64,
+    pub size: u64,
+    /// Opened with O_DIRECT.
+    pub direct: bool,
+    /// What O_DIRECT needs of offsets, lengths and buffers (1: nothing).
+    pub align: u64,
+}
+
+/// How to drive the operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Driver {
+    IoUring,
+    Psync,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Psync => "psync",
+        }
+    }
+}
+
+/// A pass over the region before the operations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PrefillFigures {
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// What a job did.
+#[derive(Clone, Debug)]
+pub struct JobOutcome {
+    pub prefill: Option<PrefillFigures>,
+    /// Per kind, after the ramp.
+    pub kinds: Kinds,
+    /// From the ramp's end to the last completion, seconds.
+    pub seconds: f64,
+    pub series: Vec<Point>,
+    pub check: Option<CheckFigures>,
+    pub driver: Driver,
+    /// A storage failure that stopped the job (the figures are up to it).
+    pub error: Option<Error>,
+}
+
+impl JobOutcome {
+    pub fn figures(&self, k: OpKind) -> KindFigures {
+        KindFigures::of(&self.kinds[k.index()], self.seconds)
+    }
+}
+
+/// Checks a job against its region (sizes, alignment) before anything runs; the error names the key.
+pub fn check_against(
+    spec: &JobSpec,
+    region: &Region,
+    unit: u64,
+    extent: u64,
+) -> std::result::Result<(), spec::SpecError> {
+    let bad = |key: String, message: String| spec::SpecError { key, message };
+    if region.size == 0 || !region.size.is_multiple_of(extent) {
+        return Err(bad(
+            "size".into(),
+            format!("{} bytes is not a whole number of dedup extents ({extent} bytes)", region.size),
+        ));
+    }
+    if !region.offset.is_multiple_of(unit.max(region.align)) {
+        return Err(bad(
+            "offset".into(),
+            format!("{} is not a multiple of {} bytes", region.offset, unit.max(region.align)),
+        ));
+    }
+    for (i, e) in spec.mix.iter().enumerate() {
+        for (j, &(bs, _)) in e.sizes.iter().enumerate() {
+            let key = if e.sizes.len() == 1 { format!("mix[{i}].bs") } else { format!("mix[{i}].bs[{j}]") };
+            let need = if e.op == OpKind::Read { region.align } else { unit.max(region.align) };
+            if !bs.is_multiple_of(need) {
+                let why = if e.op == OpKind::Read {
+                    "what O_DIRECT needs here".to_string()
+                } else {
+                    format!(
+                        "the block size ({unit} bytes, the data's dedup unit) {}",
+                        if region.align > unit { "and O_DIRECT's alignment" } else { "" }
+                    )
+                };
+                return Err(bad(key, format!("{bs} bytes is not a multiple of {need} bytes ({})", why.trim_end())));
+            }
+            if bs > region.size {
+                return Err(bad(key, format!("{bs} bytes is larger than the region ({} bytes)", region.size)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything a job runs with.
+pub struct JobEnv<'a> {
+    pub region: &'a Region,
+    pub data: &'a RegionData,
+    pub map: &'a GenMap,
+    pub cancel: &'a AtomicBool,
+    pub seed: u64,
+    pub driver: Driver,
+    /// Write the whole region before the operations.
+    pub prefill: bool,
+    /// Threads for the read-back.
+    pub check_threads: usize,
+}
+
+/// Bytes the job's buffers take (what the host charges for it while it runs).
+pub fn buffer_bytes(spec: &JobSpec, prefill: bool) -> u64 {
+    let bs = spec.max_bs().max(if prefill { PREFILL_BS } else { 0 }).next_multiple_of(4096);
+    spec.jobs as u64 * spec.depth as u64 * bs
+}
+
+/// Runs a job: the prefill, the operations, the read-back, as asked.
+pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
+    let mut out = JobOutcome {
+        prefill: None,
+        kinds: new_kinds(),
+        seconds: 0.0,
+        series: Vec::new(),
+        check: None,
+        driver: env.driver,
+        error: None,
+    };
+    if env.prefill {
+        let started = Instant::now();
+        let bs = PREFILL_BS.min(env.region.size) / env.data.unit() * env.data.unit();
+        let sweep = Pass {
+            depth: spec.depth.max(4),
+            jobs: spec.jobs,
+            ramp: 0.0,
+            end: None,
+            rate: (None, None),
+            think: 0.0,
+            fsync_every: 0,
+        };
+        let r = drive(env, &sweep, bs, |i, n| {
+            let stripe = env.region.size / env.data.unit() / n as u64 * env.data.unit();
+            let start = stripe * i as u64;
+            let end = if i + 1 == n as usize { env.region.size } else { start + stripe };
+            (Feed::Sweep { next: start, end, bs, op: OpKind::Write }, None)
+        })?;
+        if let Some(e) = r.error {
+            out.error = Some(e);
+            return Ok(out);
+        }
+        // Writes durable before the region counts as whole.
+        env.region.file.sync_data().map_err(|e| Error::io(&env.region.name, e))?;
+        out.prefill = Some(PrefillFigures {
+            bytes: r.kinds[OpKind::Write.index()].bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    if spec.verify != VerifyWhen::Only && !spec.mix.is_empty() {
+        let pass = Pass {
+            depth: spec.depth,
+            jobs: spec.jobs,
+            ramp: spec.ramp,
+            end: spec.duration.map(|d| d + spec.ramp),
+            rate: (spec.rate_iops, spec.rate_bytes),
+            think: spec.think,
+            fsync_every: spec.fsync_every,
+        };
+        let (unit, align) = (env.data.unit(), env.region.align.max(512));
+        let rings = spec.jobs;
+        let ops = spec.ops;
+        let r = drive_series(env, &pass, spec.max_bs(), spec.series_interval, |i, n| {
+            let picker =
+                pattern::Picker::new(&spec.mix, &spec.pattern, env.region.size, unit, align, env.seed, i as u32, n);
+            let quota = ops.map(|o| o / n as u64 + u64::from((i as u64) < o % n as u64));
+            (Feed::Mix(picker), quota)
+        })?;
+        debug_assert_eq!(rings, spec.jobs);
+        out.kinds = r.kinds;
+        out.seconds = r.seconds;
+        out.series = r.series;
+        if r.error.is_some() {
+            out.error = r.error;
+            return Ok(out);
+        }
+    }
+    if spec.verify != VerifyWhen::Never {
+        out.check = Some(check::check_region(env.region, env.data, env.map, env.cancel, env.check_threads)?);
+    }
+    Ok(out)
+}
+
+/// How one pass of workers runs.
+struct Pass {
+    depth: u32,
+    jobs: u32,
+    ramp: f64,
+    /// Seconds from the start after which no operation starts.
+    end: Option<f64>,
+    rate: (Option<f64>, Option<f64>),
+    think: f64,
+    fsync_every: u64,
+}
+
+struct Driven {
+    kinds: Kinds,
+    seconds: f64,
+    series: Vec<Point>,
+    error: Option<Error>,
+}
+
+fn drive(
+    env: &JobEnv,
+    pass: &Pass,
+    bs: u64,
+    feed: impl Fn(usize, u32) -> (Feed, Option<u64>) + Sync,
+) -> Result<Driven> {
+    drive_series(env, pass, bs, 1.0, feed)
+}
+
+/// Runs the workers of one pass (`jobs` rings, or `jobs × depth` threads) to their end.
+fn drive_series(
+    env: &JobEnv,
+    pass: &Pass,
+    bs: u64,
+    interval: f64,
+    feed: impl Fn(usize, u32) -> (Feed, Option<u64>) + Sync,
+) -> Result<Driven> {
+    let (workers, depth) = match env.driver {
+        Driver::IoUring => (pass.jobs, pass.depth as usize),
+        Driver::Psync => (pass.jobs * pass.depth, 1),
+    };
+    let buf_size = bs.max(4096).next_multiple_of(4096) as usize;
+    let interval_ns = (interval * 1e9) as u64;
+    let ramp_ns = (pass.ramp * 1e9) as u64;
+    let series = SeriesBuilder::new(interval_ns, ramp_ns, workers as usize);
+    let failed = AtomicBool::new(false);
+    let start = Instant::now();
+    let shared = Shared {
+        region: env.region,
+        data: env.data,
+        map: env.map,
+        series: &series,
+        start,
+        ramp_ns,
+        interval_ns,
+        end: pass.end.map(|e| start + Duration::from_secs_f64(e)),
+        cancel: env.cancel,
+        failed: &failed,
+    };
+    let per = |r: Option<f64>| r.map(|r| r / workers as f64);
+    let think = Duration::from_secs_f64(pass.think);
+    let results: Vec<Result<(Kinds, u64, Option<Error>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers as usize)
+            .map(|i| {
+                let (shared, feed) = (&shared, &feed);
+                s.spawn(move || -> Result<(Kinds, u64, Option<Error>)> {
+                    let (f, quota) = feed(i, workers);
+                    let mut w =
+                        Worker::new(shared, i, f, quota, (per(pass.rate.0), per(pass.rate.1)), pass.fsync_every);
+                    let pool =
+                        BufferPool::new(depth, buf_size, env.region.align.max(4096) as usize).map_err(Error::pool)?;
+                    match env.driver {
+                        Driver::IoUring => {
+                            if let Err(e) = ring::run(&mut w, env.region.file.as_raw_fd(), depth, &pool, think) {
+                                w.error.get_or_insert(Error::io(format!("io_uring on {}", env.region.name), e));
+                            }
+                        }
+                        Driver::Psync => psync::run(&mut w, &env.region.file, pool.take(), think),
+                    }
+                    w.finish();
+                    Ok((w.totals, w.last_done_ns, w.error))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::resource("an operations thread panicked"))))
+            .collect()
+    });
+    let mut kinds = new_kinds();
+    let mut last = 0u64;
+    let mut error = None;
+    for r in results {
+        let (k, l, e) = r?;
+        for (a, b) in kinds.iter_mut().zip(&k) {
+            a.add(b);
+        }
+        last = last.max(l);
+        if error.is_none() {
+            error = e;
+        }
+    }
+    if error.is_none() && env.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        error = Some(Error::Cancelled);
+    }
+    let series = std::mem::take(&mut series.lock().unwrap_or_else(|e| e.into_inner()).points);
+    let seconds = last.saturating_sub(ramp_ns) as f64 / 1e9;
+    Ok(Driven { kinds, seconds, series, error })
+}

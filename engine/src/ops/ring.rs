@@ -1,0 +1,128 @@
+//! The io_uring driver: one ring per worker, on its own thread, with its buffers and the region's
+//! file registered (no page pinning or file lookup per operation), as many operations in flight as
+//! the job's depth, and one `io_uring_enter` per batch — it submits what it has prepared and reaps
+//! what has completed in the same call, as fio's io_uring engine does.
+
+use super::spec::OpKind;
+use super::worker::{Next, Op, Worker};
+use crate::pool::BufferPool;
+use io_uring::{opcode, types, IoUring};
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+/// Longest sleep in the ring: how soon Ctrl-C and the end time are seen with nothing completing.
+const TICK: Duration = Duration::from_millis(20);
+
+/// Whether this kernel gives us rings (and `IORING_FEAT_EXT_ARG`, for waits with a timeout).
+pub fn available() -> bool {
+    IoUring::new(2).is_ok_and(|r| r.params().is_feature_ext_arg())
+}
+
+/// Runs `w` to its end through a ring of `depth`, `buffers` holding one buffer per slot.
+pub(super) fn run(w: &mut Worker, fd: RawFd, depth: usize, buffers: &BufferPool, think: Duration) -> io::Result<()> {
+    let mut ring: IoUring = IoUring::builder().build((depth as u32).next_power_of_two().max(4))?;
+    let mut bufs: Vec<_> = (0..depth).map(|_| buffers.take()).collect();
+    let iov: Vec<libc::iovec> = buffers
+        .regions()
+        .into_iter()
+        .map(|(p, n)| libc::iovec { iov_base: p as *mut libc::c_void, iov_len: n })
+        .collect();
+    // SAFETY: the buffers live in `buffers` (borrowed for this whole call) and the ring is dropped
+    // at its end, before them.
+    unsafe { ring.submitter().register_buffers(&iov)? };
+    ring.submitter().register_files(&[fd])?;
+    let file = types::Fixed(0);
+    let mut slots: Vec<Option<Op>> = vec![None; depth];
+    let mut ready = vec![Instant::now(); depth];
+    let mut free: Vec<usize> = (0..depth).rev().collect();
+    let mut inflight = 0usize;
+    let mut stopping = false;
+    loop {
+        let now = Instant::now();
+        let mut wake = now + TICK;
+        if !stopping {
+            let mut i = free.len();
+            while i > 0 {
+                i -= 1;
+                let s = free[i];
+                if ready[s] > now {
+                    wake = wake.min(ready[s]);
+                    continue;
+                }
+                let buf = bufs[s].as_mut_slice();
+                match w.next(now, buf) {
+                    Next::Done => {
+                        stopping = true;
+                        break;
+                    }
+                    Next::Wait(t) => {
+                        wake = wake.min(t);
+                        break;
+                    }
+                    Next::Op(op) => {
+                        let ptr = buf.as_mut_ptr();
+                        let idx = bufs[s].index() as u16;
+                        let sqe = match op.kind {
+                            OpKind::Read => {
+                                opcode::ReadFixed::new(file, ptr, op.len as u32, idx).offset(w_offset(w, &op)).build()
+                            }
+                            OpKind::Write => {
+                                opcode::WriteFixed::new(file, ptr, op.len as u32, idx).offset(w_offset(w, &op)).build()
+                            }
+                            OpKind::Fsync => opcode::Fsync::new(file).build(),
+                            OpKind::Trim => opcode::Fallocate::new(file, op.len)
+                                .offset(w_offset(w, &op))
+                                .mode(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE)
+                                .build(),
+                        };
+                        // SAFETY: the buffer of slot `s` stays ours, untouched, until its completion.
+                        if unsafe { ring.submission().push(&sqe.user_data(s as u64)) }.is_err() {
+                            // Cannot happen (the ring has a slot per depth); stop cleanly if it does.
+                            w.complete(op, Err(io::Error::other("io_uring submission queue full")), now);
+                            stopping = true;
+                            break;
+                        }
+                        slots[s] = Some(op);
+                        free.swap_remove(i);
+                        inflight += 1;
+                    }
+                }
+            }
+        }
+        if stopping && inflight == 0 {
+            break;
+        }
+        let wait = wake.saturating_duration_since(Instant::now());
+        if inflight == 0 {
+            // Nothing to reap: a rate cap or think time holds the next operation back.
+            std::thread::sleep(wait);
+            continue;
+        }
+        let ts = types::Timespec::new().sec(wait.as_secs()).nsec(wait.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(e) => return Err(e),
+        }
+        let now = Instant::now();
+        for cqe in ring.completion() {
+            let s = cqe.user_data() as usize;
+            let Some(op) = slots[s].take() else { continue };
+            let res = cqe.result();
+            let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as usize) };
+            w.complete(op, result, now);
+            ready[s] = now + think;
+            free.push(s);
+            inflight -= 1;
+        }
+    }
+    drop(ring);
+    bufs.clear();
+    Ok(())
+}
+
+fn w_offset(w: &Worker, op: &Op) -> u64 {
+    w.base() + op.offset
+}

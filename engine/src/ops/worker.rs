@@ -1,0 +1,257 @@
+//! One stream of operations, whatever drives it (an io_uring ring or a pread/pwrite thread): what
+//! the next operation is (and when it may start, under a rate cap), the bytes a write carries, and
+//! what a completion records. The drivers only move bytes.
+
+use super::genmap::{GenMap, Release};
+use super::pattern::Picker;
+use super::spec::OpKind;
+use super::stats::{new_kinds, Kinds, SeriesBuilder};
+use super::Region;
+use crate::error::Error;
+use crate::generator::region::RegionData;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What all workers of a job share.
+pub(super) struct Shared<'a> {
+    pub region: &'a Region,
+    pub data: &'a RegionData,
+    pub map: &'a GenMap,
+    pub series: &'a Mutex<SeriesBuilder>,
+    pub start: Instant,
+    pub ramp_ns: u64,
+    pub interval_ns: u64,
+    /// No operation starts after this.
+    pub end: Option<Instant>,
+    pub cancel: &'a AtomicBool,
+    /// A worker failed: the others stop too.
+    pub failed: &'a AtomicBool,
+}
+
+/// Where a worker's operations come from.
+pub(super) enum Feed {
+    /// The job's mix.
+    Mix(Picker),
+    /// One pass over `[next, end)` in operations of `bs` (the last may be shorter): a prefill.
+    Sweep { next: u64, end: u64, bs: u64, op: OpKind },
+}
+
+/// An operation in flight.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Op {
+    pub kind: OpKind,
+    /// Region-relative.
+    pub offset: u64,
+    pub len: u64,
+    /// Latency is measured from here: the intended start under a rate cap, else the issue.
+    pub start: Instant,
+}
+
+/// What a worker does next.
+pub(super) enum Next {
+    Op(Op),
+    /// Nothing may start before then (a rate cap, or every block it drew is being written).
+    Wait(Instant),
+    /// Its share is done, or the job is stopping.
+    Done,
+}
+
+pub(super) struct Worker<'a> {
+    sh: &'a Shared<'a>,
+    /// Its index among the job's workers (a series contributor).
+    index: usize,
+    feed: Feed,
+    /// Operations it may still start (None: until the end time).
+    quota: Option<u64>,
+    /// Per worker: operations and bytes per second.
+    rate_iops: Option<f64>,
+    rate_bytes: Option<f64>,
+    issued: u64,
+    issued_bytes: u64,
+    fsync_every: u64,
+    writes_since_sync: u64,
+    /// After the ramp.
+    pub totals: Kinds,
+    interval: Kinds,
+    current: u64,
+    /// Nanoseconds from the job's start to its last completion.
+    pub last_done_ns: u64,
+    pub error: Option<Error>,
+}
+
+impl<'a> Worker<'a> {
+    pub fn new(
+        sh: &'a Shared<'a>,
+        index: usize,
+        feed: Feed,
+        quota: Option<u64>,
+        rate: (Option<f64>, Option<f64>),
+        fsync_every: u64,
+    ) -> Worker<'a> {
+        Worker {
+            sh,
+            index,
+            feed,
+            quota,
+            rate_iops: rate.0,
+            rate_bytes: rate.1,
+            issued: 0,
+            issued_bytes: 0,
+            fsync_every,
+            writes_since_sync: 0,
+            totals: new_kinds(),
+            interval: new_kinds(),
+            current: 0,
+            last_done_ns: 0,
+            error: None,
+        }
+    }
+
+    fn stopping(&self, now: Instant) -> bool {
+        self.sh.cancel.load(Ordering::Relaxed)
+            || self.sh.failed.load(Ordering::Relaxed)
+            || self.error.is_some()
+            || self.quota == Some(0)
+            || self.sh.end.is_some_and(|e| now >= e)
+    }
+
+    /// The next operation, its write bytes generated into `buf` (at least the largest operation).
+    pub fn next(&mut self, now: Instant, buf: &mut [u8]) -> Next {
+        if self.stopping(now) {
+            return Next::Done;
+        }
+        // Under a rate cap, operation n is due at n / rate from the start.
+        let mut due = None;
+        if let Some(r) = self.rate_iops {
+            due = Some(self.sh.start + Duration::from_secs_f64(self.issued as f64 / r));
+        }
+        if let Some(r) = self.rate_bytes {
+            let d = self.sh.start + Duration::from_secs_f64(self.issued_bytes as f64 / r);
+            due = Some(due.map_or(d, |x: Instant| x.max(d)));
+        }
+        if let Some(d) = due {
+            if d > now {
+                return Next::Wait(d);
+            }
+        }
+        let start = due.unwrap_or(now);
+        let (kind, offset, len) = if self.fsync_every > 0 && self.writes_since_sync >= self.fsync_every {
+            self.writes_since_sync = 0;
+            (OpKind::Fsync, 0, 0)
+        } else {
+            match &mut self.feed {
+                Feed::Sweep { next, end, bs, op } => {
+                    if *next >= *end {
+                        return Next::Done;
+                    }
+                    let len = (*bs).min(*end - *next);
+                    let at = *next;
+                    *next += len;
+                    (*op, at, len)
+                }
+                Feed::Mix(p) => {
+                    let pick = p.next();
+                    (pick.op, pick.offset, pick.len)
+                }
+            }
+        };
+        let unit = self.sh.data.unit();
+        let mut offset = offset;
+        if matches!(kind, OpKind::Write | OpKind::Trim) {
+            // Claim the blocks (another write of them may be in flight); draw again a few times.
+            let mut tries = 0;
+            while !self.sh.map.claim(offset / unit, len / unit) {
+                tries += 1;
+                match &mut self.feed {
+                    Feed::Mix(p) if tries < 64 => offset = p.offset(len, unit),
+                    _ => return Next::Wait(now + Duration::from_micros(50)),
+                }
+            }
+            if kind == OpKind::Write {
+                let first = offset / unit;
+                for (i, block) in buf[..len as usize].chunks_exact_mut(unit as usize).enumerate() {
+                    let b = first + i as u64;
+                    self.sh.data.fill_block(b, self.sh.map.pending(b), block);
+                }
+                self.writes_since_sync += 1;
+            }
+        }
+        self.issued += 1;
+        self.issued_bytes += len;
+        if let Some(q) = &mut self.quota {
+            *q -= 1;
+        }
+        Next::Op(Op { kind, offset, len, start })
+    }
+
+    /// Records a completion at `now`: `Ok(n)` bytes done.
+    pub fn complete(&mut self, op: Op, result: io::Result<usize>, now: Instant) {
+        let unit = self.sh.data.unit();
+        let blocks = (op.offset / unit, op.len / unit);
+        let result = match result {
+            Ok(n) if (n as u64) < op.len && op.kind != OpKind::Fsync => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("a {} of {} bytes did {n}", op.kind.name(), op.len),
+            )),
+            r => r,
+        };
+        match (&result, op.kind) {
+            (Ok(_), OpKind::Write) => self.sh.map.release(blocks.0, blocks.1, Release::Written),
+            // A trimmed block holds zeros or anything: not known; a failed write, not known either.
+            (_, OpKind::Write | OpKind::Trim) => self.sh.map.release(blocks.0, blocks.1, Release::Unknown),
+            _ => {}
+        }
+        if let Err(e) = result {
+            if self.error.is_none() {
+                let what = format!(
+                    "{} of {} bytes at offset {} of {}",
+                    op.kind.name(),
+                    op.len,
+                    self.sh.region.offset + op.offset,
+                    self.sh.region.name
+                );
+                self.error = Some(Error::io(what, e));
+                self.sh.failed.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
+        let done_ns = now.saturating_duration_since(self.sh.start).as_nanos() as u64;
+        let ns = now.saturating_duration_since(op.start).as_nanos() as u64;
+        let interval = done_ns / self.sh.interval_ns;
+        if interval != self.current {
+            self.hand_over(interval);
+        }
+        let k = op.kind.index();
+        self.interval[k].record(op.len, ns);
+        if done_ns >= self.sh.ramp_ns {
+            self.totals[k].record(op.len, ns);
+        }
+        self.last_done_ns = self.last_done_ns.max(done_ns);
+    }
+
+    fn hand_over(&mut self, next: u64) {
+        if let Ok(mut s) = self.sh.series.lock() {
+            s.hand_over(self.index, self.current, &self.interval, next);
+        }
+        for k in self.interval.iter_mut() {
+            k.reset();
+        }
+        self.current = next;
+    }
+
+    /// Where the region starts in its file or device.
+    pub fn base(&self) -> u64 {
+        self.sh.region.offset
+    }
+
+    /// Hands over its last interval: the series can close.
+    pub fn finish(&mut self) {
+        let next = self.current + 1;
+        self.hand_over(next);
+        if let Ok(mut s) = self.sh.series.lock() {
+            s.done(self.index, self.last_done_ns);
+        }
+    }
+}
