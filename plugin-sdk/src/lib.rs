@@ -37,12 +37,12 @@ pub mod bindings {
 use bindings::dgen::plugin::host;
 use bindings::dgen::plugin::types as wit;
 pub use bindings::dgen::plugin::types::{
-    DataProfile, DataProfileExt, DedupCopies, FieldKind, Listing, LogLevel, NodeFacts as Facts, ObjectStats, ReadCheck,
-    ReadStats, RunTotals as Totals,
+    DataProfile, DataProfileExt, DedupCopies, FieldKind, JobResult, Listing, LogLevel, NodeFacts as Facts, ObjectStats,
+    OpFigures, ReadCheck, ReadStats, RegionCheck, RunTotals as Totals,
 };
 
 /// The contract this SDK speaks (the WIT package).
-pub const CONTRACT: &str = "dgen:plugin@1.1.0";
+pub const CONTRACT: &str = "dgen:plugin@1.2.0";
 /// This SDK's version.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The most bytes one `write` call may carry; [`Target::write`] splits larger slices.
@@ -223,6 +223,27 @@ pub fn facts() -> Facts {
     host::facts()
 }
 
+/// Runs a job — a whole stream of operations in place on a region (random and mixed reads and
+/// writes for a duration, at a depth) — natively in the host, and returns its figures when it is
+/// done (contract 1.2). `spec` is a JSON object; its keys are in the engine's `docs/operations.md`
+/// (`object`, `size`, `mix`, `pattern`, `depth`, `duration`, `verify` …). The error names the key
+/// at fault.
+pub fn job(spec: &serde_json::Value) -> Result<JobResult> {
+    host::job(&spec.to_string())
+}
+
+impl JobResult {
+    /// One operation kind's figures ("read", "write", "trim", "fsync"), if it ran.
+    pub fn op(&self, name: &str) -> Option<&OpFigures> {
+        self.ops.iter().find(|o| o.op == name)
+    }
+
+    /// Operations per second over all kinds.
+    pub fn iops(&self) -> f64 {
+        self.ops.iter().map(|o| o.iops).sum()
+    }
+}
+
 /// Waits for every committed object to be durable; returns those finished since the last call.
 pub fn wait_all() -> Result<Vec<ObjectStats>> {
     host::wait_all()
@@ -362,7 +383,7 @@ macro_rules! export_plugin {
         $crate::export_plugin!(@meta $ty, concat!(
             "{\"name\":\"", $name,
             "\",\"version\":\"", $version,
-            "\",\"sdk\":\"1.2.0\",\"contract\":\"dgen:plugin@1.1.0\",\"params\":\"", $params,
+            "\",\"sdk\":\"1.3.0\",\"contract\":\"dgen:plugin@1.2.0\",\"params\":\"", $params,
             // The last entry closes the list (an empty name the host ignores).
             "\",\"keys\":{", $("\"", stringify!($key), "\":\"", $kind, "\",",)* "\"\":\"\"}}"
         ));
@@ -371,7 +392,7 @@ macro_rules! export_plugin {
         $crate::export_plugin!(@meta $ty, concat!(
             "{\"name\":\"", $name,
             "\",\"version\":\"", $version,
-            "\",\"sdk\":\"1.2.0\",\"contract\":\"dgen:plugin@1.1.0\",\"params\":\"", $params, "\"}"
+            "\",\"sdk\":\"1.3.0\",\"contract\":\"dgen:plugin@1.2.0\",\"params\":\"", $params, "\"}"
         ));
     };
     (@meta $ty:ty, $meta:expr) => {

@@ -47,7 +47,7 @@ fn phases_are_reported_with_their_own_figures() {
     let (put, get) = (phase(&r, "put"), phase(&r, "get"));
     assert_eq!((put["written"].as_u64(), put["writes"].as_u64()), (Some(8 * OBJECT), Some(8)), "{put}");
     assert_eq!(
-        (get["read"].as_u64(), get["reads"].as_u64(), get["written"].as_u64()),
+        (get["read_bytes"].as_u64(), get["reads"].as_u64(), get["written"].as_u64()),
         (Some(8 * OBJECT), Some(8), Some(0))
     );
     assert_eq!(get["read_failures"], 0);
@@ -115,7 +115,7 @@ fn a_flipped_byte_is_found_by_verify_and_crc_and_not_by_none() {
     // check is for (a pure read-throughput measurement).
     let (o, r) = get("none");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(phase(&r, "get")["read"].as_u64(), Some(8 * OBJECT));
+    assert_eq!(phase(&r, "get")["read_bytes"].as_u64(), Some(8 * OBJECT));
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -280,13 +280,13 @@ fn a_checkpoint_is_restored_by_a_later_run_with_the_same_seed() {
         .filter(|o| o["name"].as_str().unwrap().ends_with(".safetensors"))
         .map(|o| o["size"].as_u64().unwrap())
         .sum();
-    assert_eq!(phase(&r, "restore")["read"].as_u64(), Some(shards), "{r}");
+    assert_eq!(phase(&r, "restore")["read_bytes"].as_u64(), Some(shards), "{r}");
     // A later run re-reads and verifies it without writing.
     let (o, r) = ckpt(&["params.save=false", "params.restore=1", r#"params.restore_check="verify""#]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(r["objects"], 0, "{r}");
     let restore = phase(&r, "restore");
-    assert_eq!((restore["read"].as_u64(), restore["written"].as_u64()), (Some(shards), Some(0)), "{r}");
+    assert_eq!((restore["read_bytes"].as_u64(), restore["written"].as_u64()), (Some(shards), Some(0)), "{r}");
     // Each shard's header length, header and every tensor: more reads than shards.
     assert!(restore["reads"].as_u64().unwrap() > 2 * 2, "{restore}");
     assert_eq!(restore["cached_fraction"].as_f64(), Some(0.0), "{restore}");
@@ -361,7 +361,7 @@ fn azure_reads_back_and_a_missing_or_shorter_blob_is_one_line() {
     let (o, r) =
         objects(bin_az(&conn), &container.uri("r"), &dir.join("a.json"), &[phases, r#"params.get_check="crc""#]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(phase(&r, "get")["read"].as_u64(), Some(8 * OBJECT), "{r}");
+    assert_eq!(phase(&r, "get")["read_bytes"].as_u64(), Some(8 * OBJECT), "{r}");
     assert!(container.list("r/").is_empty(), "delete left {:?}", container.list("r/"));
     // A blob cut short in the store is not the one written: one line, exit 3.
     let (o, _) = objects(bin_az(&conn), &container.uri("t"), &dir.join("c.json"), &[]);

@@ -111,6 +111,26 @@ impl Identity {
         Identity::from_digest(h)
     }
 
+    /// The identity of a region written in place (the operations engine): its generator, stream and
+    /// size. It says which blocks the file holds at *some* generation each; which one, the run's
+    /// generation map (or its journal) says.
+    pub fn of_region(gen: &Generator, stream: u64, size: u64) -> Identity {
+        let mut h = Sha256::new();
+        h.update(b"region");
+        h.update(gen.fingerprint());
+        for v in [stream, size] {
+            h.update(v.to_le_bytes());
+        }
+        Identity::from_digest(h)
+    }
+
+    /// What a region carries until its first whole write: the engine's, holding nothing known.
+    pub fn incomplete() -> Identity {
+        let mut h = Sha256::new();
+        h.update(b"region, not written whole yet");
+        Identity::from_digest(h)
+    }
+
     /// The identity of what is made from an object of this identity by a named transformation
     /// (`zstd -3`).
     pub fn derived(&self, how: &str) -> Identity {

@@ -11,12 +11,14 @@
 //! - [`ring`] — the io_uring driver (a ring per worker, registered buffers and file); [`psync`] — the
 //!   pread/pwrite driver where rings are missing;
 //! - [`stats`] — per-kind figures with fio's JSON names, and the series;
-//! - [`check`] — the read-back of a whole region: lost writes, torn and corrupt blocks.
+//! - [`check`] — the read-back of a whole region: lost writes, torn and corrupt blocks;
+//! - [`record`] — what a phase keeps of its jobs for the report.
 
 pub mod check;
 pub mod genmap;
 pub mod pattern;
 pub mod psync;
+pub mod record;
 pub mod ring;
 pub mod spec;
 pub mod stats;
@@ -72,9 +74,11 @@ impl Driver {
 }
 
 /// A pass over the region before the operations.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct PrefillFigures {
     pub bytes: u64,
+    /// Writes it took.
+    pub ios: u64,
     pub seconds: f64,
 }
 
@@ -197,10 +201,8 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
         }
         // Writes durable before the region counts as whole.
         env.region.file.sync_data().map_err(|e| Error::io(&env.region.name, e))?;
-        out.prefill = Some(PrefillFigures {
-            bytes: r.kinds[OpKind::Write.index()].bytes,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        let w = &r.kinds[OpKind::Write.index()];
+        out.prefill = Some(PrefillFigures { bytes: w.bytes, ios: w.ios, seconds: started.elapsed().as_secs_f64() });
     }
     if spec.verify != VerifyWhen::Only && !spec.mix.is_empty() {
         let pass = Pass {
@@ -216,8 +218,14 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
         let rings = spec.jobs;
         let ops = spec.ops;
         let r = drive_series(env, &pass, spec.max_bs(), spec.series_interval, |i, n| {
-            let picker =
-                pattern::Picker::new(&spec.mix, &spec.pattern, env.region.size, unit, align, env.seed, i as u32, n);
+            let picker = pattern::Picker::new(
+                &spec.mix,
+                &spec.pattern,
+                pattern::Space { region: env.region.size, unit, read_align: align },
+                env.seed,
+                i as u32,
+                n,
+            );
             let quota = ops.map(|o| o / n as u64 + u64::from((i as u64) < o % n as u64));
             (Feed::Mix(picker), quota)
         })?;

@@ -13,7 +13,7 @@ impl Rng {
         Rng(seed ^ 0x6A09_E667_F3BC_C909)
     }
     #[inline]
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -23,12 +23,12 @@ impl Rng {
     /// Uniform in `[0, n)` (n ≥ 1), by a multiply-high (bias below 2^-64 · n).
     #[inline]
     pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next() as u128 * n as u128) >> 64) as u64
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
     /// Uniform in `[0, 1)`.
     #[inline]
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 
@@ -60,7 +60,7 @@ impl<T: Copy> Weighted<T> {
         if self.items.len() == 1 {
             return self.items[0].1;
         }
-        let x = rng.next();
+        let x = rng.next_u64();
         self.items.iter().find(|(b, _)| x < *b).unwrap_or(self.items.last().expect("one item at least")).1
     }
 }
@@ -150,6 +150,15 @@ enum Place {
     },
 }
 
+/// The region operations go to: its size, the block (writes and trims are multiples of it, at
+/// multiples of it) and what reads are aligned to.
+#[derive(Clone, Copy, Debug)]
+pub struct Space {
+    pub region: u64,
+    pub unit: u64,
+    pub read_align: u64,
+}
+
 /// Draws operations for one ring.
 #[derive(Clone, Debug)]
 pub struct Picker {
@@ -174,16 +183,8 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 impl Picker {
     /// A picker for ring `index` of `rings` over a region of `region` bytes.
-    pub fn new(
-        mix: &[MixEntry],
-        pattern: &Pattern,
-        region: u64,
-        unit: u64,
-        read_align: u64,
-        seed: u64,
-        index: u32,
-        rings: u32,
-    ) -> Picker {
+    pub fn new(mix: &[MixEntry], pattern: &Pattern, space: Space, seed: u64, index: u32, rings: u32) -> Picker {
+        let Space { region, unit, read_align } = space;
         let kinds = Weighted::new(mix.iter().enumerate().map(|(i, e)| (e.weight, i)));
         let entries = mix.iter().map(|e| (e.op, Weighted::new(e.sizes.iter().map(|&(b, w)| (w, b))))).collect();
         let place = match pattern {
@@ -229,7 +230,7 @@ impl Picker {
 
     /// The next operation; an fsync has offset and length 0.
     #[inline]
-    pub fn next(&mut self) -> Pick {
+    pub fn draw(&mut self) -> Pick {
         let (op, sizes) = &self.entries[self.kinds.pick(&mut self.rng)];
         let op = *op;
         if op == OpKind::Fsync {
@@ -293,10 +294,17 @@ mod tests {
     fn offsets_stay_in_the_region_and_aligned() {
         let region = 1 << 20;
         for pattern in [Pattern::Sequential, Pattern::Random, Pattern::Zipf(1.2), Pattern::Hot(vec![(0.1, 0.9)])] {
-            let mut p = Picker::new(&mix(OpKind::Write, 8192), &pattern, region, 4096, 512, 1, 0, 1);
+            let mut p = Picker::new(
+                &mix(OpKind::Write, 8192),
+                &pattern,
+                Space { region, unit: 4096, read_align: 512 },
+                1,
+                0,
+                1,
+            );
             for _ in 0..10_000 {
-                let k = p.next();
-                assert!(k.offset + k.len <= region && k.offset % 4096 == 0, "{pattern:?} {k:?}");
+                let k = p.draw();
+                assert!(k.offset + k.len <= region && k.offset.is_multiple_of(4096), "{pattern:?} {k:?}");
             }
         }
     }
@@ -308,11 +316,12 @@ mod tests {
             MixEntry { op: OpKind::Write, weight: 30.0, sizes: vec![(4096, 1.0), (8192, 3.0)] },
         ];
         let region = 100 << 20;
-        let mut p = Picker::new(&m, &Pattern::Hot(vec![(0.1, 0.9)]), region, 4096, 512, 7, 0, 1);
+        let mut p =
+            Picker::new(&m, &Pattern::Hot(vec![(0.1, 0.9)]), Space { region, unit: 4096, read_align: 512 }, 7, 0, 1);
         let (mut reads, mut big, mut hot) = (0, 0, 0);
         let n = 200_000;
         for _ in 0..n {
-            let k = p.next();
+            let k = p.draw();
             reads += (k.op == OpKind::Read) as u32;
             big += (k.len == 8192) as u32;
             hot += (k.offset < region / 10) as u32;

@@ -21,7 +21,7 @@ pub fn available() -> bool {
 
 /// Runs `w` to its end through a ring of `depth`, `buffers` holding one buffer per slot.
 pub(super) fn run(w: &mut Worker, fd: RawFd, depth: usize, buffers: &BufferPool, think: Duration) -> io::Result<()> {
-    let mut ring: IoUring = IoUring::builder().build((depth as u32).next_power_of_two().max(4))?;
+    let mut ring = new_ring((depth as u32).next_power_of_two().max(4))?;
     let mut bufs: Vec<_> = (0..depth).map(|_| buffers.take()).collect();
     let iov: Vec<libc::iovec> = buffers
         .regions()
@@ -121,6 +121,19 @@ pub(super) fn run(w: &mut Worker, fd: RawFd, depth: usize, buffers: &BufferPool,
     drop(ring);
     bufs.clear();
     Ok(())
+}
+
+/// A ring for one thread: completions run only when it asks for them (no interrupting IPIs, no
+/// task work on other threads), as fio sets its rings up; older kernels get the plain ring.
+fn new_ring(entries: u32) -> io::Result<IoUring> {
+    let mut b = IoUring::builder();
+    b.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun();
+    if let Ok(r) = b.build(entries) {
+        return Ok(r);
+    }
+    let mut b = IoUring::builder();
+    b.setup_coop_taskrun();
+    b.build(entries).or_else(|_| IoUring::new(entries))
 }
 
 fn w_offset(w: &Worker, op: &Op) -> u64 {

@@ -218,14 +218,25 @@ impl SeriesBuilder {
 
     /// Ring `ring` hands over interval `index`'s stats and moves on to `next` (> index).
     pub fn hand_over(&mut self, ring: usize, index: u64, stats: &Kinds, next: u64) {
+        self.add(index, stats);
+        self.passed[ring] = self.passed[ring].max(next);
+        self.settle();
+    }
+
+    /// Ring `ring` hands over its last interval, `index`, and is done; its last completion was
+    /// `end_ns` after the start.
+    pub fn finish(&mut self, ring: usize, index: u64, stats: &Kinds, end_ns: u64) {
+        self.add(index, stats);
+        self.done(ring, end_ns);
+    }
+
+    fn add(&mut self, index: u64, stats: &Kinds) {
         if stats.iter().any(|k| k.ios > 0) {
             let slot = self.pending.entry(index).or_insert_with(new_kinds);
             for (a, b) in slot.iter_mut().zip(stats) {
                 a.add(b);
             }
         }
-        self.passed[ring] = self.passed[ring].max(next);
-        self.settle();
     }
 
     /// Ring `ring` is done (it handed over its last interval).

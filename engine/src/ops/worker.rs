@@ -152,7 +152,7 @@ impl<'a> Worker<'a> {
                     (*op, at, len)
                 }
                 Feed::Mix(p) => {
-                    let pick = p.next();
+                    let pick = p.draw();
                     (pick.op, pick.offset, pick.len)
                 }
             }
@@ -248,10 +248,8 @@ impl<'a> Worker<'a> {
 
     /// Hands over its last interval: the series can close.
     pub fn finish(&mut self) {
-        let next = self.current + 1;
-        self.hand_over(next);
         if let Ok(mut s) = self.sh.series.lock() {
-            s.done(self.index, self.last_done_ns);
+            s.finish(self.index, self.current, &self.interval, self.last_done_ns);
         }
     }
 }

@@ -188,6 +188,8 @@ pub struct Phase {
     /// Stonewalling ended it here: seconds from its start when another rank finished it first,
     /// and which rank that was.
     pub stonewalled: Option<(f64, u32)>,
+    /// The jobs of the operations engine run in it (contract 1.2), if any.
+    pub ops: Option<Box<crate::ops::record::PhaseOps>>,
 }
 
 /// What a stretch of a run did, counted: the one set of counters a phase, a rank's phase and a
@@ -197,7 +199,9 @@ pub struct Counters {
     /// Bytes written, and objects written (whole, or cut by a stonewall).
     pub written: u64,
     pub writes: u64,
-    /// Bytes read, and reads done.
+    /// Bytes read, and reads done. (`read_bytes` in JSON: a phase's `read` is the operations
+    /// engine's figures of its reads, as fio names them.)
+    #[serde(rename = "read_bytes", alias = "read")]
     pub read: u64,
     pub reads: u64,
     /// Stats, lists and deletes.
@@ -290,6 +294,7 @@ impl Phase {
             split: Split::default(),
             timeline: Timeline::default(),
             stonewalled: None,
+            ops: None,
         }
     }
 

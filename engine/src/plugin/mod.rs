@@ -1,8 +1,8 @@
 //! The plugin host: loads a workload plugin (a Wasm component, or a core module it turns into one),
 //! checks who it is before running it, and runs it inside a sandbox with limits.
 //!
-//! - Contract: `plugin-sdk/wit/dgen.wit` (`dgen:plugin@1.1.0`; plugins built for 1.0 run unchanged, as
-//!   wasmtime links an import of `host@1.0.0` to our `host@1.1.0`). A plugin imports only that interface;
+//! - Contract: `plugin-sdk/wit/dgen.wit` (`dgen:plugin@1.2.0`; plugins built for 1.0 and 1.1 run unchanged, as
+//!   wasmtime links an import of `host@1.0.0` or `@1.1.0` to our `host@1.2.0`). A plugin imports only that interface;
 //!   no WASI, so no filesystem, network, clock or environment. Anything else it imports is refused at
 //!   load time with the import's name.
 //! - Identity: the SDK's `export_plugin!` writes a `dgen-plugin` custom section (name, version, SDK,
@@ -38,7 +38,7 @@ wasmtime::component::bindgen!({
 pub use dgen::plugin::types::{Check, ObjectStats, RunTotals};
 
 /// The contract this host speaks.
-pub const CONTRACT: &str = "dgen:plugin@1.1.0";
+pub const CONTRACT: &str = "dgen:plugin@1.2.0";
 
 /// What a plugin says about itself (its `dgen-plugin` custom section).
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]

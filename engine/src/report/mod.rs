@@ -8,10 +8,12 @@
 //! - [`ranks`] — the merged report of many ranks: phases, a row per rank and per host, coordination;
 //! - [`table`] — the terminal table of one rank's run;
 //! - [`data`] — a data profile as the report names its keys;
-//! - [`format`] — milliseconds, shares and GB/s as the table writes them.
+//! - [`format`] — milliseconds, shares and GB/s as the table writes them;
+//! - [`ops_table`] — the rows of phases that ran jobs of the operations engine.
 
 pub mod data;
 pub mod format;
+pub mod ops_table;
 pub mod phase;
 pub mod ranks;
 pub mod table;

@@ -7,6 +7,10 @@
 //! - **slowest rank** (MLPerf Storage's): all ranks' bytes over the longest single rank's duration.
 
 use super::format::gbps_of;
+use crate::ops::check::CheckFigures;
+use crate::ops::spec::OpKind;
+use crate::ops::stats::{KindFigures, Point};
+use crate::ops::PrefillFigures;
 use crate::pipeline::phase::{Counters, Phase, Timeline};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -91,6 +95,28 @@ pub struct PhaseReport {
     pub stonewalled_by: Option<u32>,
     /// Of one rank's phase; none for a merged one.
     pub time_split: Option<TimeSplit>,
+    /// Jobs of the operations engine (contract 1.2): per operation kind, fio's names (`iops`,
+    /// `bw_bytes`, `io_bytes`, `total_ios`, `clat_ns.percentile`), after their ramp.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub read: Option<KindFigures>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub write: Option<KindFigures>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trim: Option<KindFigures>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fsync: Option<KindFigures>,
+    /// Per interval (`series_interval`, from the phase's start), ramp marked.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub series: Vec<Point>,
+    /// The region written whole before the jobs' operations.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prefill: Option<PrefillFigures>,
+    /// The read-back of the jobs' regions: counts and the first blocks that failed, by offset.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub region_check: Option<CheckFigures>,
+    /// How the jobs' operations were driven (`io_uring`, `psync`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub engine: Option<String>,
 }
 
 /// A latency histogram as (value µs, count) pairs: exact to merge.
@@ -176,6 +202,16 @@ impl PhaseReport {
             check_s: s.check.as_secs_f64(),
             read_buffer_wait_s: s.read_buffer_wait.as_secs_f64(),
         });
+        if let Some(o) = &p.ops {
+            r.read = o.figures(OpKind::Read);
+            r.write = o.figures(OpKind::Write);
+            r.trim = o.figures(OpKind::Trim);
+            r.fsync = o.figures(OpKind::Fsync);
+            r.series = o.series.clone();
+            r.prefill = o.prefill.clone();
+            r.region_check = o.check.clone();
+            r.engine = Some(o.engine.to_string());
+        }
         r
     }
 
@@ -200,6 +236,14 @@ impl PhaseReport {
             stonewalled: None,
             stonewalled_by: f.stonewalled_by,
             time_split: None,
+            read: None,
+            write: None,
+            trim: None,
+            fsync: None,
+            series: Vec::new(),
+            prefill: None,
+            region_check: None,
+            engine: None,
         }
     }
 
@@ -243,6 +287,14 @@ impl PhaseReport {
             stonewalled: None,
             stonewalled_by: of.iter().find_map(|p| p.stonewalled_by),
             time_split: None,
+            read: None,
+            write: None,
+            trim: None,
+            fsync: None,
+            series: Vec::new(),
+            prefill: None,
+            region_check: None,
+            engine: None,
         }
     }
 }

@@ -31,8 +31,18 @@ impl Report {
         lat.sort_unstable();
         let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
         let read_only = r.object_list.is_empty() && r.phases.iter().any(|p| p.counts.reads + p.counts.meta_ops > 0);
+        let in_place = r.object_list.is_empty() && r.phases.iter().any(|p| p.engine.is_some());
         let phases = r.phases.len();
-        if read_only {
+        if in_place {
+            let (w, rd): (u64, u64) =
+                r.phases.iter().fold((0, 0), |(w, rd), p| (w + p.counts.written, rd + p.counts.read));
+            lines.push(format!(
+                "operations in place: {} written, {} read; run {:.3} s (the phases below)",
+                format_size(w),
+                format_size(rd),
+                r.run_seconds
+            ));
+        } else if read_only {
             lines.push(format!("nothing written; run {:.3} s (the phases below)", r.run_seconds));
         } else if phases > 1 {
             // Over several phases the span from the start to the last object holds pauses and other
@@ -59,13 +69,21 @@ impl Report {
                 ms(q(0.99)),
             ));
         }
-        if let Some(p) = &r.pipeline {
+        if let Some(p) = r.pipeline.as_ref().filter(|_| !in_place) {
             lines.push(format!("engine {}; pool {}", r.engine, format_size(p.pool_bytes)));
             if p.writes > 0 {
                 lines.extend(pipeline_lines(p));
             }
         }
-        lines.extend(phase_lines(&r.phases, r.view.threads, r.view.readers));
+        let object_phases: Vec<PhaseReport> = r.phases.iter().filter(|p| p.engine.is_none()).cloned().collect();
+        if in_place {
+            lines.push(format!(
+                "engine {} (operations in place)",
+                r.phases.iter().find_map(|p| p.engine.clone()).unwrap_or_default()
+            ));
+        }
+        lines.extend(phase_lines(&object_phases, r.view.threads, r.view.readers));
+        lines.extend(super::ops_table::ops_lines(&r.phases));
         lines.extend(self.notes.iter().map(|n| n.text.clone()));
         if r.read_failures > 0 {
             lines.push(format!("reads: {} failed their check", r.read_failures));

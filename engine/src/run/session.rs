@@ -170,7 +170,10 @@ impl Outcome {
             return e.exit_code();
         }
         let checks_ok = self.report.as_ref().is_some_and(|r| r.checks.iter().all(|c| c.passed));
-        let verified_ok = self.verdicts.iter().all(|(_, v)| v.is_identical()) && self.read_failure_count == 0;
+        let regions_ok =
+            self.phases.iter().all(|p| p.ops.as_ref().and_then(|o| o.check.as_ref()).is_none_or(|c| c.failed() == 0));
+        let verified_ok =
+            self.verdicts.iter().all(|(_, v)| v.is_identical()) && self.read_failure_count == 0 && regions_ok;
         if checks_ok && verified_ok {
             0
         } else {
@@ -372,7 +375,7 @@ fn settle(
         Some(Err(e)) => o.error = Some(e),
         None => {}
     }
-    if let Some(e) = host.read_error {
+    if let Some(e) = host.error {
         o.error.get_or_insert(e);
     }
     match result {

@@ -117,6 +117,23 @@ pub trait Sink: Send + Sync {
         Err(Error::sink(self.describe(), format!("cannot list '{prefix}': this target is write-only")))
     }
 
+    /// Opens object `name` for operations in place (random reads and writes, the operations
+    /// engine), making it, or extending it to `req.end` bytes, when `req.create` says so. An object
+    /// the engine did not write (no identity) is never opened: it is refused as in the way.
+    fn open_region(&self, name: &str, req: &RegionRequest) -> Result<OpenRegion> {
+        let _ = req;
+        Err(Error::sink(
+            self.describe(),
+            format!("cannot work in place on '{name}': this target takes whole objects only"),
+        ))
+    }
+
+    /// Stamps the identity of a region on it (once its contents are what the identity says).
+    fn stamp_region(&self, region: &OpenRegion, identity: &Identity) -> Result<()> {
+        let _ = (region, identity);
+        Ok(())
+    }
+
     /// Whether what is written here can be read back (the null sink keeps nothing).
     fn keeps_data(&self) -> bool {
         true
@@ -155,6 +172,32 @@ pub trait ObjectWriter: Send {
     fn part_size(&self) -> Option<u64> {
         None
     }
+}
+
+/// What a job asks of its region's object.
+#[derive(Clone, Copy, Debug)]
+pub struct RegionRequest {
+    /// The object must be at least this long (the region's end); 0: as it is (a device).
+    pub end: u64,
+    /// Make it, or extend it, when missing or short.
+    pub create: bool,
+    /// O_DIRECT, or the target's setting.
+    pub direct: Option<bool>,
+}
+
+/// An object open for operations in place.
+pub struct OpenRegion {
+    pub file: std::fs::File,
+    /// For messages.
+    pub path: String,
+    /// Its size now (after any extension), and before this call (0 when it was made now).
+    pub len: u64,
+    pub was_len: u64,
+    /// The identity it carried when opened.
+    pub identity: Option<Identity>,
+    pub direct: bool,
+    /// What O_DIRECT needs of offsets and lengths (1 without it).
+    pub align: u64,
 }
 
 /// What `stat` found.

@@ -51,6 +51,10 @@ impl Host for HostState {
         Ok(Ok(out))
     }
 
+    fn job(&mut self, spec: String) -> HostResult<wit::JobResult> {
+        self.run_job(spec)
+    }
+
     fn verify(&mut self, name: String) -> HostResult<u64> {
         self.verify_inner(&name)
     }

@@ -13,9 +13,12 @@ use wasmtime::StoreContextMut;
 /// The calls whose arguments are plugin-sized (`write`, `patch`, `open`, `log`, `metric`, `verify`,
 /// `report-panic`) are defined here over the plugin's memory, replacing the generated ones: the size
 /// is checked before the host copies a byte.
+/// The longest job description a plugin may hand over, bytes.
+pub const MAX_JOB_SPEC: usize = 64 << 10;
+
 pub(crate) fn add_guarded_calls(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let mut host = linker.instance("dgen:plugin/host@1.1.0")?;
+    let mut host = linker.instance("dgen:plugin/host@1.2.0")?;
     type Cx<'a> = StoreContextMut<'a, HostState>;
     host.func_wrap("[method]target.write", |mut store: Cx<'_>, (t, bytes): (Resource<Draft>, WasmList<u8>)| {
         let max = store.data().limits.max_write;
@@ -59,6 +62,10 @@ pub(crate) fn add_guarded_calls(linker: &mut Linker<HostState>) -> wasmtime::Res
         let name = guest_str(&mut store, &name, MAX_METRIC_NAME, "metric name")?;
         Host::metric(store.data_mut(), name, value)?;
         Ok(())
+    })?;
+    host.func_wrap("job", |mut store: Cx<'_>, (spec,): (WasmStr,)| {
+        let spec = guest_str(&mut store, &spec, MAX_JOB_SPEC, "job spec")?;
+        Ok((Host::job(store.data_mut(), spec)?,))
     })?;
     host.func_wrap("verify", |mut store: Cx<'_>, (name,): (WasmStr,)| {
         let name = guest_str(&mut store, &name, crate::sink::MAX_NAME, "target name")?;

@@ -26,6 +26,7 @@ mod commit;
 mod draft;
 mod fills;
 mod guarded;
+mod jobs;
 mod logs;
 mod names;
 mod readback;
@@ -181,6 +182,10 @@ pub struct HostState {
     scratch: Vec<u8>,
     /// `verify` calls a sink that keeps nothing could not answer (not done, not mismatches).
     unverifiable: u64,
+    /// Regions of the operations engine opened in this run, by object name.
+    regions: HashMap<String, jobs::RegionState>,
+    /// The first job that could not be done, or was malformed.
+    job_error: Option<Error>,
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, String>>;
@@ -235,6 +240,8 @@ impl HostState {
             logs: LogGate::new(),
             scratch: Vec::new(),
             unverifiable: 0,
+            regions: HashMap::new(),
+            job_error: None,
         }
     }
 
@@ -296,7 +303,7 @@ impl HostState {
             phases: self.phases,
             read_failures: self.read_failures,
             read_failure_count: self.read_failure_count,
-            read_error: self.read_error,
+            error: self.read_error.or(self.job_error),
             unverifiable: self.unverifiable,
         }
     }
@@ -327,7 +334,8 @@ pub struct HostOutcome {
     pub phases: Vec<Phase>,
     pub read_failures: Vec<(String, u64, Verdict)>,
     pub read_failure_count: u64,
-    pub read_error: Option<Error>,
+    /// The first read, stat, list, delete or job that could not be done (or a malformed job).
+    pub error: Option<Error>,
     pub log_summary: Option<crate::events::Note>,
     /// `verify` calls not done: the sink keeps nothing.
     pub unverifiable: u64,

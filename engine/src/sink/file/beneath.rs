@@ -171,6 +171,26 @@ pub fn object_at(dir: &impl AsRawFd, name: &str) -> io::Result<ObjectInfo> {
     Ok(ObjectInfo { size: file.metadata()?.len(), identity: identity(&file) })
 }
 
+/// Opens regular file `name` of `dir` for reading and writing in place (an operations region),
+/// making it when missing if `create`; never through a symlink, never a FIFO or a device. Says
+/// whether it was made.
+pub fn open_in_place(dir: &impl AsRawFd, name: &str, flags: i32, create: bool) -> io::Result<(File, bool)> {
+    let base = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK | flags;
+    let (fd, made) = match openat(dir, name, base, 0) {
+        Ok(fd) => (fd, false),
+        Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
+            (openat(dir, name, base | libc::O_CREAT | libc::O_EXCL, 0o666)?, true)
+        }
+        Err(e) => return Err(no_symlink(e)),
+    };
+    let file = File::from(fd);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "not a regular file"));
+    }
+    crate::untrusted::set_blocking(&file);
+    Ok((file, made))
+}
+
 /// Creates file `name` in `dir` (it must not exist; never through a symlink) for writing.
 pub fn create_new(dir: &impl AsRawFd, name: &str, flags: i32) -> io::Result<File> {
     let fd = openat(dir, name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | flags, 0o666)?;

@@ -30,13 +30,14 @@ mod options;
 mod probe;
 mod pwrite;
 mod reader;
+mod region;
 mod release;
 mod temporaries;
 mod uring;
 
 pub use release::{close_in_background, close_late};
 
-use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, Sink};
+use super::{Capabilities, Listing, ObjectInfo, ObjectReader, ObjectWriter, OpenRegion, RegionRequest, Sink};
 use crate::error::{Error, Failure, Result};
 use crate::object::identity::Identity;
 use crate::pool::BufferPool;
@@ -380,5 +381,13 @@ impl Sink for FileSink {
 
     fn keeps_identity(&self) -> bool {
         self.identity
+    }
+
+    fn open_region(&self, name: &str, req: &RegionRequest) -> Result<OpenRegion> {
+        region::open(self, name, req)
+    }
+
+    fn stamp_region(&self, region: &OpenRegion, identity: &Identity) -> Result<()> {
+        region::stamp(self, region, identity)
     }
 }

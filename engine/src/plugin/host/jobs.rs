@@ -1,0 +1,315 @@
+//! The host side of `job` (contract 1.2): a plugin hands over a whole stream of operations in place
+//! and the operations engine runs it natively.
+//!
+//! What it holds for the plugin, all charged to its budget: each region's generation map (one byte
+//! per block, for the run), the job's buffers (while it runs), and the series points it keeps for
+//! the report. What the plugin learns: counts, rates and latencies, and the read-back's counts —
+//! nothing of what storage holds. What it can touch: objects below the target root that it makes
+//! or that the engine made (a file without an identity is refused as in the way). How long it
+//! blocks: the job's duration (or its operations), not counted against the deadline; Ctrl-C ends it
+//! within a ring's tick.
+
+use super::{HostResult, HostState, Mode};
+use crate::error::Error;
+use crate::generator::region::RegionData;
+use crate::generator::{DataKeys, Generator, Profile};
+use crate::object::identity::Identity;
+use crate::ops::genmap::GenMap;
+use crate::ops::record::PhaseOps;
+use crate::ops::spec::{JobSpec, OpKind, SpecError, VerifyWhen};
+use crate::ops::{self, Driver, JobEnv, Region};
+use crate::plugin::dgen::plugin::types as wit;
+use crate::sink::{OpenRegion, RegionRequest};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A region opened in this run, and what the host knows of it.
+pub(super) struct RegionState {
+    open: OpenRegion,
+    region: Region,
+    data: RegionData,
+    map: GenMap,
+    /// Every block's generation is known (written whole in this run, or read from a journal).
+    known: bool,
+    /// Its complete identity is on it.
+    stamped: bool,
+    identity: Identity,
+}
+
+/// Why a job could not start.
+enum Refused {
+    Spec(SpecError),
+    Storage(Error),
+    /// Past the plugin's memory limit: the plugin is stopped.
+    Trap(wasmtime::Error),
+}
+
+impl From<SpecError> for Refused {
+    fn from(e: SpecError) -> Self {
+        Refused::Spec(e)
+    }
+}
+
+fn bad(key: &str, message: impl Into<String>) -> SpecError {
+    SpecError { key: key.into(), message: message.into() }
+}
+
+/// The job's data profile: its own `data` keys over the run's.
+fn job_profile(spec: &JobSpec, run: &Profile) -> Result<Profile, SpecError> {
+    let Some(d) = &spec.data else { return Ok(run.clone()) };
+    let known = ["dedup", "compress", "dedup_unit", "dedup_extent", "compress_mix"];
+    if let Some(k) = d.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(bad(&format!("data.{k}"), format!("unknown key; the keys are {}", known.join(", "))));
+    }
+    let num = |k: &str| -> Result<Option<f64>, SpecError> {
+        d.get(k)
+            .map(|v| v.as_f64().ok_or_else(|| bad(&format!("data.{k}"), format!("{v} is not a number"))))
+            .transpose()
+    };
+    let size = |k: &str| -> Result<Option<u64>, SpecError> {
+        d.get(k)
+            .map(|v| match v {
+                Value::Number(n) => {
+                    n.as_u64().ok_or_else(|| bad(&format!("data.{k}"), "is not a whole number of bytes"))
+                }
+                Value::String(s) => crate::size::parse_size(s).map_err(|e| bad(&format!("data.{k}"), e)),
+                _ => Err(bad(&format!("data.{k}"), "is not a size")),
+            })
+            .transpose()
+    };
+    let mix = match d.get("compress_mix") {
+        None => None,
+        Some(Value::Array(rows)) => Some(
+            rows.iter()
+                .map(|r| match r.as_array().map(Vec::as_slice) {
+                    Some([f, c]) => match (f.as_f64(), c.as_f64()) {
+                        (Some(f), Some(c)) => Ok((f, c)),
+                        _ => Err(bad("data.compress_mix", "holds a pair that is not two numbers")),
+                    },
+                    _ => Err(bad("data.compress_mix", "is not a list of [fraction, ratio] pairs")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(bad("data.compress_mix", "is not a list of [fraction, ratio] pairs")),
+    };
+    Profile::from_keys(DataKeys {
+        dedup: num("dedup")?.or(Some(run.dedup())),
+        compress: if mix.is_some() { 1.0 } else { num("compress")?.unwrap_or(run.compress()) },
+        unit: size("dedup_unit")?.unwrap_or(run.unit()),
+        extent: size("dedup_extent")?,
+        mix,
+        copies: None,
+    })
+    .map_err(|e| match e {
+        Error::InvalidValue { key, value, reason } => bad(key, format!("{value}: {reason}")),
+        other => bad("data", other.to_string()),
+    })
+}
+
+/// A region's stream: its name's, so two regions of a run never share content.
+fn stream_of(name: &str, rank: u32) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(format!("region\0{rank}\0{name}").as_bytes())
+}
+
+impl HostState {
+    pub(super) fn run_job(&mut self, json: String) -> HostResult<wit::JobResult> {
+        if self.cancelled() {
+            return Err(self.interrupted_trap());
+        }
+        let spec = match JobSpec::parse(&json) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(self.refuse_job(Refused::Spec(e)))),
+        };
+        if self.ctx.mode == Mode::Verify && (spec.verify != VerifyWhen::Only || spec.prefill) {
+            let e = bad(
+                "verify",
+                "under `dgen-engine verify` a job only reads its region back: verify = \"only\", no prefill",
+            );
+            return Ok(Err(self.refuse_job(Refused::Spec(e))));
+        }
+        let name = spec.object.clone();
+        match self.region_for(&spec) {
+            Ok(()) => {}
+            Err(Refused::Trap(t)) => return Err(t),
+            Err(e) => return Ok(Err(self.refuse_job(e))),
+        }
+        let driver = match spec.engine.as_deref() {
+            Some("psync") => Driver::Psync,
+            Some(_) if !ops::ring::available() => {
+                let e = bad("engine", "io_uring is not available on this kernel; use \"psync\" or leave it out");
+                return Ok(Err(self.refuse_job(Refused::Spec(e))));
+            }
+            Some(_) => Driver::IoUring,
+            None if ops::ring::available() => Driver::IoUring,
+            None => Driver::Psync,
+        };
+        let state = self.regions.get(&name).expect("opened above");
+        let prefill = spec.prefill && !state.known;
+        let buffers = ops::buffer_bytes(&spec, prefill) as usize;
+        self.charge(buffers, "the buffers of a job")?;
+        let started = Instant::now();
+        let state = self.regions.get(&name).expect("opened above");
+        let env = JobEnv {
+            region: &state.region,
+            data: &state.data,
+            map: &state.map,
+            cancel: &self.ctx.cancel,
+            seed: self.ctx.seed,
+            driver,
+            prefill,
+            check_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let result = ops::run(&spec, &env);
+        self.blocked += started.elapsed();
+        self.release(buffers);
+        let outcome = match result {
+            Ok(o) => o,
+            Err(Error::Cancelled) => return Err(self.interrupted_trap()),
+            Err(e) => return Ok(Err(self.refuse_job(Refused::Storage(e)))),
+        };
+        if outcome.prefill.is_some() && outcome.error.is_none() {
+            let state = self.regions.get_mut(&name).expect("opened above");
+            state.known = true;
+            if !state.stamped {
+                if let Err(e) = self.ctx.sink.stamp_region(&state.open, &state.identity) {
+                    return Ok(Err(self.refuse_job(Refused::Storage(e))));
+                }
+                state.stamped = true;
+            }
+        }
+        self.charge(PhaseOps::series_bytes(outcome.series.len()), "a job's series")?;
+        let phase = self.phases.last_mut().expect("a phase");
+        let at = started.saturating_duration_since(phase.started).as_secs_f64();
+        let (w, r) = (&outcome.kinds[OpKind::Write.index()], &outcome.kinds[OpKind::Read.index()]);
+        phase.counts.written += w.bytes + outcome.prefill.as_ref().map_or(0, |p| p.bytes);
+        phase.counts.writes += w.ios + outcome.prefill.as_ref().map_or(0, |p| p.ios);
+        phase.counts.read += r.bytes + outcome.check.as_ref().map_or(0, |c| c.bytes);
+        phase.counts.reads += r.ios;
+        phase.last_done = Some(Instant::now());
+        phase.ops.get_or_insert_with(Default::default).add(&outcome, at);
+        match outcome.error {
+            None => {}
+            Some(Error::Cancelled) => return Err(self.interrupted_trap()),
+            Some(e) => return Ok(Err(self.refuse_job(Refused::Storage(e)))),
+        }
+        let ops = OpKind::ALL
+            .iter()
+            .filter_map(|&k| {
+                let s = &outcome.kinds[k.index()];
+                (s.ios > 0).then(|| {
+                    let f = outcome.figures(k);
+                    let h = &s.latency;
+                    wit::OpFigures {
+                        op: k.name().into(),
+                        total_ios: f.total_ios,
+                        io_bytes: f.io_bytes,
+                        iops: f.iops,
+                        bw_bytes: f.bw_bytes,
+                        lat_mean_ns: h.mean() as u64,
+                        lat_p50_ns: h.value_at_percentile(50.0),
+                        lat_p90_ns: h.value_at_percentile(90.0),
+                        lat_p99_ns: h.value_at_percentile(99.0),
+                        lat_p999_ns: h.value_at_percentile(99.9),
+                        lat_max_ns: h.max(),
+                    }
+                })
+            })
+            .collect();
+        Ok(Ok(wit::JobResult {
+            ops,
+            seconds: outcome.seconds,
+            prefill_bytes: outcome.prefill.as_ref().map_or(0, |p| p.bytes),
+            check: outcome.check.as_ref().map(|c| wit::RegionCheck {
+                blocks: c.blocks,
+                checked: c.checked,
+                good: c.good,
+                unknown: c.unknown,
+                lost_writes: c.lost_writes,
+                torn: c.torn,
+                corrupt: c.corrupt,
+            }),
+        }))
+    }
+
+    /// Remembers why a job was refused (the run's error: a malformed job is the workload's, exit 2;
+    /// storage, exit 3) and words it for the plugin.
+    fn refuse_job(&mut self, why: Refused) -> String {
+        match why {
+            Refused::Spec(e) => {
+                let text = e.to_string();
+                self.job_error.get_or_insert(Error::Workload {
+                    at: format!("a job of plugin '{}'", self.ctx.plugin),
+                    message: text.clone(),
+                });
+                text
+            }
+            Refused::Storage(e) => {
+                let text = self.tell("", &e);
+                self.job_error.get_or_insert(e);
+                text
+            }
+            Refused::Trap(t) => t.to_string(),
+        }
+    }
+
+    /// Opens the job's region (once per run and object), checking the job against it.
+    fn region_for(&mut self, spec: &JobSpec) -> Result<(), Refused> {
+        let profile = job_profile(spec, &self.ctx.profile)?;
+        if spec.object.is_empty() {
+            return Err(bad("object", "missing: the file below the target root the job works on").into());
+        }
+        if spec.size == 0 {
+            return Err(bad("size", "missing: the region's size in bytes").into());
+        }
+        let gen = Generator::new(self.ctx.seed, profile.clone());
+        let stream = stream_of(&spec.object, self.ctx.world.rank());
+        if let Some(s) = self.regions.get(&spec.object) {
+            if s.region.offset != spec.offset
+                || s.region.size != spec.size
+                || s.data.generator().fingerprint() != gen.fingerprint()
+            {
+                return Err(bad(
+                    "size",
+                    format!(
+                        "'{}' is already a region of {} bytes at offset {} in this run, with its data profile; a job on it \
+                         takes the same size, offset and data",
+                        spec.object, s.region.size, s.region.offset
+                    ),
+                )
+                .into());
+            }
+            let unit = s.data.unit();
+            return ops::check_against(spec, &s.region, unit, profile.extent()).map_err(Refused::Spec);
+        }
+        let end = spec.offset.checked_add(spec.size).ok_or_else(|| bad("size", "offset + size overflows"))?;
+        let req = RegionRequest { end, create: spec.create && self.ctx.mode == Mode::Write, direct: spec.direct };
+        let open = self.ctx.sink.open_region(&spec.object, &req).map_err(Refused::Storage)?;
+        if open.len < end {
+            return Err(bad(
+                "size",
+                format!("the region ends at byte {end}, past the end of '{}' ({} bytes)", spec.object, open.len),
+            )
+            .into());
+        }
+        let file = open.file.try_clone().map_err(|e| Refused::Storage(Error::io(&open.path, e)))?;
+        let region = Region {
+            file: Arc::new(file),
+            name: open.path.clone(),
+            offset: spec.offset,
+            size: spec.size,
+            direct: open.direct,
+            align: open.align,
+        };
+        ops::check_against(spec, &region, profile.unit(), profile.extent())?;
+        let blocks = spec.size / profile.unit();
+        let charged = blocks as usize + std::mem::size_of::<RegionState>();
+        self.charge(charged, "a region's generation map (one byte per block)").map_err(Refused::Trap)?;
+        let identity = Identity::of_region(&gen, stream, spec.size);
+        let stamped = open.identity == Some(identity);
+        let data = RegionData::new(gen, stream, blocks);
+        let state = RegionState { open, region, data, map: GenMap::new(blocks, 0), known: false, stamped, identity };
+        self.regions.insert(spec.object.clone(), state);
+        Ok(())
+    }
+}
