@@ -42,7 +42,8 @@ fn run(spec: &str, r: &Region, data: &RegionData, map: &GenMap, prefill: bool, d
     let spec = JobSpec::parse(spec).unwrap();
     ops::check_against(&spec, r, data.unit(), data.unit()).unwrap();
     let cancel = AtomicBool::new(false);
-    let env = JobEnv { region: r, data, map, cancel: &cancel, seed: 9, driver, prefill, check_threads: 2 };
+    let env =
+        JobEnv { region: r, data, map, journal: None, cancel: &cancel, seed: 9, driver, prefill, check_threads: 2 };
     let out = ops::run(&spec, &env).unwrap();
     assert!(out.error.is_none(), "{:?}", out.error);
     out

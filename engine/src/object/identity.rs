@@ -124,6 +124,13 @@ impl Identity {
         Identity::from_digest(h)
     }
 
+    /// What a region's journal (its generation map on disk) carries.
+    pub fn journal() -> Identity {
+        let mut h = Sha256::new();
+        h.update(b"region journal");
+        Identity::from_digest(h)
+    }
+
     /// What a region carries until its first whole write: the engine's, holding nothing known.
     pub fn incomplete() -> Identity {
         let mut h = Sha256::new();

@@ -6,6 +6,7 @@
 //! - [`pattern`] — what each operation is and where it goes (mix, sizes, sequential / random /
 //!   zipf / hot sets);
 //! - [`genmap`] — each block's generation, one byte per block, claimed while a write is in flight;
+//! - [`journal`] — that map on disk, written ahead of the writes, for read-backs after a crash;
 //! - [`worker`] — one stream of operations: rate cap, write bytes (generation-exact, see
 //!   [`crate::generator::region`]), completions into histograms and the series;
 //! - [`ring`] — the io_uring driver (a ring per worker, registered buffers and file); [`psync`] — the
@@ -16,6 +17,7 @@
 
 pub mod check;
 pub mod genmap;
+pub mod journal;
 pub mod pattern;
 pub mod psync;
 pub mod record;
@@ -151,6 +153,8 @@ pub struct JobEnv<'a> {
     pub region: &'a Region,
     pub data: &'a RegionData,
     pub map: &'a GenMap,
+    /// The map on disk, when the job keeps one.
+    pub journal: Option<&'a journal::Journal>,
     pub cancel: &'a AtomicBool,
     pub seed: u64,
     pub driver: Driver,
@@ -201,6 +205,9 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
         }
         // Writes durable before the region counts as whole.
         env.region.file.sync_data().map_err(|e| Error::io(&env.region.name, e))?;
+        if let Some(j) = env.journal {
+            j.store(env.map)?;
+        }
         let w = &r.kinds[OpKind::Write.index()];
         out.prefill = Some(PrefillFigures { bytes: w.bytes, ios: w.ios, seconds: started.elapsed().as_secs_f64() });
     }
@@ -240,6 +247,10 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
     }
     if spec.verify != VerifyWhen::Never {
         out.check = Some(check::check_region(env.region, env.data, env.map, env.cancel, env.check_threads)?);
+        // Blocks whose writes were in flight at a crash are settled now.
+        if let Some(j) = env.journal {
+            j.store(env.map)?;
+        }
     }
     Ok(out)
 }
@@ -294,6 +305,8 @@ fn drive_series(
         region: env.region,
         data: env.data,
         map: env.map,
+        journal: env.journal,
+        buffered: !env.region.direct,
         series: &series,
         start,
         ramp_ns,

@@ -22,6 +22,11 @@ pub(super) fn run(w: &mut Worker, file: &File, mut buf: Buffer, think: Duration)
             }
             Next::Op(op) => op,
         };
+        if let Err(e) = w.before_submit() {
+            w.fail(e);
+            w.complete(op, Err(std::io::Error::other("the journal could not be written")), Instant::now());
+            break;
+        }
         let at = w.base() + op.offset;
         let len = op.len as usize;
         let result = match op.kind {

@@ -93,6 +93,11 @@ pub(super) fn run(w: &mut Worker, fd: RawFd, depth: usize, buffers: &BufferPool,
         if stopping && inflight == 0 {
             break;
         }
+        if let Err(e) = w.before_submit() {
+            // The journal cannot be kept: nothing more is submitted.
+            w.fail(e);
+            stopping = true;
+        }
         let wait = wake.saturating_duration_since(Instant::now());
         if inflight == 0 {
             // Nothing to reap: a rate cap or think time holds the next operation back.

@@ -118,6 +118,9 @@ pub struct JobSpec {
     pub fsync_every: u64,
     pub verify: VerifyWhen,
     pub journal: Option<String>,
+    /// Intents are made durable before the writes they cover (false: a kill -9 is covered, a
+    /// power cut is not).
+    pub journal_sync: bool,
     pub series_interval: f64,
     /// The job's own `[data]` keys (the run's profile otherwise), as given.
     pub data: Option<Map<String, Value>>,
@@ -146,6 +149,7 @@ const KEYS: &[&str] = &[
     "fsync_every",
     "verify",
     "journal",
+    "journal_sync",
     "series_interval",
     "data",
     "direct",
@@ -322,6 +326,7 @@ impl JobSpec {
             fsync_every: get("fsync_every").map(|v| integer("fsync_every", v, 0, 1 << 40)).transpose()?.unwrap_or(0),
             verify,
             journal: get("journal").map(|v| string("journal", v)).transpose()?,
+            journal_sync: get("journal_sync").map(|v| boolean("journal_sync", v)).transpose()?.unwrap_or(true),
             series_interval,
             data: match get("data") {
                 None => None,

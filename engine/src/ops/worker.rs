@@ -2,7 +2,8 @@
 //! the next operation is (and when it may start, under a rate cap), the bytes a write carries, and
 //! what a completion records. The drivers only move bytes.
 
-use super::genmap::{GenMap, Release};
+use super::genmap::{GenMap, Release, BUSY};
+use super::journal::Journal;
 use super::pattern::Picker;
 use super::spec::OpKind;
 use super::stats::{new_kinds, Kinds, SeriesBuilder};
@@ -19,6 +20,9 @@ pub(super) struct Shared<'a> {
     pub region: &'a Region,
     pub data: &'a RegionData,
     pub map: &'a GenMap,
+    pub journal: Option<&'a Journal>,
+    /// Writes go through the page cache: acknowledged is not durable until an fsync.
+    pub buffered: bool,
     pub series: &'a Mutex<SeriesBuilder>,
     pub start: Instant,
     pub ramp_ns: u64,
@@ -47,6 +51,9 @@ pub(super) struct Op {
     pub len: u64,
     /// Latency is measured from here: the intended start under a rate cap, else the issue.
     pub start: Instant,
+    /// An fsync: the buffered writes it makes durable (those acknowledged before it was issued,
+    /// counted from the worker's first).
+    pub covers: u64,
 }
 
 /// What a worker does next.
@@ -79,7 +86,16 @@ pub(super) struct Worker<'a> {
     /// Nanoseconds from the job's start to its last completion.
     pub last_done_ns: u64,
     pub error: Option<Error>,
+    /// Buffered writes acknowledged but not yet made durable by an fsync, in order (only with a
+    /// journal: their blocks stay claimed until then); `confirmed` counts those before them.
+    unconfirmed: std::collections::VecDeque<(u64, u64)>,
+    confirmed: u64,
+    /// An fsync is in flight to confirm them.
+    syncing: bool,
 }
+
+/// Buffered writes a worker with a journal lets wait for an fsync before it issues one itself.
+const MAX_UNCONFIRMED: usize = 1024;
 
 impl<'a> Worker<'a> {
     pub fn new(
@@ -106,6 +122,22 @@ impl<'a> Worker<'a> {
             current: 0,
             last_done_ns: 0,
             error: None,
+            unconfirmed: std::collections::VecDeque::new(),
+            confirmed: 0,
+            syncing: false,
+        }
+    }
+
+    /// Buffered writes wait for an fsync before their journal entries are confirmed.
+    fn confirms_later(&self) -> bool {
+        self.sh.buffered && self.sh.journal.is_some()
+    }
+
+    /// Before the operations prepared so far are submitted: their journal intents are made durable.
+    pub fn before_submit(&mut self) -> io::Result<()> {
+        match self.sh.journal {
+            Some(j) => j.flush(),
+            None => Ok(()),
         }
     }
 
@@ -137,7 +169,8 @@ impl<'a> Worker<'a> {
             }
         }
         let start = due.unwrap_or(now);
-        let (kind, offset, len) = if self.fsync_every > 0 && self.writes_since_sync >= self.fsync_every {
+        let must_sync = self.confirms_later() && !self.syncing && self.unconfirmed.len() >= MAX_UNCONFIRMED;
+        let (kind, offset, len) = if must_sync || (self.fsync_every > 0 && self.writes_since_sync >= self.fsync_every) {
             self.writes_since_sync = 0;
             (OpKind::Fsync, 0, 0)
         } else {
@@ -169,6 +202,10 @@ impl<'a> Worker<'a> {
                     _ => return Next::Wait(now + Duration::from_micros(50)),
                 }
             }
+            if let Some(j) = self.sh.journal {
+                let first = offset / unit;
+                j.intent(first, (first..first + len / unit).map(|b| self.sh.map.get(b) & !BUSY));
+            }
             if kind == OpKind::Write {
                 let first = offset / unit;
                 for (i, block) in buf[..len as usize].chunks_exact_mut(unit as usize).enumerate() {
@@ -183,7 +220,25 @@ impl<'a> Worker<'a> {
         if let Some(q) = &mut self.quota {
             *q -= 1;
         }
-        Next::Op(Op { kind, offset, len, start })
+        let covers = if kind == OpKind::Fsync {
+            self.syncing = true;
+            self.confirmed + self.unconfirmed.len() as u64
+        } else {
+            0
+        };
+        Next::Op(Op { kind, offset, len, start, covers })
+    }
+
+    /// A failure outside an operation (the journal could not be made durable): the job stops.
+    pub fn fail(&mut self, e: io::Error) {
+        if self.error.is_none() {
+            let what = self
+                .sh
+                .journal
+                .map_or("the journal".to_string(), |_| format!("the journal of {}", self.sh.region.name));
+            self.error = Some(Error::io(what, e));
+            self.sh.failed.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Records a completion at `now`: `Ok(n)` bytes done.
@@ -198,9 +253,19 @@ impl<'a> Worker<'a> {
             r => r,
         };
         match (&result, op.kind) {
-            (Ok(_), OpKind::Write) => self.sh.map.release(blocks.0, blocks.1, Release::Written),
+            (Ok(_), OpKind::Write) if self.confirms_later() => self.unconfirmed.push_back(blocks),
+            (Ok(_), OpKind::Write) => self.release(blocks, Release::Written),
             // A trimmed block holds zeros or anything: not known; a failed write, not known either.
-            (_, OpKind::Write | OpKind::Trim) => self.sh.map.release(blocks.0, blocks.1, Release::Unknown),
+            (_, OpKind::Write | OpKind::Trim) => self.release(blocks, Release::Unknown),
+            (Ok(_), OpKind::Fsync) => {
+                self.syncing = false;
+                while self.confirmed < op.covers {
+                    let Some(b) = self.unconfirmed.pop_front() else { break };
+                    self.release(b, Release::Written);
+                    self.confirmed += 1;
+                }
+            }
+            (Err(_), OpKind::Fsync) => self.syncing = false,
             _ => {}
         }
         if let Err(e) = result {
@@ -246,8 +311,29 @@ impl<'a> Worker<'a> {
         self.sh.region.offset
     }
 
-    /// Hands over its last interval: the series can close.
+    /// Ends claims of blocks `(first, n)`, in the map and the journal.
+    fn release(&self, (first, n): (u64, u64), how: Release) {
+        self.sh.map.release(first, n, how);
+        if let Some(j) = self.sh.journal {
+            for b in first..first + n {
+                j.confirm(b, self.sh.map.get(b));
+            }
+        }
+    }
+
+    /// Hands over its last interval: the series can close. Buffered writes still waiting for an
+    /// fsync get one now.
     pub fn finish(&mut self) {
+        if !self.unconfirmed.is_empty() {
+            let synced = self.sh.region.file.sync_data();
+            let how = if synced.is_ok() { Release::Written } else { Release::Unknown };
+            while let Some(b) = self.unconfirmed.pop_front() {
+                self.release(b, how);
+            }
+            if let Err(e) = synced {
+                self.error.get_or_insert(Error::io(&self.sh.region.name, e));
+            }
+        }
         if let Ok(mut s) = self.sh.series.lock() {
             s.finish(self.index, self.current, &self.interval, self.last_done_ns);
         }

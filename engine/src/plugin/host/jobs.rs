@@ -15,6 +15,7 @@ use crate::generator::region::RegionData;
 use crate::generator::{DataKeys, Generator, Profile};
 use crate::object::identity::Identity;
 use crate::ops::genmap::GenMap;
+use crate::ops::journal::{Found, Journal, JournalKey};
 use crate::ops::record::PhaseOps;
 use crate::ops::spec::{JobSpec, OpKind, SpecError, VerifyWhen};
 use crate::ops::{self, Driver, JobEnv, Region};
@@ -30,6 +31,8 @@ pub(super) struct RegionState {
     region: Region,
     data: RegionData,
     map: GenMap,
+    /// The map on disk, and its name.
+    journal: Option<(Journal, String)>,
     /// Every block's generation is known (written whole in this run, or read from a journal).
     known: bool,
     /// Its complete identity is on it.
@@ -145,6 +148,15 @@ impl HostState {
             None => Driver::Psync,
         };
         let state = self.regions.get(&name).expect("opened above");
+        if spec.verify == VerifyWhen::Only && !state.known {
+            let e = bad(
+                "journal",
+                format!(
+                    "the generations of '{name}' are not known in this run: a read-back on its own needs the journal the                      runs that wrote it kept"
+                ),
+            );
+            return Ok(Err(self.refuse_job(Refused::Spec(e))));
+        }
         let prefill = spec.prefill && !state.known;
         let buffers = ops::buffer_bytes(&spec, prefill) as usize;
         self.charge(buffers, "the buffers of a job")?;
@@ -154,6 +166,7 @@ impl HostState {
             region: &state.region,
             data: &state.data,
             map: &state.map,
+            journal: state.journal.as_ref().map(|j| &j.0),
             cancel: &self.ctx.cancel,
             seed: self.ctx.seed,
             driver,
@@ -279,6 +292,11 @@ impl HostState {
                 )
                 .into());
             }
+            if s.journal.as_ref().map(|j| &j.1) != spec.journal.as_ref() {
+                return Err(
+                    bad("journal", format!("'{}' keeps its journal as it first did in this run", spec.object)).into()
+                );
+            }
             let unit = s.data.unit();
             return ops::check_against(spec, &s.region, unit, profile.extent()).map_err(Refused::Spec);
         }
@@ -303,13 +321,65 @@ impl HostState {
         };
         ops::check_against(spec, &region, profile.unit(), profile.extent())?;
         let blocks = spec.size / profile.unit();
-        let charged = blocks as usize + std::mem::size_of::<RegionState>();
+        // The map, and a journal's mapping (counted: it is memory the host holds for the plugin).
+        let charged = blocks as usize * (1 + usize::from(spec.journal.is_some())) + std::mem::size_of::<RegionState>();
         self.charge(charged, "a region's generation map (one byte per block)").map_err(Refused::Trap)?;
         let identity = Identity::of_region(&gen, stream, spec.size);
         let stamped = open.identity == Some(identity);
         let data = RegionData::new(gen, stream, blocks);
-        let state = RegionState { open, region, data, map: GenMap::new(blocks, 0), known: false, stamped, identity };
+        let (mut map, mut known, mut journal) = (GenMap::new(blocks, 0), false, None);
+        if let Some(name) = &spec.journal {
+            let key = JournalKey { region: identity, offset: spec.offset, size: spec.size, unit: profile.unit() };
+            let (j, found) = self.open_journal(name, spec, &key, blocks)?;
+            if let Found::Map(m) = found {
+                // A journal of this region, and the region is the one it describes.
+                if stamped {
+                    map = m;
+                    known = true;
+                }
+            }
+            journal = Some((j, name.clone()));
+        }
+        let state = RegionState { open, region, data, map, journal, known, stamped, identity };
         self.regions.insert(spec.object.clone(), state);
         Ok(())
+    }
+
+    /// Opens (or makes) the journal file `name` of a region: the engine's own journal file, never
+    /// the region itself or any other file.
+    fn open_journal(
+        &mut self,
+        name: &str,
+        spec: &JobSpec,
+        key: &JournalKey,
+        blocks: u64,
+    ) -> Result<(Journal, Found), Refused> {
+        if name == spec.object {
+            return Err(bad("journal", "is the region's own file").into());
+        }
+        let write = self.ctx.mode == Mode::Write;
+        let req = RegionRequest { end: 0, create: write, direct: Some(false) };
+        let open = match self.ctx.sink.open_region(name, &req) {
+            Ok(o) => o,
+            Err(Error::NotFound { .. }) => {
+                return Err(bad("journal", format!("there is no journal '{name}' below the target root")).into())
+            }
+            Err(e) => return Err(Refused::Storage(e)),
+        };
+        if open.identity.is_some_and(|i| i != Identity::journal() && i != Identity::incomplete()) {
+            return Err(
+                bad("journal", format!("'{name}' is not a journal (the engine wrote it as something else)")).into()
+            );
+        }
+        let file = open.file.try_clone().map_err(|e| Refused::Storage(Error::io(&open.path, e)))?;
+        let (j, found) =
+            Journal::open(file, open.path.clone(), key, blocks, spec.journal_sync, !write).map_err(|e| match e {
+                Error::NotFound { message, .. } => Refused::Spec(bad("journal", format!("'{name}' {message}"))),
+                e => Refused::Storage(e),
+            })?;
+        if write {
+            self.ctx.sink.stamp_region(&open, &Identity::journal()).map_err(Refused::Storage)?;
+        }
+        Ok((j, found))
     }
 }
