@@ -12,6 +12,7 @@
 
 pub mod azure;
 pub mod cloud;
+pub mod dev;
 pub mod device;
 pub mod file;
 pub mod interrupt;

@@ -7,6 +7,7 @@
 //! flat form); one that belongs to another kind is named as such.
 
 use super::azure::{AzureOptions, AzureTarget};
+use super::dev::DevTarget;
 use super::file::{FileSink, FileTarget};
 use super::s3::{S3Options, S3Target};
 use super::{NullSink, Sink};
@@ -22,6 +23,8 @@ pub enum Target {
     Null,
     S3(S3Target),
     Azure(AzureTarget),
+    /// `dev:///dev/NAME`: a block device, for jobs of the operations engine.
+    Dev(DevTarget),
 }
 
 /// The URI when a workload gives none.
@@ -33,9 +36,10 @@ enum Kind {
     Null,
     S3,
     Azure,
+    Dev,
 }
 
-const KINDS: [Kind; 4] = [Kind::File, Kind::Null, Kind::S3, Kind::Azure];
+const KINDS: [Kind; 5] = [Kind::File, Kind::Null, Kind::S3, Kind::Azure, Kind::Dev];
 
 impl Kind {
     /// The subtable's name: `[target.s3]`.
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Null => "null",
             Kind::S3 => "s3",
             Kind::Azure => "azure",
+            Kind::Dev => "dev",
         }
     }
 
@@ -54,6 +59,7 @@ impl Kind {
             Kind::Null => "null://",
             Kind::S3 => "s3://",
             Kind::Azure => "az://",
+            Kind::Dev => "dev://",
         }
     }
 
@@ -68,6 +74,7 @@ impl Kind {
             Kind::Null => Vec::new(),
             Kind::S3 => super::s3::KEYS.iter().chain(cloud).copied().collect::<Vec<_>>(),
             Kind::Azure => super::azure::KEYS.iter().chain(cloud).copied().collect::<Vec<_>>(),
+            Kind::Dev => super::dev::KEYS.to_vec(),
         }
     }
 
@@ -88,6 +95,10 @@ impl Kind {
                 let options = AzureOptions::from_keys(&mut keys)?;
                 uri.map(|u| AzureTarget::new(u, options)).transpose()?.map(Target::Azure)
             }
+            Kind::Dev => {
+                let options = DevTarget::options(&mut keys)?;
+                uri.map(|u| DevTarget::new(u, options)).transpose()?.map(Target::Dev)
+            }
         };
         keys.finish(&known)?;
         Ok(target)
@@ -104,6 +115,7 @@ fn owners_phrase(owners: &[Kind]) -> &'static str {
         [Kind::File] => "a file://",
         [Kind::S3] => "an s3://",
         [Kind::Azure] => "an az://",
+        [Kind::Dev] => "a dev://",
         _ => "an object-store",
     }
 }
@@ -120,7 +132,8 @@ impl Target {
             Some(toml::Value::String(s)) => s.clone(),
             Some(v) => return Err(uri_error(&v.to_string(), "is not a string")),
         };
-        let kind = Kind::of(&uri).ok_or_else(|| uri_error(&uri, "is not a file://, s3://, az:// or null:// URI"))?;
+        let kind =
+            Kind::of(&uri).ok_or_else(|| uri_error(&uri, "is not a file://, s3://, az://, dev:// or null:// URI"))?;
         let mut active = Keys::new(locate);
         for (key, value) in table {
             if key == "uri" || KINDS.iter().any(|k| k.table() == key) {
@@ -132,7 +145,7 @@ impl Target {
             }
             let owners: Vec<Kind> = KINDS.into_iter().filter(|k| k.keys().contains(&key.as_str())).collect();
             let message = if owners.is_empty() {
-                format!("target.{key}: unknown key; [target] takes uri, the tables [target.file], [target.s3], [target.azure], and the keys of the URI's kind directly")
+                format!("target.{key}: unknown key; [target] takes uri, the tables [target.file], [target.s3], [target.azure], [target.dev], and the keys of the URI's kind directly")
             } else {
                 // The two stores' names for the same thing.
                 let hint = match (key.as_str(), kind) {
@@ -192,7 +205,7 @@ impl Target {
             }
             Target::S3(t) => t.options.cloud.replace_any = true,
             Target::Azure(t) => t.options.cloud.replace_any = true,
-            Target::Null => {}
+            Target::Null | Target::Dev(_) => {}
         }
         Ok((target, name))
     }
@@ -211,6 +224,7 @@ impl Target {
             Target::Null => "null://".into(),
             Target::S3(t) => join("s3://", &t.bucket, &t.prefix),
             Target::Azure(t) => join("az://", &t.container, &t.prefix),
+            Target::Dev(t) => format!("dev://{}", t.path.display()),
         }
     }
 
@@ -226,6 +240,11 @@ impl Target {
             Target::Null => (Arc::new(NullSink), Vec::new()),
             Target::S3(t) => (Arc::new(super::s3::open(t)?), Vec::new()),
             Target::Azure(t) => (Arc::new(super::azure::open(t)?), Vec::new()),
+            Target::Dev(t) => {
+                let sink = t.open()?;
+                let notes = sink.opening_notes().to_vec();
+                (Arc::new(sink), notes)
+            }
         })
     }
 }

@@ -272,14 +272,11 @@ impl HostState {
         if spec.object.is_empty() {
             return Err(bad("object", "missing: the file below the target root the job works on").into());
         }
-        if spec.size == 0 {
-            return Err(bad("size", "missing: the region's size in bytes").into());
-        }
         let gen = Generator::new(self.ctx.seed, profile.clone());
         let stream = stream_of(&spec.object, self.ctx.world.rank());
         if let Some(s) = self.regions.get(&spec.object) {
             if s.region.offset != spec.offset
-                || s.region.size != spec.size
+                || (spec.size != 0 && s.region.size != spec.size)
                 || s.data.generator().fingerprint() != gen.fingerprint()
             {
                 return Err(bad(
@@ -310,26 +307,32 @@ impl HostState {
             )
             .into());
         }
+        // Size 0: to the object's end (a device's whole).
+        let size = if spec.size == 0 { open.len.saturating_sub(spec.offset) } else { spec.size };
+        if size == 0 {
+            return Err(bad("size", format!("missing: '{}' is empty, so the region needs a size", spec.object)).into());
+        }
         let file = open.file.try_clone().map_err(|e| Refused::Storage(Error::io(&open.path, e)))?;
         let region = Region {
             file: Arc::new(file),
             name: open.path.clone(),
             offset: spec.offset,
-            size: spec.size,
+            size,
             direct: open.direct,
             align: open.align,
         };
         ops::check_against(spec, &region, profile.unit(), profile.extent())?;
-        let blocks = spec.size / profile.unit();
+        let blocks = size / profile.unit();
         // The map, and a journal's mapping (counted: it is memory the host holds for the plugin).
         let charged = blocks as usize * (1 + usize::from(spec.journal.is_some())) + std::mem::size_of::<RegionState>();
         self.charge(charged, "a region's generation map (one byte per block)").map_err(Refused::Trap)?;
-        let identity = Identity::of_region(&gen, stream, spec.size);
-        let stamped = open.identity == Some(identity);
+        let identity = Identity::of_region(&gen, stream, size);
+        // Where nothing can carry an identity (a device), a journal of this region is the word.
+        let stamped = open.identity == Some(identity) || !self.ctx.sink.keeps_identity();
         let data = RegionData::new(gen, stream, blocks);
         let (mut map, mut known, mut journal) = (GenMap::new(blocks, 0), false, None);
         if let Some(name) = &spec.journal {
-            let key = JournalKey { region: identity, offset: spec.offset, size: spec.size, unit: profile.unit() };
+            let key = JournalKey { region: identity, offset: spec.offset, size, unit: profile.unit() };
             let (j, found) = self.open_journal(name, spec, &key, blocks)?;
             if let Found::Map(m) = found {
                 // A journal of this region, and the region is the one it describes.
