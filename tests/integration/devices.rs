@@ -55,3 +55,32 @@ fn a_file_system_or_a_mount_on_a_device_is_found() {
     }
     std::fs::remove_dir_all(at).ok();
 }
+
+#[test]
+fn a_device_with_ext4_is_refused_without_destroy_and_worked_on_with_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: loop devices need root");
+        return;
+    }
+    let Some(lo) = Loop::new("loop-dev-target", 32 << 20) else {
+        eprintln!("skipped: no loop device could be set up here");
+        return;
+    };
+    let mkfs = Command::new("mkfs.ext4").args(["-q", "-F", &lo.dev]).output().expect("mkfs.ext4 (e2fsprogs)");
+    assert!(mkfs.status.success(), "{}", shown(&mkfs));
+    let args = |extra: &[&str]| -> std::process::Output {
+        let mut c = bin();
+        c.args(["run", &workload("blocks.toml"), "--set", &format!("target.uri=\"dev://{}\"", lo.dev)])
+            .args(["--set", "params.size=0", "--set", "data.dedup_unit=\"4KiB\""])
+            .args(["--set", r#"params.phases=[{name="w",mix=[{op="write",bs="4KiB"},{op="read",bs="4KiB"}],depth=8,ops=20000,verify="end"}]"#]);
+        c.args(extra).output().unwrap()
+    };
+    let o = args(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(shown(&o).contains("holds a file system (ext2/3/4)") && shown(&o).contains("destroy"), "{}", shown(&o));
+    assert_eq!(lo.holder(), Some(Holder::FileSystem("ext2/3/4")), "nothing was written");
+    let o = args(&["--set", "target.dev.destroy=true"]);
+    assert!(o.status.success(), "{}", shown(&o));
+    assert!(shown(&o).contains("8192 good, 0 lost writes"), "{}", shown(&o));
+    assert_eq!(lo.holder(), None, "the ext4 superblock was overwritten with synthetic data");
+}

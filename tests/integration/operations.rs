@@ -1,6 +1,7 @@
 //! The operations engine through the library: random overwrites keep the live region's dedup and
 //! compression exact, the read-back finds planted lost writes, torn and corrupt blocks.
 
+use crate::common::{bin, shown, workload};
 use dgen_engine::generator::region::RegionData;
 use dgen_engine::generator::{Generator, Profile};
 use dgen_engine::ops::check::ProblemKind;
@@ -10,6 +11,8 @@ use dgen_engine::ops::{self, Driver, JobEnv, Region};
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::Output;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -136,5 +139,298 @@ fn the_read_back_tells_lost_torn_and_corrupt_blocks_apart() {
     assert_eq!(offsets(ProblemKind::LostWrite), want);
     assert_eq!(offsets(ProblemKind::Torn), vec![torn * unit]);
     assert_eq!(offsets(ProblemKind::Corrupt), vec![corrupt * unit]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---- Through the CLI: the `blocks` plugin and workloads/blocks.toml ----
+
+/// `run` (or `verify`) workloads/blocks.toml on `root`, with the JSON report and more `--set`s.
+fn blocks(mode: &str, root: &Path, sets: &[String]) -> (Output, serde_json::Value) {
+    let report = root.join(format!("report-{mode}-{}.json", sets.len()));
+    let _ = std::fs::remove_file(&report);
+    let mut cmd = bin();
+    cmd.args([mode, &workload("blocks.toml"), "--json-report", report.to_str().unwrap()])
+        .args(["--set", &format!("target.uri=\"file://{}\"", root.join("out").display())]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    let json = std::fs::read(&report).map(|b| serde_json::from_slice(&b).unwrap()).unwrap_or(serde_json::Value::Null);
+    (out, json)
+}
+
+fn phase<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["phases"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{report}"))
+}
+
+fn phases(list: &str) -> String {
+    format!("params.phases=[{list}]")
+}
+
+#[test]
+fn the_blocks_workload_reports_fio_figures_a_series_and_a_clean_read_back() {
+    let dir = shm_dir("blocks");
+    let size = 32u64 << 20;
+    let (o, r) = blocks(
+        "run",
+        &dir,
+        &[
+            format!("params.size={size}"),
+            phases(
+                r#"{name="oltp",mix=[{op="read",weight=70,bs="8KiB"},{op="write",weight=30,bs="8KiB"}],pattern="random",depth=16,duration=3,ramp=1,series_interval=0.5,verify="end",min_iops=100}"#,
+            ),
+        ],
+    );
+    assert!(o.status.success(), "{}", shown(&o));
+    let p = phase(&r, "oltp");
+    for kind in ["read", "write"] {
+        let k = &p[kind];
+        assert!(k["iops"].as_f64().unwrap() > 100.0, "{k}");
+        assert_eq!(k["io_bytes"].as_u64().unwrap(), k["total_ios"].as_u64().unwrap() * 8192, "{k}");
+        assert!(k["bw_bytes"].as_u64().unwrap() > 0 && k["runtime"].as_u64().unwrap() >= 1900, "{k}");
+        let pct = &k["clat_ns"]["percentile"];
+        let (p50, p99) = (pct["50.000000"].as_u64().unwrap(), pct["99.000000"].as_u64().unwrap());
+        assert!(0 < p50 && p50 <= p99 && pct["99.990000"].is_u64(), "{k}");
+    }
+    let reads = p["read"]["total_ios"].as_f64().unwrap();
+    let share = reads / (reads + p["write"]["total_ios"].as_f64().unwrap());
+    assert!((share - 0.7).abs() < 0.02, "read share {share}");
+    let series = p["series"].as_array().unwrap();
+    assert!(series.len() >= 7, "{} points", series.len());
+    assert_eq!(series[0]["ramp"], true);
+    assert_eq!(series[3]["ramp"], false);
+    assert!(series[3]["read"]["ios"].as_u64().unwrap() > 0 && series[3]["write"]["lat_p99_ns"].as_u64().unwrap() > 0);
+    let check = &p["region_check"];
+    assert_eq!((check["blocks"].as_u64(), check["good"].as_u64()), (Some(size / 8192), Some(size / 8192)), "{check}");
+    assert_eq!(phase(&r, "prefill")["prefill"]["bytes"].as_u64(), Some(size));
+    let text = shown(&o);
+    assert!(text.contains("oltp             read") && text.contains("0 lost writes"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn random_overwrites_through_the_cli_keep_dedup_3_and_compress_2() {
+    let dir = shm_dir("cli-exact");
+    let size = 48u64 << 20;
+    let blocks_n = size / 8192;
+    let (o, _) = blocks(
+        "run",
+        &dir,
+        &[
+            format!("params.size={size}"),
+            phases(&format!(
+                r#"{{name="over",mix=[{{op="write",bs="8KiB"}}],depth=32,ops={},verify="end"}}"#,
+                3 * blocks_n
+            )),
+        ],
+    );
+    assert!(o.status.success(), "{}", shown(&o));
+    let (d, c) = measure(&dir.join("out/lun0"), 8192);
+    assert!((d - 3.0).abs() / 3.0 < 0.02, "dedup {d}");
+    assert!((c - 2.0).abs() / 2.0 < 0.05, "compress {c}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_rate_cap_holds_per_interval() {
+    let dir = shm_dir("rate");
+    let (o, r) = blocks(
+        "run",
+        &dir,
+        &[
+            "params.size=\"16MiB\"".into(),
+            phases(
+                r#"{name="capped",mix=[{op="read",weight=70,bs="8KiB"},{op="write",weight=30,bs="8KiB"}],depth=16,duration=10,rate_iops=20000}"#,
+            ),
+        ],
+    );
+    assert!(o.status.success(), "{}", shown(&o));
+    let series = phase(&r, "capped")["series"].as_array().unwrap().clone();
+    let full: Vec<f64> = series
+        .iter()
+        .filter(|p| p["seconds"].as_f64() == Some(1.0))
+        .map(|p| ["read", "write"].iter().map(|k| p[k]["ios"].as_f64().unwrap_or(0.0)).sum())
+        .collect();
+    assert!(full.len() >= 9, "{series:?}");
+    for ios in &full {
+        assert!((ios - 20000.0).abs() <= 200.0, "an interval did {ios} operations: {full:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The journaled region's file and its blocks, for planting faults.
+struct Planted {
+    lost: Vec<u64>,
+    torn: u64,
+    corrupt: u64,
+}
+
+/// Puts back whole old blocks (lost writes), half of one (torn) and flips a byte of another.
+fn plant(path: &Path, old: &[u8], unit: u64) -> Planted {
+    let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let now = std::fs::read(path).unwrap();
+    let u = unit as usize;
+    let changed: Vec<u64> =
+        (0..now.len() / u).filter(|&b| now[b * u..(b + 1) * u] != old[b * u..(b + 1) * u]).map(|b| b as u64).collect();
+    assert!(changed.len() > 50, "only {} blocks were rewritten", changed.len());
+    let lost: Vec<u64> = changed.iter().copied().step_by(7).take(6).collect();
+    for &b in &lost {
+        f.write_all_at(&old[b as usize * u..(b as usize + 1) * u], b * unit).unwrap();
+    }
+    let (torn, corrupt) = (changed[1], changed[2]);
+    f.write_all_at(&old[torn as usize * u..torn as usize * u + u / 2], torn * unit).unwrap();
+    let at = corrupt * unit + 333;
+    f.write_all_at(&[now[at as usize] ^ 0x10], at).unwrap();
+    Planted { lost, torn, corrupt }
+}
+
+#[test]
+fn verify_with_the_journal_names_lost_torn_and_corrupt_blocks_and_a_kill_leaves_none() {
+    let dir = shm_dir("journal");
+    let unit = 4096u64;
+    // Dedup 1: every block's content is its own, so every lost write can be seen.
+    let common = [
+        "data.dedup=1".to_string(),
+        "data.dedup_unit=\"4KiB\"".into(),
+        "params.size=\"8MiB\"".into(),
+        "params.journal=\"lun0.journal\"".into(),
+    ];
+    let writes = phases(r#"{name="w",mix=[{op="write",bs="4KiB"},{op="read",bs="4KiB"}],depth=8,ops=6000}"#);
+    let with = |extra: &[String]| -> Vec<String> { common.iter().cloned().chain(extra.iter().cloned()).collect() };
+    let (o, _) = blocks("run", &dir, &with(std::slice::from_ref(&writes)));
+    assert!(o.status.success(), "{}", shown(&o));
+    let path = dir.join("out/lun0");
+    let old = std::fs::read(&path).unwrap();
+    // A second run (a new process) goes on from the journal: no prefill.
+    let (o, r) = blocks("run", &dir, &with(&[writes.clone(), "params.prefill_depth=4".into()]));
+    assert!(o.status.success(), "{}", shown(&o));
+    assert!(
+        r["phases"].as_array().unwrap().iter().all(|p| p["prefill"].is_null()),
+        "the journal made the prefill unnecessary: {r}"
+    );
+    let (o, r) = blocks("verify", &dir, &with(&[phases("")]));
+    assert_eq!(o.status.code(), Some(0), "{}", shown(&o));
+    assert_eq!(phase(&r, "verify")["region_check"]["good"].as_u64(), Some(2048));
+
+    let p = plant(&path, &old, unit);
+    let (o, r) = blocks("verify", &dir, &with(&[phases("")]));
+    assert_eq!(o.status.code(), Some(1), "{}", shown(&o));
+    let c = &phase(&r, "verify")["region_check"];
+    assert_eq!(
+        (c["lost_writes"].as_u64(), c["torn"].as_u64(), c["corrupt"].as_u64()),
+        (Some(6), Some(1), Some(1)),
+        "{c}"
+    );
+    let at = |kind: &str| -> Vec<u64> {
+        c["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["kind"] == kind)
+            .map(|x| x["offset"].as_u64().unwrap())
+            .collect()
+    };
+    let mut lost: Vec<u64> = p.lost.iter().map(|b| b * unit).collect();
+    lost.sort();
+    assert_eq!(at("lost_write"), lost);
+    assert_eq!(at("torn"), vec![p.torn * unit]);
+    assert_eq!(at("corrupt"), vec![p.corrupt * unit]);
+    let text = shown(&o);
+    assert!(text.contains(&format!("block at byte {}: LOST WRITE", lost[0])), "{text}");
+
+    // Start over, and kill -9 a run in the middle of its writes.
+    std::fs::remove_dir_all(dir.join("out")).unwrap();
+    let mut cmd = bin();
+    cmd.args([
+        "run",
+        &workload("blocks.toml"),
+        "--set",
+        &format!("target.uri=\"file://{}\"", dir.join("out").display()),
+    ]);
+    for s in with(&[phases(r#"{name="w",mix=[{op="write",bs="4KiB"}],depth=32,duration=60}"#)]) {
+        cmd.args(["--set", &s]);
+    }
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let (o, r) = blocks("verify", &dir, &with(&[phases("")]));
+    let c = &phase(&r, "verify")["region_check"];
+    assert_eq!(o.status.code(), Some(0), "{}\n{c}", shown(&o));
+    assert_eq!((c["lost_writes"].as_u64(), c["checked"].as_u64()), (Some(0), Some(2048)), "{c}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn malformed_jobs_and_regions_are_refused_naming_the_key() {
+    let dir = shm_dir("malformed");
+    let size = "params.size=\"4MiB\"".to_string();
+    for (phase_list, key) in [
+        (r#"{name="x",mix=[{op="read",weight=0,bs="4KiB"}],duration=1}"#, "job key 'mix'"),
+        (r#"{name="x",mix=[{op="write",bs=6144}],duration=1}"#, "job key 'mix[0].bs'"),
+        (r#"{name="x",mix=[{op="read",bs="4KiB"}],depth=0,duration=1}"#, "job key 'depth'"),
+        (r#"{name="x",mix=[{op="read",bs="4KiB"}]}"#, "job key 'duration'"),
+        (r#"{name="x",mix=[{op="read",bs="4KiB"}],duration=1,pattern={zipf=-1}}"#, "job key 'pattern.zipf'"),
+    ] {
+        let (o, r) = blocks("run", &dir, &[size.clone(), phases(phase_list)]);
+        let text = shown(&o);
+        assert_eq!(o.status.code(), Some(2), "{phase_list}: {text}");
+        assert!(text.contains(key), "{phase_list}: no '{key}' in {text}");
+        assert_eq!(r["error_kind"], "workload", "{r}");
+    }
+    // A read-back of a region past the end of its file (verify does not extend it).
+    let (o, _) = blocks("run", &dir, &[size.clone(), "params.journal=\"j\"".into(), phases("")]);
+    assert!(o.status.success(), "{}", shown(&o));
+    let (o, _) = blocks("verify", &dir, &["params.size=\"8MiB\"".into(), "params.journal=\"j\"".into(), phases("")]);
+    assert_eq!(o.status.code(), Some(2), "{}", shown(&o));
+    assert!(shown(&o).contains("job key 'size'") && shown(&o).contains("past the end"), "{}", shown(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ctrl_c_ends_a_job_within_a_second() {
+    let dir = shm_dir("ctrlc");
+    let mut cmd = bin();
+    cmd.args([
+        "run",
+        &workload("blocks.toml"),
+        "--set",
+        &format!("target.uri=\"file://{}\"", dir.join("out").display()),
+    ])
+    .args(["--set", "params.size=\"8MiB\""])
+    .args([
+        "--set",
+        &phases(r#"{name="long",mix=[{op="read",bs="8KiB"},{op="write",bs="8KiB"}],depth=16,duration=120}"#),
+    ]);
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let t = std::time::Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let took = t.elapsed();
+    assert_eq!(o.status.code(), Some(130), "{}", shown(&o));
+    assert!(took < std::time::Duration::from_secs(1), "Ctrl-C took {took:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_million_operations_cost_the_plugin_no_more_memory_than_a_few() {
+    let dir = shm_dir("million");
+    // The plugin's whole allowance is 24 MiB: anything kept per operation would pass it.
+    let (o, r) = blocks(
+        "run",
+        &dir,
+        &[
+            "params.size=\"8MiB\"".into(),
+            "limits.memory=\"24MiB\"".into(),
+            phases(r#"{name="many",mix=[{op="read",bs="4KiB"},{op="write",bs="4KiB"}],depth=32,ops=1000000}"#),
+            "data.dedup_unit=\"4KiB\"".into(),
+        ],
+    );
+    assert!(o.status.success(), "{}", shown(&o));
+    let p = phase(&r, "many");
+    let total = p["read"]["total_ios"].as_u64().unwrap() + p["write"]["total_ios"].as_u64().unwrap();
+    assert_eq!(total, 1_000_000);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -166,8 +166,14 @@ pub struct JobEnv<'a> {
 
 /// Bytes the job's buffers take (what the host charges for it while it runs).
 pub fn buffer_bytes(spec: &JobSpec, prefill: bool) -> u64 {
-    let bs = spec.max_bs().max(if prefill { PREFILL_BS } else { 0 }).next_multiple_of(4096);
-    spec.jobs as u64 * spec.depth as u64 * bs
+    let ops = spec.jobs as u64 * spec.depth as u64 * spec.max_bs().next_multiple_of(4096);
+    let fill = if prefill { spec.jobs as u64 * prefill_depth(spec) as u64 * PREFILL_BS } else { 0 };
+    ops.max(fill)
+}
+
+/// Writes in flight per ring in a prefill: sequential 1 MiB writes need few to keep a device busy.
+fn prefill_depth(spec: &JobSpec) -> u32 {
+    spec.depth.clamp(4, 8)
 }
 
 /// Runs a job: the prefill, the operations, the read-back, as asked.
@@ -185,7 +191,7 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
         let started = Instant::now();
         let bs = PREFILL_BS.min(env.region.size) / env.data.unit() * env.data.unit();
         let sweep = Pass {
-            depth: spec.depth.max(4),
+            depth: prefill_depth(spec),
             jobs: spec.jobs,
             ramp: 0.0,
             end: None,

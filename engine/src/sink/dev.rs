@@ -65,20 +65,24 @@ impl DevTarget {
         let mut notes = Vec::new();
         match found {
             None => {}
-            Some(h @ (Holder::Mounted(_) | Holder::HeldBy(_))) => return Err(Error::Workload {
-                at: format!("target {shown}"),
-                message: format!(
+            Some(h @ (Holder::Mounted(_) | Holder::HeldBy(_))) => {
+                return Err(Error::Workload {
+                    at: format!("target {shown}"),
+                    message: format!(
                     "{} is {h}: refusing to write to it, even with target.dev.destroy (unmount or release it first)",
                     self.path.display()
                 ),
-            }),
-            Some(h) if !self.options.destroy => return Err(Error::Workload {
-                at: format!("target {shown}"),
-                message: format!(
+                })
+            }
+            Some(h) if !self.options.destroy => {
+                return Err(Error::Workload {
+                    at: format!("target {shown}"),
+                    message: format!(
                     "{} holds {h}: refusing to overwrite it; set [target.dev] destroy = true to destroy what it holds",
                     self.path.display()
                 ),
-            }),
+                })
+            }
             Some(h) => {
                 notes.push(format!("{} held {h}; overwriting it, as target.dev.destroy says", self.path.display()))
             }
