@@ -528,3 +528,46 @@ fn eight_ranks_of_the_scaled_mlperf_8b_checkpoint_save_and_load_every_file_verif
     assert!(metric("load_checkpoint_io_mean_GB_per_second").unwrap() > 0.0, "{r}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn jobs_under_mpi_merge_their_figures_and_series_across_ranks() {
+    let dir = tempdir("mpi-jobs");
+    let report = dir.join("r.json");
+    let o = mpirun(2)
+        .args(["run", &workload("blocks.toml"), "-q", "--json-report", report.to_str().unwrap()])
+        .args(["--set", &format!("target.uri=file://{}", dir.join("out").display())])
+        .args(["--set", "params.size=\"8MiB\"", "--set", "target.file.direct=false"])
+        .args(["--set", r#"params.phases=[{name="oltp",mix=[{op="read",weight=70,bs="8KiB"},{op="write",weight=30,bs="8KiB"}],depth=8,duration=2,series_interval=0.5,verify="end"}]"#])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", shown(&o));
+    assert_eq!(
+        files_under(&dir.join("out")).iter().filter(|f| f.starts_with("lun0.r")).count(),
+        2,
+        "a region per rank"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let merged = r["phases"].as_array().unwrap().iter().find(|p| p["name"] == "oltp").unwrap();
+    let of_ranks: Vec<&serde_json::Value> = r["ranks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["phases"].as_array().unwrap().iter().find(|p| p["name"] == "oltp").unwrap())
+        .collect();
+    for kind in ["read", "write"] {
+        let sum: u64 = of_ranks.iter().map(|p| p[kind]["total_ios"].as_u64().unwrap()).sum();
+        assert_eq!(merged[kind]["total_ios"].as_u64(), Some(sum), "{kind}");
+        assert!(merged[kind]["clat_ns"]["percentile"]["99.000000"].as_u64().unwrap() > 0);
+    }
+    // Interval by interval, the merged series holds both ranks' operations.
+    let series = merged["series"].as_array().unwrap();
+    assert!(series.len() >= 4);
+    for (i, p) in series.iter().enumerate() {
+        let sum: u64 = of_ranks.iter().filter_map(|k| k["series"][i]["read"]["ios"].as_u64()).sum();
+        assert_eq!(p["read"]["ios"].as_u64().unwrap_or(0), sum, "interval {i}");
+    }
+    assert_eq!(merged["region_check"]["good"].as_u64(), Some(2 * 1024));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -82,6 +82,24 @@ impl CheckFigures {
     pub fn failed(&self) -> u64 {
         self.lost_writes + self.torn + self.corrupt
     }
+
+    /// Adds another read-back (another job's, another rank's); the problems listed stay the first
+    /// [`MAX_PROBLEMS`].
+    pub fn add(&mut self, c: &CheckFigures) {
+        self.blocks += c.blocks;
+        self.checked += c.checked;
+        self.good += c.good;
+        self.unknown += c.unknown;
+        self.lost_writes += c.lost_writes;
+        self.torn += c.torn;
+        self.corrupt += c.corrupt;
+        self.landed += c.landed;
+        self.lost_write_visible_blocks += c.lost_write_visible_blocks;
+        self.bytes += c.bytes;
+        self.seconds = self.seconds.max(c.seconds);
+        let room = MAX_PROBLEMS.saturating_sub(self.problems.len());
+        self.problems.extend(c.problems.iter().take(room).cloned());
+    }
 }
 
 enum Verdict {

@@ -8,6 +8,7 @@
 
 use super::format::gbps_of;
 use crate::ops::check::CheckFigures;
+use crate::ops::record::OpsFigures;
 use crate::ops::spec::OpKind;
 use crate::ops::stats::{KindFigures, Point};
 use crate::ops::PrefillFigures;
@@ -151,6 +152,9 @@ pub struct PhaseFigures {
     /// Stonewalling: the rank whose finish ended this rank's phase.
     #[serde(default)]
     pub stonewalled_by: Option<u32>,
+    /// The jobs of the operations engine run in it.
+    #[serde(default)]
+    pub ops: Option<OpsFigures>,
 }
 
 impl PhaseFigures {
@@ -164,6 +168,7 @@ impl PhaseFigures {
             ttfb: pairs(&p.ttfb),
             timeline: p.timeline.clone(),
             stonewalled_by: p.stonewalled.map(|(_, by)| by),
+            ops: p.ops.as_ref().map(|o| o.to_figures()),
         }
     }
 
@@ -173,6 +178,7 @@ impl PhaseFigures {
             + self.name.len()
             + (self.latency.len() + self.ttfb.len()) * 16
             + self.timeline.bytes.len() * 8
+            + self.ops.as_ref().map_or(0, OpsFigures::held)
             + 1024
     }
 }
@@ -202,17 +208,22 @@ impl PhaseReport {
             check_s: s.check.as_secs_f64(),
             read_buffer_wait_s: s.read_buffer_wait.as_secs_f64(),
         });
-        if let Some(o) = &p.ops {
-            r.read = o.figures(OpKind::Read);
-            r.write = o.figures(OpKind::Write);
-            r.trim = o.figures(OpKind::Trim);
-            r.fsync = o.figures(OpKind::Fsync);
-            r.series = o.series.clone();
-            r.prefill = o.prefill.clone();
-            r.region_check = o.check.clone();
-            r.engine = Some(o.engine.to_string());
-        }
         r
+    }
+
+    /// Fills in the figures of the jobs run in it.
+    fn with_ops(mut self, o: Option<&OpsFigures>) -> PhaseReport {
+        if let Some(o) = o {
+            self.read = o.figures(OpKind::Read);
+            self.write = o.figures(OpKind::Write);
+            self.trim = o.figures(OpKind::Trim);
+            self.fsync = o.figures(OpKind::Fsync);
+            self.series = o.series.clone();
+            self.prefill = o.prefill.clone();
+            self.region_check = o.check.clone();
+            self.engine = Some(o.engine.clone());
+        }
+        self
     }
 
     /// A rank's phase from the figures it sent.
@@ -245,10 +256,13 @@ impl PhaseReport {
             region_check: None,
             engine: None,
         }
+        .with_ops(f.ops.as_ref())
     }
 
     /// One phase over all ranks (`of` holds each rank's figures of it).
     pub fn merged(of: &[&PhaseFigures]) -> PhaseReport {
+        let jobs: Vec<&OpsFigures> = of.iter().filter_map(|p| p.ops.as_ref()).collect();
+        let ops = (!jobs.is_empty()).then(|| OpsFigures::merge(&jobs));
         let (mut latency, mut ttfb) = (histogram(&[]), histogram(&[]));
         let mut counts = Counters::default();
         for p in of {
@@ -296,5 +310,6 @@ impl PhaseReport {
             region_check: None,
             engine: None,
         }
+        .with_ops(ops.as_ref())
     }
 }

@@ -193,12 +193,13 @@ impl WorldReport {
             self.seconds,
             self.gbps
         )];
-        if !self.phases.is_empty() {
+        let object_phases: Vec<&PhaseReport> = self.phases.iter().filter(|p| p.engine.is_none()).collect();
+        if !object_phases.is_empty() {
             lines.push(format!(
                 "{:<16} {:>12} {:>8} {:>9} {:>8} {:>13} {:>15} {:>9} {:>9} {:>9}",
                 "phase (all)", "bytes", "ops", "wall s", "GB/s", "slowest GB/s", "stonewall GB/s", "p50", "p99", "max"
             ));
-            for p in self.phases.iter().take(50) {
+            for p in object_phases.iter().take(50) {
                 lines.push(format!(
                     "{:<16} {:>12} {:>8} {:>9.3} {:>8.2} {:>13.2} {:>15.2} {:>9} {:>9} {:>9}",
                     sanitize(&p.name, 64),
@@ -225,6 +226,8 @@ impl WorldReport {
                 }
             }
         }
+        // Jobs' phases: all ranks' operations over the slowest rank's window.
+        lines.extend(super::ops_table::ops_lines(&self.phases));
         lines.push(format!(
             "{:<6} {:<24} {:>12} {:>9} {:>8} {:>9} {:>9}  result",
             "rank", "host", "bytes", "seconds", "GB/s", "p50", "p99"
