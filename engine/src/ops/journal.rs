@@ -43,7 +43,7 @@ impl JournalKey {
     fn header(&self) -> Vec<u8> {
         let mut h = vec![0u8; HEADER as usize];
         h[..8].copy_from_slice(MAGIC);
-        h[8..40].copy_from_slice(self.region.stored()[6..38].as_bytes());
+        h[8..40].copy_from_slice(&self.region.stored().as_bytes()[6..38]);
         h[40..48].copy_from_slice(&self.offset.to_le_bytes());
         h[48..56].copy_from_slice(&self.size.to_le_bytes());
         h[56..64].copy_from_slice(&self.unit.to_le_bytes());
