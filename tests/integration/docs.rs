@@ -87,6 +87,16 @@ fn the_reference_names_every_field_of_the_report() {
             "--set".into(),
             "data.dedup_copies=\"zipf:1.2\"".into(),
         ],
+        vec![
+            "run".into(),
+            workload("blocks.toml"),
+            "--set".into(),
+            out("blocks"),
+            "--set".into(),
+            "params.size=\"4MiB\"".into(),
+            "--set".into(),
+            "params.phases=[{name=\"x\",mix=[{op=\"read\",bs=\"8KiB\"},{op=\"write\",bs=\"8KiB\"},{op=\"trim\",weight=0.01,bs=\"8KiB\"},{op=\"fsync\",weight=0.01}],duration=1,ramp=0.2,series_interval=0.5,verify=\"end\"}]".into(),
+        ],
         vec!["run".into(), dir.join("missing.toml").display().to_string()],
     ];
     let mut all = BTreeSet::new();
@@ -97,7 +107,19 @@ fn the_reference_names_every_field_of_the_report() {
         keys(&serde_json::from_slice(&text).unwrap(), &mut all);
     }
     // Fields the runs above do not reach: a failed read, a note, a stonewall, the copy table.
-    let unreached = ["offset", "verdict", "level", "text", "at_s", "by_rank", "compress_mix", "coordination"];
+    let unreached = [
+        "offset",
+        "verdict",
+        "level",
+        "text",
+        "at_s",
+        "by_rank",
+        "compress_mix",
+        "coordination",
+        "kind",
+        "expected",
+        "found",
+    ];
     for k in unreached.into_iter().chain(["barriers", "barrier_s", "gather_s", "gathered_bytes", "merge_s"]) {
         all.insert(k.to_string());
     }
