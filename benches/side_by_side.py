@@ -4,7 +4,7 @@
 Each round runs every tool once per case, in turn, so a noisy neighbour hits all of them alike; the
 tables show medians over the rounds and dgen-engine's ratio to each peer.
 
-    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|mpi|mlperf|python|keepup|realism|all] [--size 8GiB] [--write-size 16GiB]
+    python3 benches/side_by_side.py [gen|write|ckpt|read|restore|plugin|s3|s3get|sinks|mpi|mlperf|python|keepup|realism|blocks|all] [--size 8GiB] [--write-size 16GiB]
         [--rounds 5] [--objects 64] [--object-size 64MiB] [--endpoint URL] [--files 8] [--file-size 800MiB]
 
 gen — the generator alone, per core and with all cores:
@@ -43,6 +43,15 @@ phase (no check, and verify) vs s3dlio's `get_many_stats`; GB/s and CPU-seconds 
 restore — `run workloads/ckpt.toml` (llama3-1b, 8 shards, one step) saving then restoring (CRC32C
 checked), each phase's GB/s; vs fio writing files of the shard size (psync, one job per shard,
 `end_fsync`) and then reading them cold (`invalidate=1`).
+
+blocks (not in `all`) — operations in place, the same file (or device), depth, block size, mix and
+duration for both tools, alternating, `--duration` seconds per run (default 10): 4 KiB random reads
+and 4 KiB random writes at depth 32, O_DIRECT, one ring/job, and 8 KiB random 70/30 with dedup 3
+compress 2: dgen-engine's `run workloads/blocks.toml` (its phase's `read`/`write` figures) vs fio
+io_uring with registered files and fixed buffers (writes: with and without `refill_buffers`; the mix
+with `dedupe_percentage=67`, `buffer_compress_percentage=50`, `refill_buffers`). On a 1 GiB file on
+/dev/shm (CPU-bound: the per-operation cost), on the root disk, and on a loop device over a file on
+the root disk (`dev://`, root only). IOPS and p50/p99 (µs), medians, and the ratio to each fio.
 
 mpi (not in `all`: it builds with `--features mpi` and needs Open MPI) — 1, 2 and 4 ranks under
 `mpirun` writing the same total (`--size`, 64 objects) to the null sink and to files, vs one process
@@ -390,6 +399,124 @@ def read_bench(binary, rounds, files, size):
             row += f"{med['dgen-engine none'][0] / med['fio io_uring qd8'][0]:>13.2f}x"
         row += f"{med['dgen-engine verify'][0] / med['dgen-engine none'][0]:>15.2f}x"
         print(row)
+
+
+BLOCK_CASES = [
+    # name, fio rw, fio bs, rwmixread, engine mix, dedup, compress, unit
+    ("4k randread qd32", "randread", "4k", None, '[{op="read",bs="4KiB"}]', 1, 1, "4KiB"),
+    ("4k randwrite qd32", "randwrite", "4k", None, '[{op="write",bs="4KiB"}]', 1, 1, "4KiB"),
+    ("8k 70/30 d3 c2 qd32", "randrw", "8k", 70, '[{op="read",weight=70,bs="8KiB"},{op="write",weight=30,bs="8KiB"}]', 3, 2, "8KiB"),
+]
+
+
+def blocks_bench(binary, rounds, duration, size=1 << 30):
+    """Operations in place, alternating with fio on the same file or device (see the docstring)."""
+    if not shutil.which("fio"):
+        sys.exit("blocks: fio is needed (apt-get install fio)")
+    places = [("/dev/shm", "file"), (os.path.join(ROOT, "target"), "file")]
+    loop = None
+    if os.geteuid() == 0 and shutil.which("losetup"):
+        backing = os.path.join(ROOT, "target", "side-by-side-blocks.img")
+        with open(backing, "wb") as f:
+            f.truncate(size)
+        o = subprocess.run(["losetup", "-f", "--show", backing], capture_output=True, text=True)
+        if o.returncode == 0:
+            loop = (o.stdout.strip(), backing)
+            places.append((loop[0], "dev"))
+    results = {}
+    try:
+        for top, kind in places:
+            if kind == "file":
+                base = os.path.join(top, "dgen-side-by-side-blocks")
+                shutil.rmtree(base, ignore_errors=True)
+                os.makedirs(base)
+                uri, path = f"file://{base}/out", os.path.join(base, "out", "lun0")
+            else:
+                base = os.path.join(ROOT, "target", "side-by-side-blocks")
+                os.makedirs(base, exist_ok=True)
+                uri, path = f"dev://{top}", top
+            report = os.path.join(base, "report.json")
+
+            def engine(case, prefill=False):
+                name, _, _, _, mix, d, c, unit = case
+                phase = f'[{{name="x",mix={mix},pattern="random",depth=32,jobs=1,duration={duration}}}]'
+                args = [binary, "run", os.path.join(ROOT, "workloads", "blocks.toml"), "-q", "--json-report", report,
+                        "--set", f'target.uri="{uri}"', "--set", f"params.size={size if kind == 'file' else 0}",
+                        "--set", f"data.dedup={d}", "--set", f"data.compress={c}", "--set", f'data.dedup_unit="{unit}"',
+                        "--set", f"params.prefill={'true' if prefill else 'false'}",
+                        "--set", "params.phases=" + (phase if not prefill else "[]")]
+                if kind == "file":
+                    args += ["--set", "target.file.direct=true"]
+                else:
+                    args += ["--set", "target.dev.destroy=true"]
+                subprocess.run(args, check=True, capture_output=True)
+                r = json.load(open(report))
+                if prefill:
+                    return None
+                x = [p for p in r["phases"] if p["name"] == "x"][0]
+                return figures(x)
+
+            def fio(case, refill):
+                name, rw, bs, mixread, _, d, c, _ = case
+                args = ["fio", "--name=x", f"--filename={path}", f"--rw={rw}", f"--bs={bs}", "--direct=1",
+                        "--ioengine=io_uring", "--iodepth=32", "--registerfiles=1", "--fixedbufs=1",
+                        f"--runtime={duration}", "--time_based", f"--size={size}", "--output-format=json"]
+                if mixread is not None:
+                    args.append(f"--rwmixread={mixread}")
+                if d > 1 or c > 1:
+                    args += [f"--dedupe_percentage={round(100 * (1 - 1 / d))}",
+                             f"--buffer_compress_percentage={round(100 * (1 - 1 / c))}", "--buffer_compress_chunk=4k"]
+                if refill:
+                    args.append("--refill_buffers=1")
+                o = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+                return figures(json.loads(o[o.index("{"):])["jobs"][0])
+
+            def figures(j):
+                out = {}
+                for k in ("read", "write"):
+                    f = j.get(k) or {}
+                    if f.get("total_ios", 0) > 0:
+                        p = f["clat_ns"]["percentile"]
+                        out[k] = (f["iops"], p["50.000000"] / 1e3, p["99.000000"] / 1e3)
+                return out
+
+            engine(BLOCK_CASES[0], prefill=True)  # the file written whole once, for both tools
+            for r in range(rounds):
+                for case in BLOCK_CASES:
+                    tools = {"dgen-engine": lambda cs=case: engine(cs), "fio": lambda cs=case: fio(cs, False)}
+                    if case[1] != "randread":
+                        tools["fio refill"] = lambda cs=case: fio(cs, True)
+                    order = list(tools)
+                    order = order[r % len(order):] + order[:r % len(order)]
+                    for t in order:
+                        results.setdefault((top, case[0]), {}).setdefault(t, []).append(tools[t]())
+                print(f"blocks {top} round {r + 1}/{rounds} done", file=sys.stderr)
+            if kind == "file":
+                shutil.rmtree(base, ignore_errors=True)
+    finally:
+        if loop:
+            subprocess.run(["losetup", "-d", loop[0]])
+            os.remove(loop[1])
+    print(f"\noperations in place, O_DIRECT, io_uring, depth 32, one ring/job, {duration:.0f} s per run, "
+          f"{size >> 20} MiB region; IOPS (p50 / p99 µs), median of {rounds} alternating rounds "
+          f"({time.strftime('%Y-%m-%d')})")
+    for (top, case), by in results.items():
+        for kind in ("read", "write"):
+            med = {}
+            for t, runs in by.items():
+                vals = [x[kind] for x in runs if kind in x]
+                if vals:
+                    med[t] = tuple(statistics.median(v[i] for v in vals) for i in range(3))
+            if not med:
+                continue
+            row = f"{top:<28} {case:<22} {kind:<6}" + "".join(
+                f"  {t} {m[0]:>9.0f} ({m[1]:.0f}/{m[2]:.0f})" for t, m in med.items())
+            e = med.get("dgen-engine")
+            if e:
+                row += "".join(f"  vs {t} {e[0] / m[0]:.2f}x" for t, m in med.items() if t != "dgen-engine")
+                spread = [x[kind][0] for x in by["dgen-engine"] if kind in x]
+                row += f"  (dgen-engine spread {min(spread):.0f}-{max(spread):.0f})"
+            print(row)
 
 
 def restore_bench(binary, rounds, model="llama3-1b", ranks=8):
@@ -1302,7 +1429,8 @@ def mpi_bench(rounds, total, sinks=("null", "file")):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "mpi", "mlperf", "python", "keepup", "realism", "all"])
+    ap.add_argument("what", nargs="?", default="all", choices=["gen", "write", "ckpt", "read", "restore", "plugin", "s3", "s3get", "sinks", "mpi", "mlperf", "python", "keepup", "realism", "blocks", "all"])
+    ap.add_argument("--duration", type=float, default=10.0, help="blocks: seconds per run (default 10)")
     ap.add_argument("--files", type=int, default=8, help="files per ckpt run (default 8)")
     ap.add_argument("--file-size", default="800MiB", help="bytes per ckpt file (default 800MiB)")
     ap.add_argument("--objects", type=int, default=64, help="objects per S3/sinks run (default 64)")
@@ -1326,6 +1454,8 @@ def main():
         return keepup_bench(binary, args.rounds, size)
     if args.what == "realism":
         return realism_bench(binary, args.rounds, size, args.old_bin)
+    if args.what == "blocks":
+        return blocks_bench(binary, args.rounds, args.duration)
     if args.what in ("sinks", "all"):
         sinks_bench(binary, args.rounds, args.objects, parse_size(args.object_size))
         if args.what == "sinks":

@@ -255,6 +255,18 @@ fn a_rate_cap_holds_per_interval() {
     for ios in &full {
         assert!((ios - 20000.0).abs() <= 200.0, "an interval did {ios} operations: {full:?}");
     }
+    // Think time: one slot waiting 50 ms after each completion does about 20 operations a second.
+    let (o, r) = blocks(
+        "run",
+        &dir,
+        &[
+            "params.size=\"16MiB\"".into(),
+            phases(r#"{name="slow",mix=[{op="read",bs="8KiB"}],depth=1,duration=2,think=0.05}"#),
+        ],
+    );
+    assert!(o.status.success(), "{}", shown(&o));
+    let iops = phase(&r, "slow")["read"]["iops"].as_f64().unwrap();
+    assert!((15.0..=21.0).contains(&iops), "{iops} IOPS with 50 ms of think time");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -58,6 +58,18 @@ pub struct Region {
     pub align: u64,
 }
 
+impl Region {
+    /// Whether the file lives in memory (tmpfs, ramfs): operations there cost CPU only.
+    pub fn in_memory(&self) -> bool {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        const RAMFS_MAGIC: i64 = 0x8584_58f6;
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a zeroed struct fstatfs fills.
+        let rc = unsafe { libc::fstatfs(self.file.as_raw_fd(), &mut st) };
+        rc == 0 && matches!(st.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC)
+    }
+}
+
 /// How to drive the operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -198,6 +210,7 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
             rate: (None, None),
             think: 0.0,
             fsync_every: 0,
+            batch: spec.batch,
         };
         let r = drive(env, &sweep, bs, |i, n| {
             let stripe = env.region.size / env.data.unit() / n as u64 * env.data.unit();
@@ -226,6 +239,7 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
             rate: (spec.rate_iops, spec.rate_bytes),
             think: spec.think,
             fsync_every: spec.fsync_every,
+            batch: spec.batch,
         };
         let (unit, align) = (env.data.unit(), env.region.align.max(512));
         let rings = spec.jobs;
@@ -271,6 +285,7 @@ struct Pass {
     rate: (Option<f64>, Option<f64>),
     think: f64,
     fsync_every: u64,
+    batch: Option<bool>,
 }
 
 struct Driven {
@@ -305,6 +320,9 @@ fn drive_series(
     let interval_ns = (interval * 1e9) as u64;
     let ramp_ns = (pass.ramp * 1e9) as u64;
     let series = SeriesBuilder::new(interval_ns, ramp_ns, workers as usize);
+    // Memory takes batches best (fewer calls); a device each operation as it comes (a plugged
+    // batch may not fit its queue, and waits), as fio submits by default.
+    let batch = pass.batch.unwrap_or_else(|| env.region.in_memory());
     let failed = AtomicBool::new(false);
     let start = Instant::now();
     let shared = Shared {
@@ -335,7 +353,7 @@ fn drive_series(
                         BufferPool::new(depth, buf_size, env.region.align.max(4096) as usize).map_err(Error::pool)?;
                     match env.driver {
                         Driver::IoUring => {
-                            if let Err(e) = ring::run(&mut w, env.region.file.as_raw_fd(), depth, &pool, think) {
+                            if let Err(e) = ring::run(&mut w, env.region.file.as_raw_fd(), depth, &pool, think, batch) {
                                 w.error.get_or_insert(Error::io(format!("io_uring on {}", env.region.name), e));
                             }
                         }

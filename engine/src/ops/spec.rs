@@ -128,6 +128,9 @@ pub struct JobSpec {
     pub direct: Option<bool>,
     /// `io_uring` or `psync` (`None`: io_uring where the kernel has it).
     pub engine: Option<String>,
+    /// A ring submits each operation as it is ready (`Some(false)`, fio's default) or all it has
+    /// ready in one call (`Some(true)`); `None`: batches on memory (tmpfs), each elsewhere.
+    pub batch: Option<bool>,
 }
 
 const KEYS: &[&str] = &[
@@ -154,6 +157,7 @@ const KEYS: &[&str] = &[
     "data",
     "direct",
     "engine",
+    "submit",
 ];
 
 /// A size: bytes as a number, or a string such as "8KiB".
@@ -334,6 +338,12 @@ impl JobSpec {
                 Some(_) => return Err(bad("data", "is not a table of [data] keys")),
             },
             direct: get("direct").map(|v| boolean("direct", v)).transpose()?,
+            batch: match get("submit").map(|v| string("submit", v)).transpose()?.as_deref() {
+                None => None,
+                Some("each") => Some(false),
+                Some("batch") => Some(true),
+                Some(other) => return Err(bad("submit", format!("'{other}' is not \"each\" or \"batch\""))),
+            },
             engine: match get("engine").map(|v| string("engine", v)).transpose()? {
                 Some(e) if e != "io_uring" && e != "psync" => {
                     return Err(bad("engine", format!("'{e}' is not \"io_uring\" or \"psync\"")))
