@@ -131,6 +131,16 @@ pub fn check_against(
             format!("{} bytes is not a whole number of dedup extents ({extent} bytes)", region.size),
         ));
     }
+    if region.align > unit {
+        return Err(bad(
+            "data.dedup_unit".into(),
+            format!(
+                "O_DIRECT here needs {}-byte alignment, and a block (the dedup unit, {unit} bytes) is written whole: \
+                 use a unit of at least {} bytes, or direct = false",
+                region.align, region.align
+            ),
+        ));
+    }
     if !region.offset.is_multiple_of(unit.max(region.align)) {
         return Err(bad(
             "offset".into(),

@@ -37,11 +37,12 @@ pub(super) fn run(
         .into_iter()
         .map(|(p, n)| libc::iovec { iov_base: p as *mut libc::c_void, iov_len: n })
         .collect();
+    // Registered buffers and file save a page pinning and a file lookup per operation; where they
+    // cannot be had (a memlock limit), plain reads and writes do the same work.
     // SAFETY: the buffers live in `buffers` (borrowed for this whole call) and the ring is dropped
     // at its end, before them.
-    unsafe { ring.submitter().register_buffers(&iov)? };
-    ring.submitter().register_files(&[fd])?;
-    let file = types::Fixed(0);
+    let fixed = unsafe { ring.submitter().register_buffers(&iov) }.is_ok();
+    let registered = ring.submitter().register_files(&[fd]).is_ok();
     let mut slots: Vec<Option<Op>> = vec![None; depth];
     let mut ready = vec![Instant::now(); depth];
     let mut free: Vec<usize> = (0..depth).rev().collect();
@@ -72,19 +73,7 @@ pub(super) fn run(
                     Next::Op(op) => {
                         let ptr = buf.as_mut_ptr();
                         let idx = bufs[s].index() as u16;
-                        let sqe = match op.kind {
-                            OpKind::Read => {
-                                opcode::ReadFixed::new(file, ptr, op.len as u32, idx).offset(w_offset(w, &op)).build()
-                            }
-                            OpKind::Write => {
-                                opcode::WriteFixed::new(file, ptr, op.len as u32, idx).offset(w_offset(w, &op)).build()
-                            }
-                            OpKind::Fsync => opcode::Fsync::new(file).build(),
-                            OpKind::Trim => opcode::Fallocate::new(file, op.len)
-                                .offset(w_offset(w, &op))
-                                .mode(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE)
-                                .build(),
-                        };
+                        let sqe = sqe(&op, w_offset(w, &op), ptr, idx, fixed, registered, fd);
                         // SAFETY: the buffer of slot `s` stays ours, untouched, until its completion.
                         if unsafe { ring.submission().push(&sqe.user_data(s as u64)) }.is_err() {
                             // Cannot happen (the ring has a slot per depth); stop cleanly if it does.
@@ -162,6 +151,31 @@ fn new_ring(entries: u32) -> io::Result<IoUring> {
     let mut b = IoUring::builder();
     b.setup_coop_taskrun();
     b.build(entries).or_else(|_| IoUring::new(entries))
+}
+
+/// The submission of one operation.
+fn sqe(op: &Op, at: u64, ptr: *mut u8, idx: u16, fixed: bool, registered: bool, fd: RawFd) -> io_uring::squeue::Entry {
+    let len = op.len as u32;
+    macro_rules! on {
+        ($f:expr) => {
+            match op.kind {
+                OpKind::Read if fixed => opcode::ReadFixed::new($f, ptr, len, idx).offset(at).build(),
+                OpKind::Read => opcode::Read::new($f, ptr, len).offset(at).build(),
+                OpKind::Write if fixed => opcode::WriteFixed::new($f, ptr, len, idx).offset(at).build(),
+                OpKind::Write => opcode::Write::new($f, ptr, len).offset(at).build(),
+                OpKind::Fsync => opcode::Fsync::new($f).build(),
+                OpKind::Trim => opcode::Fallocate::new($f, op.len)
+                    .offset(at)
+                    .mode(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE)
+                    .build(),
+            }
+        };
+    }
+    if registered {
+        on!(types::Fixed(0))
+    } else {
+        on!(types::Fd(fd))
+    }
 }
 
 fn w_offset(w: &Worker, op: &Op) -> u64 {

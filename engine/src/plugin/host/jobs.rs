@@ -25,6 +25,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Threads the psync driver may start for one job (one per operation in flight).
+const MAX_PSYNC_THREADS: u64 = 1024;
+
 /// A region opened in this run, and what the host knows of it.
 pub(super) struct RegionState {
     open: OpenRegion,
@@ -147,6 +150,13 @@ impl HostState {
             None if ops::ring::available() => Driver::IoUring,
             None => Driver::Psync,
         };
+        if driver == Driver::Psync && spec.jobs as u64 * spec.depth as u64 > MAX_PSYNC_THREADS {
+            let e = bad(
+                "depth",
+                format!("psync runs a thread per operation in flight: jobs × depth is at most {MAX_PSYNC_THREADS}"),
+            );
+            return Ok(Err(self.refuse_job(Refused::Spec(e))));
+        }
         let state = self.regions.get(&name).expect("opened above");
         if spec.verify == VerifyWhen::Only && !state.known {
             let e = bad(
