@@ -310,7 +310,7 @@ fn plugin_build_inspect_and_pinning() {
     let i = run(&["plugin", "inspect", wasm.to_str().unwrap()]);
     assert!(i.status.success(), "{}", shown(&i));
     let text = String::from_utf8_lossy(&i.stdout);
-    assert!(text.contains("name:     objects") && text.contains("contract: dgen:plugin@1.1.0"), "{text}");
+    assert!(text.contains("name:     objects") && text.contains("contract: dgen:plugin@1.2.0"), "{text}");
     assert!(text.contains("distribution: fixed|uniform|lognormal"), "{text}");
     // The bare core module cargo made runs too: the host turns it into a component itself.
     // (Each plugin crate has a target directory of its own under plugin-target/.)
