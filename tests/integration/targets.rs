@@ -33,6 +33,14 @@ fn small(name: &str) -> &'static [&'static str] {
             "params.rules=false",
             "target.file.direct=false",
         ]
+    } else if name == "blocks.toml" {
+        // A 4 GiB region and a minute of operations, cut to 8 MiB and half a second; the journal
+        // lets `verify` read it back in a new process.
+        &[
+            "params.size=\"8MiB\"",
+            "params.journal=\"lun0.journal\"",
+            "params.phases=[{name=\"oltp\",mix=[{op=\"read\",weight=70,bs=\"8KiB\"},{op=\"write\",weight=30,bs=\"8KiB\"}],depth=8,duration=0.5,verify=\"end\"}]",
+        ]
     } else {
         &[]
     }

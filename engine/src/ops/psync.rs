@@ -32,7 +32,7 @@ pub(super) fn run(w: &mut Worker, file: &File, mut buf: Buffer, think: Duration)
         let result = match op.kind {
             OpKind::Read => file.read_exact_at(&mut slice[..len], at).map(|_| len),
             OpKind::Write => file.write_all_at(&slice[..len], at).map(|_| len),
-            OpKind::Fsync => file.sync_data().map(|_| 0),
+            OpKind::Fsync => super::sync(file).map(|_| 0),
             OpKind::Trim => punch(file, at, op.len).map(|_| len),
         };
         w.complete(op, result, Instant::now());

@@ -45,6 +45,8 @@ pub(super) fn run(
     let registered = ring.submitter().register_files(&[fd]).is_ok();
     let mut slots: Vec<Option<Op>> = vec![None; depth];
     let mut ready = vec![Instant::now(); depth];
+    // Bytes done so far of each slot's operation (more than 0 only after a short transfer).
+    let mut done_bytes = vec![0u64; depth];
     let mut free: Vec<usize> = (0..depth).rev().collect();
     let mut inflight = 0usize;
     let mut stopping = false;
@@ -124,11 +126,26 @@ pub(super) fn run(
             Err(e) => return Err(e),
         }
         let now = Instant::now();
-        for cqe in ring.completion() {
-            let s = cqe.user_data() as usize;
+        let done: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        for (tag, res) in done {
+            let s = tag as usize;
             let Some(op) = slots[s].take() else { continue };
-            let res = cqe.result();
-            let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(res as usize) };
+            // A short read or write (a special file taking a page at a time) goes on for the rest;
+            // 0 bytes is the end of the file, which the completion reports as short.
+            let moved = done_bytes[s] + res.max(0) as u64;
+            if res > 0 && moved < op.len && matches!(op.kind, OpKind::Read | OpKind::Write) {
+                done_bytes[s] = moved;
+                let ptr = unsafe { bufs[s].as_mut_slice().as_mut_ptr().add(moved as usize) };
+                let rest = Op { offset: op.offset + moved, len: op.len - moved, ..op };
+                let e = sqe(&rest, w_offset(w, &rest), ptr, bufs[s].index() as u16, fixed, registered, fd);
+                // SAFETY: the slot's buffer stays ours until the operation completes.
+                if unsafe { ring.submission().push(&e.user_data(tag)) }.is_ok() {
+                    slots[s] = Some(op);
+                    continue;
+                }
+            }
+            let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(moved as usize) };
+            done_bytes[s] = 0;
             w.complete(op, result, now);
             ready[s] = now + think;
             free.push(s);

@@ -17,6 +17,28 @@ impl Sink for NullSink {
         false
     }
 
+    /// A region of nothing: `/dev/zero`, which takes every write and reads back zeros, so a job
+    /// measures the operations engine alone. (Read-backs are not done: nothing is kept.)
+    fn open_region(&self, name: &str, req: &super::RegionRequest) -> Result<super::OpenRegion> {
+        if req.end == 0 {
+            return Err(Error::sink("null", format!("a region '{name}' on null:// needs its size")));
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/zero")
+            .map_err(|e| Error::io("/dev/zero", e))?;
+        Ok(super::OpenRegion {
+            file,
+            path: "null".into(),
+            len: req.end,
+            was_len: req.end,
+            identity: None,
+            direct: false,
+            align: 1,
+        })
+    }
+
     fn describe(&self) -> String {
         "null".into()
     }

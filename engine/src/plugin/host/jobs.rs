@@ -123,10 +123,18 @@ impl HostState {
         if self.cancelled() {
             return Err(self.interrupted_trap());
         }
-        let spec = match JobSpec::parse(&json) {
+        let mut spec = match JobSpec::parse(&json) {
             Ok(s) => s,
             Err(e) => return Ok(Err(self.refuse_job(Refused::Spec(e)))),
         };
+        if !self.ctx.sink.keeps_data() {
+            // null://: operations go nowhere; nothing can be read back or journaled.
+            if spec.verify != VerifyWhen::Never {
+                self.unverifiable += 1;
+                spec.verify = VerifyWhen::Never;
+            }
+            spec.journal = None;
+        }
         if self.ctx.mode == Mode::Verify && (spec.verify != VerifyWhen::Only || spec.prefill) {
             let e = bad(
                 "verify",
