@@ -31,14 +31,7 @@ fn region(path: &std::path::Path, size: u64, direct: bool) -> Region {
     }
     let f = o.open(path).unwrap();
     f.set_len(size).unwrap();
-    Region {
-        file: Arc::new(f),
-        name: path.display().to_string(),
-        offset: 0,
-        size,
-        direct,
-        align: if direct { 4096 } else { 1 },
-    }
+    Region::single(Arc::new(f), path.display().to_string(), 0, size, direct, if direct { 4096 } else { 1 })
 }
 
 fn run(spec: &str, r: &Region, data: &RegionData, map: &GenMap, prefill: bool, driver: Driver) -> ops::JobOutcome {
@@ -112,7 +105,7 @@ fn the_read_back_tells_lost_torn_and_corrupt_blocks_apart() {
         .filter(|&b| {
             let at = (b * unit) as usize;
             let mut now = vec![0u8; unit as usize];
-            r.file.read_exact_at(&mut now, b * unit).unwrap();
+            r.file().read_exact_at(&mut now, b * unit).unwrap();
             now != old[at..at + unit as usize]
         })
         .collect();
@@ -120,15 +113,15 @@ fn the_read_back_tells_lost_torn_and_corrupt_blocks_apart() {
     let lost: Vec<u64> = rewritten.iter().copied().step_by(37).take(5).collect();
     for &b in &lost {
         let at = (b * unit) as usize;
-        r.file.write_all_at(&old[at..at + unit as usize], b * unit).unwrap();
+        r.file().write_all_at(&old[at..at + unit as usize], b * unit).unwrap();
     }
     let torn = rewritten[1];
     let at = (torn * unit) as usize;
-    r.file.write_all_at(&old[at..at + 2048], torn * unit).unwrap();
+    r.file().write_all_at(&old[at..at + 2048], torn * unit).unwrap();
     let corrupt = rewritten[2];
     let mut byte = [0u8; 1];
-    r.file.read_exact_at(&mut byte, corrupt * unit + 100).unwrap();
-    r.file.write_all_at(&[byte[0] ^ 0x40], corrupt * unit + 100).unwrap();
+    r.file().read_exact_at(&mut byte, corrupt * unit + 100).unwrap();
+    r.file().write_all_at(&[byte[0] ^ 0x40], corrupt * unit + 100).unwrap();
     let out = run(r#"{"verify":"only"}"#, &r, &data, &map, false, Driver::IoUring);
     let c = out.check.unwrap();
     assert_eq!((c.lost_writes, c.torn, c.corrupt), (lost.len() as u64, 1, 1), "{c:?}");
@@ -444,5 +437,50 @@ fn a_million_operations_cost_the_plugin_no_more_memory_than_a_few() {
     let p = phase(&r, "many");
     let total = p["read"]["total_ios"].as_u64().unwrap() + p["write"]["total_ios"].as_u64().unwrap();
     assert_eq!(total, 1_000_000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_pool_of_objects_is_one_region_and_a_lost_write_names_its_object() {
+    let dir = shm_dir("pool");
+    let unit = 4096u64;
+    let common: Vec<String> = vec![
+        "data.dedup=1".into(),
+        "data.dedup_unit=\"4KiB\"".into(),
+        "params.objects=8".into(),
+        "params.size=\"2MiB\"".into(),
+        "params.journal=\"pool.journal\"".into(),
+    ];
+    let with = |extra: &[String]| -> Vec<String> { common.iter().cloned().chain(extra.iter().cloned()).collect() };
+    let writes =
+        phases(r#"{name="w",mix=[{op="write",bs="12KiB"},{op="read",bs="8KiB"}],depth=16,ops=4000,verify="end"}"#);
+    let (o, r) = blocks("run", &dir, &with(std::slice::from_ref(&writes)));
+    assert!(o.status.success(), "{}", shown(&o));
+    assert_eq!(phase(&r, "w")["region_check"]["good"].as_u64(), Some(8 * 512), "{r}");
+    let files: Vec<String> =
+        crate::common::files_under(&dir.join("out")).into_iter().filter(|f| f.starts_with("lun0.")).collect();
+    assert_eq!(files.len(), 8, "{files:?}");
+    // Operations never cross from one object to the next: 12 KiB writes fit 2 MiB objects whole,
+    // and every block of every object was read back good. Now an old block goes back into one.
+    let path = dir.join("out/lun0.000003");
+    let old = std::fs::read(&path).unwrap();
+    let (o, _) = blocks("run", &dir, &with(std::slice::from_ref(&writes)));
+    assert!(o.status.success(), "{}", shown(&o));
+    let now = std::fs::read(&path).unwrap();
+    let b = (0..now.len() / unit as usize)
+        .find(|&b| now[b * 4096..(b + 1) * 4096] != old[b * 4096..(b + 1) * 4096])
+        .unwrap();
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&old[b * 4096..(b + 1) * 4096], b as u64 * unit).unwrap();
+    let (o, r) = blocks("verify", &dir, &with(&[phases("")]));
+    assert_eq!(o.status.code(), Some(1), "{}", shown(&o));
+    let c = &phase(&r, "verify")["region_check"];
+    assert_eq!(c["lost_writes"].as_u64(), Some(1), "{c}");
+    let p = &c["problems"][0];
+    assert_eq!(
+        (p["offset"].as_u64(), p["object"].as_str().map(|s| s.ends_with("lun0.000003"))),
+        (Some(b as u64 * unit), Some(true)),
+        "{c}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

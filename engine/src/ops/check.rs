@@ -49,6 +49,9 @@ pub enum ProblemKind {
 pub struct Problem {
     /// Byte offset in the file or device.
     pub offset: u64,
+    /// The file, in a pool of objects (the region's own file otherwise: not named).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object: Option<String>,
     pub kind: ProblemKind,
     /// The generation it should hold.
     pub expected: u8,
@@ -179,7 +182,9 @@ pub fn check_region(
 ) -> Result<CheckFigures> {
     let started = Instant::now();
     let unit = data.unit();
-    let chunks = region.size.div_ceil(CHUNK);
+    // Chunks never cross from one file of a pool to the next.
+    let per_file = region.segment.div_ceil(CHUNK);
+    let chunks = per_file * region.files.len() as u64;
     let next = AtomicU64::new(0);
     let deep_left = AtomicU64::new(DEEP_SEARCHES);
     let threads = threads.clamp(1, chunks.max(1) as usize);
@@ -204,11 +209,16 @@ pub fn check_region(
                     if c >= chunks {
                         break;
                     }
-                    let at = c * CHUNK;
-                    let len = CHUNK.min(region.size - at) as usize;
+                    let (file, within) = ((c / per_file) as usize, c % per_file * CHUNK);
+                    let at = file as u64 * region.segment + within;
+                    let len = CHUNK.min(region.segment - within) as usize;
                     let slice = &mut buf.as_mut_slice()[..len];
-                    if let Err(e) = region.file.read_exact_at(slice, region.offset + at) {
-                        let what = format!("reading {len} bytes at offset {} of {}", region.offset + at, region.name);
+                    if let Err(e) = region.files[file].read_exact_at(slice, region.offset + within) {
+                        let what = format!(
+                            "reading {len} bytes at offset {} of {}",
+                            region.offset + within,
+                            region.names[file]
+                        );
                         if let Ok(mut f) = failure.lock() {
                             f.get_or_insert(Error::io(what, e));
                         }
@@ -247,7 +257,8 @@ pub fn check_region(
                                 }
                                 if mine.problems.len() < MAX_PROBLEMS {
                                     mine.problems.push(Problem {
-                                        offset: region.offset + b * unit,
+                                        offset: region.place(b * unit).1,
+                                        object: (region.files.len() > 1).then(|| region.names[file].clone()),
                                         kind,
                                         expected: byte & !BUSY,
                                         found: found_gen,
@@ -278,7 +289,7 @@ pub fn check_region(
         return Err(Error::Cancelled);
     }
     let mut t = total.into_inner().unwrap_or_else(|e| e.into_inner());
-    t.problems.sort_by_key(|p| p.offset);
+    t.problems.sort_by(|a, b| (&a.object, a.offset).cmp(&(&b.object, b.offset)));
     t.problems.truncate(MAX_PROBLEMS);
     t.seconds = started.elapsed().as_secs_f64();
     Ok(t)

@@ -44,13 +44,21 @@ use worker::{Feed, Shared, Worker};
 /// Prefill writes are this long (or the region, if shorter).
 pub const PREFILL_BS: u64 = 1 << 20;
 
-/// The part of a file or device a job works on, open.
+/// The part of a file or device a job works on, open — or a pool of objects (files), each holding
+/// an equal, consecutive stretch of it: one space for the access pattern and the data, whose
+/// operations never cross from one file to the next.
 pub struct Region {
-    pub file: Arc<File>,
-    /// For messages: the file's path or the device.
+    /// The files, in order (one for a file or a device).
+    pub files: Vec<Arc<File>>,
+    /// Their names, for messages and for the blocks a read-back lists.
+    pub names: Vec<String>,
+    /// For messages: the file's path, the device, or the pool.
     pub name: String,
-    /// Where the region starts in the file, bytes.
+    /// Where the region starts in each file, bytes.
     pub offset: u64,
+    /// Bytes of the region in each file.
+    pub segment: u64,
+    /// Bytes of the region in all.
     pub size: u64,
     /// Opened with O_DIRECT.
     pub direct: bool,
@@ -59,14 +67,39 @@ pub struct Region {
 }
 
 impl Region {
-    /// Whether the file lives in memory (tmpfs, ramfs): operations there cost CPU only.
+    /// A region of one file or device.
+    pub fn single(file: Arc<File>, name: String, offset: u64, size: u64, direct: bool, align: u64) -> Region {
+        Region { files: vec![file], names: vec![name.clone()], name, offset, segment: size, size, direct, align }
+    }
+
+    /// The first file (the only one, but for a pool).
+    pub fn file(&self) -> &File {
+        &self.files[0]
+    }
+
+    /// Which file byte `at` of the region is in, and where in that file.
+    #[inline]
+    pub fn place(&self, at: u64) -> (usize, u64) {
+        ((at / self.segment) as usize, self.offset + at % self.segment)
+    }
+
+    /// Whether the files live in memory (tmpfs, ramfs): operations there cost CPU only.
     pub fn in_memory(&self) -> bool {
         const TMPFS_MAGIC: i64 = 0x0102_1994;
         const RAMFS_MAGIC: i64 = 0x8584_58f6;
+        // SAFETY: a zeroed statfs is a valid value for fstatfs to fill.
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid descriptor and a zeroed struct fstatfs fills.
-        let rc = unsafe { libc::fstatfs(self.file.as_raw_fd(), &mut st) };
+        // SAFETY: a valid descriptor and a struct fstatfs fills.
+        let rc = unsafe { libc::fstatfs(self.file().as_raw_fd(), &mut st) };
         rc == 0 && matches!(st.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC)
+    }
+
+    /// Syncs every file (see [`sync`]).
+    pub fn sync_all(&self) -> Result<()> {
+        for (f, n) in self.files.iter().zip(&self.names) {
+            sync(f).map_err(|e| Error::io(n, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -134,10 +167,10 @@ pub fn check_against(
     extent: u64,
 ) -> std::result::Result<(), spec::SpecError> {
     let bad = |key: String, message: String| spec::SpecError { key, message };
-    if region.size == 0 || !region.size.is_multiple_of(extent) {
+    if region.size == 0 || !region.segment.is_multiple_of(extent) {
         return Err(bad(
             "size".into(),
-            format!("{} bytes is not a whole number of dedup extents ({extent} bytes)", region.size),
+            format!("{} bytes is not a whole number of dedup extents ({extent} bytes)", region.segment),
         ));
     }
     if region.align > unit {
@@ -168,8 +201,8 @@ pub fn check_against(
                 };
                 return Err(bad(key, format!("{bs} bytes is not a multiple of {need} bytes ({why})")));
             }
-            if bs > region.size {
-                return Err(bad(key, format!("{bs} bytes is larger than the region ({} bytes)", region.size)));
+            if bs > region.segment {
+                return Err(bad(key, format!("{bs} bytes is larger than the region ({} bytes)", region.segment)));
             }
         }
     }
@@ -239,7 +272,7 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
             return Ok(out);
         }
         // Writes durable before the region counts as whole.
-        sync(&env.region.file).map_err(|e| Error::io(&env.region.name, e))?;
+        env.region.sync_all()?;
         if let Some(j) = env.journal {
             j.store(env.map)?;
         }
@@ -264,7 +297,7 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
             let picker = pattern::Picker::new(
                 &spec.mix,
                 &spec.pattern,
-                pattern::Space { region: env.region.size, unit, read_align: align },
+                pattern::Space { region: env.region.size, segment: env.region.segment, unit, read_align: align },
                 env.seed,
                 i as u32,
                 n,
@@ -369,11 +402,12 @@ fn drive_series(
                         BufferPool::new(depth, buf_size, env.region.align.max(4096) as usize).map_err(Error::pool)?;
                     match env.driver {
                         Driver::IoUring => {
-                            if let Err(e) = ring::run(&mut w, env.region.file.as_raw_fd(), depth, &pool, think, batch) {
+                            let fds: Vec<i32> = env.region.files.iter().map(|f| f.as_raw_fd()).collect();
+                            if let Err(e) = ring::run(&mut w, &fds, depth, &pool, think, batch) {
                                 w.error.get_or_insert(Error::io(format!("io_uring on {}", env.region.name), e));
                             }
                         }
-                        Driver::Psync => psync::run(&mut w, &env.region.file, pool.take(), think),
+                        Driver::Psync => psync::run(&mut w, &env.region.files, pool.take(), think),
                     }
                     w.finish();
                     Ok((w.totals, w.last_done_ns, w.error))

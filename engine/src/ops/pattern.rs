@@ -155,6 +155,8 @@ enum Place {
 #[derive(Clone, Copy, Debug)]
 pub struct Space {
     pub region: u64,
+    /// Operations never cross a multiple of this (a pool's files); the region for one file.
+    pub segment: u64,
     pub unit: u64,
     pub read_align: u64,
 }
@@ -168,6 +170,7 @@ pub struct Picker {
     entries: Vec<(OpKind, Weighted<u64>)>,
     place: Place,
     region: u64,
+    segment: u64,
     /// Offsets of writes and trims are multiples of this (the dedup unit); of reads, of `read_align`.
     unit: u64,
     read_align: u64,
@@ -184,7 +187,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 impl Picker {
     /// A picker for ring `index` of `rings` over a region of `region` bytes.
     pub fn new(mix: &[MixEntry], pattern: &Pattern, space: Space, seed: u64, index: u32, rings: u32) -> Picker {
-        let Space { region, unit, read_align } = space;
+        let Space { region, segment, unit, read_align } = space;
         let kinds = Weighted::new(mix.iter().enumerate().map(|(i, e)| (e.weight, i)));
         let entries = mix.iter().map(|e| (e.op, Weighted::new(e.sizes.iter().map(|&(b, w)| (w, b))))).collect();
         let place = match pattern {
@@ -223,6 +226,7 @@ impl Picker {
             entries,
             place,
             region,
+            segment,
             unit,
             read_align,
         }
@@ -241,9 +245,21 @@ impl Picker {
         Pick { op, offset: self.offset(len, align), len }
     }
 
-    /// A new offset for an operation of `len` bytes aligned to `align` (when its first was busy).
+    /// A new offset for an operation of `len` bytes aligned to `align` (when its first was busy),
+    /// moved back within its segment if it would cross into the next.
     #[inline]
     pub fn offset(&mut self, len: u64, align: u64) -> u64 {
+        let at = self.anywhere(len, align);
+        let within = at % self.segment;
+        if within + len <= self.segment {
+            at
+        } else {
+            at - within + (self.segment - len) / align * align
+        }
+    }
+
+    #[inline]
+    fn anywhere(&mut self, len: u64, align: u64) -> u64 {
         let fits = |at: u64, region: u64| at + len <= region;
         match &mut self.place {
             Place::Sequential { next } => {
@@ -297,7 +313,7 @@ mod tests {
             let mut p = Picker::new(
                 &mix(OpKind::Write, 8192),
                 &pattern,
-                Space { region, unit: 4096, read_align: 512 },
+                Space { region, segment: region, unit: 4096, read_align: 512 },
                 1,
                 0,
                 1,
@@ -310,14 +326,39 @@ mod tests {
     }
 
     #[test]
+    fn operations_never_cross_a_segment() {
+        let (region, segment) = (64 << 20, 1 << 20);
+        for pattern in [Pattern::Sequential, Pattern::Random, Pattern::Zipf(0.8)] {
+            let mut p = Picker::new(
+                &mix(OpKind::Write, 12288),
+                &pattern,
+                Space { region, segment, unit: 4096, read_align: 512 },
+                3,
+                0,
+                1,
+            );
+            for _ in 0..20_000 {
+                let k = p.draw();
+                assert_eq!(k.offset / segment, (k.offset + k.len - 1) / segment, "{pattern:?} {k:?}");
+            }
+        }
+    }
+
+    #[test]
     fn weights_and_hot_sets_are_kept() {
         let m = vec![
             MixEntry { op: OpKind::Read, weight: 70.0, sizes: vec![(4096, 1.0)] },
             MixEntry { op: OpKind::Write, weight: 30.0, sizes: vec![(4096, 1.0), (8192, 3.0)] },
         ];
         let region = 100 << 20;
-        let mut p =
-            Picker::new(&m, &Pattern::Hot(vec![(0.1, 0.9)]), Space { region, unit: 4096, read_align: 512 }, 7, 0, 1);
+        let mut p = Picker::new(
+            &m,
+            &Pattern::Hot(vec![(0.1, 0.9)]),
+            Space { region, segment: region, unit: 4096, read_align: 512 },
+            7,
+            0,
+            1,
+        );
         let (mut reads, mut big, mut hot) = (0, 0, 0);
         let n = 200_000;
         for _ in 0..n {

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 /// Runs `w` to its end, one operation at a time, from `buf`.
-pub(super) fn run(w: &mut Worker, file: &File, mut buf: Buffer, think: Duration) {
+pub(super) fn run(w: &mut Worker, files: &[std::sync::Arc<File>], mut buf: Buffer, think: Duration) {
     loop {
         let now = Instant::now();
         let slice = buf.as_mut_slice();
@@ -27,7 +27,8 @@ pub(super) fn run(w: &mut Worker, file: &File, mut buf: Buffer, think: Duration)
             w.complete(op, Err(std::io::Error::other("the journal could not be written")), Instant::now());
             break;
         }
-        let at = w.base() + op.offset;
+        let (i, at) = w.place(op.offset);
+        let file = &files[i];
         let len = op.len as usize;
         let result = match op.kind {
             OpKind::Read => file.read_exact_at(&mut slice[..len], at).map(|_| len),

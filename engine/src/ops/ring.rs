@@ -23,7 +23,7 @@ pub fn available() -> bool {
 /// `batch`: submit what is ready in one call with the wait, else each operation as it is ready.
 pub(super) fn run(
     w: &mut Worker,
-    fd: RawFd,
+    fds: &[RawFd],
     depth: usize,
     buffers: &BufferPool,
     think: Duration,
@@ -42,7 +42,7 @@ pub(super) fn run(
     // SAFETY: the buffers live in `buffers` (borrowed for this whole call) and the ring is dropped
     // at its end, before them.
     let fixed = unsafe { ring.submitter().register_buffers(&iov) }.is_ok();
-    let registered = ring.submitter().register_files(&[fd]).is_ok();
+    let registered = ring.submitter().register_files(fds).is_ok();
     let mut slots: Vec<Option<Op>> = vec![None; depth];
     let mut ready = vec![Instant::now(); depth];
     // Bytes done so far of each slot's operation (more than 0 only after a short transfer).
@@ -75,7 +75,7 @@ pub(super) fn run(
                     Next::Op(op) => {
                         let ptr = buf.as_mut_ptr();
                         let idx = bufs[s].index() as u16;
-                        let sqe = sqe(&op, w_offset(w, &op), ptr, idx, fixed, registered, fd);
+                        let sqe = sqe(&op, w.place(op.offset), ptr, idx, fixed, registered, fds);
                         // SAFETY: the buffer of slot `s` stays ours, untouched, until its completion.
                         if unsafe { ring.submission().push(&sqe.user_data(s as u64)) }.is_err() {
                             // Cannot happen (the ring has a slot per depth); stop cleanly if it does.
@@ -137,7 +137,7 @@ pub(super) fn run(
                 done_bytes[s] = moved;
                 let ptr = unsafe { bufs[s].as_mut_slice().as_mut_ptr().add(moved as usize) };
                 let rest = Op { offset: op.offset + moved, len: op.len - moved, ..op };
-                let e = sqe(&rest, w_offset(w, &rest), ptr, bufs[s].index() as u16, fixed, registered, fd);
+                let e = sqe(&rest, w.place(rest.offset), ptr, bufs[s].index() as u16, fixed, registered, fds);
                 // SAFETY: the slot's buffer stays ours until the operation completes.
                 if unsafe { ring.submission().push(&e.user_data(tag)) }.is_ok() {
                     slots[s] = Some(op);
@@ -171,7 +171,15 @@ fn new_ring(entries: u32) -> io::Result<IoUring> {
 }
 
 /// The submission of one operation.
-fn sqe(op: &Op, at: u64, ptr: *mut u8, idx: u16, fixed: bool, registered: bool, fd: RawFd) -> io_uring::squeue::Entry {
+fn sqe(
+    op: &Op,
+    (file, at): (usize, u64),
+    ptr: *mut u8,
+    idx: u16,
+    fixed: bool,
+    registered: bool,
+    fds: &[RawFd],
+) -> io_uring::squeue::Entry {
     let len = op.len as u32;
     macro_rules! on {
         ($f:expr) => {
@@ -189,12 +197,8 @@ fn sqe(op: &Op, at: u64, ptr: *mut u8, idx: u16, fixed: bool, registered: bool, 
         };
     }
     if registered {
-        on!(types::Fixed(0))
+        on!(types::Fixed(file as u32))
     } else {
-        on!(types::Fd(fd))
+        on!(types::Fd(fds[file]))
     }
-}
-
-fn w_offset(w: &Worker, op: &Op) -> u64 {
-    w.base() + op.offset
 }

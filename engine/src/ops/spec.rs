@@ -17,6 +17,8 @@ pub const MAX_JOBS: u32 = 256;
 pub const MAX_SECONDS: f64 = 7.0 * 86400.0;
 /// Most intervals a series may have (duration / series_interval).
 pub const MAX_INTERVALS: f64 = 1_000_000.0;
+/// Most objects in a pool (each one open file in every ring).
+pub const MAX_OBJECTS: u64 = 4096;
 /// Most sizes in a split, operations in a mix, hot sets.
 pub const MAX_ENTRIES: usize = 64;
 
@@ -97,6 +99,9 @@ pub enum VerifyWhen {
 pub struct JobSpec {
     /// The object in the target root ("" on a device target).
     pub object: String,
+    /// A pool of this many objects (`OBJECT.000000` …), each `size` bytes: one space for the
+    /// pattern and the data; 1: the object itself.
+    pub objects: u64,
     /// Bytes of the region; 0 on a device: all of it.
     pub size: u64,
     pub offset: u64,
@@ -135,6 +140,7 @@ pub struct JobSpec {
 
 const KEYS: &[&str] = &[
     "object",
+    "objects",
     "size",
     "offset",
     "create",
@@ -264,6 +270,15 @@ fn pattern(v: &Value) -> Result<Pattern, SpecError> {
 }
 
 impl JobSpec {
+    /// The names of the objects the region spans.
+    pub fn names(&self) -> Vec<String> {
+        if self.objects <= 1 {
+            vec![self.object.clone()]
+        } else {
+            (0..self.objects).map(|i| format!("{}.{i:06}", self.object)).collect()
+        }
+    }
+
     /// Parses and checks a job's JSON.
     pub fn parse(json: &str) -> Result<JobSpec, SpecError> {
         let v: Value = serde_json::from_str(json).map_err(|e| bad("(job)", format!("not JSON: {e}")))?;
@@ -313,6 +328,7 @@ impl JobSpec {
             get("series_interval").map(|v| number("series_interval", v, 0.01, 3600.0)).transpose()?.unwrap_or(1.0);
         let spec = JobSpec {
             object: get("object").map(|v| string("object", v)).transpose()?.unwrap_or_default(),
+            objects: get("objects").map(|v| integer("objects", v, 1, MAX_OBJECTS)).transpose()?.unwrap_or(1),
             size: get("size").map(|v| size_of("size", v)).transpose()?.unwrap_or(0),
             offset: get("offset").map(|v| size_of("offset", v)).transpose()?.unwrap_or(0),
             create: get("create").map(|v| boolean("create", v)).transpose()?.unwrap_or(true),

@@ -79,6 +79,8 @@ pub(super) struct Worker<'a> {
     issued_bytes: u64,
     fsync_every: u64,
     writes_since_sync: u64,
+    /// Where its last write went (its fsyncs go to that write's file).
+    last_write_at: u64,
     /// After the ramp.
     pub totals: Kinds,
     interval: Kinds,
@@ -117,6 +119,7 @@ impl<'a> Worker<'a> {
             issued_bytes: 0,
             fsync_every,
             writes_since_sync: 0,
+            last_write_at: 0,
             totals: new_kinds(),
             interval: new_kinds(),
             current: 0,
@@ -172,14 +175,16 @@ impl<'a> Worker<'a> {
         let must_sync = self.confirms_later() && !self.syncing && self.unconfirmed.len() >= MAX_UNCONFIRMED;
         let (kind, offset, len) = if must_sync || (self.fsync_every > 0 && self.writes_since_sync >= self.fsync_every) {
             self.writes_since_sync = 0;
-            (OpKind::Fsync, 0, 0)
+            // The file of the last write (a pool's files are synced one by one).
+            (OpKind::Fsync, self.last_write_at, 0)
         } else {
             match &mut self.feed {
                 Feed::Sweep { next, end, bs, op } => {
                     if *next >= *end {
                         return Next::Done;
                     }
-                    let len = (*bs).min(*end - *next);
+                    let seg = self.sh.region.segment;
+                    let len = (*bs).min(*end - *next).min(seg - *next % seg);
                     let at = *next;
                     *next += len;
                     (*op, at, len)
@@ -207,6 +212,7 @@ impl<'a> Worker<'a> {
                 j.intent(first, (first..first + len / unit).map(|b| self.sh.map.get(b) & !BUSY));
             }
             if kind == OpKind::Write {
+                self.last_write_at = offset;
                 let first = offset / unit;
                 for (i, block) in buf[..len as usize].chunks_exact_mut(unit as usize).enumerate() {
                     let b = first + i as u64;
@@ -272,13 +278,9 @@ impl<'a> Worker<'a> {
         }
         if let Err(e) = result {
             if self.error.is_none() {
-                let what = format!(
-                    "{} of {} bytes at offset {} of {}",
-                    op.kind.name(),
-                    op.len,
-                    self.sh.region.offset + op.offset,
-                    self.sh.region.name
-                );
+                let (file, at) = self.sh.region.place(op.offset);
+                let what =
+                    format!("{} of {} bytes at offset {at} of {}", op.kind.name(), op.len, self.sh.region.names[file]);
                 self.error = Some(Error::io(what, e));
                 self.sh.failed.store(true, Ordering::Relaxed);
             }
@@ -308,9 +310,9 @@ impl<'a> Worker<'a> {
         self.current = next;
     }
 
-    /// Where the region starts in its file or device.
-    pub fn base(&self) -> u64 {
-        self.sh.region.offset
+    /// Which file byte `at` of the region is in, and where in it.
+    pub fn place(&self, at: u64) -> (usize, u64) {
+        self.sh.region.place(at)
     }
 
     /// Ends claims of blocks `(first, n)`, in the map and the journal.
@@ -327,13 +329,13 @@ impl<'a> Worker<'a> {
     /// fsync get one now.
     pub fn finish(&mut self) {
         if !self.unconfirmed.is_empty() {
-            let synced = super::sync(&self.sh.region.file);
+            let synced = self.sh.region.sync_all();
             let how = if synced.is_ok() { Release::Written } else { Release::Unknown };
             while let Some(b) = self.unconfirmed.pop_front() {
                 self.release(b, how);
             }
             if let Err(e) = synced {
-                self.error.get_or_insert(Error::io(&self.sh.region.name, e));
+                self.error.get_or_insert(e);
             }
         }
         if let Ok(mut s) = self.sh.series.lock() {

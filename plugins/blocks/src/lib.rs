@@ -20,7 +20,10 @@ struct Params {
     /// The file in the target root (ignored on a device).
     #[serde(default = "default_object")]
     object: String,
-    /// The region's size: bytes, or a string such as "4GiB".
+    /// A pool of this many files (`OBJECT.000000` …), each `size` bytes, as one region.
+    #[serde(default)]
+    objects: Option<u64>,
+    /// The region's size (per object, in a pool): bytes, or a string such as "4GiB".
     #[serde(default = "default_size")]
     size: Value,
     /// Write it whole first when absent, short, or its generations are not known.
@@ -67,6 +70,9 @@ impl Blocks {
         let object = if cfg.world_size > 1 { format!("{}.r{}", p.object, cfg.rank) } else { p.object.clone() };
         m.insert("object".into(), json!(object));
         m.insert("size".into(), p.size.clone());
+        if let Some(n) = p.objects {
+            m.insert("objects".into(), json!(n));
+        }
         if let Some(j) = &p.journal {
             let j = if cfg.world_size > 1 { format!("{j}.r{}", cfg.rank) } else { j.clone() };
             m.insert("journal".into(), json!(j));
@@ -183,9 +189,10 @@ export_plugin!(
     Blocks,
     name = "blocks",
     version = "0.1.0",
-    params = "object (lun0; ignored on a device), size (4GiB), prefill (true), journal (none: a file below the root keeping the generations), phases: list of jobs (mix, pattern, depth, jobs, duration or ops, ramp, rate_iops, rate_bytes, think, fsync_every, verify, series_interval) with name and checks min_iops, max_p99_ms, max_p50_ms, min_bw_mbps; data (the run's), direct, engine, prefill_depth",
+    params = "object (lun0; ignored on a device), objects (1: a pool of that many files OBJECT.000000 …), size (4GiB, per object), prefill (true), journal (none: a file below the root keeping the generations), phases: list of jobs (mix, pattern, depth, jobs, duration or ops, ramp, rate_iops, rate_bytes, think, fsync_every, verify, series_interval) with name and checks min_iops, max_p99_ms, max_p50_ms, min_bw_mbps; data (the run's), direct, engine, prefill_depth",
     keys = {
         object: "string",
+        objects: "integer",
         size: "size",
         prefill: "boolean",
         journal: "string",

@@ -30,7 +30,8 @@ const MAX_PSYNC_THREADS: u64 = 1024;
 
 /// A region opened in this run, and what the host knows of it.
 pub(super) struct RegionState {
-    open: OpenRegion,
+    /// Its files as the sink opened them (one, or a pool's).
+    opens: Vec<OpenRegion>,
     region: Region,
     data: RegionData,
     map: GenMap,
@@ -111,6 +112,15 @@ fn job_profile(spec: &JobSpec, run: &Profile) -> Result<Profile, SpecError> {
         Error::InvalidValue { key, value, reason } => bad(key, format!("{value}: {reason}")),
         other => bad("data", other.to_string()),
     })
+}
+
+/// What part `i` of a region of `n` objects carries (the region's own identity for one).
+fn part_identity(region: &Identity, i: usize, n: usize) -> Identity {
+    if n == 1 {
+        *region
+    } else {
+        region.derived(&format!("part {i} of {n}"))
+    }
 }
 
 /// A region's stream: its name's, so two regions of a run never share content.
@@ -203,8 +213,11 @@ impl HostState {
             let state = self.regions.get_mut(&name).expect("opened above");
             state.known = true;
             if !state.stamped {
-                if let Err(e) = self.ctx.sink.stamp_region(&state.open, &state.identity) {
-                    return Ok(Err(self.refuse_job(Refused::Storage(e))));
+                let n = state.opens.len();
+                for (i, o) in state.opens.iter().enumerate() {
+                    if let Err(e) = self.ctx.sink.stamp_region(o, &part_identity(&state.identity, i, n)) {
+                        return Ok(Err(self.refuse_job(Refused::Storage(e))));
+                    }
                 }
                 state.stamped = true;
             }
@@ -294,7 +307,8 @@ impl HostState {
         let stream = stream_of(&spec.object, self.ctx.world.rank());
         if let Some(s) = self.regions.get(&spec.object) {
             if s.region.offset != spec.offset
-                || (spec.size != 0 && s.region.size != spec.size)
+                || s.region.files.len() as u64 != spec.objects
+                || (spec.size != 0 && s.region.segment != spec.size)
                 || s.data.generator().fingerprint() != gen.fingerprint()
             {
                 return Err(bad(
@@ -317,27 +331,55 @@ impl HostState {
         }
         let end = spec.offset.checked_add(spec.size).ok_or_else(|| bad("size", "offset + size overflows"))?;
         let req = RegionRequest { end, create: spec.create && self.ctx.mode == Mode::Write, direct: spec.direct };
-        let open = self.ctx.sink.open_region(&spec.object, &req).map_err(Refused::Storage)?;
-        if open.len < end {
-            return Err(bad(
-                "size",
-                format!("the region ends at byte {end}, past the end of '{}' ({} bytes)", spec.object, open.len),
-            )
-            .into());
+        let names = spec.names();
+        if names.len() > 1 && spec.size == 0 {
+            return Err(bad("objects", "a pool of objects needs their size").into());
+        }
+        if names.len() > 1 && self.ctx.sink.capabilities().engine == "dev" {
+            return Err(bad("objects", "a device is one object: no pool of them").into());
+        }
+        // Buffered writes are confirmed by an fsync of their own file; a pool's files are synced
+        // one at a time, so its journal needs O_DIRECT (acknowledged is on storage).
+        let direct = spec.direct.unwrap_or(self.ctx.sink.capabilities().alignment > 1);
+        if names.len() > 1 && spec.journal.is_some() && !direct {
+            return Err(bad("journal", "a pool of objects keeps a journal only with O_DIRECT (direct = true)").into());
+        }
+        let mut opens = Vec::with_capacity(names.len());
+        for name in &names {
+            let open = self.ctx.sink.open_region(name, &req).map_err(Refused::Storage)?;
+            if open.len < end {
+                return Err(bad(
+                    "size",
+                    format!("the region ends at byte {end}, past the end of '{name}' ({} bytes)", open.len),
+                )
+                .into());
+            }
+            opens.push(open);
         }
         // Size 0: to the object's end (a device's whole).
-        let size = if spec.size == 0 { open.len.saturating_sub(spec.offset) } else { spec.size };
-        if size == 0 {
+        let segment = if spec.size == 0 { opens[0].len.saturating_sub(spec.offset) } else { spec.size };
+        if segment == 0 {
             return Err(bad("size", format!("missing: '{}' is empty, so the region needs a size", spec.object)).into());
         }
-        let file = open.file.try_clone().map_err(|e| Refused::Storage(Error::io(&open.path, e)))?;
+        let size = segment * names.len() as u64;
+        let mut files = Vec::with_capacity(opens.len());
+        for o in &opens {
+            files.push(Arc::new(o.file.try_clone().map_err(|e| Refused::Storage(Error::io(&o.path, e)))?));
+        }
+        let shown = if names.len() > 1 {
+            format!("{} … ({} objects)", opens[0].path, names.len())
+        } else {
+            opens[0].path.clone()
+        };
         let region = Region {
-            file: Arc::new(file),
-            name: open.path.clone(),
+            files,
+            names: opens.iter().map(|o| o.path.clone()).collect(),
+            name: shown,
             offset: spec.offset,
+            segment,
             size,
-            direct: open.direct,
-            align: open.align,
+            direct: opens[0].direct,
+            align: opens[0].align,
         };
         ops::check_against(spec, &region, profile.unit(), profile.extent())?;
         let blocks = size / profile.unit();
@@ -346,7 +388,9 @@ impl HostState {
         self.charge(charged, "a region's generation map (one byte per block)").map_err(Refused::Trap)?;
         let identity = Identity::of_region(&gen, stream, size);
         // Where nothing can carry an identity (a device), a journal of this region is the word.
-        let stamped = open.identity == Some(identity) || !self.ctx.sink.keeps_identity();
+        let n = opens.len();
+        let stamped = !self.ctx.sink.keeps_identity()
+            || opens.iter().enumerate().all(|(i, o)| o.identity == Some(part_identity(&identity, i, n)));
         let data = RegionData::new(gen, stream, blocks);
         let (mut map, mut known, mut journal) = (GenMap::new(blocks, 0), false, None);
         if let Some(name) = &spec.journal {
@@ -361,7 +405,7 @@ impl HostState {
             }
             journal = Some((j, name.clone()));
         }
-        let state = RegionState { open, region, data, map, journal, known, stamped, identity };
+        let state = RegionState { opens, region, data, map, journal, known, stamped, identity };
         self.regions.insert(spec.object.clone(), state);
         Ok(())
     }
