@@ -83,8 +83,12 @@ impl Region {
         ((at / self.segment) as usize, self.offset + at % self.segment)
     }
 
-    /// Whether the files live in memory (tmpfs, ramfs): operations there cost CPU only.
+    /// Whether the files live in memory (tmpfs, ramfs): operations there cost CPU only. (A block
+    /// device's node lives on devtmpfs, which says tmpfs too: only regular files are asked.)
     pub fn in_memory(&self) -> bool {
+        if !self.file().metadata().is_ok_and(|m| m.is_file()) {
+            return false;
+        }
         const TMPFS_MAGIC: i64 = 0x0102_1994;
         const RAMFS_MAGIC: i64 = 0x8584_58f6;
         // SAFETY: a zeroed statfs is a valid value for fstatfs to fill.

@@ -135,6 +135,7 @@ pub(super) fn run(
             let moved = done_bytes[s] + res.max(0) as u64;
             if res > 0 && moved < op.len && matches!(op.kind, OpKind::Read | OpKind::Write) {
                 done_bytes[s] = moved;
+                // SAFETY: `moved < op.len ≤ the buffer's length`: within the slot's buffer.
                 let ptr = unsafe { bufs[s].as_mut_slice().as_mut_ptr().add(moved as usize) };
                 let rest = Op { offset: op.offset + moved, len: op.len - moved, ..op };
                 let e = sqe(&rest, w.place(rest.offset), ptr, bufs[s].index() as u16, fixed, registered, fds);
