@@ -3,6 +3,8 @@
 //! plugin wrote it (`mix[1].bs`, `pattern.hot[0]`), so a user who passed it through a plugin's params
 //! finds it.
 
+use crate::error::Error;
+use crate::generator::{DataKeys, Profile};
 use crate::size::parse_size;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -402,6 +404,46 @@ impl JobSpec {
             }
         }
         Ok(())
+    }
+
+    /// The job's data profile: its own `data` keys over the run's.
+    pub fn profile(&self, run: &Profile) -> Result<Profile, SpecError> {
+        let Some(d) = &self.data else { return Ok(run.clone()) };
+        let known = ["dedup", "compress", "dedup_unit", "dedup_extent", "compress_mix"];
+        if let Some(k) = d.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(bad(format!("data.{k}"), format!("unknown key; the keys are {}", known.join(", "))));
+        }
+        // Ranges are the profile's own, checked by `Profile::from_keys`.
+        let num =
+            |k: &str| d.get(k).map(|v| number(&format!("data.{k}"), v, f64::NEG_INFINITY, f64::INFINITY)).transpose();
+        let size = |k: &str| d.get(k).map(|v| size_of(&format!("data.{k}"), v)).transpose();
+        let mix = match d.get("compress_mix") {
+            None => None,
+            Some(Value::Array(rows)) => Some(
+                rows.iter()
+                    .map(|r| match r.as_array().map(Vec::as_slice) {
+                        Some([f, c]) => match (f.as_f64(), c.as_f64()) {
+                            (Some(f), Some(c)) => Ok((f, c)),
+                            _ => Err(bad("data.compress_mix", "holds a pair that is not two numbers")),
+                        },
+                        _ => Err(bad("data.compress_mix", "is not a list of [fraction, ratio] pairs")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err(bad("data.compress_mix", "is not a list of [fraction, ratio] pairs")),
+        };
+        Profile::from_keys(DataKeys {
+            dedup: num("dedup")?.or(Some(run.dedup())),
+            compress: if mix.is_some() { 1.0 } else { num("compress")?.unwrap_or(run.compress()) },
+            unit: size("dedup_unit")?.unwrap_or(run.unit()),
+            extent: size("dedup_extent")?,
+            mix,
+            copies: None,
+        })
+        .map_err(|e| match e {
+            Error::InvalidValue { key, value, reason } => bad(key, format!("{value}: {reason}")),
+            other => bad("data", other.to_string()),
+        })
     }
 
     /// The largest operation of the mix (0 without one).

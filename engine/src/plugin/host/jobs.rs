@@ -12,7 +12,7 @@
 use super::{HostResult, HostState, Mode};
 use crate::error::Error;
 use crate::generator::region::RegionData;
-use crate::generator::{DataKeys, Generator, Profile};
+use crate::generator::Generator;
 use crate::object::identity::Identity;
 use crate::ops::genmap::GenMap;
 use crate::ops::journal::{Found, Journal, JournalKey};
@@ -21,7 +21,6 @@ use crate::ops::spec::{JobSpec, OpKind, SpecError, VerifyWhen};
 use crate::ops::{self, Driver, JobEnv, Region};
 use crate::plugin::dgen::plugin::types as wit;
 use crate::sink::{OpenRegion, RegionRequest};
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -60,58 +59,6 @@ impl From<SpecError> for Refused {
 
 fn bad(key: &str, message: impl Into<String>) -> SpecError {
     SpecError { key: key.into(), message: message.into() }
-}
-
-/// The job's data profile: its own `data` keys over the run's.
-fn job_profile(spec: &JobSpec, run: &Profile) -> Result<Profile, SpecError> {
-    let Some(d) = &spec.data else { return Ok(run.clone()) };
-    let known = ["dedup", "compress", "dedup_unit", "dedup_extent", "compress_mix"];
-    if let Some(k) = d.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(bad(&format!("data.{k}"), format!("unknown key; the keys are {}", known.join(", "))));
-    }
-    let num = |k: &str| -> Result<Option<f64>, SpecError> {
-        d.get(k)
-            .map(|v| v.as_f64().ok_or_else(|| bad(&format!("data.{k}"), format!("{v} is not a number"))))
-            .transpose()
-    };
-    let size = |k: &str| -> Result<Option<u64>, SpecError> {
-        d.get(k)
-            .map(|v| match v {
-                Value::Number(n) => {
-                    n.as_u64().ok_or_else(|| bad(&format!("data.{k}"), "is not a whole number of bytes"))
-                }
-                Value::String(s) => crate::size::parse_size(s).map_err(|e| bad(&format!("data.{k}"), e)),
-                _ => Err(bad(&format!("data.{k}"), "is not a size")),
-            })
-            .transpose()
-    };
-    let mix = match d.get("compress_mix") {
-        None => None,
-        Some(Value::Array(rows)) => Some(
-            rows.iter()
-                .map(|r| match r.as_array().map(Vec::as_slice) {
-                    Some([f, c]) => match (f.as_f64(), c.as_f64()) {
-                        (Some(f), Some(c)) => Ok((f, c)),
-                        _ => Err(bad("data.compress_mix", "holds a pair that is not two numbers")),
-                    },
-                    _ => Err(bad("data.compress_mix", "is not a list of [fraction, ratio] pairs")),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        Some(_) => return Err(bad("data.compress_mix", "is not a list of [fraction, ratio] pairs")),
-    };
-    Profile::from_keys(DataKeys {
-        dedup: num("dedup")?.or(Some(run.dedup())),
-        compress: if mix.is_some() { 1.0 } else { num("compress")?.unwrap_or(run.compress()) },
-        unit: size("dedup_unit")?.unwrap_or(run.unit()),
-        extent: size("dedup_extent")?,
-        mix,
-        copies: None,
-    })
-    .map_err(|e| match e {
-        Error::InvalidValue { key, value, reason } => bad(key, format!("{value}: {reason}")),
-        other => bad("data", other.to_string()),
-    })
 }
 
 /// What part `i` of a region of `n` objects carries (the region's own identity for one).
@@ -158,15 +105,13 @@ impl HostState {
             Err(Refused::Trap(t)) => return Err(t),
             Err(e) => return Ok(Err(self.refuse_job(e))),
         }
-        let driver = match spec.engine.as_deref() {
-            Some("psync") => Driver::Psync,
-            Some(_) if !ops::ring::available() => {
+        let driver = match (spec.engine.as_deref(), ops::ring::available()) {
+            (Some("psync"), _) | (None, false) => Driver::Psync,
+            (_, true) => Driver::IoUring,
+            (Some(_), false) => {
                 let e = bad("engine", "io_uring is not available on this kernel; use \"psync\" or leave it out");
                 return Ok(Err(self.refuse_job(Refused::Spec(e))));
             }
-            Some(_) => Driver::IoUring,
-            None if ops::ring::available() => Driver::IoUring,
-            None => Driver::Psync,
         };
         if driver == Driver::Psync && spec.jobs as u64 * spec.depth as u64 > MAX_PSYNC_THREADS {
             let e = bad(
@@ -175,21 +120,22 @@ impl HostState {
             );
             return Ok(Err(self.refuse_job(Refused::Spec(e))));
         }
-        let state = self.regions.get(&name).expect("opened above");
-        if spec.verify == VerifyWhen::Only && !state.known {
+        let known = self.regions[&name].known;
+        if spec.verify == VerifyWhen::Only && !known {
             let e = bad(
                 "journal",
                 format!(
-                    "the generations of '{name}' are not known in this run: a read-back on its own needs the journal the                      runs that wrote it kept"
+                    "the generations of '{name}' are not known in this run: a read-back on its own needs the journal the \
+                     runs that wrote it kept"
                 ),
             );
             return Ok(Err(self.refuse_job(Refused::Spec(e))));
         }
-        let prefill = spec.prefill && !state.known;
+        let prefill = spec.prefill && !known;
         let buffers = ops::buffer_bytes(&spec, prefill) as usize;
         self.charge(buffers, "the buffers of a job")?;
         let started = Instant::now();
-        let state = self.regions.get(&name).expect("opened above");
+        let state = &self.regions[&name];
         let env = JobEnv {
             region: &state.region,
             data: &state.data,
@@ -242,20 +188,21 @@ impl HostState {
             .filter_map(|&k| {
                 let s = &outcome.kinds[k.index()];
                 (s.ios > 0).then(|| {
+                    // fio's percentile list holds every one the contract names.
                     let f = outcome.figures(k);
-                    let h = &s.latency;
+                    let c = &f.clat_ns;
                     wit::OpFigures {
                         op: k.name().into(),
                         total_ios: f.total_ios,
                         io_bytes: f.io_bytes,
                         iops: f.iops,
                         bw_bytes: f.bw_bytes,
-                        lat_mean_ns: h.mean() as u64,
-                        lat_p50_ns: h.value_at_percentile(50.0),
-                        lat_p90_ns: h.value_at_percentile(90.0),
-                        lat_p99_ns: h.value_at_percentile(99.0),
-                        lat_p999_ns: h.value_at_percentile(99.9),
-                        lat_max_ns: h.max(),
+                        lat_mean_ns: c.mean as u64,
+                        lat_p50_ns: c.at(50.0),
+                        lat_p90_ns: c.at(90.0),
+                        lat_p99_ns: c.at(99.0),
+                        lat_p999_ns: c.at(99.9),
+                        lat_max_ns: c.max,
                     }
                 })
             })
@@ -299,7 +246,7 @@ impl HostState {
 
     /// Opens the job's region (once per run and object), checking the job against it.
     fn region_for(&mut self, spec: &JobSpec) -> Result<(), Refused> {
-        let profile = job_profile(spec, &self.ctx.profile)?;
+        let profile = spec.profile(&self.ctx.profile)?;
         if spec.object.is_empty() {
             return Err(bad("object", "missing: the file below the target root the job works on").into());
         }
