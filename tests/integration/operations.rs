@@ -137,17 +137,22 @@ fn the_read_back_tells_lost_torn_and_corrupt_blocks_apart() {
 
 // ---- Through the CLI: the `blocks` plugin and workloads/blocks.toml ----
 
-/// `run` (or `verify`) workloads/blocks.toml on `root`, with the JSON report and more `--set`s.
-fn blocks(mode: &str, root: &Path, sets: &[String]) -> (Output, serde_json::Value) {
-    let report = root.join(format!("report-{mode}-{}.json", sets.len()));
-    let _ = std::fs::remove_file(&report);
+/// `dgen-engine MODE workloads/blocks.toml` with its target in `root/out` and more `--set`s.
+fn blocks_command(mode: &str, root: &Path, sets: &[String]) -> std::process::Command {
     let mut cmd = bin();
-    cmd.args([mode, &workload("blocks.toml"), "--json-report", report.to_str().unwrap()])
+    cmd.args([mode, &workload("blocks.toml")])
         .args(["--set", &format!("target.uri=\"file://{}\"", root.join("out").display())]);
     for s in sets {
         cmd.args(["--set", s]);
     }
-    let out = cmd.output().unwrap();
+    cmd
+}
+
+/// `run` (or `verify`) workloads/blocks.toml on `root`, with the JSON report and more `--set`s.
+fn blocks(mode: &str, root: &Path, sets: &[String]) -> (Output, serde_json::Value) {
+    let report = root.join(format!("report-{mode}-{}.json", sets.len()));
+    let _ = std::fs::remove_file(&report);
+    let out = blocks_command(mode, root, sets).args(["--json-report", report.to_str().unwrap()]).output().unwrap();
     let json = std::fs::read(&report).map(|b| serde_json::from_slice(&b).unwrap()).unwrap_or(serde_json::Value::Null);
     (out, json)
 }
@@ -345,16 +350,11 @@ fn verify_with_the_journal_names_lost_torn_and_corrupt_blocks_and_a_kill_leaves_
 
     // Start over, and kill -9 a run in the middle of its writes.
     std::fs::remove_dir_all(dir.join("out")).unwrap();
-    let mut cmd = bin();
-    cmd.args([
+    let mut cmd = blocks_command(
         "run",
-        &workload("blocks.toml"),
-        "--set",
-        &format!("target.uri=\"file://{}\"", dir.join("out").display()),
-    ]);
-    for s in with(&[phases(r#"{name="w",mix=[{op="write",bs="4KiB"}],depth=32,duration=60}"#)]) {
-        cmd.args(["--set", &s]);
-    }
+        &dir,
+        &with(&[phases(r#"{name="w",mix=[{op="write",bs="4KiB"}],depth=32,duration=60}"#)]),
+    );
     let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -395,18 +395,14 @@ fn malformed_jobs_and_regions_are_refused_naming_the_key() {
 #[test]
 fn ctrl_c_ends_a_job_within_a_second() {
     let dir = shm_dir("ctrlc");
-    let mut cmd = bin();
-    cmd.args([
+    let mut cmd = blocks_command(
         "run",
-        &workload("blocks.toml"),
-        "--set",
-        &format!("target.uri=\"file://{}\"", dir.join("out").display()),
-    ])
-    .args(["--set", "params.size=\"8MiB\""])
-    .args([
-        "--set",
-        &phases(r#"{name="long",mix=[{op="read",bs="8KiB"},{op="write",bs="8KiB"}],depth=16,duration=120}"#),
-    ]);
+        &dir,
+        &[
+            "params.size=\"8MiB\"".into(),
+            phases(r#"{name="long",mix=[{op="read",bs="8KiB"},{op="write",bs="8KiB"}],depth=16,duration=120}"#),
+        ],
+    );
     let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_secs(3));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);

@@ -76,16 +76,6 @@ impl GenMap {
             c.store(new, Ordering::Release);
         }
     }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.cells.len()
-    }
-
-    /// A copy of the map (for a journal), in-flight marks included.
-    pub fn snapshot(&self) -> Vec<u8> {
-        self.cells.iter().map(|c| c.load(Ordering::Acquire)).collect()
-    }
 }
 
 /// How a claim ends.

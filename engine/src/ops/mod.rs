@@ -265,7 +265,7 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
             fsync_every: 0,
             batch: spec.batch,
         };
-        let r = drive(env, &sweep, bs, |i, n| {
+        let r = drive(env, &sweep, bs, 1.0, |i, n| {
             let stripe = env.region.size / env.data.unit() / n as u64 * env.data.unit();
             let start = stripe * i as u64;
             let end = if i + 1 == n as usize { env.region.size } else { start + stripe };
@@ -295,9 +295,8 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
             batch: spec.batch,
         };
         let (unit, align) = (env.data.unit(), env.region.align.max(512));
-        let rings = spec.jobs;
         let ops = spec.ops;
-        let r = drive_series(env, &pass, spec.max_bs(), spec.series_interval, |i, n| {
+        let r = drive(env, &pass, spec.max_bs(), spec.series_interval, |i, n| {
             let picker = pattern::Picker::new(
                 &spec.mix,
                 &spec.pattern,
@@ -309,7 +308,6 @@ pub fn run(spec: &JobSpec, env: &JobEnv) -> Result<JobOutcome> {
             let quota = ops.map(|o| o / n as u64 + u64::from((i as u64) < o % n as u64));
             (Feed::Mix(picker), quota)
         })?;
-        debug_assert_eq!(rings, spec.jobs);
         out.kinds = r.kinds;
         out.seconds = r.seconds;
         out.series = r.series;
@@ -348,17 +346,9 @@ struct Driven {
     error: Option<Error>,
 }
 
+/// Runs the workers of one pass (`jobs` rings, or `jobs × depth` threads) to their end, its series
+/// in intervals of `interval` seconds.
 fn drive(
-    env: &JobEnv,
-    pass: &Pass,
-    bs: u64,
-    feed: impl Fn(usize, u32) -> (Feed, Option<u64>) + Sync,
-) -> Result<Driven> {
-    drive_series(env, pass, bs, 1.0, feed)
-}
-
-/// Runs the workers of one pass (`jobs` rings, or `jobs × depth` threads) to their end.
-fn drive_series(
     env: &JobEnv,
     pass: &Pass,
     bs: u64,

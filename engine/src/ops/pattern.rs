@@ -292,10 +292,6 @@ impl Picker {
             }
         }
     }
-
-    pub fn rng(&mut self) -> &mut Rng {
-        &mut self.rng
-    }
 }
 
 #[cfg(test)]

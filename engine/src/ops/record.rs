@@ -5,7 +5,7 @@
 use super::check::CheckFigures;
 use super::spec::OpKind;
 use super::stats::{
-    new_histogram, new_kinds, KindFigures, KindStats, Kinds, Point, PointKind, MAX_LATENCY_NS, POINT_BYTES,
+    new_histogram, new_kinds, pairs, KindFigures, KindStats, Kinds, Point, PointKind, MAX_LATENCY_NS, POINT_BYTES,
 };
 use super::{JobOutcome, PrefillFigures};
 use serde::{Deserialize, Serialize};
@@ -62,11 +62,6 @@ impl PhaseOps {
         self.jobs += 1;
     }
 
-    pub fn figures(&self, k: OpKind) -> Option<KindFigures> {
-        let s = &self.kinds[k.index()];
-        (s.ios > 0).then(|| KindFigures::of(s, self.seconds))
-    }
-
     /// Bytes its series holds (what the host charges for it).
     pub fn series_bytes(points: usize) -> usize {
         points * POINT_BYTES
@@ -79,6 +74,12 @@ pub struct KindPairs {
     pub ios: u64,
     pub bytes: u64,
     pub latency: Vec<(u64, u64)>,
+}
+
+impl KindPairs {
+    fn of(k: &KindStats) -> KindPairs {
+        KindPairs { ios: k.ios, bytes: k.bytes, latency: pairs(&k.latency) }
+    }
 }
 
 /// What a rank tells rank 0 of the jobs of one phase, to be merged exactly (counters summed,
@@ -99,15 +100,7 @@ impl PhaseOps {
     /// Its figures, to send or to report.
     pub fn to_figures(&self) -> OpsFigures {
         OpsFigures {
-            kinds: self
-                .kinds
-                .iter()
-                .map(|k| KindPairs {
-                    ios: k.ios,
-                    bytes: k.bytes,
-                    latency: k.latency.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
-                })
-                .collect(),
+            kinds: self.kinds.iter().map(KindPairs::of).collect(),
             seconds: self.seconds,
             series: self.series.clone(),
             prefill: self.prefill.clone(),
@@ -151,11 +144,7 @@ impl OpsFigures {
             for f in of {
                 s.add(&f.stats(k));
             }
-            kinds.push(KindPairs {
-                ios: s.ios,
-                bytes: s.bytes,
-                latency: s.latency.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
-            });
+            kinds.push(KindPairs::of(&s));
         }
         let mut check: Option<CheckFigures> = None;
         let mut prefill: Option<PrefillFigures> = None;

@@ -4,7 +4,6 @@
 //! memory is the same for ten operations as for ten million (histograms, plus one small point per
 //! interval).
 
-use super::spec::OpKind;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -16,6 +15,11 @@ pub const MAX_LATENCY_NS: u64 = 100_000_000_000;
 /// fio's percentile list and its keys ("50.000000").
 pub const PERCENTILES: [f64; 17] =
     [1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99];
+
+/// A histogram as (value, count) pairs: exact to send and merge.
+pub fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
+}
 
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid histogram bounds")
@@ -173,17 +177,6 @@ pub struct Point {
     pub fsync: Option<PointKind>,
 }
 
-impl Point {
-    pub fn kind(&self, k: OpKind) -> Option<&PointKind> {
-        match k {
-            OpKind::Read => self.read.as_ref(),
-            OpKind::Write => self.write.as_ref(),
-            OpKind::Trim => self.trim.as_ref(),
-            OpKind::Fsync => self.fsync.as_ref(),
-        }
-    }
-}
-
 /// Bytes a [`Point`] holds (what the host charges per interval).
 pub const POINT_BYTES: usize = std::mem::size_of::<Point>() + 4 * std::mem::size_of::<PointKind>();
 
@@ -210,10 +203,6 @@ impl SeriesBuilder {
             points: Vec::new(),
             end_ns: None,
         })
-    }
-
-    pub fn interval_ns(&self) -> u64 {
-        self.interval_ns
     }
 
     /// Ring `ring` hands over interval `index`'s stats and moves on to `next` (> index).

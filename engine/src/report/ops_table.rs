@@ -38,7 +38,7 @@ fn kind_row(phase: &str, op: &str, f: &KindFigures, seconds: f64) -> String {
 
 /// The rows of the phases that ran jobs (none without one).
 pub fn ops_lines(phases: &[PhaseReport]) -> Vec<String> {
-    let job_phases: Vec<&PhaseReport> = phases.iter().filter(|p| p.engine.is_some()).collect();
+    let job_phases: Vec<&PhaseReport> = phases.iter().filter(|p| p.jobs.engine.is_some()).collect();
     if job_phases.is_empty() {
         return Vec::new();
     }
@@ -47,7 +47,7 @@ pub fn ops_lines(phases: &[PhaseReport]) -> Vec<String> {
         "phase", "op", "IOPS", "MB/s", "seconds", "p50", "p99", "p99.9", "max"
     )];
     for p in job_phases {
-        if let Some(f) = &p.prefill {
+        if let Some(f) = &p.jobs.prefill {
             lines.push(format!(
                 "{:<16} {:<7} {:>11} {:>10.1} {:>8.2}   (the whole region, {}, written first)",
                 sanitize(&p.name, 64),
@@ -58,13 +58,15 @@ pub fn ops_lines(phases: &[PhaseReport]) -> Vec<String> {
                 format_size(f.bytes)
             ));
         }
-        let seconds = p.read.as_ref().or(p.write.as_ref()).map_or(0.0, |f| f.runtime as f64 / 1e3);
-        for (op, f) in [("read", &p.read), ("write", &p.write), ("trim", &p.trim), ("fsync", &p.fsync)] {
+        let seconds = p.jobs.read.as_ref().or(p.jobs.write.as_ref()).map_or(0.0, |f| f.runtime as f64 / 1e3);
+        for (op, f) in
+            [("read", &p.jobs.read), ("write", &p.jobs.write), ("trim", &p.jobs.trim), ("fsync", &p.jobs.fsync)]
+        {
             if let Some(f) = f {
                 lines.push(kind_row(&p.name, op, f, seconds));
             }
         }
-        if let Some(c) = &p.region_check {
+        if let Some(c) = &p.jobs.region_check {
             let visible = if c.lost_write_visible_blocks < c.blocks {
                 format!(
                     "; lost writes can be seen on {} of them (the others share their content with another block)",

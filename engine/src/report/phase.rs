@@ -10,7 +10,7 @@ use super::format::gbps_of;
 use crate::ops::check::CheckFigures;
 use crate::ops::record::OpsFigures;
 use crate::ops::spec::OpKind;
-use crate::ops::stats::{KindFigures, Point};
+use crate::ops::stats::{pairs, KindFigures, Point};
 use crate::ops::PrefillFigures;
 use crate::pipeline::phase::{Counters, Phase, Timeline};
 use hdrhistogram::Histogram;
@@ -96,8 +96,16 @@ pub struct PhaseReport {
     pub stonewalled_by: Option<u32>,
     /// Of one rank's phase; none for a merged one.
     pub time_split: Option<TimeSplit>,
-    /// Jobs of the operations engine (contract 1.2): per operation kind, fio's names (`iops`,
-    /// `bw_bytes`, `io_bytes`, `total_ios`, `clat_ns.percentile`), after their ramp.
+    /// What the jobs of the operations engine run in it add (nothing for a phase without one).
+    #[serde(flatten)]
+    pub jobs: JobFigures,
+}
+
+/// What the jobs of the operations engine (contract 1.2) add to a phase, as the report names it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobFigures {
+    /// Per operation kind, fio's names (`iops`, `bw_bytes`, `io_bytes`, `total_ios`,
+    /// `clat_ns.percentile`), after their ramp.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub read: Option<KindFigures>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -120,12 +128,23 @@ pub struct PhaseReport {
     pub engine: Option<String>,
 }
 
+impl JobFigures {
+    fn of(o: &OpsFigures) -> JobFigures {
+        JobFigures {
+            read: o.figures(OpKind::Read),
+            write: o.figures(OpKind::Write),
+            trim: o.figures(OpKind::Trim),
+            fsync: o.figures(OpKind::Fsync),
+            series: o.series.clone(),
+            prefill: o.prefill.clone(),
+            region_check: o.check.clone(),
+            engine: Some(o.engine.clone()),
+        }
+    }
+}
+
 /// A latency histogram as (value µs, count) pairs: exact to merge.
 pub type Pairs = Vec<(u64, u64)>;
-
-pub(crate) fn pairs(h: &Histogram<u64>) -> Pairs {
-    h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
-}
 
 pub(crate) fn histogram(p: &[(u64, u64)]) -> Histogram<u64> {
     let mut h = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
@@ -211,21 +230,6 @@ impl PhaseReport {
         r
     }
 
-    /// Fills in the figures of the jobs run in it.
-    fn with_ops(mut self, o: Option<&OpsFigures>) -> PhaseReport {
-        if let Some(o) = o {
-            self.read = o.figures(OpKind::Read);
-            self.write = o.figures(OpKind::Write);
-            self.trim = o.figures(OpKind::Trim);
-            self.fsync = o.figures(OpKind::Fsync);
-            self.series = o.series.clone();
-            self.prefill = o.prefill.clone();
-            self.region_check = o.check.clone();
-            self.engine = Some(o.engine.clone());
-        }
-        self
-    }
-
     /// A rank's phase from the figures it sent.
     pub fn of_figures(f: &PhaseFigures) -> PhaseReport {
         let (bytes, seconds) = (f.counts.bytes(), f.seconds);
@@ -247,16 +251,8 @@ impl PhaseReport {
             stonewalled: None,
             stonewalled_by: f.stonewalled_by,
             time_split: None,
-            read: None,
-            write: None,
-            trim: None,
-            fsync: None,
-            series: Vec::new(),
-            prefill: None,
-            region_check: None,
-            engine: None,
+            jobs: f.ops.as_ref().map(JobFigures::of).unwrap_or_default(),
         }
-        .with_ops(f.ops.as_ref())
     }
 
     /// One phase over all ranks (`of` holds each rank's figures of it).
@@ -301,15 +297,7 @@ impl PhaseReport {
             stonewalled: None,
             stonewalled_by: of.iter().find_map(|p| p.stonewalled_by),
             time_split: None,
-            read: None,
-            write: None,
-            trim: None,
-            fsync: None,
-            series: Vec::new(),
-            prefill: None,
-            region_check: None,
-            engine: None,
+            jobs: ops.as_ref().map(JobFigures::of).unwrap_or_default(),
         }
-        .with_ops(ops.as_ref())
     }
 }

@@ -193,7 +193,7 @@ impl WorldReport {
             self.seconds,
             self.gbps
         )];
-        let object_phases: Vec<&PhaseReport> = self.phases.iter().filter(|p| p.engine.is_none()).collect();
+        let object_phases: Vec<&PhaseReport> = self.phases.iter().filter(|p| p.jobs.engine.is_none()).collect();
         if !object_phases.is_empty() {
             lines.push(format!(
                 "{:<16} {:>12} {:>8} {:>9} {:>8} {:>13} {:>15} {:>9} {:>9} {:>9}",

@@ -31,7 +31,7 @@ impl Report {
         lat.sort_unstable();
         let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
         let read_only = r.object_list.is_empty() && r.phases.iter().any(|p| p.counts.reads + p.counts.meta_ops > 0);
-        let in_place = r.object_list.is_empty() && r.phases.iter().any(|p| p.engine.is_some());
+        let in_place = r.object_list.is_empty() && r.phases.iter().any(|p| p.jobs.engine.is_some());
         let phases = r.phases.len();
         if in_place {
             let (w, rd): (u64, u64) =
@@ -75,11 +75,11 @@ impl Report {
                 lines.extend(pipeline_lines(p));
             }
         }
-        let object_phases: Vec<PhaseReport> = r.phases.iter().filter(|p| p.engine.is_none()).cloned().collect();
+        let object_phases: Vec<PhaseReport> = r.phases.iter().filter(|p| p.jobs.engine.is_none()).cloned().collect();
         if in_place {
             lines.push(format!(
                 "engine {} (operations in place)",
-                r.phases.iter().find_map(|p| p.engine.clone()).unwrap_or_default()
+                r.phases.iter().find_map(|p| p.jobs.engine.clone()).unwrap_or_default()
             ));
         }
         lines.extend(phase_lines(&object_phases, r.view.threads, r.view.readers));

@@ -168,14 +168,6 @@ impl Sink for DevSink {
         }
         let file = self.file.try_clone().map_err(|e| Error::io(&self.path, e))?;
         let align = if self.direct { self.sector.max(512) } else { 1 };
-        Ok(OpenRegion {
-            file,
-            path: self.shown.clone(),
-            len: self.size,
-            was_len: self.size,
-            identity: None,
-            direct: self.direct,
-            align,
-        })
+        Ok(OpenRegion { file, path: self.shown.clone(), len: self.size, identity: None, direct: self.direct, align })
     }
 }

@@ -191,9 +191,8 @@ pub struct OpenRegion {
     pub file: std::fs::File,
     /// For messages.
     pub path: String,
-    /// Its size now (after any extension), and before this call (0 when it was made now).
+    /// Its size now (after any extension).
     pub len: u64,
-    pub was_len: u64,
     /// The identity it carried when opened.
     pub identity: Option<Identity>,
     pub direct: bool,

@@ -28,15 +28,7 @@ impl Sink for NullSink {
             .write(true)
             .open("/dev/zero")
             .map_err(|e| Error::io("/dev/zero", e))?;
-        Ok(super::OpenRegion {
-            file,
-            path: "null".into(),
-            len: req.end,
-            was_len: req.end,
-            identity: None,
-            direct: false,
-            align: 1,
-        })
+        Ok(super::OpenRegion { file, path: "null".into(), len: req.end, identity: None, direct: false, align: 1 })
     }
 
     fn describe(&self) -> String {

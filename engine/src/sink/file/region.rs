@@ -37,34 +37,25 @@ pub(super) fn open(sink: &FileSink, name: &str, req: &RegionRequest) -> Result<O
             source: None,
         });
     }
-    let was_len = if made { 0 } else { file.metadata().map_err(|e| Error::io(&path, e))?.len() };
-    let mut len = was_len;
+    let mut len = if made { 0 } else { file.metadata().map_err(|e| Error::io(&path, e))?.len() };
     if req.end > len && req.create {
         file.set_len(req.end).map_err(|e| Error::io(&path, e))?;
         len = req.end;
     }
     if made {
         // Until its first whole write it is the engine's, but holds nothing known.
-        stamp(
-            sink,
-            &OpenRegion {
-                file: file.try_clone().map_err(|e| Error::io(&path, e))?,
-                path: shown.clone(),
-                len,
-                was_len,
-                identity: None,
-                direct,
-                align,
-            },
-            &Identity::incomplete(),
-        )?;
+        stamp_file(sink, &file, &shown, &Identity::incomplete())?;
     }
-    Ok(OpenRegion { file, path: shown, len, was_len, identity, direct, align })
+    Ok(OpenRegion { file, path: shown, len, identity, direct, align })
 }
 
 pub(super) fn stamp(sink: &FileSink, region: &OpenRegion, identity: &Identity) -> Result<()> {
+    stamp_file(sink, &region.file, &region.path, identity)
+}
+
+fn stamp_file(sink: &FileSink, file: &std::fs::File, path: &str, identity: &Identity) -> Result<()> {
     if !sink.identity {
         return Ok(());
     }
-    beneath::set_identity(&region.file, identity).map(drop).map_err(|e| Error::io(&region.path, e))
+    beneath::set_identity(file, identity).map(drop).map_err(|e| Error::io(path, e))
 }
